@@ -1,0 +1,163 @@
+"""The estimator allow-list.
+
+A pipeline YAML names an estimator *family*; it can never name a class, a module or a callable.
+Each family maps to one scikit-learn-compatible class per problem kind and the constructor
+parameters a YAML may set. To add a family, add an :class:`EstimatorFamily` to ``_BUILTIN`` (or call
+:func:`register_estimator` from code that runs before the DAGs are built) and a row to the README.
+Classes are imported only when a model is built, never when a spec is validated.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EstimatorFamily:
+    """One allow-listed family.
+
+    :param name: the value of ``model.family`` in YAML.
+    :param classifier: ``"module:Class"`` used for binary and multiclass problems.
+    :param regressor: ``"module:Class"`` used for regression.
+    :param params: constructor parameters a YAML may set.
+    :param seed_param: the constructor parameter that receives ``model.seed`` (None if deterministic).
+    :param scale_numeric: standardise numeric columns first (linear models need it, trees do not).
+    :param defaults: parameters applied unless the YAML sets them.
+    """
+
+    name: str
+    classifier: str
+    regressor: str
+    params: frozenset[str]
+    seed_param: str | None = "random_state"
+    scale_numeric: bool = False
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+_TREE_PARAMS = frozenset(
+    {
+        "n_estimators",
+        "max_depth",
+        "min_samples_split",
+        "min_samples_leaf",
+        "max_features",
+        "class_weight",
+        "n_jobs",
+    }
+)
+
+_BUILTIN: tuple[EstimatorFamily, ...] = (
+    EstimatorFamily(
+        "linear",
+        classifier="sklearn.linear_model:LogisticRegression",
+        regressor="sklearn.linear_model:Ridge",
+        params=frozenset({"C", "alpha", "max_iter", "class_weight", "tol", "fit_intercept"}),
+        scale_numeric=True,
+        defaults={"max_iter": 1000},
+    ),
+    EstimatorFamily(
+        "random_forest",
+        classifier="sklearn.ensemble:RandomForestClassifier",
+        regressor="sklearn.ensemble:RandomForestRegressor",
+        params=_TREE_PARAMS,
+    ),
+    EstimatorFamily(
+        "gradient_boosting",
+        classifier="sklearn.ensemble:GradientBoostingClassifier",
+        regressor="sklearn.ensemble:GradientBoostingRegressor",
+        params=frozenset(
+            {"n_estimators", "learning_rate", "max_depth", "subsample", "min_samples_leaf", "max_features"}
+        ),
+    ),
+    EstimatorFamily(
+        "hist_gradient_boosting",
+        classifier="sklearn.ensemble:HistGradientBoostingClassifier",
+        regressor="sklearn.ensemble:HistGradientBoostingRegressor",
+        params=frozenset(
+            {
+                "max_iter",
+                "learning_rate",
+                "max_depth",
+                "max_leaf_nodes",
+                "min_samples_leaf",
+                "l2_regularization",
+                "class_weight",
+            }
+        ),
+    ),
+    EstimatorFamily(
+        "lightgbm",
+        classifier="lightgbm:LGBMClassifier",
+        regressor="lightgbm:LGBMRegressor",
+        params=frozenset(
+            {
+                "n_estimators",
+                "learning_rate",
+                "num_leaves",
+                "max_depth",
+                "min_child_samples",
+                "subsample",
+                "colsample_bytree",
+                "reg_alpha",
+                "reg_lambda",
+                "class_weight",
+            }
+        ),
+        defaults={"verbose": -1, "n_jobs": 1},
+    ),
+)
+
+_REGISTRY: dict[str, EstimatorFamily] = {f.name: f for f in _BUILTIN}
+
+# Parameters that exist on only one of a family's two classes (LogisticRegression has C, Ridge alpha).
+_PER_KIND_ONLY = {"C": "classifier", "class_weight": "classifier", "alpha": "regressor"}
+
+
+def register_estimator(family: EstimatorFamily) -> None:
+    """Add a family to the allow-list (call it before the DAGs are built, e.g. from a plugin)."""
+    if family.name in _REGISTRY:
+        raise ValueError(f"estimator family {family.name!r} is already registered")
+    _REGISTRY[family.name] = family
+
+
+def families() -> list[str]:
+    """Allowed ``model.family`` values, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_family(name: str) -> EstimatorFamily:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"model.family {name!r} is not in the allow-list; choose one of: {', '.join(families())}"
+        ) from None
+
+
+def check_params(name: str, params: dict[str, Any], problem: str) -> None:
+    """Raise ValueError naming each parameter the family does not allow for this problem."""
+    fam = get_family(name)
+    kind = "regressor" if problem == "regression" else "classifier"
+    bad = sorted(k for k in params if k not in fam.params or _PER_KIND_ONLY.get(k, kind) != kind)
+    if bad:
+        allowed = sorted(k for k in fam.params if _PER_KIND_ONLY.get(k, kind) == kind)
+        raise ValueError(
+            f"model.params {bad} not allowed for family {name!r} ({kind}); allowed: {', '.join(allowed)}"
+        )
+    if fam.seed_param and fam.seed_param in params:
+        raise ValueError(f"set the seed with model.seed, not model.params.{fam.seed_param}")
+
+
+def build_estimator(name: str, problem: str, params: dict[str, Any], seed: int) -> Any:
+    """Instantiate the allow-listed class for ``problem`` with ``params`` and ``seed``."""
+    check_params(name, params, problem)
+    fam = get_family(name)
+    target = fam.regressor if problem == "regression" else fam.classifier
+    module_name, class_name = target.split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    kwargs = {**fam.defaults, **params}
+    if fam.seed_param:
+        kwargs[fam.seed_param] = seed
+    return cls(**kwargs)

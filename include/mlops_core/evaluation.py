@@ -1,0 +1,262 @@
+"""Evaluation and the promotion gate.
+
+Challenger and champion are scored on the same holdout rows. The margin over the champion is
+judged by a *paired* bootstrap: the same resampled rows score both models, and the interval of
+the improvement (in the metric's better direction) must lie above ``min_improvement``. An equal
+model therefore never replaces the champion, and a noisy small win does not either.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mlops_core.catalog import METRICS
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from mlops_core.spec import PipelineSpec
+
+
+@dataclass
+class Scored:
+    """Predictions of one model on the holdout: labels/values, and probabilities for classifiers."""
+
+    pred: np.ndarray
+    proba: np.ndarray | None = None  # binary: P(positive); multiclass: (n, k)
+    classes: list[Any] | None = None
+
+
+def score(model: Any, X: pd.DataFrame, problem: str, positive: Any = None) -> Scored:
+    """Score an sklearn-compatible model (a fitted Pipeline)."""
+    import numpy as np
+
+    pred = np.asarray(model.predict(X))
+    if problem == "regression" or not hasattr(model, "predict_proba"):
+        return Scored(pred=pred)
+    proba = np.asarray(model.predict_proba(X))
+    classes = list(model.classes_)
+    if problem == "binary":
+        idx = [str(c) for c in classes].index(str(positive))
+        return Scored(pred=pred, proba=proba[:, idx], classes=classes)
+    return Scored(pred=pred, proba=proba, classes=classes)
+
+
+def metric(name: str, problem: str, y: np.ndarray, s: Scored, positive: Any = None) -> float:
+    """One metric; ``nan`` when it is undefined on these rows (e.g. AUC with a single class)."""
+    import numpy as np
+    from sklearn import metrics as skm
+
+    try:
+        if name == "rmse":
+            return float(np.sqrt(np.mean((np.asarray(y, float) - np.asarray(s.pred, float)) ** 2)))
+        if name == "mae":
+            return float(skm.mean_absolute_error(y, s.pred))
+        if name == "r2":
+            return float(skm.r2_score(y, s.pred)) if len(y) > 1 else math.nan
+        if name == "accuracy":
+            return float(np.mean(np.asarray(y) == np.asarray(s.pred)))
+        if name == "balanced_accuracy":
+            return float(skm.balanced_accuracy_score(y, s.pred))
+        if name in ("f1", "precision", "recall"):
+            fn = {"f1": skm.f1_score, "precision": skm.precision_score, "recall": skm.recall_score}[name]
+            return float(fn(y, s.pred, pos_label=positive, zero_division=0))
+        if name in ("f1_macro", "f1_weighted"):
+            return float(skm.f1_score(y, s.pred, average=name.split("_")[1], zero_division=0))
+        return _proba_metric(name, problem, y, s, positive)
+    except ValueError:
+        return math.nan
+
+
+def _proba_metric(name: str, problem: str, y: np.ndarray, s: Scored, positive: Any) -> float:
+    import numpy as np
+    from sklearn import metrics as skm
+
+    if s.proba is None:
+        return math.nan
+    if problem == "multiclass":
+        multi = {
+            "roc_auc": lambda: skm.roc_auc_score(y, s.proba, multi_class="ovr", labels=s.classes),
+            "log_loss": lambda: skm.log_loss(y, s.proba, labels=s.classes),
+        }
+        return float(multi[name]()) if name in multi else math.nan
+    y_bin = (np.asarray(y).astype(str) == str(positive)).astype(int)
+    if y_bin.min() == y_bin.max() and name in ("roc_auc", "average_precision"):
+        return math.nan  # undefined with one class in the rows
+    binary = {
+        "roc_auc": lambda: skm.roc_auc_score(y_bin, s.proba),
+        "average_precision": lambda: skm.average_precision_score(y_bin, s.proba),
+        "log_loss": lambda: skm.log_loss(y_bin, s.proba, labels=[0, 1]),
+        "brier": lambda: skm.brier_score_loss(y_bin, s.proba),
+    }
+    return float(binary[name]()) if name in binary else math.nan
+
+
+def all_metrics(spec: PipelineSpec, y: np.ndarray, s: Scored, positive: Any) -> dict[str, float]:
+    from mlops_core.catalog import metrics_for
+
+    return {m: metric(m, spec.problem_type, y, s, positive) for m in metrics_for(spec.problem_type)}
+
+
+def _subset(s: Scored, idx: np.ndarray) -> Scored:
+    return Scored(pred=s.pred[idx], proba=None if s.proba is None else s.proba[idx], classes=s.classes)
+
+
+@dataclass
+class Bootstrap:
+    """Interval of the improvement (challenger better > 0) on the primary metric."""
+
+    delta: float
+    low: float
+    high: float
+    confidence: float
+    n_resamples: int
+    n_valid: int
+
+
+def paired_bootstrap(
+    name: str,
+    problem: str,
+    y: np.ndarray,
+    challenger: Scored,
+    champion: Scored,
+    *,
+    positive: Any = None,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Bootstrap:
+    """Percentile interval of improvement = sign * (metric(challenger) - metric(champion)).
+
+    Both models are scored on the *same* resampled rows each time (paired), which removes the
+    holdout's own sampling noise from the comparison. Resamples where the metric is undefined are
+    dropped and counted; a constant difference gives a zero-width interval.
+    """
+    import numpy as np
+
+    sign = 1.0 if METRICS[name].higher_is_better else -1.0
+    y = np.asarray(y)
+    delta = sign * (
+        metric(name, problem, y, challenger, positive) - metric(name, problem, y, champion, positive)
+    )
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_resamples):
+        idx = rng.integers(0, len(y), size=len(y))
+        a = metric(name, problem, y[idx], _subset(challenger, idx), positive)
+        b = metric(name, problem, y[idx], _subset(champion, idx), positive)
+        if not (math.isnan(a) or math.isnan(b)):
+            diffs.append(sign * (a - b))
+    if not diffs:
+        return Bootstrap(delta, math.nan, math.nan, confidence, n_resamples, 0)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(np.asarray(diffs), [alpha, 1.0 - alpha])
+    return Bootstrap(float(delta), float(low), float(high), confidence, n_resamples, len(diffs))
+
+
+@dataclass
+class GateDecision:
+    """Whether the challenger becomes champion, and every reason why (or why not)."""
+
+    promote: bool
+    reasons: list[str]
+    primary_metric: str
+    challenger: dict[str, float]
+    champion: dict[str, float] | None = None
+    champion_version: str | None = None
+    bootstrap: dict[str, Any] | None = None
+    floors: dict[str, float] = field(default_factory=dict)
+    forced: bool = False
+    forced_by: str | None = None
+    force_reason: str | None = None
+
+    @property
+    def outcome(self) -> str:
+        return ("forced" if self.forced else "promote") if self.promote else "reject"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "outcome": self.outcome}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GateDecision:
+        return cls(**{k: v for k, v in data.items() if k != "outcome"})
+
+    def describe(self) -> str:
+        head = f"gate decision: {self.outcome.upper()} on {self.primary_metric}"
+        return "\n".join([head] + [f"  - {r}" for r in self.reasons])
+
+
+def _floor_reasons(spec: PipelineSpec, challenger: dict[str, float]) -> tuple[bool, list[str]]:
+    ok, reasons = True, []
+    for name, floor in spec.evaluation.floors.items():
+        value = challenger.get(name, math.nan)
+        better = METRICS[name].higher_is_better
+        passed = not math.isnan(value) and (value >= floor if better else value <= floor)
+        ok &= passed
+        op = ">=" if better else "<="
+        reasons.append(f"floor {name} {op} {floor:g}: {value:.4f} {'passes' if passed else 'FAILS'}")
+    return ok, reasons
+
+
+def decide(
+    spec: PipelineSpec,
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    boot: Bootstrap | None,
+    *,
+    champion_version: str | None = None,
+    champion_error: str | None = None,
+    force: bool = False,
+    forced_by: str | None = None,
+    force_reason: str | None = None,
+) -> GateDecision:
+    """Apply floors, then the bootstrap margin over the champion (none on the first run), then the override."""
+    name = spec.evaluation.primary_metric
+    margin = spec.evaluation.min_improvement
+    ok, reasons = _floor_reasons(spec, challenger)
+    if champion_error:
+        ok = False
+        reasons.append(
+            f"champion v{champion_version} could not score this holdout ({champion_error}); "
+            "promote with force_promote if the change of data is intended"
+        )
+    elif champion is None or boot is None:
+        reasons.append(f"no champion yet: floors only ({name} = {challenger.get(name, math.nan):.4f})")
+    elif math.isnan(boot.low):
+        ok = False
+        reasons.append(
+            f"bootstrap undefined: {name} could not be computed on any resample (holdout too small or one class)"
+        )
+    else:
+        beats = boot.low > margin
+        ok &= beats
+        reasons.append(
+            f"challenger vs champion v{champion_version} on {name}: improvement {boot.delta:+.4f}, "
+            f"{boot.confidence:.0%} paired-bootstrap interval [{boot.low:+.4f}, {boot.high:+.4f}] "
+            f"({boot.n_valid}/{boot.n_resamples} resamples); required lower bound > {margin:g}: "
+            + ("met" if beats else "NOT met, the champion stays")
+        )
+    decision = GateDecision(
+        promote=ok,
+        reasons=reasons,
+        primary_metric=name,
+        challenger=challenger,
+        champion=champion,
+        champion_version=champion_version,
+        bootstrap=asdict(boot) if boot else None,
+        floors=dict(spec.evaluation.floors),
+    )
+    if force:
+        if not (force_reason and force_reason.strip()):
+            raise ValueError(
+                "force_promote needs a reason: trigger again with params.reason set (it is recorded on the model version)"
+            )
+        decision.reasons.append(
+            f"FORCED by {forced_by or 'unknown'}: {force_reason.strip()} (gate alone would {'promote' if ok else 'reject'})"
+        )
+        decision.promote, decision.forced = True, True
+        decision.forced_by, decision.force_reason = forced_by, force_reason.strip()
+    return decision

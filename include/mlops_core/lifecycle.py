@@ -1,0 +1,298 @@
+"""The lifecycle steps as plain functions: what each Airflow operator calls, and what a notebook can call.
+
+Every step reads its inputs by URI and returns a small JSON-able dict (URIs, ids, metrics), never
+data. Outputs are keyed by (pipeline, logical date) so a re-run overwrites, never duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+from mlops_core import registry, storage
+from mlops_core.evaluation import Bootstrap, GateDecision
+
+if TYPE_CHECKING:
+    from mlops_core.spec import PipelineSpec
+
+log = logging.getLogger(__name__)
+
+
+def ingest(
+    spec: PipelineSpec,
+    ds: str,
+    lake_root: str,
+    *,
+    stage: str = "raw",
+    lookback_days: int | None = None,
+    source_options: dict[str, Any] | None = None,
+    lake_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Source rows for ``ds`` -> ``<lake>/<name>/<stage>/ds=<ds>/data.parquet`` (atomic, with manifest)."""
+    frame = storage.read_source(spec.source, ds, source_options, lookback_days=lookback_days)
+    manifest = storage.write_partition(
+        {"data": frame},
+        lake_root,
+        spec.name,
+        stage,
+        ds,
+        extra={"source_uri": storage.expand(spec.source.uri), "mode": spec.source.partition.mode},
+        storage_options=lake_options,
+    )
+    log.info(
+        "ingested %d rows x %d columns into %s (sha256 %s)",
+        manifest.rows,
+        len(manifest.columns),
+        manifest.uri,
+        manifest.sha256[:12],
+    )
+    return {"uri": manifest.uri, "rows": manifest.rows, "sha256": manifest.sha256}
+
+
+def _clean(values: dict[str, float]) -> dict[str, float]:
+    return {k: (None if math.isnan(v) else round(float(v), 6)) for k, v in values.items()}  # type: ignore[misc]
+
+
+def _load_champion(spec: PipelineSpec) -> tuple[Any, str | None]:
+    import mlflow
+
+    version = registry.alias_version(spec.registered_model_name, registry.CHAMPION)
+    if version is None:
+        return None, None
+    return mlflow.sklearn.load_model(f"models:/{spec.registered_model_name}/{version}"), version
+
+
+def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: str) -> dict[str, Any]:
+    """Score challenger and champion on the same holdout; metrics + paired bootstrap, logged to MLflow."""
+    import mlflow
+    import pandas as pd
+
+    from mlops_core import evaluation, tracking
+
+    tracking.configure()
+    hold = storage.read_frame(trained["holdout_uri"])
+    X, y = hold.drop(columns=[spec.target]), hold[spec.target].to_numpy()
+    pos = trained.get("positive_class")
+    challenger = evaluation.score(mlflow.sklearn.load_model(trained["model_uri"]), X, spec.problem_type, pos)
+    chall_metrics = evaluation.all_metrics(spec, y, challenger, pos)
+    champ_model, champ_version = _load_champion(spec)
+    champ_metrics, boot, champ_error = None, None, None
+    frames = {"predictions": pd.DataFrame({"prediction": challenger.pred})}
+    if champ_model is not None:
+        try:
+            champion = evaluation.score(champ_model, X, spec.problem_type, pos)
+        except Exception as err:  # a champion trained on another schema cannot score these rows
+            champ_error = f"{type(err).__name__}: {err}"[:300]
+        else:
+            champ_metrics = evaluation.all_metrics(spec, y, champion, pos)
+            b = spec.evaluation.bootstrap
+            boot = evaluation.paired_bootstrap(
+                spec.evaluation.primary_metric,
+                spec.problem_type,
+                y,
+                challenger,
+                champion,
+                positive=pos,
+                n_resamples=b.n_resamples,
+                confidence=b.confidence,
+                seed=b.seed,
+            )
+            frames["champion_predictions"] = pd.DataFrame({"prediction": champion.pred})
+    manifest = storage.write_partition(
+        frames, lake_root, spec.name, "evaluation", ds, extra={"run_id": trained["run_id"]}
+    )
+    with mlflow.start_run(run_id=trained["run_id"]):
+        mlflow.log_metrics({f"holdout_{k}": v for k, v in chall_metrics.items() if not math.isnan(v)})
+        if champ_metrics:
+            mlflow.log_metrics(
+                {f"champion_holdout_{k}": v for k, v in champ_metrics.items() if not math.isnan(v)}
+            )
+        if boot:
+            mlflow.log_metrics(
+                {"improvement": boot.delta, "improvement_ci_low": boot.low, "improvement_ci_high": boot.high}
+            )
+    return {
+        "challenger": _clean(chall_metrics),
+        "champion": _clean(champ_metrics) if champ_metrics else None,
+        "champion_version": champ_version,
+        "champion_error": champ_error,
+        "bootstrap": boot.__dict__ if boot else None,
+        "predictions_uri": manifest.uri,
+    }
+
+
+def gate(
+    spec: PipelineSpec,
+    evaluated: dict[str, Any],
+    run_id: str,
+    *,
+    force: bool = False,
+    forced_by: str | None = None,
+    force_reason: str | None = None,
+) -> GateDecision:
+    """Decide, then record the decision on the MLflow run (tag, metric, JSON artifact)."""
+    import mlflow
+
+    from mlops_core import evaluation, tracking
+
+    nan = float("nan")
+    decision = evaluation.decide(
+        spec,
+        {k: (nan if v is None else v) for k, v in evaluated["challenger"].items()},
+        evaluated["champion"],
+        Bootstrap(**evaluated["bootstrap"]) if evaluated.get("bootstrap") else None,
+        champion_version=evaluated.get("champion_version"),
+        champion_error=evaluated.get("champion_error"),
+        force=force,
+        forced_by=forced_by,
+        force_reason=force_reason,
+    )
+    tracking.configure()
+    with mlflow.start_run(run_id=run_id):
+        mlflow.set_tags(
+            {"mlops.gate": decision.outcome, "mlops.gate_reasons": " | ".join(decision.reasons)[:5000]}
+        )
+        mlflow.log_metric("gate_promote", 1.0 if decision.promote else 0.0)
+        mlflow.log_dict(decision.to_dict(), "gate_decision.json")
+    log.info("%s", decision.describe())
+    return decision
+
+
+def register(
+    spec: PipelineSpec,
+    trained: dict[str, Any],
+    decision: dict[str, Any],
+    run_key: str,
+    lineage: dict[str, str],
+) -> dict[str, Any]:
+    """Register the challenger (once per Airflow run) with lineage and gate tags; alias ``challenger``."""
+    tags = {
+        **lineage,
+        "mlops.pipeline": spec.name,
+        "mlops.holdout_uri": trained["holdout_uri"],
+        "mlops.gate": decision["outcome"],
+        "mlops.gate_reasons": " | ".join(decision["reasons"])[:5000],
+    }
+    if decision.get("forced"):
+        tags["mlops.forced_by"] = str(decision.get("forced_by") or "unknown")
+        tags["mlops.force_reason"] = str(decision.get("force_reason"))
+    version, created = registry.register(
+        spec.registered_model_name, trained["model_uri"], trained["run_id"], run_key, tags
+    )
+    return {"model_name": spec.registered_model_name, "version": version, "created": created}
+
+
+def deploy(spec: PipelineSpec, version: str) -> dict[str, Any]:
+    from mlops_core.deploy import get_target
+
+    return get_target(spec.deployment.target).deploy(spec, version).to_dict()
+
+
+def smoke_test(
+    spec: PipelineSpec, deployment: dict[str, Any], holdout_uri: str, predictions_uri: str
+) -> dict[str, Any]:
+    """Score held-out rows through the deployment; on any mismatch roll back and raise SmokeTestFailed."""
+    from mlops_core.deploy import Deployment, SmokeTestFailed, get_target
+
+    target = get_target(spec.deployment.target)
+    dep = Deployment(**deployment)
+    try:
+        result = target.smoke_test(spec, dep, holdout_uri, predictions_uri)
+    except Exception as err:
+        target.rollback(spec, dep)
+        raise RuntimeError(
+            f"smoke test of v{dep.version} could not run ({err}); rolled back to {dep.previous_version or 'no champion'}"
+        ) from err
+    if not result.passed:
+        target.rollback(spec, dep)
+        raise SmokeTestFailed(result, dep)
+    registry.set_tags(
+        dep.model_name, dep.version, {"mlops.smoke_test": "passed", "mlops.deployed_to": dep.endpoint}
+    )
+    return result.to_dict()
+
+
+def batch_score(spec: PipelineSpec, data_uri: str, lake_root: str, ds: str) -> dict[str, Any]:
+    """Score a partition with the champion; write ``<lake>/<name>/predictions/ds=<ds>/`` with the model version."""
+    import mlflow
+    import pandas as pd
+
+    from mlops_core import tracking
+
+    tracking.configure()
+    version = registry.alias_version(spec.registered_model_name, registry.CHAMPION)
+    if version is None:
+        raise LookupError(
+            f"model {spec.registered_model_name!r} has no champion yet; run {spec.name}_training first"
+        )
+    frame = storage.read_frame(data_uri)
+    model = mlflow.sklearn.load_model(f"models:/{spec.registered_model_name}/{version}")
+    X = frame.drop(columns=[c for c in [spec.target] if c in frame.columns])
+    keep = [c for c in spec.features.id_columns + spec.features.time_columns if c in frame.columns]
+    out = frame[keep].copy()
+    out["prediction"] = model.predict(X)
+    if spec.problem_type != "regression" and hasattr(model, "predict_proba"):
+        proba = model.predict_proba(X)
+        for i, cls in enumerate(model.classes_):
+            out[f"proba_{cls}"] = proba[:, i]
+    out["model_name"] = spec.registered_model_name
+    out["model_version"] = version
+    out["scored_at"] = pd.Timestamp.now(tz="UTC")
+    manifest = storage.write_partition(
+        {"data": out},
+        lake_root,
+        spec.name,
+        "predictions",
+        ds,
+        extra={"model_version": version, "input": data_uri},
+    )
+    log.info("scored %d rows with %s v%s -> %s", len(out), spec.registered_model_name, version, manifest.uri)
+    return {"uri": manifest.uri, "rows": len(out), "model_version": version}
+
+
+def latest_decision(spec: PipelineSpec) -> dict[str, Any] | None:
+    """The gate decision of the pipeline's most recent training run (from its MLflow run)."""
+    from mlops_core import tracking
+
+    client = tracking.configure()
+    exp = client.get_experiment_by_name(f"mlops/{spec.name}")
+    if exp is None:
+        return None
+    runs = client.search_runs(
+        [exp.experiment_id], "tags.`mlops.gate` != ''", order_by=["attributes.start_time DESC"], max_results=1
+    )
+    if not runs:
+        return None
+    tags = runs[0].data.tags
+    return {
+        "run_id": runs[0].info.run_id,
+        "outcome": tags.get("mlops.gate"),
+        "reasons": tags.get("mlops.gate_reasons", "").split(" | "),
+        "airflow_run_id": tags.get("airflow.run_id"),
+    }
+
+
+def summary(spec: PipelineSpec) -> dict[str, Any]:
+    """Champion, its metrics and last gate decision, for ``make demo`` and people."""
+    from mlops_core import tracking
+
+    client = tracking.configure()
+    version = registry.alias_version(spec.registered_model_name, registry.CHAMPION)
+    if version is None:
+        return {"model": spec.registered_model_name, "champion": None}
+    mv = client.get_model_version(spec.registered_model_name, version)
+    run = client.get_run(mv.run_id)
+    metrics = {k.removeprefix("holdout_"): v for k, v in run.data.metrics.items() if k.startswith("holdout_")}
+    return {
+        "model": spec.registered_model_name,
+        "champion": version,
+        "previous_champion": registry.alias_version(spec.registered_model_name, registry.PREVIOUS),
+        "run_id": mv.run_id,
+        "metrics": metrics,
+        "gate": mv.tags.get("mlops.gate"),
+        "gate_reasons": mv.tags.get("mlops.gate_reasons"),
+        "tags": json.loads(json.dumps(dict(mv.tags))),
+        "latest_decision": latest_decision(spec),
+    }

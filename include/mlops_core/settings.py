@@ -1,0 +1,79 @@
+"""Where things live: project home, lake, landing zone and MLflow store.
+
+Everything is overridable by environment variables so the same code runs in a test's temporary
+directory, on a laptop (``make demo``) and in a container. Nothing here imports a heavy library.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+_VAR = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+def home() -> Path:
+    """Project root: ``$MLOPS_HOME`` or the repository that holds this package."""
+    env = os.environ.get("MLOPS_HOME")
+    return Path(env) if env else Path(__file__).resolve().parents[2]
+
+
+def local_dir() -> Path:
+    """The git-ignored working area of the embedded default (``<home>/.local``)."""
+    return Path(os.environ.get("MLOPS_LOCAL_DIR", str(home() / ".local")))
+
+
+def lake_root() -> str:
+    """Root URI of the lake: ``$MLOPS_LAKE`` or ``file://<home>/.local/lake``."""
+    return os.environ.get("MLOPS_LAKE") or (local_dir() / "lake").as_uri()
+
+
+def landing_root() -> str:
+    """Root URI of the example landing zone: ``$MLOPS_LANDING`` or ``file://<home>/.local/landing``."""
+    return os.environ.get("MLOPS_LANDING") or (local_dir() / "landing").as_uri()
+
+
+def tracking_uri() -> str:
+    """MLflow tracking URI: ``$MLFLOW_TRACKING_URI`` or a SQLite store under ``.local/mlflow``."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    db = local_dir() / "mlflow" / "mlflow.db"
+    return f"sqlite:///{db}"
+
+
+def artifact_root() -> str:
+    """Artifact root for experiments this package creates: ``$MLOPS_ARTIFACTS`` or ``.local/mlflow/artifacts``."""
+    return os.environ.get("MLOPS_ARTIFACTS") or (local_dir() / "mlflow" / "artifacts").as_uri()
+
+
+def _defaults() -> dict[str, str]:
+    return {
+        "MLOPS_HOME": str(home()),
+        "MLOPS_LAKE": lake_root(),
+        "MLOPS_LANDING": landing_root(),
+    }
+
+
+def expand(value: str) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` from the environment.
+
+    ``MLOPS_HOME``, ``MLOPS_LAKE`` and ``MLOPS_LANDING`` always resolve (to their defaults when
+    unset); any other unset variable without a default is an error that names it.
+    """
+    defaults = _defaults()
+
+    def sub(match: re.Match[str]) -> str:
+        name, default = match.group("name"), match.group("default")
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        if name in defaults:
+            return defaults[name]
+        raise KeyError(
+            f"environment variable {name} is not set (used in {value!r}); export it or write ${{{name}:-default}}"
+        )
+
+    return _VAR.sub(sub, value)

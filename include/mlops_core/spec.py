@@ -1,0 +1,315 @@
+"""The pipeline spec: one YAML file per model, validated by pydantic.
+
+Cheap to import (pydantic + PyYAML only): the DAG loader calls :func:`load_spec` at every parse.
+Unknown keys are errors (``extra="forbid"``), numbers have bounds, names come from allow-lists;
+:class:`SpecError` names the file, each bad field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlops_core.catalog import EXPECTATIONS, METRICS, ProblemType, metrics_for
+from mlops_core.estimators import check_params, families
+
+Scalar = str | int | float | bool | None
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_ .\-]*$", max_length=128)]
+
+_CRON_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@continuous"}
+_CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_schedule(value: str | None) -> str | None:
+    if value is None or value in _CRON_PRESETS:
+        return value
+    parts = value.split()
+    if len(parts) != 5 or not all(_CRON_FIELD.match(p) for p in parts):
+        raise ValueError(
+            f"{value!r} is not a cron expression (5 fields) nor one of {sorted(_CRON_PRESETS)}; use null for manual only"
+        )
+    return value
+
+
+class PartitionSpec(_Model):
+    """How the logical date selects source data.
+
+    ``snapshot``: the whole source every run; ``column``: rows whose ``column`` falls in
+    ``(ds - lookback_days, ds]``; ``files``: the source URI holds ``{ds}``, one file per day, and
+    the last ``lookback_days`` files are read.
+    """
+
+    mode: Literal["snapshot", "column", "files"] = "snapshot"
+    column: str | None = None
+    lookback_days: int = Field(1, ge=1, le=3660)
+
+    @model_validator(mode="after")
+    def _column_needed(self) -> PartitionSpec:
+        if self.mode == "column" and not self.column:
+            raise ValueError(
+                "partition.mode 'column' needs partition.column (the date column that selects rows)"
+            )
+        if self.mode != "column" and self.column:
+            raise ValueError(f"partition.column is only used with mode 'column' (mode is {self.mode!r})")
+        return self
+
+
+class SourceSpec(_Model):
+    """Where raw data comes from. ``uri`` may use ``${ENV_VAR}``; ``conn_id`` names an Airflow connection."""
+
+    uri: str = Field(min_length=1)
+    format: Literal["csv", "parquet"] = "csv"
+    conn_id: str | None = None
+    partition: PartitionSpec = PartitionSpec()
+
+    @model_validator(mode="after")
+    def _files_template(self) -> SourceSpec:
+        if self.partition.mode == "files" and "{ds}" not in self.uri:
+            raise ValueError("partition.mode 'files' needs '{ds}' in source.uri (e.g. .../events_{ds}.csv)")
+        return self
+
+
+class FeaturesSpec(_Model):
+    """Which columns feed the model. ``include: null`` infers every column except target, ids and times."""
+
+    include: list[str] | None = None
+    exclude: list[str] = []
+    id_columns: list[str] = []
+    time_columns: list[str] = []
+    categorical: list[str] = []
+
+
+class ExpectationSpec(_Model):
+    """One Great Expectations 1.x expectation: its snake_case type and its arguments."""
+
+    type: str
+    kwargs: dict[str, Scalar | list[Scalar]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data: Any) -> Any:
+        # YAML short form: ``- expect_column_values_to_not_be_null: {column: x}``
+        if isinstance(data, dict) and len(data) == 1 and "type" not in data:
+            ((name, kwargs),) = data.items()
+            return {"type": name, "kwargs": kwargs or {}}
+        return data
+
+    @field_validator("type")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in EXPECTATIONS:
+            close = sorted(e for e in EXPECTATIONS if value.split("_to_")[0] in e)[:5]
+            hint = f" (close: {', '.join(close)})" if close else ""
+            raise ValueError(f"unknown expectation {value!r}{hint}; see mlops_core.catalog.EXPECTATIONS")
+        return value
+
+
+class ModelSpec(_Model):
+    """An allow-listed estimator family, its constructor params and the seed."""
+
+    family: str
+    params: dict[str, Scalar] = {}
+    seed: int = Field(42, ge=0, le=2**31 - 1)
+
+    @field_validator("family")
+    @classmethod
+    def _allowed(cls, value: str) -> str:
+        if value not in families():
+            raise ValueError(
+                f"{value!r} is not in the estimator allow-list; choose one of: {', '.join(families())}"
+            )
+        return value
+
+
+class HoldoutSpec(_Model):
+    """How the held-out rows are chosen: ``random`` (stratified for classification) or ``time`` (latest rows)."""
+
+    strategy: Literal["random", "time"] = "random"
+    fraction: float = Field(0.2, ge=0.05, le=0.5)
+    column: str | None = None
+    seed: int = Field(7, ge=0, le=2**31 - 1)
+
+    @model_validator(mode="after")
+    def _time_column(self) -> HoldoutSpec:
+        if self.strategy == "time" and not self.column:
+            raise ValueError("holdout.strategy 'time' needs holdout.column (rows are ordered by it)")
+        return self
+
+
+class BootstrapSpec(_Model):
+    """Paired bootstrap of (challenger - champion) on the primary metric."""
+
+    n_resamples: int = Field(1000, ge=100, le=20000)
+    confidence: float = Field(0.95, ge=0.5, le=0.999)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class EvaluationSpec(_Model):
+    """The gate: floors on any metric, and a margin over the champion on the primary metric.
+
+    ``min_improvement`` is in the metric's own units and its better direction: the lower end of
+    the bootstrap interval of the improvement must be *above* it, so an equal model never replaces
+    the champion.
+    """
+
+    primary_metric: str
+    floors: dict[str, float] = {}
+    min_improvement: float = Field(0.0, ge=0.0, le=1e6)
+    bootstrap: BootstrapSpec = BootstrapSpec()
+    holdout: HoldoutSpec = HoldoutSpec()
+
+
+class DeploymentSpec(_Model):
+    """Where the champion goes. ``local``: the MLflow alias ``champion`` is the deployment."""
+
+    target: Literal["local"] = "local"
+    strategy: Literal["all_at_once", "blue_green", "canary"] = "all_at_once"
+    smoke_rows: int = Field(50, ge=1, le=100_000)
+    tolerance: float = Field(1e-6, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _strategy(self) -> DeploymentSpec:
+        if self.target == "local" and self.strategy != "all_at_once":
+            raise ValueError(
+                f"deployment.strategy {self.strategy!r} needs an endpoint target (sagemaker, vertex, azureml); "
+                "the local target moves the champion alias all at once"
+            )
+        return self
+
+
+class ScoringSpec(_Model):
+    """The ``<name>_batch_scoring`` DAG: its schedule and how many days of source rows a run scores."""
+
+    schedule: str | None = "@daily"
+    lookback_days: int = Field(1, ge=1, le=366)
+
+    _schedule = field_validator("schedule")(classmethod(lambda cls, v: _check_schedule(v)))
+
+
+class PipelineSpec(_Model):
+    """One model's whole lifecycle. See README "The pipeline YAML" for every field."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{1,62}$")
+    owner: str = Field("mlops", min_length=1, max_length=64)
+    description: str = ""
+    schedule: str | None = None
+    start_date: date = date(2026, 1, 1)
+    tags: list[Identifier] = []
+    retries: int = Field(2, ge=0, le=10)
+    retry_delay_minutes: float = Field(2.0, ge=0.0, le=1440.0)
+
+    source: SourceSpec
+    target: str
+    problem_type: ProblemType
+    positive_class: str | int | None = None
+    features: FeaturesSpec = FeaturesSpec()
+    expectations: list[ExpectationSpec] = []
+    model: ModelSpec
+    evaluation: EvaluationSpec
+    deployment: DeploymentSpec = DeploymentSpec()
+    scoring: ScoringSpec = ScoringSpec()
+
+    _schedule = field_validator("schedule")(classmethod(lambda cls, v: _check_schedule(v)))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineSpec:
+        allowed = metrics_for(self.problem_type)
+        for where, name in [("evaluation.primary_metric", self.evaluation.primary_metric)] + [
+            (f"evaluation.floors.{m}", m) for m in self.evaluation.floors
+        ]:
+            if name not in allowed:
+                raise ValueError(
+                    f"{where}: {name!r} is not a {self.problem_type} metric; choose one of: {', '.join(allowed)}"
+                )
+        check_params(self.model.family, dict(self.model.params), self.problem_type)
+        if self.problem_type == "regression" and self.positive_class is not None:
+            raise ValueError("positive_class applies to binary problems only")
+        if self.target in self.features.exclude + self.features.id_columns + self.features.time_columns:
+            raise ValueError(f"target {self.target!r} is also listed under features")
+        if self.features.include and self.target in self.features.include:
+            raise ValueError(f"target {self.target!r} cannot be a feature (remove it from features.include)")
+        return self
+
+    @property
+    def primary(self) -> Any:
+        return METRICS[self.evaluation.primary_metric]
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.name
+
+    def tag_list(self) -> list[str]:
+        return ["mlops", f"pipeline:{self.name}", self.problem_type, *self.tags]
+
+
+class SpecError(ValueError):
+    """A pipeline YAML that cannot be used; the message names the file, each field and the fix."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(
+            f"{source} is not a valid pipeline spec:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+def _allowed_fields(loc: tuple[Any, ...]) -> list[str] | None:
+    model: Any = PipelineSpec
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if model is None:
+            return None
+    return list(model.model_fields) if model is not None else None
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "lambda"))))
+    where = ".".join(str(p) for p in loc) or "pipeline"
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_fields(loc)
+        hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
+        return f"{where}: unknown field{hint}"
+    if err["type"] == "missing":
+        return f"{where}: required field is missing"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    value = err.get("input")
+    shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {value!r})"
+    return f"{where}: {msg}{shown}"
+
+
+def parse_spec(data: Any, source: str = "<spec>") -> PipelineSpec:
+    """Validate a mapping (the parsed YAML) into a :class:`PipelineSpec` or raise :class:`SpecError`."""
+    if not isinstance(data, dict):
+        raise SpecError(source, [f"the file must hold a mapping of fields, got {type(data).__name__}"])
+    try:
+        return PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(source, [_describe(dict(e)) for e in exc.errors()]) from None
+
+
+def load_spec(path: str | Path) -> PipelineSpec:
+    """Read and validate one pipeline YAML."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(str(path), [f"not valid YAML: {exc}"]) from None
+    spec = parse_spec(data, str(path))
+    if spec.name != path.stem:
+        raise SpecError(
+            str(path), [f"name: {spec.name!r} must equal the file name {path.stem!r} (one pipeline per file)"]
+        )
+    return spec

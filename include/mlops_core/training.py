@@ -1,0 +1,273 @@
+"""Training: features, holdout split, a scikit-learn Pipeline, and a fully tracked MLflow run."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from mlops_core.estimators import build_estimator, get_family
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlops_core.spec import PipelineSpec
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDataError(ValueError):
+    """The data cannot train this spec (missing columns, a single class, too few rows...)."""
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    model_uri: str
+    holdout_uri: str
+    experiment_id: str
+    n_train: int
+    n_holdout: int
+    numeric: list[str]
+    categorical: list[str]
+    positive_class: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def feature_columns(spec: PipelineSpec, df: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) feature columns: explicit ``include`` or every non-target, non-id, non-time column."""
+    from pandas.api import types
+
+    f = spec.features
+    dropped = {spec.target, *f.exclude, *f.id_columns, *f.time_columns}
+    if spec.source.partition.column:
+        dropped.add(spec.source.partition.column)
+    if spec.evaluation.holdout.column:
+        dropped.add(spec.evaluation.holdout.column)
+    cols = list(f.include) if f.include else [c for c in df.columns if c not in dropped]
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise TrainingDataError(
+            f"feature columns {missing} are not in the data (columns: {list(df.columns)})"
+        )
+    if not cols:
+        raise TrainingDataError("no feature columns left after removing target, ids, times and exclusions")
+    categorical = [
+        c
+        for c in cols
+        if c in f.categorical or not types.is_numeric_dtype(df[c]) or types.is_bool_dtype(df[c])
+    ]
+    numeric = [c for c in cols if c not in categorical]
+    return numeric, categorical
+
+
+def positive_label(spec: PipelineSpec, y: pd.Series) -> Any:
+    """The positive class of a binary target (``positive_class`` or the obvious 1/True)."""
+    labels = sorted(y.dropna().unique().tolist(), key=str)
+    if spec.problem_type != "binary":
+        return None
+    if len(labels) != 2:
+        raise TrainingDataError(
+            f"binary target {spec.target!r} has {len(labels)} label(s) {labels[:10]}; it needs exactly 2"
+        )
+    if spec.positive_class is not None:
+        match = [v for v in labels if str(v) == str(spec.positive_class)]
+        if not match:
+            raise TrainingDataError(
+                f"positive_class {spec.positive_class!r} is not a label of {spec.target!r} {labels}"
+            )
+        return match[0]
+    for pos in (1, True):
+        if pos in labels:
+            return pos
+    raise TrainingDataError(f"binary target labels {labels} are not 0/1: set positive_class to one of them")
+
+
+def split_holdout(spec: PipelineSpec, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Deterministic train/holdout split (stratified for classification, latest rows for ``time``)."""
+    from sklearn.model_selection import train_test_split
+
+    h = spec.evaluation.holdout
+    if h.strategy == "time":
+        import pandas as pd
+
+        order = pd.to_datetime(df[h.column], errors="coerce").sort_values(kind="stable").index
+        cut = int(round(len(df) * (1 - h.fraction)))
+        return df.loc[order[:cut]].reset_index(drop=True), df.loc[order[cut:]].reset_index(drop=True)
+    stratify = df[spec.target] if spec.problem_type != "regression" else None
+    if stratify is not None and stratify.value_counts().min() < 2:
+        stratify = None
+    train, hold = train_test_split(df, test_size=h.fraction, random_state=h.seed, stratify=stratify)
+    return train.reset_index(drop=True), hold.reset_index(drop=True)
+
+
+def build_pipeline(spec: PipelineSpec, numeric: list[str], categorical: list[str]) -> Any:
+    """Imputation (+ scaling for linear models) for numbers, imputation + one-hot for categories, then the estimator."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    num_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
+    if get_family(spec.model.family).scale_numeric:
+        num_steps.append(("scale", StandardScaler()))
+    cat_steps = [
+        ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+    ]
+    pre = ColumnTransformer(
+        [("num", Pipeline(num_steps), numeric), ("cat", Pipeline(cat_steps), categorical)],
+        remainder="drop",
+        verbose_feature_names_out=False,
+    )
+    model = build_estimator(spec.model.family, spec.problem_type, dict(spec.model.params), spec.model.seed)
+    return Pipeline([("preprocess", pre), ("model", model)])
+
+
+def _prepare(
+    spec: PipelineSpec, df: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str], list[str], Any]:
+    if spec.target not in df.columns:
+        raise TrainingDataError(
+            f"target {spec.target!r} is not in the data (columns: {list(df.columns)[:20]})"
+        )
+    df = df.loc[df[spec.target].notna()].reset_index(drop=True)
+    if len(df) < 20:
+        raise TrainingDataError(f"only {len(df)} labelled rows; at least 20 are needed to train and hold out")
+    if spec.problem_type != "regression" and df[spec.target].nunique() < 2:
+        raise TrainingDataError(f"target {spec.target!r} has a single class; a classifier needs at least two")
+    numeric, categorical = feature_columns(spec, df)
+    pos = positive_label(spec, df[spec.target])
+    train_df, hold_df = split_holdout(spec, df)
+    return train_df, hold_df, numeric, categorical, pos
+
+
+def _serialization(pipe: Any) -> dict[str, Any]:
+    """skops (no pickle on load), trusting exactly the types of the model we just fitted ourselves.
+
+    Estimators skops cannot write (some third-party boosters) fall back to cloudpickle.
+    """
+    try:
+        import skops.io as sio
+
+        return {
+            "serialization_format": "skops",
+            "skops_trusted_types": sio.get_untrusted_types(data=sio.dumps(pipe)),
+        }
+    except Exception as err:  # noqa: BLE001 - any skops failure means: use cloudpickle
+        log.warning("skops cannot serialise this model (%s); using cloudpickle", err)
+        return {"serialization_format": "cloudpickle"}
+
+
+def train(
+    spec: PipelineSpec,
+    raw_uri: str,
+    lake_root: str,
+    ds: str,
+    tags: dict[str, str],
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Fit the spec's model on the partition at ``raw_uri`` and log everything to one MLflow run.
+
+    The holdout rows are written to ``<lake>/<name>/holdout/ds=<ds>/`` so evaluation scores the
+    challenger and the champion on exactly the same rows.
+    """
+    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
+    from mlflow.models import infer_signature
+
+    from mlops_core import storage, tracking
+
+    raw = storage.read_frame(raw_uri, storage_options=storage_options)
+    raw_manifest = storage.read_manifest(raw_uri, storage_options)
+    train_df, hold_df, numeric, categorical, pos = _prepare(spec, raw)
+    features = numeric + categorical
+    hold_manifest = storage.write_partition(
+        {"data": hold_df},
+        lake_root,
+        spec.name,
+        "holdout",
+        ds,
+        extra={"source": raw_uri, "source_sha256": raw_manifest.sha256},
+        storage_options=storage_options,
+    )
+    pipe = build_pipeline(spec, numeric, categorical)
+    X, y = train_df[features], train_df[spec.target]
+    pipe.fit(X, y)
+
+    exp_id = tracking.experiment_id(spec.name)
+    run_tags = {
+        **tags,
+        "mlops.pipeline": spec.name,
+        "mlops.raw_uri": raw_uri,
+        "mlops.raw_sha256": raw_manifest.sha256,
+        "mlops.holdout_uri": hold_manifest.uri,
+        "mlops.holdout_sha256": hold_manifest.sha256,
+        "mlops.code_version": tracking.code_version(),
+    }
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"{spec.name}-{ds}", tags=run_tags) as run:
+        mlflow.log_params(
+            {
+                "family": spec.model.family,
+                "seed": spec.model.seed,
+                **{f"param.{k}": v for k, v in spec.model.params.items()},
+                "n_train": len(train_df),
+                "n_holdout": len(hold_df),
+                "n_numeric": len(numeric),
+                "n_categorical": len(categorical),
+                "holdout_strategy": spec.evaluation.holdout.strategy,
+                "positive_class": pos,
+            }
+        )
+        mlflow.log_dict({"numeric": numeric, "categorical": categorical}, "features.json")
+        mlflow.log_input(
+            from_pandas(
+                raw,
+                source=raw_uri,
+                targets=spec.target,
+                name=f"{spec.name}-raw-{ds}",
+                digest=raw_manifest.sha256[:16],
+            ),
+            context="training",
+            tags={"sha256": raw_manifest.sha256},
+        )
+        mlflow.log_input(
+            from_pandas(
+                hold_df,
+                source=hold_manifest.uri,
+                targets=spec.target,
+                name=f"{spec.name}-holdout-{ds}",
+                digest=hold_manifest.sha256[:16],
+            ),
+            context="holdout",
+            tags={"sha256": hold_manifest.sha256},
+        )
+        example = X.head(5)
+        info = mlflow.sklearn.log_model(
+            sk_model=pipe,
+            name="model",
+            signature=infer_signature(example, pipe.predict(example)),
+            input_example=example,
+            **_serialization(pipe),
+        )
+    log.info(
+        "trained %s on %d rows (%d held out); run %s",
+        spec.model.family,
+        len(train_df),
+        len(hold_df),
+        run.info.run_id,
+    )
+    return TrainResult(
+        run_id=run.info.run_id,
+        model_uri=info.model_uri,
+        holdout_uri=hold_manifest.uri,
+        experiment_id=exp_id,
+        n_train=len(train_df),
+        n_holdout=len(hold_df),
+        numeric=numeric,
+        categorical=categorical,
+        positive_class=pos.item() if hasattr(pos, "item") else pos,
+    )

@@ -1,0 +1,204 @@
+"""Data validation with Great Expectations 1.x, built from the spec.
+
+The suite is the spec's ``expectations`` plus the ones any trainable table needs (the target and
+every named feature column exist; the target has no nulls). The full result is saved as GX's JSON
+and as GX's own rendered HTML page next to the data; a failure raises :class:`DataValidationFailed`
+whose message lists each failed expectation with what was observed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlops_core.spec import ExpectationSpec, PipelineSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FailedExpectation:
+    type: str
+    kwargs: dict[str, Any]
+    observed: Any
+    details: str
+
+    def describe(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"{self.type}({args}): observed {self.observed}{'; ' + self.details if self.details else ''}"
+
+
+@dataclass
+class ValidationReport:
+    """Summary of one validation: what a task log and XCom need; the full result is in ``json_uri``."""
+
+    success: bool
+    suite: str
+    evaluated: int
+    failed: list[FailedExpectation] = field(default_factory=list)
+    json_uri: str | None = None
+    html_uri: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        head = f"suite {self.suite}: {self.evaluated - len(self.failed)}/{self.evaluated} expectations passed"
+        lines = [head] + [f"  FAILED {f.describe()}" for f in self.failed]
+        if self.html_uri:
+            lines.append(f"  full report: {self.html_uri}")
+        return "\n".join(lines)
+
+
+class DataValidationFailed(Exception):
+    """The data broke the suite. Carries the :class:`ValidationReport`; nothing downstream may run."""
+
+    def __init__(self, report: ValidationReport):
+        self.report = report
+        super().__init__("data validation failed, nothing downstream will run:\n" + report.describe())
+
+
+def suite_for(spec: PipelineSpec, *, with_target: bool = True) -> list[ExpectationSpec]:
+    """The spec's expectations plus the structural ones a trainable table needs."""
+    from mlops_core.spec import ExpectationSpec
+
+    implicit: list[ExpectationSpec] = []
+    if with_target:
+        implicit.append(ExpectationSpec(type="expect_column_to_exist", kwargs={"column": spec.target}))
+        implicit.append(
+            ExpectationSpec(type="expect_column_values_to_not_be_null", kwargs={"column": spec.target})
+        )
+    for col in spec.features.include or []:
+        implicit.append(ExpectationSpec(type="expect_column_to_exist", kwargs={"column": col}))
+    wanted = [e for e in spec.expectations if with_target or e.kwargs.get("column") != spec.target]
+    seen = {(e.type, json.dumps(e.kwargs, sort_keys=True)) for e in wanted}
+    return [e for e in implicit if (e.type, json.dumps(e.kwargs, sort_keys=True)) not in seen] + wanted
+
+
+def _class_name(snake: str) -> str:
+    special = {"kl": "KL"}
+    return "".join(special.get(p, p.capitalize()) for p in snake.split("_"))
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python, so JSON and GX's renderer accept them."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        try:
+            return value.item()
+        except (ValueError, AttributeError):
+            return value
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _failure(res: Any) -> FailedExpectation:
+    cfg = res.expectation_config
+    result = res.result or {}
+    kwargs = {k: v for k, v in cfg.kwargs.items() if k != "batch_id"}
+    if res.exception_info and res.exception_info.get("raised_exception"):
+        return FailedExpectation(
+            cfg.type, kwargs, "error", str(res.exception_info.get("exception_message", ""))[:300]
+        )
+    if "observed_value" in result:
+        observed = _plain(result["observed_value"])
+    elif "unexpected_count" in result:
+        pct = result.get("unexpected_percent")
+        observed = f"{result['unexpected_count']} unexpected value(s)" + (
+            f" ({pct:.2f}%)" if pct is not None else ""
+        )
+    elif cfg.type == "expect_column_to_exist":
+        observed = "column missing"
+    else:
+        observed = "n/a"
+    sample = result.get("partial_unexpected_list")
+    details = f"e.g. {[_plain(v) for v in sample[:5]]}" if sample else ""
+    return FailedExpectation(cfg.type, kwargs, observed, details)
+
+
+def run_suite(
+    df: pd.DataFrame, expectations: list[ExpectationSpec], suite_name: str
+) -> tuple[ValidationReport, Any]:
+    """Validate ``df`` with an ephemeral GX context; return the summary and GX's full result object."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch_def = (
+        context.data_sources.add_pandas("mlops")
+        .add_dataframe_asset(suite_name)
+        .add_batch_definition_whole_dataframe("whole")
+    )
+    suite = gx.ExpectationSuite(name=suite_name)
+    for exp in expectations:
+        cls = getattr(gxe, _class_name(exp.type), None)
+        if cls is None:
+            raise ValueError(f"Great Expectations has no expectation {exp.type!r}")
+        try:
+            suite.add_expectation(cls(**exp.kwargs))
+        except Exception as err:  # pydantic errors from GX name the bad argument
+            raise ValueError(f"expectation {exp.type} has bad arguments {exp.kwargs}: {err}") from err
+    result = batch_def.get_batch(batch_parameters={"dataframe": df}).validate(suite, result_format="SUMMARY")
+    for res in result.results:  # GX's HTML renderer rejects numpy scalars
+        if res.result and "observed_value" in res.result:
+            res.result["observed_value"] = _plain(res.result["observed_value"])
+    failed = [_failure(r) for r in result.results if not r.success]
+    report = ValidationReport(
+        success=bool(result.success), suite=suite_name, evaluated=len(result.results), failed=failed
+    )
+    return report, result
+
+
+def render_html(result: Any) -> str:
+    """GX's own Data Docs page for one validation result."""
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    return str(DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result)))
+
+
+def validate_partition(
+    spec: PipelineSpec,
+    data_uri: str,
+    lake_root: str,
+    ds: str,
+    *,
+    with_target: bool = True,
+    stage: str = "validation",
+    storage_options: dict[str, Any] | None = None,
+) -> ValidationReport:
+    """Validate the partition at ``data_uri``; save JSON + HTML under ``<lake>/<name>/<stage>/ds=<ds>/``.
+
+    Raises :class:`DataValidationFailed` (after saving the report) when any expectation fails.
+    """
+    from mlops_core.storage import join, read_frame, write_partition
+
+    df = read_frame(data_uri, storage_options=storage_options)
+    report, result = run_suite(df, suite_for(spec, with_target=with_target), f"{spec.name}_{stage}")
+    files = {
+        "result.json": json.dumps(result.to_json_dict(), indent=2, default=str).encode(),
+        "result.html": render_html(result).encode(),
+    }
+    manifest = write_partition(
+        {},
+        lake_root,
+        spec.name,
+        stage,
+        ds,
+        files=files,
+        extra={"success": report.success, "data_uri": data_uri},
+        storage_options=storage_options,
+    )
+    report.json_uri = join(manifest.uri, "result.json")
+    report.html_uri = join(manifest.uri, "result.html")
+    log.info("%s", report.describe())
+    if not report.success:
+        raise DataValidationFailed(report)
+    return report
