@@ -140,14 +140,14 @@ def check_params(name: str, params: dict[str, Any], problem: str) -> None:
     """Raise ValueError naming each parameter the family does not allow for this problem."""
     fam = get_family(name)
     kind = "regressor" if problem == "regression" else "classifier"
+    if fam.seed_param and fam.seed_param in params:
+        raise ValueError(f"model.params.{fam.seed_param}: set the seed with model.seed instead")
     bad = sorted(k for k in params if k not in fam.params or _PER_KIND_ONLY.get(k, kind) != kind)
     if bad:
         allowed = sorted(k for k in fam.params if _PER_KIND_ONLY.get(k, kind) == kind)
         raise ValueError(
             f"model.params {bad} not allowed for family {name!r} ({kind}); allowed: {', '.join(allowed)}"
         )
-    if fam.seed_param and fam.seed_param in params:
-        raise ValueError(f"set the seed with model.seed, not model.params.{fam.seed_param}")
 
 
 def build_estimator(name: str, problem: str, params: dict[str, Any], seed: int) -> Any:

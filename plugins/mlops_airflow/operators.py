@@ -47,29 +47,20 @@ def _ds(value: Any) -> str:
     return text[:10]
 
 
-class MlopsBaseOperator(BaseOperator):
-    """Shared plumbing: the spec (loaded lazily), the lake root and the partition date.
+class MlopsStep:
+    """What every step shares, with no ``__init__`` of its own.
 
-    :param pipeline: the pipeline spec, or the path of its YAML file.
-    :param partition_date: logical date of the data this task works on, ``YYYY-MM-DD`` (templated).
-    :param lake_root: root URI of the lake; default ``$MLOPS_LAKE`` (templated).
+    Airflow re-applies default_args and deep-copies the DAG's Params once per ``__init__`` in an
+    operator's class chain, so the steps keep that chain one level deep: with 50 pipelines this
+    is a measurable share of parse time (benchmarks/parse.py).
+
+    Common arguments: ``pipeline`` (the spec, or the path of its YAML); for steps that read or
+    write the lake, ``partition_date`` (``YYYY-MM-DD`` of the data, templated) and ``lake_root``
+    (default ``$MLOPS_LAKE``, templated).
     """
 
-    template_fields: Sequence[str] = ("partition_date", "lake_root")
-    ui_color = "#e8f4f8"
-
-    def __init__(
-        self,
-        *,
-        pipeline: PipelineSpec | str,
-        partition_date: str = "{{ ds }}",
-        lake_root: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.pipeline = pipeline
-        self.partition_date = partition_date
-        self.lake_root = lake_root
+    pipeline: PipelineSpec | str
+    lake_root: str | None = None
 
     @cached_property
     def spec(self) -> PipelineSpec:
@@ -100,7 +91,10 @@ class MlopsBaseOperator(BaseOperator):
         }
 
 
-class IngestOperator(MlopsBaseOperator):
+_PARTITIONED = ("partition_date", "lake_root")
+
+
+class IngestOperator(MlopsStep, BaseOperator):
     """Read the source rows the partition date selects; write ``<lake>/<name>/<stage>/ds=<date>/`` atomically.
 
     :param stage: lake stage to write (``raw`` for training, ``batch`` for scoring).
@@ -108,17 +102,21 @@ class IngestOperator(MlopsBaseOperator):
     :param source_conn_id: Airflow connection for the source; default the spec's ``source.conn_id`` (templated).
     """
 
-    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "stage", "source_conn_id")
+    template_fields: Sequence[str] = (*_PARTITIONED, "stage", "source_conn_id")
 
     def __init__(
         self,
         *,
+        pipeline: PipelineSpec | str,
+        partition_date: str = "{{ ds }}",
+        lake_root: str | None = None,
         stage: str = "raw",
         lookback_days: int | None = None,
         source_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.pipeline, self.partition_date, self.lake_root = pipeline, partition_date, lake_root
         self.stage = stage
         self.lookback_days = lookback_days
         self.source_conn_id = source_conn_id
@@ -139,7 +137,7 @@ class IngestOperator(MlopsBaseOperator):
             raise AirflowFailException(str(err)) from err
 
 
-class ValidateOperator(MlopsBaseOperator):
+class ValidateOperator(MlopsStep, BaseOperator):
     """Validate a partition with the spec's Great Expectations suite; the report lands next to the data.
 
     Fails without retry when an expectation fails (the data will not change on retry), listing each
@@ -149,17 +147,21 @@ class ValidateOperator(MlopsBaseOperator):
     :param with_target: also require the target column (False for scoring data).
     """
 
-    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "data")
+    template_fields: Sequence[str] = (*_PARTITIONED, "data")
 
     def __init__(
         self,
         *,
+        pipeline: PipelineSpec | str,
+        partition_date: str = "{{ ds }}",
+        lake_root: str | None = None,
         data: Upstream,
         with_target: bool = True,
         stage: str = "validation",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.pipeline, self.partition_date, self.lake_root = pipeline, partition_date, lake_root
         self.data = data
         self.with_target = with_target
         self.stage = stage
@@ -186,18 +188,28 @@ class ValidateOperator(MlopsBaseOperator):
         }
 
 
-class TrainOperator(MlopsBaseOperator):
+class TrainOperator(MlopsStep, BaseOperator):
     """Fit the spec's model and log an MLflow run (params, metrics, signature, dataset lineage, Airflow tags).
 
     :param data: the ingest result (XCom) or the raw partition URI (templated).
     :param extra_tags: more MLflow run tags, e.g. the drift evidence that triggered this run (templated).
     """
 
-    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "data", "extra_tags")
+    template_fields: Sequence[str] = (*_PARTITIONED, "data", "extra_tags")
     template_fields_renderers = {"extra_tags": "json"}
 
-    def __init__(self, *, data: Upstream, extra_tags: dict[str, str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        pipeline: PipelineSpec | str,
+        partition_date: str = "{{ ds }}",
+        lake_root: str | None = None,
+        data: Upstream,
+        extra_tags: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self.pipeline, self.partition_date, self.lake_root = pipeline, partition_date, lake_root
         self.data = data
         self.extra_tags = extra_tags or {}
 
@@ -211,16 +223,25 @@ class TrainOperator(MlopsBaseOperator):
             raise AirflowFailException(str(err)) from err
 
 
-class EvaluateOperator(MlopsBaseOperator):
+class EvaluateOperator(MlopsStep, BaseOperator):
     """Score challenger and champion on the same holdout; metrics and a paired bootstrap go to MLflow.
 
     :param trained: the train result (XCom dict).
     """
 
-    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "trained")
+    template_fields: Sequence[str] = (*_PARTITIONED, "trained")
 
-    def __init__(self, *, trained: dict[str, Any] | Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        pipeline: PipelineSpec | str,
+        partition_date: str = "{{ ds }}",
+        lake_root: str | None = None,
+        trained: dict[str, Any] | Any,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self.pipeline, self.partition_date, self.lake_root = pipeline, partition_date, lake_root
         self.trained = trained
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -229,7 +250,7 @@ class EvaluateOperator(MlopsBaseOperator):
         return lifecycle.evaluate(self.spec, self.trained, self.lake, _ds(self.partition_date))
 
 
-class GateOperator(MlopsBaseOperator, SkipMixin):
+class GateOperator(MlopsStep, BaseOperator, SkipMixin):
     """Decide promotion. A rejection is a normal outcome: downstream tasks are skipped and the run stays green.
 
     :param trained: the train result (XCom dict).
@@ -244,6 +265,7 @@ class GateOperator(MlopsBaseOperator, SkipMixin):
     def __init__(
         self,
         *,
+        pipeline: PipelineSpec | str,
         trained: Any,
         evaluation: Any,
         force_promote: bool | str = False,
@@ -251,6 +273,7 @@ class GateOperator(MlopsBaseOperator, SkipMixin):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.pipeline = pipeline
         self.trained = trained
         self.evaluation = evaluation
         self.force_promote = force_promote
@@ -281,13 +304,14 @@ class GateOperator(MlopsBaseOperator, SkipMixin):
         return decision.to_dict()
 
 
-class RegisterOperator(MlopsBaseOperator):
+class RegisterOperator(MlopsStep, BaseOperator):
     """Register the challenger as a model version (once per Airflow run), with lineage and gate tags."""
 
     template_fields: Sequence[str] = ("trained", "decision")
 
-    def __init__(self, *, trained: Any, decision: Any, **kwargs: Any) -> None:
+    def __init__(self, *, pipeline: PipelineSpec | str, trained: Any, decision: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.pipeline = pipeline
         self.trained = trained
         self.decision = decision
 
@@ -300,13 +324,14 @@ class RegisterOperator(MlopsBaseOperator):
         )
 
 
-class DeployOperator(MlopsBaseOperator):
+class DeployOperator(MlopsStep, BaseOperator):
     """Deploy a registered version to the spec's target (local: move the ``champion`` alias)."""
 
     template_fields: Sequence[str] = ("registered",)
 
-    def __init__(self, *, registered: Any, **kwargs: Any) -> None:
+    def __init__(self, *, pipeline: PipelineSpec | str, registered: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.pipeline = pipeline
         self.registered = registered
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -315,13 +340,16 @@ class DeployOperator(MlopsBaseOperator):
         return lifecycle.deploy(self.spec, str(self.registered["version"]))
 
 
-class SmokeTestOperator(MlopsBaseOperator):
+class SmokeTestOperator(MlopsStep, BaseOperator):
     """Score held-out rows through the deployment and compare with the offline predictions; roll back on failure."""
 
     template_fields: Sequence[str] = ("deployment", "trained", "evaluation")
 
-    def __init__(self, *, deployment: Any, trained: Any, evaluation: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *, pipeline: PipelineSpec | str, deployment: Any, trained: Any, evaluation: Any, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
+        self.pipeline = pipeline
         self.deployment = deployment
         self.trained = trained
         self.evaluation = evaluation
@@ -337,16 +365,25 @@ class SmokeTestOperator(MlopsBaseOperator):
             raise AirflowFailException(str(err)) from err
 
 
-class BatchScoreOperator(MlopsBaseOperator):
+class BatchScoreOperator(MlopsStep, BaseOperator):
     """Score a partition with ``models:/<name>@champion``; predictions Parquet carries the model version.
 
     :param data: the ingest result (XCom) or the partition URI (templated).
     """
 
-    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "data")
+    template_fields: Sequence[str] = (*_PARTITIONED, "data")
 
-    def __init__(self, *, data: Upstream, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        pipeline: PipelineSpec | str,
+        partition_date: str = "{{ ds }}",
+        lake_root: str | None = None,
+        data: Upstream,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self.pipeline, self.partition_date, self.lake_root = pipeline, partition_date, lake_root
         self.data = data
 
     def execute(self, context: Context) -> dict[str, Any]:

@@ -1,0 +1,42 @@
+"""Helpers shared by test modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+PIPELINES = REPO / "dags" / "pipelines"
+
+
+def example_data(example: str = "breast_cancer", **changes: Any) -> dict[str, Any]:
+    """The example pipeline's YAML as a dict, changed (nested dicts are merged one level deep)."""
+    import yaml
+
+    data = yaml.safe_load((PIPELINES / f"{example}.yaml").read_text())
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return data
+
+
+def example_spec(example: str = "breast_cancer", **changes: Any) -> Any:
+    from mlops_core.spec import parse_spec
+
+    return parse_spec(example_data(example, **changes))
+
+
+def install_pipeline(name: str, example: str = "breast_cancer", **changes: Any) -> Any:
+    """Write ``<name>.yaml`` (the example, renamed and changed) into the session's DAG folder; return its spec."""
+    import os
+
+    import yaml
+
+    from mlops_core.spec import load_spec
+
+    folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "pipelines"
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(example_data(example, name=name, **changes), sort_keys=False))
+    return load_spec(path)
