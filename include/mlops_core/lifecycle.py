@@ -214,8 +214,10 @@ def smoke_test(
     return result.to_dict()
 
 
-def batch_score(spec: PipelineSpec, data_uri: str, lake_root: str, ds: str) -> dict[str, Any]:
-    """Score a partition with the champion; write ``<lake>/<name>/predictions/ds=<ds>/`` with the model version."""
+def batch_score(
+    spec: PipelineSpec, data_uri: str, lake_root: str, ds: str, *, stage: str = "predictions"
+) -> dict[str, Any]:
+    """Score a partition with the champion; write ``<lake>/<name>/<stage>/ds=<ds>/`` with the model version."""
     import mlflow
     import pandas as pd
 
@@ -244,7 +246,7 @@ def batch_score(spec: PipelineSpec, data_uri: str, lake_root: str, ds: str) -> d
         {"data": out},
         lake_root,
         spec.name,
-        "predictions",
+        stage,
         ds,
         extra={"model_version": version, "input": data_uri},
     )

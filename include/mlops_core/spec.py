@@ -198,6 +198,50 @@ class ScoringSpec(_Model):
     _schedule = field_validator("schedule")(classmethod(lambda cls, v: _check_schedule(v)))
 
 
+NumericMethod = Literal["ks", "wasserstein", "psi"]
+CategoricalMethod = Literal["chi2", "jensen_shannon"]
+
+
+class MonitoringSpec(_Model):
+    """The ``<name>_monitoring`` DAG and the drift policy that triggers retraining.
+
+    Drift is judged per column (``numeric_method`` / ``categorical_method``, thresholds from
+    :data:`mlops_core.drift.DEFAULT_THRESHOLDS` unless overridden); a day *drifts* when the share
+    of drifted columns is at least ``drift_share``. Retraining fires when the last
+    ``consecutive_days`` days all drifted, each with at least ``min_rows`` rows, and the last
+    training is at least ``cooldown_days`` before the monitored day. Backfilled days fill the
+    history but fire only with ``retrain_on_backfill``.
+    """
+
+    enabled: bool = True
+    schedule: str | None = "@daily"
+    reference: str = Field("champion_training", min_length=1)
+    window_days: int = Field(1, ge=1, le=90)
+    columns: list[str] | None = None
+    numeric_method: NumericMethod = "ks"
+    categorical_method: CategoricalMethod = "chi2"
+    column_methods: dict[str, NumericMethod | CategoricalMethod] = {}
+    column_thresholds: dict[str, Annotated[float, Field(ge=0.0, le=100.0)]] = {}
+    drift_share: float = Field(0.3, gt=0.0, le=1.0)
+    min_rows: int = Field(100, ge=1, le=10_000_000)
+    consecutive_days: int = Field(2, ge=1, le=30)
+    cooldown_days: int = Field(7, ge=0, le=365)
+    sample_size: int = Field(10_000, ge=100, le=1_000_000)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    retrain_on_backfill: bool = False
+
+    _schedule = field_validator("schedule")(classmethod(lambda cls, v: _check_schedule(v)))
+
+    @field_validator("reference")
+    @classmethod
+    def _reference(cls, value: str) -> str:
+        if value != "champion_training" and "://" not in value and not value.startswith("${"):
+            raise ValueError(
+                "reference is 'champion_training' (the champion's training snapshot) or the URI of a lake partition"
+            )
+        return value
+
+
 class PipelineSpec(_Model):
     """One model's whole lifecycle. See README "The pipeline YAML" for every field."""
 
@@ -220,6 +264,7 @@ class PipelineSpec(_Model):
     evaluation: EvaluationSpec
     deployment: DeploymentSpec = DeploymentSpec()
     scoring: ScoringSpec = ScoringSpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
 
     _schedule = field_validator("schedule")(classmethod(lambda cls, v: _check_schedule(v)))
 
@@ -249,6 +294,11 @@ class PipelineSpec(_Model):
     @property
     def registered_model_name(self) -> str:
         return self.name
+
+    @property
+    def drift_asset_uri(self) -> str:
+        """URI of the Airflow Asset the monitoring DAG emits when retraining should happen."""
+        return f"mlops://{self.name}/drift"
 
     def tag_list(self) -> list[str]:
         return ["mlops", f"pipeline:{self.name}", self.problem_type, *self.tags]

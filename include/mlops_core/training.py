@@ -207,6 +207,7 @@ def train(
         "mlops.holdout_uri": hold_manifest.uri,
         "mlops.holdout_sha256": hold_manifest.sha256,
         "mlops.code_version": tracking.code_version(),
+        "mlops.ds": ds,
     }
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{spec.name}-{ds}", tags=run_tags) as run:
         mlflow.log_params(

@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG, Param, chain
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, chain
 
 from mlops_airflow.operators import (
     BatchScoreOperator,
     DeployOperator,
+    DriftCheckOperator,
+    DriftPolicyOperator,
+    EmitDriftEventOperator,
     EvaluateOperator,
     GateOperator,
     IngestOperator,
@@ -23,7 +26,8 @@ from mlops_core.catalog import METRICS
 if TYPE_CHECKING:
     from mlops_core.spec import PipelineSpec
 
-PARTITION = "{{ params.partition_date or ds }}"
+# Asset-triggered runs have no logical date (no ``ds``): the operator then takes the drift event's day.
+PARTITION = "{{ params.partition_date or (ds if ds is defined else '') }}"
 
 
 def _default_args(spec: PipelineSpec) -> dict[str, Any]:
@@ -107,12 +111,27 @@ A rejected challenger skips register/deploy; the run stays green and the reasons
 """
 
 
+def drift_asset(spec: PipelineSpec) -> Asset:
+    """The Asset the monitoring DAG emits when drift should retrain ``spec``'s model."""
+    return Asset(name=f"{spec.name}_drift", uri=spec.drift_asset_uri, group="mlops-drift")
+
+
+def training_schedule(spec: PipelineSpec) -> Any:
+    """The spec's cron OR the drift asset (monitoring enabled); the cron alone otherwise."""
+    if not spec.monitoring.enabled:
+        return spec.schedule
+    if spec.schedule is None:
+        return drift_asset(spec)
+    timetable = CronTriggerTimetable(spec.schedule, timezone="UTC")
+    return AssetOrTimeSchedule(timetable=timetable, assets=drift_asset(spec))
+
+
 def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG:
     """``<name>_training``: ingest -> validate -> train -> evaluate -> gate -> register -> deploy -> smoke_test."""
     with DAG(
         dag_id=f"{spec.name}_training",
         description=(spec.description or f"Train and promote {spec.name}")[:200],
-        schedule=spec.schedule,
+        schedule=training_schedule(spec),
         start_date=_start(spec),
         catchup=False,
         max_active_runs=1,
@@ -142,7 +161,9 @@ def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG
         register = RegisterOperator(
             task_id="register", trained=train.output, decision=gate.output, pipeline=spec
         )
-        deploy = DeployOperator(task_id="deploy", registered=register.output, pipeline=spec)
+        deploy = DeployOperator(
+            task_id="deploy", registered=register.output, decision=gate.output, pipeline=spec
+        )
         smoke = SmokeTestOperator(
             task_id="smoke_test",
             deployment=deploy.output,
@@ -196,5 +217,59 @@ def build_batch_scoring_dag(spec: PipelineSpec, *, fileloc: str | None = None) -
     return dag
 
 
+def build_monitoring_dag(spec: PipelineSpec) -> DAG:
+    """``<name>_monitoring``: ingest window -> validate -> score -> drift_check -> drift_policy -> emit_drift_event."""
+    m = spec.monitoring
+    with DAG(
+        dag_id=f"{spec.name}_monitoring",
+        description=f"Daily drift of {spec.name} against the champion's training data; fires retraining",
+        schedule=m.schedule,
+        start_date=_start(spec),
+        catchup=False,
+        max_active_runs=1,
+        default_args=_default_args(spec),
+        params={"partition_date": _partition_param()},
+        tags=spec.tag_list() + ["monitoring"],
+        doc_md=f"""
+### {spec.name} monitoring
+
+Each day: the last {m.window_days} day(s) of source rows are ingested, validated (features only) and
+scored with `models:/{spec.name}@champion`; then each of the model's features is compared with the
+champion's training snapshot on a seeded sample of at most {m.sample_size} rows per side
+(numeric: `{m.numeric_method}`, categorical: `{m.categorical_method}`).
+
+**Policy**: retraining fires when the drift share is >= {m.drift_share:g} on {m.consecutive_days}
+consecutive day(s), each with >= {m.min_rows} rows, and the last training is >= {m.cooldown_days}
+day(s) before. Backfill runs fill the history but {"may" if m.retrain_on_backfill else "never"} fire.
+When it fires, `emit_drift_event` emits the Asset `{spec.drift_asset_uri}` and the scheduler starts
+`{spec.name}_training`.
+
+Reports: `<lake>/{spec.name}/reports/drift/ds=<date>/report.html`; history:
+`<lake>/{spec.name}/drift_history/`; MLflow experiment `mlops/{spec.name}/monitoring`.
+""",
+        render_template_as_native_obj=True,
+    ) as dag:
+        common: dict[str, Any] = {"pipeline": spec, "partition_date": PARTITION}
+        ingest = IngestOperator(task_id="ingest", stage="monitor", lookback_days=m.window_days, **common)
+        validate = ValidateOperator(
+            task_id="validate", data=ingest.output, with_target=False, stage="monitor_validation", **common
+        )
+        score = BatchScoreOperator(task_id="score", data=ingest.output, stage="monitor_predictions", **common)
+        check = DriftCheckOperator(task_id="drift_check", data=ingest.output, **common)
+        policy = DriftPolicyOperator(task_id="drift_policy", drift=check.output, **common)
+        emit = EmitDriftEventOperator(
+            task_id="emit_drift_event",
+            decision=policy.output,
+            pipeline=spec,
+            outlets=[drift_asset(spec)],
+            retries=0,
+        )
+        chain(ingest, validate, score, check, policy, emit)
+    return dag
+
+
 def build_dags(spec: PipelineSpec) -> list[DAG]:
-    return [build_training_dag(spec), build_batch_scoring_dag(spec)]
+    dags = [build_training_dag(spec), build_batch_scoring_dag(spec)]
+    if spec.monitoring.enabled:
+        dags.append(build_monitoring_dag(spec))
+    return dags

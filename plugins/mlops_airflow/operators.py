@@ -10,8 +10,8 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, SkipMixin
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -38,13 +38,21 @@ def _uri(value: str | dict[str, Any]) -> str:
     return str(value)
 
 
-def _ds(value: Any) -> str:
-    text = str(value or "").strip()
-    if text in {"", "None"}:
-        raise AirflowFailException(
-            "partition_date rendered empty: pass a date (YYYY-MM-DD) or leave the default {{ ds }}"
-        )
-    return text[:10]
+def _run_type(context: Context) -> str:
+    """``manual``, ``scheduled``, ``backfill`` or ``asset_triggered``."""
+    value = getattr(context["dag_run"], "run_type", "")
+    return str(getattr(value, "value", value))
+
+
+def drift_evidence(context: Context) -> dict[str, Any]:
+    """The extra of the latest drift Asset event that triggered this run ({} for other runs)."""
+    events = context.get("triggering_asset_events") or {}
+    found: list[Any] = []
+    for asset in events:
+        found.extend(ev for ev in events[asset] if (ev.extra or {}).get("mlops_trigger") == "drift")
+    if not found:
+        return {}
+    return dict(max(found, key=lambda ev: ev.timestamp).extra)
 
 
 class MlopsStep:
@@ -76,6 +84,22 @@ class MlopsStep:
 
         return self.lake_root or settings.lake_root()
 
+    partition_date: Any = None
+
+    def partition(self, context: Context) -> str:
+        """The data date: the rendered ``partition_date``, else the drift event's day, else the run's date.
+
+        Asset-triggered runs have no logical date, so ``{{ ds }}`` is empty for them; their data
+        date comes from the drift event that triggered them.
+        """
+        text = str(self.partition_date or "").strip()
+        if text and text != "None":
+            return text[:10]
+        evidence = drift_evidence(context)
+        if evidence.get("ds"):
+            return str(evidence["ds"])[:10]
+        return str(context["dag_run"].run_after.date().isoformat())
+
     @staticmethod
     def lineage(context: Context) -> dict[str, str]:
         """Airflow lineage tags for MLflow runs and model versions."""
@@ -86,7 +110,7 @@ class MlopsStep:
             "airflow.run_id": ti.run_id,
             "airflow.logical_date": str(context.get("logical_date") or ""),
             "airflow.try_number": str(ti.try_number),
-            "airflow.run_type": str(getattr(dag_run, "run_type", "")),
+            "airflow.run_type": _run_type(context),
             "airflow.triggered_by": str(getattr(dag_run, "triggering_user_name", None) or ""),
         }
 
@@ -128,7 +152,7 @@ class IngestOperator(MlopsStep, BaseOperator):
         try:
             return lifecycle.ingest(
                 self.spec,
-                _ds(self.partition_date),
+                self.partition(context),
                 self.lake,
                 stage=self.stage,
                 lookback_days=self.lookback_days,
@@ -174,7 +198,7 @@ class ValidateOperator(MlopsStep, BaseOperator):
                 self.spec,
                 _uri(self.data),
                 self.lake,
-                _ds(self.partition_date),
+                self.partition(context),
                 with_target=self.with_target,
                 stage=self.stage,
             )
@@ -217,8 +241,18 @@ class TrainOperator(MlopsStep, BaseOperator):
         from mlops_core.training import TrainingDataError, train
 
         tags = {**self.lineage(context), **{k: str(v) for k, v in self.extra_tags.items()}}
+        evidence = drift_evidence(context)
+        if evidence:  # started by the drift policy: keep the evidence on the run
+            tags |= {
+                "mlops.trigger": "drift",
+                "mlops.drift_ds": str(evidence.get("ds")),
+                "mlops.drift_share": str(evidence.get("drift_share")),
+                "mlops.drifted_columns": ",".join(evidence.get("drifted_columns") or []),
+                "mlops.monitoring_run_id": str(evidence.get("monitoring_run_id")),
+                "mlops.drift_report": str(evidence.get("report_uri")),
+            }
         try:
-            return train(self.spec, _uri(self.data), self.lake, _ds(self.partition_date), tags).to_dict()
+            return train(self.spec, _uri(self.data), self.lake, self.partition(context), tags).to_dict()
         except TrainingDataError as err:
             raise AirflowFailException(str(err)) from err
 
@@ -247,11 +281,12 @@ class EvaluateOperator(MlopsStep, BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_core import lifecycle
 
-        return lifecycle.evaluate(self.spec, self.trained, self.lake, _ds(self.partition_date))
+        return lifecycle.evaluate(self.spec, self.trained, self.lake, self.partition(context))
 
 
-class GateOperator(MlopsStep, BaseOperator, SkipMixin):
-    """Decide promotion. A rejection is a normal outcome: downstream tasks are skipped and the run stays green.
+class GateOperator(MlopsStep, BaseOperator):
+    """Decide promotion and record why. A rejection is a normal outcome: the task succeeds, the
+    challenger is still registered (alias ``challenger``), and :class:`DeployOperator` skips.
 
     :param trained: the train result (XCom dict).
     :param evaluation: the evaluate result (XCom dict).
@@ -296,11 +331,6 @@ class GateOperator(MlopsStep, BaseOperator, SkipMixin):
             )
         except ValueError as err:  # force_promote without a reason
             raise AirflowFailException(str(err)) from err
-        if not decision.promote:
-            downstream = [t for t in context["task"].get_flat_relatives(upstream=False) if not t.is_teardown]
-            self.log.info("Challenger rejected; skipping %s", [t.task_id for t in downstream])
-            context["ti"].xcom_push(key="return_value", value=decision.to_dict())
-            self.skip(ti=context["ti"], tasks=downstream)
         return decision.to_dict()
 
 
@@ -325,18 +355,32 @@ class RegisterOperator(MlopsStep, BaseOperator):
 
 
 class DeployOperator(MlopsStep, BaseOperator):
-    """Deploy a registered version to the spec's target (local: move the ``champion`` alias)."""
+    """Deploy a registered version to the spec's target (local: move the ``champion`` alias).
 
-    template_fields: Sequence[str] = ("registered",)
+    Skips (the run stays green) when the gate rejected the challenger.
 
-    def __init__(self, *, pipeline: PipelineSpec | str, registered: Any, **kwargs: Any) -> None:
+    :param registered: the register result (XCom dict with ``version``).
+    :param decision: the gate decision (XCom dict); None deploys unconditionally.
+    """
+
+    template_fields: Sequence[str] = ("registered", "decision")
+
+    def __init__(
+        self, *, pipeline: PipelineSpec | str, registered: Any, decision: Any = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.pipeline = pipeline
         self.registered = registered
+        self.decision = decision
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_core import lifecycle
 
+        if self.decision is not None and not self.decision.get("promote"):
+            reasons = "; ".join(self.decision.get("reasons", []))
+            raise AirflowSkipException(
+                f"gate rejected v{self.registered['version']}, champion unchanged: {reasons}"
+            )
         return lifecycle.deploy(self.spec, str(self.registered["version"]))
 
 
@@ -369,6 +413,41 @@ class BatchScoreOperator(MlopsStep, BaseOperator):
     """Score a partition with ``models:/<name>@champion``; predictions Parquet carries the model version.
 
     :param data: the ingest result (XCom) or the partition URI (templated).
+    :param stage: lake stage for the predictions (``predictions``; ``monitor_predictions`` when monitoring).
+    """
+
+    template_fields: Sequence[str] = (*_PARTITIONED, "data")
+
+    def __init__(
+        self,
+        *,
+        pipeline: PipelineSpec | str,
+        partition_date: str = "{{ ds }}",
+        lake_root: str | None = None,
+        data: Upstream,
+        stage: str = "predictions",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.pipeline, self.partition_date, self.lake_root = pipeline, partition_date, lake_root
+        self.data = data
+        self.stage = stage
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_core import lifecycle
+
+        try:
+            return lifecycle.batch_score(
+                self.spec, _uri(self.data), self.lake, self.partition(context), stage=self.stage
+            )
+        except LookupError as err:
+            raise AirflowFailException(str(err)) from err
+
+
+class DriftCheckOperator(MlopsStep, BaseOperator):
+    """Drift of a partition against the champion's training snapshot: verdicts, Evidently report, history, MLflow.
+
+    :param data: the ingest result (XCom) or the partition URI (templated).
     """
 
     template_fields: Sequence[str] = (*_PARTITIONED, "data")
@@ -387,9 +466,89 @@ class BatchScoreOperator(MlopsStep, BaseOperator):
         self.data = data
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_core import lifecycle
+        from mlops_core import monitoring
 
+        run_type = _run_type(context)
         try:
-            return lifecycle.batch_score(self.spec, _uri(self.data), self.lake, _ds(self.partition_date))
-        except LookupError as err:
+            return monitoring.check(
+                self.spec,
+                _uri(self.data),
+                self.lake,
+                self.partition(context),
+                run_type=run_type,
+                tags=self.lineage(context),
+            )
+        except LookupError as err:  # no champion / no reference: nothing to compare against
             raise AirflowFailException(str(err)) from err
+
+
+class DriftPolicyOperator(MlopsStep, BaseOperator):
+    """Apply the drift policy to the history. Always succeeds; returns the decision with its reasons.
+
+    :param drift: the drift check result (XCom dict).
+    """
+
+    template_fields: Sequence[str] = (*_PARTITIONED, "drift")
+
+    def __init__(
+        self,
+        *,
+        pipeline: PipelineSpec | str,
+        partition_date: str = "{{ ds }}",
+        lake_root: str | None = None,
+        drift: Any,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.pipeline, self.partition_date, self.lake_root = pipeline, partition_date, lake_root
+        self.drift = drift
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_core import monitoring
+
+        is_backfill = _run_type(context) == "backfill"
+        decision = monitoring.policy(self.spec, self.lake, self.partition(context), is_backfill=is_backfill)
+        self.log.info(
+            "drift policy %s:\n  - %s", "FIRES" if decision.fire else "holds", "\n  - ".join(decision.reasons)
+        )
+        return {**decision.to_dict(), "drift": self.drift}
+
+
+class EmitDriftEventOperator(MlopsStep, BaseOperator):
+    """Emit the pipeline's drift Asset event (what schedules ``<name>_training``) when the policy fired.
+
+    Skips otherwise, so no event is emitted. The event's ``extra`` carries the evidence: day, drift
+    share, drifted columns, report and the monitoring run.
+
+    :param decision: the policy decision (XCom dict).
+    """
+
+    template_fields: Sequence[str] = ("decision",)
+
+    def __init__(self, *, pipeline: PipelineSpec | str, decision: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pipeline = pipeline
+        self.decision = decision
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        if not self.decision.get("fire"):
+            raise AirflowSkipException(
+                "drift policy did not fire: " + "; ".join(self.decision.get("reasons", []))
+            )
+        drift = self.decision.get("drift") or {}
+        extra = {
+            "mlops_trigger": "drift",
+            "pipeline": self.spec.name,
+            "ds": self.decision["ds"],
+            "drift_share": drift.get("drift_share"),
+            "drifted_columns": drift.get("drifted_columns"),
+            "rows": drift.get("rows"),
+            "report_uri": drift.get("report_uri"),
+            "monitoring_run_id": context["ti"].run_id,
+            "mlflow_run_id": drift.get("mlflow_run_id"),
+            "reasons": self.decision.get("reasons"),
+        }
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = extra
+        self.log.info("emitted drift event for %s: %s", self.spec.name, extra)
+        return extra

@@ -54,15 +54,19 @@ def test_first_run_promotes_second_run_on_same_data_keeps_champion(airflow_db, l
 
     state, tasks = run(dag, D2)
     assert state == "success", tasks  # a rejection is a normal, green outcome
-    assert tasks["gate"] == "success"
-    assert {tasks[t] for t in ("register", "deploy", "smoke_test")} == {"skipped"}
+    assert tasks["gate"] == "success" and tasks["register"] == "success"
+    assert {tasks[t] for t in ("deploy", "smoke_test")} == {"skipped"}
     second = lifecycle.latest_decision(spec)
     assert second["outcome"] == "reject"
     assert any(
         "challenger vs champion v1" in r and "NOT met, the champion stays" in r for r in second["reasons"]
     )
-    assert versions(spec.name) == [1]
+    # the rejected challenger is kept (alias challenger) for audit; the champion does not move
+    assert versions(spec.name) == [1, 2]
+    assert registry.alias_version(spec.name, registry.CHALLENGER) == "2"
     assert registry.alias_version(spec.name, registry.CHAMPION) == "1"
+    assert registry.alias_version(spec.name, registry.PREVIOUS) is None
+    assert registry.client().get_model_version(spec.name, "2").tags["mlops.gate"] == "reject"
 
 
 def test_data_that_breaks_expectations_fails_at_validate_and_registers_nothing(airflow_db, local_dir):

@@ -1,0 +1,249 @@
+"""Daily monitoring: drift of a day's data against the champion's training snapshot, its history,
+and the policy that decides when drift should retrain the model.
+
+Outputs per monitored day ``ds`` (re-runs overwrite, never append):
+
+- ``<lake>/<name>/reports/drift/ds=<ds>/report.html`` (Evidently) and ``drift.json`` (verdicts);
+- ``<lake>/<name>/drift_history/ds=<ds>/data.parquet``: one row per column with the day's totals;
+- an MLflow run per day in experiment ``mlops/<name>/monitoring`` with metrics ``drift_share``,
+  ``n_drifted``, ``rows`` and the HTML report as an artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
+
+from mlops_core import registry, storage
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlops_core.spec import MonitoringSpec, PipelineSpec
+
+log = logging.getLogger(__name__)
+
+HISTORY = "drift_history"
+
+
+def reference_uri(spec: PipelineSpec) -> str:
+    """The reference partition: the champion's training snapshot (its ``mlops.raw_uri`` tag) or a fixed URI."""
+    ref = spec.monitoring.reference
+    if ref != "champion_training":
+        return storage.expand(ref)
+    client = registry.client()
+    version = registry.alias_version(spec.registered_model_name, registry.CHAMPION)
+    if version is None:
+        raise LookupError(
+            f"{spec.name} has no champion yet, so no reference data: run {spec.name}_training first"
+        )
+    mv = client.get_model_version(spec.registered_model_name, version)
+    uri = client.get_run(str(mv.run_id)).data.tags.get("mlops.raw_uri")
+    if not uri:
+        raise LookupError(
+            f"champion v{version} of {spec.name} has no mlops.raw_uri lineage tag; set monitoring.reference"
+        )
+    return str(uri)
+
+
+def _columns(spec: PipelineSpec, reference: pd.DataFrame) -> tuple[list[str], list[str]]:
+    from mlops_core.training import feature_columns
+
+    numeric, categorical = feature_columns(spec, reference)
+    if spec.monitoring.columns:
+        wanted = set(spec.monitoring.columns)
+        missing = wanted - set(numeric) - set(categorical)
+        if missing:
+            raise ValueError(f"monitoring.columns {sorted(missing)} are not features of {spec.name}")
+        numeric = [c for c in numeric if c in wanted]
+        categorical = [c for c in categorical if c in wanted]
+    return numeric, categorical
+
+
+def _mlflow_day_run(spec: PipelineSpec, ds: str, result: Any, html: str, tags: dict[str, str]) -> str:
+    """Log (or re-log, on a re-run) the day's metrics and report to one MLflow run per day."""
+    import mlflow
+
+    from mlops_core import tracking
+
+    exp_id = tracking.experiment_id(f"{spec.name}/monitoring")
+    client = registry.client()
+    found = client.search_runs([exp_id], f"tags.`mlops.ds` = '{ds}'", max_results=1)
+    run_id = found[0].info.run_id if found else None
+    with mlflow.start_run(
+        run_id=run_id, experiment_id=exp_id, run_name=f"monitor-{ds}", tags={**tags, "mlops.ds": ds}
+    ) as run:
+        mlflow.log_metrics(
+            {"drift_share": result.drift_share, "n_drifted": result.n_drifted, "rows": result.rows}
+        )
+        mlflow.log_text(html, "drift_report.html")
+        mlflow.log_dict(result.summary(), "drift_summary.json")
+    return str(run.info.run_id)
+
+
+def check(
+    spec: PipelineSpec,
+    current_uri: str,
+    lake_root: str,
+    ds: str,
+    *,
+    run_type: str = "",
+    tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Drift of the partition at ``current_uri`` against the reference; writes report, history and MLflow run."""
+    from mlops_core import drift, tracking
+
+    tracking.configure()
+    m = spec.monitoring
+    ref_uri = reference_uri(spec)
+    reference = storage.read_frame(ref_uri)
+    current = storage.read_frame(current_uri)
+    numeric, categorical = _columns(spec, reference)
+    result = drift.compute_drift(
+        reference,
+        current,
+        numeric,
+        categorical,
+        numeric_method=m.numeric_method,
+        categorical_method=m.categorical_method,
+        column_methods=dict(m.column_methods),
+        column_thresholds=dict(m.column_thresholds),
+        sample_size=m.sample_size,
+        seed=m.seed,
+    )
+    html = drift.evidently_html(reference, current, result, sample_size=m.sample_size)
+    summary = {
+        **result.summary(),
+        "ds": ds,
+        "reference_uri": ref_uri,
+        "current_uri": current_uri,
+        "run_type": run_type,
+    }
+    report = storage.write_partition(
+        {},
+        lake_root,
+        spec.name,
+        "reports/drift",
+        ds,
+        files={
+            "report.html": html.encode(),
+            "drift.json": json.dumps(
+                {**summary, "columns": [asdict(c) for c in result.columns]}, indent=2, default=str
+            ).encode(),
+        },
+    )
+    frame = result.to_frame()
+    for key in ("drift_share", "n_drifted", "rows", "run_type"):
+        frame[key] = summary[key]
+    frame.insert(0, "ds", ds)
+    history = storage.write_partition({"data": frame}, lake_root, spec.name, HISTORY, ds, extra=summary)
+    run_id = _mlflow_day_run(spec, ds, result, html, tags or {})
+    log.info(
+        "drift %s ds=%s: %d/%d columns drifted (share %.2f) %s; report %s",
+        spec.name,
+        ds,
+        result.n_drifted,
+        len(result.columns),
+        result.drift_share,
+        result.drifted_columns,
+        report.uri,
+    )
+    return {
+        **summary,
+        "report_uri": storage.join(report.uri, "report.html"),
+        "history_uri": history.uri,
+        "mlflow_run_id": run_id,
+    }
+
+
+def history(spec: PipelineSpec, lake_root: str) -> pd.DataFrame:
+    """One row per monitored day (ds, drift_share, n_drifted, rows, run_type), oldest first."""
+    import pandas as pd
+
+    fs, root = storage.filesystem(storage.join(lake_root, spec.name, HISTORY))
+    days = []
+    if fs.exists(root):
+        for path in sorted(fs.ls(root, detail=False)):
+            name = str(path).rstrip("/").rsplit("/", 1)[-1]
+            if not name.startswith("ds="):
+                continue
+            try:
+                extra = storage.read_manifest(storage.join(lake_root, spec.name, HISTORY, name)).extra
+            except FileNotFoundError:
+                continue  # an incomplete day is not history
+            days.append({k: extra.get(k) for k in ("ds", "drift_share", "n_drifted", "rows", "run_type")})
+    return pd.DataFrame(days, columns=["ds", "drift_share", "n_drifted", "rows", "run_type"])
+
+
+def last_training_ds(spec: PipelineSpec) -> date | None:
+    """Data date of the most recent training run of the pipeline (tag ``mlops.ds``), if any."""
+    from mlops_core import tracking
+
+    client = tracking.configure()
+    exp = client.get_experiment_by_name(f"mlops/{spec.name}")
+    if exp is None:
+        return None
+    runs = client.search_runs([exp.experiment_id], "tags.`mlops.ds` != ''", max_results=500)
+    dates = [date.fromisoformat(r.data.tags["mlops.ds"][:10]) for r in runs]
+    return max(dates) if dates else None
+
+
+@dataclass
+class PolicyDecision:
+    fire: bool
+    reasons: list[str]
+    ds: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide(
+    cfg: MonitoringSpec, days: pd.DataFrame, ds: str, *, last_training: date | None, is_backfill: bool
+) -> PolicyDecision:
+    """Apply the drift policy to the history for day ``ds`` (pure: no I/O)."""
+    day = date.fromisoformat(ds[:10])
+    wanted = [(day - timedelta(days=i)).isoformat() for i in range(cfg.consecutive_days)]
+    by_day = {str(r["ds"]): r for r in days.to_dict("records")} if len(days) else {}
+    reasons, ok = [], True
+    for d in wanted:
+        row = by_day.get(d)
+        if row is None:
+            ok = False
+            reasons.append(f"{d}: not monitored (need {cfg.consecutive_days} consecutive day(s))")
+            continue
+        rows, share = int(row["rows"] or 0), float(row["drift_share"] or 0.0)
+        enough, drifted = rows >= cfg.min_rows, share >= cfg.drift_share
+        ok &= enough and drifted
+        reasons.append(
+            f"{d}: drift share {share:.2f} {'>=' if drifted else '<'} {cfg.drift_share:g}, "
+            f"{rows} rows {'>=' if enough else '<'} min_rows {cfg.min_rows}"
+        )
+    if last_training is not None and (day - last_training).days < cfg.cooldown_days:
+        ok = False
+        reasons.append(
+            f"cooldown: last training on {last_training}, {(day - last_training).days} day(s) ago < {cfg.cooldown_days}"
+        )
+    if is_backfill and not cfg.retrain_on_backfill:
+        ok = False
+        reasons.append(
+            "backfill run: history filled, retraining not triggered (monitoring.retrain_on_backfill is false)"
+        )
+    today = by_day.get(day.isoformat(), {})
+    evidence = {"ds": day.isoformat(), "drift_share": today.get("drift_share"), "rows": today.get("rows")}
+    return PolicyDecision(ok, reasons, day.isoformat(), evidence)
+
+
+def policy(spec: PipelineSpec, lake_root: str, ds: str, *, is_backfill: bool) -> PolicyDecision:
+    """The policy on the stored history and the last training date."""
+    return decide(
+        spec.monitoring,
+        history(spec, lake_root),
+        ds,
+        last_training=last_training_ds(spec),
+        is_backfill=is_backfill,
+    )
