@@ -250,6 +250,7 @@ class PipelineSpec(_Model):
     description: str = ""
     schedule: str | None = None
     start_date: date = date(2026, 1, 1)
+    end_date: date | None = None
     tags: list[Identifier] = []
     retries: int = Field(2, ge=0, le=10)
     retry_delay_minutes: float = Field(2.0, ge=0.0, le=1440.0)
@@ -270,6 +271,8 @@ class PipelineSpec(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
+        if self.end_date is not None and self.end_date < self.start_date:
+            raise ValueError(f"end_date {self.end_date} is before start_date {self.start_date}")
         allowed = metrics_for(self.problem_type)
         for where, name in [("evaluation.primary_metric", self.evaluation.primary_metric)] + [
             (f"evaluation.floors.{m}", m) for m in self.evaluation.floors

@@ -42,6 +42,12 @@ def _start(spec: PipelineSpec) -> datetime:
     return datetime(spec.start_date.year, spec.start_date.month, spec.start_date.day, tzinfo=UTC)
 
 
+def _end(spec: PipelineSpec) -> datetime | None:
+    if spec.end_date is None:
+        return None
+    return datetime(spec.end_date.year, spec.end_date.month, spec.end_date.day, 23, 59, tzinfo=UTC)
+
+
 def _partition_param() -> Param:
     return Param(
         None,
@@ -133,6 +139,7 @@ def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG
         description=(spec.description or f"Train and promote {spec.name}")[:200],
         schedule=training_schedule(spec),
         start_date=_start(spec),
+        end_date=_end(spec),
         catchup=False,
         max_active_runs=1,
         default_args=_default_args(spec),
@@ -184,6 +191,7 @@ def build_batch_scoring_dag(spec: PipelineSpec, *, fileloc: str | None = None) -
         description=f"Score {spec.name} data with the champion model",
         schedule=spec.scoring.schedule,
         start_date=_start(spec),
+        end_date=_end(spec),
         catchup=False,
         max_active_runs=1,
         default_args=_default_args(spec),
@@ -225,6 +233,7 @@ def build_monitoring_dag(spec: PipelineSpec) -> DAG:
         description=f"Daily drift of {spec.name} against the champion's training data; fires retraining",
         schedule=m.schedule,
         start_date=_start(spec),
+        end_date=_end(spec),
         catchup=False,
         max_active_runs=1,
         default_args=_default_args(spec),

@@ -1,0 +1,229 @@
+"""A real Airflow deployment for tests: scheduler, dag-processor, triggerer and api-server as
+subprocesses on the machine's PostgreSQL, started once per session and stopped at the end.
+
+Assertions go through the REST API (what the UI uses), never through log text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PG_HOST = os.environ.get("MLOPS_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("MLOPS_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("MLOPS_TEST_PG_USER", "postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def create_database(name: str) -> str:
+    """Create a fresh PostgreSQL database; return its SQLAlchemy URL."""
+    import psycopg2
+
+    conn = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+
+
+def drop_database(name: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+@dataclass
+class AirflowStack:
+    """Airflow services on PostgreSQL with the given executor; ``env`` is shared by every process."""
+
+    home: Path
+    dags_folder: Path
+    executor: str = "LocalExecutor"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    services: tuple[str, ...] = ("scheduler", "dag-processor", "triggerer", "api-server")
+    port: int = field(default_factory=free_port)
+    db_name: str = field(default_factory=lambda: f"mlops_stack_{secrets.token_hex(4)}")
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    token: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environment(self, db_url: str) -> dict[str, str]:
+        env = os.environ.copy()
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": self.executor,
+                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url,
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__BASE_URL": self.url,
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+                "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "600",
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        db_url = create_database(self.db_name)
+        self.env = self.environment(db_url)
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        subprocess.run([airflow, "db", "migrate"], env=self.env, check=True, capture_output=True)
+        for name in self.services:
+            log = open(self.home / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+            args = (
+                [airflow, name]
+                if name != "celery-worker"
+                else [airflow, "celery", "worker", "--concurrency", "2"]
+            )
+            self.procs[name] = subprocess.Popen(
+                args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.wait_healthy()
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.time() + 30
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            drop_database(self.db_name)
+        except Exception:  # noqa: BLE001 - best effort at teardown
+            pass
+
+    def log_tail(self, name: str, chars: int = 4000) -> str:
+        path = self.home / f"{name}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def check_alive(self) -> None:
+        dead = {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
+        if dead:
+            raise RuntimeError(f"Airflow services died: {dead}\n" + "\n".join(self.log_tail(n) for n in dead))
+
+    # --- REST API ------------------------------------------------------------------------
+
+    def wait_healthy(self, timeout: float = 180) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=5) as resp:
+                    health = json.loads(resp.read())
+                if health.get("scheduler", {}).get("status") == "healthy":
+                    self.login()
+                    return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(2)
+        raise TimeoutError(
+            "Airflow did not become healthy:\n" + self.log_tail("api-server") + self.log_tail("scheduler")
+        )
+
+    def login(self) -> None:
+        passwords = json.loads((self.home / "passwords.json").read_text())
+        body = json.dumps({"username": "admin", "password": passwords["admin"]}).encode()
+        req = urllib.request.Request(
+            f"{self.url}/auth/token", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            self.token = json.loads(resp.read())["access_token"]
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            f"{self.url}/api/v2{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as err:
+            raise RuntimeError(f"{method} {path} -> {err.code}: {err.read()[:2000]!r}") from err
+        return json.loads(raw) if raw else None
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        return subprocess.run([airflow, *args], env=self.env, capture_output=True, text=True, check=True)
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 180) -> dict[str, Any]:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self.check_alive()
+            try:
+                return dict(self.api("GET", f"/dags/{dag_id}"))
+            except RuntimeError:
+                time.sleep(2)
+        raise TimeoutError(f"{dag_id} never appeared; import errors: {self.api('GET', '/importErrors')}")
+
+    def unpause(self, dag_id: str) -> None:
+        self.api("PATCH", f"/dags/{dag_id}", {"is_paused": False})
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return list(self.api("GET", f"/dags/{dag_id}/dagRuns?limit=100&order_by=run_after")["dag_runs"])
+
+    def tasks(self, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
+        from urllib.parse import quote
+
+        found = self.api("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances")[
+            "task_instances"
+        ]
+        return {t["task_id"]: t for t in found}
+
+    def wait_runs(self, dag_id: str, count: int, timeout: float = 900, **match: Any) -> list[dict[str, Any]]:
+        """Wait until ``count`` runs matching ``match`` (e.g. run_type) reached a final state."""
+        deadline = time.time() + timeout
+        done: list[dict[str, Any]] = []
+        while time.time() < deadline:
+            self.check_alive()
+            runs = [r for r in self.runs(dag_id) if all(r.get(k) == v for k, v in match.items())]
+            done = [r for r in runs if r["state"] in ("success", "failed")]
+            if len(done) >= count:
+                return done
+            time.sleep(3)
+        raise TimeoutError(
+            f"{dag_id}: {len(done)}/{count} runs {match} finished; runs: {self.runs(dag_id)}\n{self.log_tail('scheduler')}"
+        )
