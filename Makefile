@@ -16,7 +16,7 @@ export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(AIRFLOW_HOME)/airflow.db
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= True
 
-.PHONY: install demo test lint typecheck airflow mlflow-ui bench clean
+.PHONY: install demo test test-fast lint typecheck airflow mlflow-ui bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,8 +37,14 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The whole suite: DagBag, unit, dag.test() integration, and the scheduler tier (real scheduler,
+# dag-processor, triggerer and api-server on the machine's PostgreSQL at 127.0.0.1:5432).
 test: lint typecheck
 	$(BIN)/pytest
+
+# Everything but the tiers that start servers (no PostgreSQL needed).
+test-fast: lint typecheck
+	$(BIN)/pytest -m "not scheduler"
 
 airflow: install
 	@echo "Airflow UI on http://localhost:8080 (login printed below / in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
@@ -49,6 +55,7 @@ mlflow-ui: install
 
 bench: install
 	$(BIN)/python benchmarks/parse.py
+	$(BIN)/python benchmarks/drift.py
 
 clean:
 	rm -rf $(LOCAL)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HISTORY = "drift_history"
+HISTORY_COLUMNS = ("ds", "drift_share", "n_drifted", "n_columns", "rows", "run_type")
 
 
 def reference_uri(spec: PipelineSpec) -> str:
@@ -160,7 +161,7 @@ def check(
 
 
 def history(spec: PipelineSpec, lake_root: str) -> pd.DataFrame:
-    """One row per monitored day (ds, drift_share, n_drifted, rows, run_type), oldest first."""
+    """One row per monitored day (ds, drift_share, n_drifted, n_columns, rows, run_type), oldest first."""
     import pandas as pd
 
     fs, root = storage.filesystem(storage.join(lake_root, spec.name, HISTORY))
@@ -174,8 +175,8 @@ def history(spec: PipelineSpec, lake_root: str) -> pd.DataFrame:
                 extra = storage.read_manifest(storage.join(lake_root, spec.name, HISTORY, name)).extra
             except FileNotFoundError:
                 continue  # an incomplete day is not history
-            days.append({k: extra.get(k) for k in ("ds", "drift_share", "n_drifted", "rows", "run_type")})
-    return pd.DataFrame(days, columns=["ds", "drift_share", "n_drifted", "rows", "run_type"])
+            days.append({k: extra.get(k) for k in HISTORY_COLUMNS})
+    return pd.DataFrame(days, columns=list(HISTORY_COLUMNS))
 
 
 def last_training_ds(spec: PipelineSpec) -> date | None:

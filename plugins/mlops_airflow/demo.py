@@ -1,77 +1,150 @@
-"""``make demo``: the example pipeline from raw data to a deployed champion, through real Airflow.
+"""``make demo``: the example pipeline from raw data to a monitored, self-retraining deployment.
 
-1. writes the example datasets (shipped inside scikit-learn) to the landing zone;
-2. migrates the embedded Airflow metadata DB (SQLite) under ``.local/airflow``;
-3. runs ``airflow dags test breast_cancer_training <date>``: every task of the DAG runs through
-   Airflow's task runner, talking to a real MLflow store and Great Expectations;
-4. reads the result back from Airflow's metadata DB and MLflow, and prints where to look.
+Everything runs through a real Airflow (scheduler, dag-processor, triggerer, api-server with the
+LocalExecutor on the embedded SQLite DB under ``.local/airflow``), real MLflow (SQLite store),
+Great Expectations and Evidently:
+
+1. the example data (shipped inside scikit-learn) lands in ``.local/landing``: January 2026 for
+   training, three stable days (Feb 1-3) and one drifted day (Feb 4: 12 of 30 features shifted by
+   +1 standard deviation, seeded; see ``mlops_core.datasets.daily_batch``);
+2. ``breast_cancer_training`` is triggered for 2026-01-31 through the REST API;
+3. ``airflow backfill create`` monitors Feb 1-3: drift history fills, nothing retrains;
+4. the monitoring run for Feb 4 finds drift and emits the pipeline's drift Asset event, and the
+   scheduler starts ``breast_cancer_training`` by itself;
+5. the champion, the gate decisions and where to look are printed.
+
+The demo starts from a clean ``.local`` each time, so it is repeatable.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
+import shutil
 import sys
-from pathlib import Path
+from datetime import date
+
+from mlops_airflow.localstack import AirflowStack
 
 PIPELINE = "breast_cancer"
-DATE = "2026-01-31"
+TRAIN_DAY = date(2026, 1, 31)
+STABLE = [date(2026, 2, d) for d in (1, 2, 3)]
+DRIFT_DAY = date(2026, 2, 4)
 
 
-def _airflow(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    cmd = [str(Path(sys.executable).with_name("airflow")), *args]
-    print(f"$ airflow {' '.join(args)}", flush=True)
-    proc = subprocess.run(cmd, text=True, capture_output=True, env=os.environ.copy(), check=False)
-    if check and proc.returncode != 0:
-        sys.stderr.write(proc.stdout[-5000:] + proc.stderr[-5000:])
-        raise SystemExit(f"airflow {' '.join(args)} failed with exit code {proc.returncode}")
-    return proc
+def _say(text: str) -> None:
+    print(f"\n>>> {text}", flush=True)
 
 
-def run_state(dag_id: str) -> str:
-    out = _airflow("dags", "list-runs", dag_id, "-o", "json").stdout
-    lines = [line for line in out.splitlines() if line.startswith("[")]
-    runs = json.loads(lines[-1]) if lines else []
-    return str(runs[0]["state"]) if runs else "none"
+def prepare_data() -> None:
+    from mlops_core import datasets, settings
+
+    landing = settings.landing_root()
+    datasets.materialize(PIPELINE, landing)
+    datasets.materialize("diabetes", landing)
+    for day in STABLE:
+        datasets.append(PIPELINE, landing, datasets.daily_batch(PIPELINE, day))
+    datasets.append(PIPELINE, landing, datasets.daily_batch(PIPELINE, DRIFT_DAY, drift=True))
+    print(f"landing zone: {landing}/ (January + {len(STABLE)} stable days + drifted {DRIFT_DAY})")
+
+
+def _fmt_metrics(metrics: dict[str, float]) -> str:
+    keys = ("roc_auc", "average_precision", "recall", "precision", "f1", "accuracy")
+    return ", ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
+
+
+def run(stack: AirflowStack) -> int:
+    from mlops_core import lifecycle, monitoring, settings
+    from mlops_core.spec import load_spec
+
+    spec = load_spec(settings.home() / "dags" / "pipelines" / f"{PIPELINE}.yaml")
+    training, monitor = f"{PIPELINE}_training", f"{PIPELINE}_monitoring"
+    for dag_id in (training, monitor):
+        stack.wait_for_dag(dag_id)
+        stack.unpause(dag_id)
+
+    _say(f"{training} for {TRAIN_DAY} (REST API trigger, what the UI's Trigger button sends)")
+    stack.api("POST", f"/dags/{training}/dagRuns", {"logical_date": f"{TRAIN_DAY}T00:00:00Z", "conf": {}})
+    (first,) = stack.wait_runs(training, 1, run_type="manual")
+    if first["state"] != "success":
+        print(stack.tasks(training, first["dag_run_id"]), file=sys.stderr)
+        return 1
+    initial = lifecycle.summary(spec)
+    decision = initial["latest_decision"]
+    print(
+        f"champion: models:/{PIPELINE}@champion -> v{initial['champion']}  ({_fmt_metrics(initial['metrics'])})"
+    )
+    print(f"gate: {decision['outcome']}\n  - " + "\n  - ".join(decision["reasons"]))
+
+    _say(f"airflow backfill create --dag-id {monitor} --from-date {STABLE[0]} --to-date {STABLE[-1]}")
+    stack.cli(
+        "backfill",
+        "create",
+        "--dag-id",
+        monitor,
+        "--from-date",
+        STABLE[0].isoformat(),
+        "--to-date",
+        STABLE[-1].isoformat(),
+    )
+    backfill = stack.wait_runs(monitor, len(STABLE), run_type="backfill")
+    for row in monitoring.history(spec, settings.lake_root()).itertuples():
+        print(
+            f"  {row.ds}: drift share {row.drift_share:.2f} ({row.n_drifted} columns), {row.rows} rows, {row.run_type}"
+        )
+    print(
+        f"backfill runs: {[r['state'] for r in backfill]}; training runs so far: {len(stack.runs(training))} (no retraining)"
+    )
+
+    _say(f"{monitor} for {DRIFT_DAY} (the drifted day)")
+    stack.api("POST", f"/dags/{monitor}/dagRuns", {"logical_date": f"{DRIFT_DAY}T00:00:00Z", "conf": {}})
+    (mon,) = stack.wait_runs(monitor, 1, run_type="manual")
+    report = f"{settings.lake_root()}/{PIPELINE}/reports/drift/ds={DRIFT_DAY}/report.html"
+    today = monitoring.history(spec, settings.lake_root()).iloc[-1]
+    print(
+        f"drift share {today['drift_share']:.2f} ({today['n_drifted']} of {today['n_columns']} columns) -> policy fired: "
+        f"{stack.tasks(monitor, mon['dag_run_id'])['emit_drift_event']['state'] == 'success'}"
+    )
+    print(f"Evidently report: {report}")
+
+    _say(f"waiting for the scheduler to start {training} from the drift Asset event")
+    (retrain,) = stack.wait_runs(training, 1, run_type="asset_triggered")
+    final = lifecycle.summary(spec)
+    decision = final["latest_decision"]
+    print(f"{training} run {retrain['dag_run_id']}: {retrain['state']} (run_type asset_triggered)")
+    print(f"gate: {decision['outcome']}\n  - " + "\n  - ".join(decision["reasons"]))
+    moved = final["champion"] != initial["champion"]
+    print(
+        f"champion: models:/{PIPELINE}@champion -> v{final['champion']} "
+        f"({'new, was v' + str(initial['champion']) if moved else 'unchanged: the gate kept it'}); {_fmt_metrics(final['metrics'])}"
+    )
+    local = settings.local_dir()
+    print(f"""
+where to look
+  lake           : {settings.lake_root()}/{PIPELINE}/   raw/ validation/ holdout/ evaluation/ reports/drift/ drift_history/
+  drift report   : {report}
+  MLflow UI      : make mlflow-ui  -> http://localhost:5000   (experiments mlops/{PIPELINE} and mlops/{PIPELINE}/monitoring)
+  Airflow UI     : make airflow    -> http://localhost:8080   (AIRFLOW_HOME={local / "airflow"})
+""")
+    return 0 if retrain["state"] == "success" and backfill and mon["state"] == "success" else 1
 
 
 def main() -> int:
-    from mlops_core import datasets, lifecycle, settings
-    from mlops_core.spec import load_spec
+    from mlops_core import settings
 
-    home = settings.home()
-    for name in datasets.EXAMPLES:
-        uri = datasets.materialize(name, settings.landing_root())
-        print(f"landing: {uri}")
-    _airflow("db", "migrate")
-    dag_id = f"{PIPELINE}_training"
-    proc = _airflow("dags", "test", dag_id, DATE, check=False)
-    state = run_state(dag_id)
-    spec = load_spec(home / "dags" / "pipelines" / f"{PIPELINE}.yaml")
-    result = lifecycle.summary(spec)
-    if state != "success" or result["champion"] is None:
-        sys.stderr.write(proc.stdout[-8000:] + proc.stderr[-8000:])
-        print(f"\n{dag_id} ended in state {state!r}; see the log above", file=sys.stderr)
-        return 1
-    metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result["metrics"].items()))
     local = settings.local_dir()
-    decision = result["latest_decision"] or {"outcome": "?", "reasons": []}
-    reasons = "\n".join(f"  - {r}" for r in decision["reasons"])
-    print(f"""
-=== {dag_id} for {DATE}: {state} ===
-champion model : models:/{result["model"]}@champion -> version {result["champion"]} (previous: {result["previous_champion"]})
-holdout metrics: {metrics}
-gate decision of this run: {decision["outcome"]}
-{reasons}
-
-where to look
-  lake           : {settings.lake_root()}/{PIPELINE}/  (raw/, validation/ (GX HTML), holdout/, evaluation/)
-  MLflow UI      : make mlflow-ui   -> http://localhost:5000  (store: {settings.tracking_uri()})
-  Airflow UI     : make airflow     -> http://localhost:8080  (AIRFLOW_HOME={local / "airflow"})
-  run it again   : .venv/bin/airflow dags test {dag_id} {DATE}
-""")
-    return 0
+    for sub in ("lake", "landing", "mlflow", "airflow"):
+        shutil.rmtree(local / sub, ignore_errors=True)
+    prepare_data()
+    stack = AirflowStack(home=local / "airflow", dags_folder=settings.home() / "dags", sqlite=True)
+    _say("starting Airflow: scheduler, dag-processor, triggerer, api-server (SQLite + LocalExecutor)")
+    stack.start()
+    try:
+        return run(stack)
+    except Exception:
+        for name in stack.services:
+            print(f"--- {name} log tail ---\n{stack.log_tail(name, 3000)}", file=sys.stderr)
+        raise
+    finally:
+        stack.stop()
 
 
 if __name__ == "__main__":

@@ -13,10 +13,10 @@ from datetime import date, timedelta
 import pytest
 import yaml
 
+from mlops_airflow.localstack import AirflowStack
 from mlops_core import datasets, monitoring, registry, settings
 from mlops_core.spec import load_spec
 from tests.helpers import REPO, example_data
-from tests.stack.harness import AirflowStack
 
 pytestmark = pytest.mark.scheduler
 

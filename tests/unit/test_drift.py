@@ -84,7 +84,9 @@ def test_evidently_report_renders_with_the_same_methods():
 
 
 def _days(*rows):
-    return pd.DataFrame(rows, columns=["ds", "drift_share", "n_drifted", "rows", "run_type"])
+    return pd.DataFrame(rows, columns=["ds", "drift_share", "n_drifted", "rows", "run_type"]).assign(
+        n_columns=10
+    )
 
 
 CFG = MonitoringSpec(drift_share=0.3, min_rows=100, consecutive_days=2, cooldown_days=7)

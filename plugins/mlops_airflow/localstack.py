@@ -1,7 +1,8 @@
-"""A real Airflow deployment for tests: scheduler, dag-processor, triggerer and api-server as
-subprocesses on the machine's PostgreSQL, started once per session and stopped at the end.
+"""A real Airflow deployment as subprocesses: scheduler, dag-processor, triggerer and api-server
+(plus Celery workers when asked), on SQLite (the embedded default) or a fresh PostgreSQL database.
 
-Assertions go through the REST API (what the UI uses), never through log text.
+Used by ``make demo`` (to show the scheduler reacting to a drift Asset event) and by the
+scheduler test tier. Everything is checked through the REST API (what the UI uses).
 """
 
 from __future__ import annotations
@@ -61,11 +62,13 @@ class AirflowStack:
     home: Path
     dags_folder: Path
     executor: str = "LocalExecutor"
+    sqlite: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     services: tuple[str, ...] = ("scheduler", "dag-processor", "triggerer", "api-server")
     port: int = field(default_factory=free_port)
     db_name: str = field(default_factory=lambda: f"mlops_stack_{secrets.token_hex(4)}")
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
     token: str | None = None
 
     @property
@@ -102,7 +105,12 @@ class AirflowStack:
 
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        db_url = create_database(self.db_name)
+        # SQLite: wait up to 60 s for a lock instead of failing (scheduler, API and CLI share the file)
+        db_url = (
+            f"sqlite:///{self.home / 'airflow.db'}?timeout=60"
+            if self.sqlite
+            else create_database(self.db_name)
+        )
         self.env = self.environment(db_url)
         airflow = str(Path(sys.executable).with_name("airflow"))
         subprocess.run([airflow, "db", "migrate"], env=self.env, check=True, capture_output=True)
@@ -128,10 +136,11 @@ class AirflowStack:
                 proc.wait(timeout=max(1, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
-        try:
-            drop_database(self.db_name)
-        except Exception:  # noqa: BLE001 - best effort at teardown
-            pass
+        if not self.sqlite:
+            try:
+                drop_database(self.db_name)
+            except Exception:  # noqa: BLE001 - best effort at teardown
+                pass
 
     def log_tail(self, name: str, chars: int = 4000) -> str:
         path = self.home / f"{name}.log"
@@ -187,7 +196,12 @@ class AirflowStack:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         airflow = str(Path(sys.executable).with_name("airflow"))
-        return subprocess.run([airflow, *args], env=self.env, capture_output=True, text=True, check=True)
+        proc = subprocess.run([airflow, *args], env=self.env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"airflow {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+            )
+        return proc
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> dict[str, Any]:
         deadline = time.time() + timeout
