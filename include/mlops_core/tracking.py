@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from functools import lru_cache
 from typing import Any
@@ -33,12 +34,13 @@ def experiment_id(pipeline: str) -> str:
         return str(exp.experiment_id)
     from mlflow.exceptions import MlflowException
 
+    # A tracking server (http) decides where artifacts go unless MLOPS_ARTIFACTS says otherwise.
+    served = settings.tracking_uri().startswith(("http://", "https://")) and not os.environ.get(
+        "MLOPS_ARTIFACTS"
+    )
+    location = None if served else f"{settings.artifact_root().rstrip('/')}/{pipeline}"
     try:
-        return str(
-            client.create_experiment(
-                name, artifact_location=f"{settings.artifact_root().rstrip('/')}/{pipeline}"
-            )
-        )
+        return str(client.create_experiment(name, artifact_location=location))
     except MlflowException:  # created concurrently by another task
         exp = client.get_experiment_by_name(name)
         assert exp is not None

@@ -67,9 +67,11 @@ def training_params() -> dict[str, Param]:
             title="Force promote",
             description="Promote the challenger even if the gate rejects it. Requires a reason; recorded on the model version.",
         ),
+        # null-able: the UI's form treats an empty required string as missing and would block
+        # every ordinary trigger; the gate itself insists on a reason when force_promote is on.
         "reason": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             title="Reason",
             maxLength=500,
             description="Why the override (required with force_promote).",

@@ -67,6 +67,9 @@ class AirflowStack:
     services: tuple[str, ...] = ("scheduler", "dag-processor", "triggerer", "api-server")
     port: int = field(default_factory=free_port)
     db_name: str = field(default_factory=lambda: f"mlops_stack_{secrets.token_hex(4)}")
+    mlflow_server: bool = False
+    redis_url: str = "redis://127.0.0.1:6379"
+    mlflow_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     token: str | None = None
@@ -74,6 +77,10 @@ class AirflowStack:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.mlflow_port}"
 
     def environment(self, db_url: str) -> dict[str, str]:
         env = os.environ.copy()
@@ -100,8 +107,48 @@ class AirflowStack:
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             }
         )
+        if self.executor == "CeleryExecutor":
+            # a Redis DB index of its own, so parallel stacks never share a queue
+            env["AIRFLOW__CELERY__BROKER_URL"] = f"{self.redis_url}/{1 + secrets.randbelow(15)}"
+            env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + db_url.replace("+psycopg2", "")
+            env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = "2"
+        if self.mlflow_server:
+            env["MLFLOW_TRACKING_URI"] = self.mlflow_url
         env.update(self.extra_env)
         return env
+
+    def _start_mlflow(self) -> None:
+        """An MLflow tracking server on its own PostgreSQL database, serving artifacts from a local folder."""
+        store = create_database(f"{self.db_name}_mlflow").replace("+psycopg2", "")
+        log = open(self.home / "mlflow.log", "wb")  # noqa: SIM115 - closed with the process
+        mlflow = str(Path(sys.executable).with_name("mlflow"))
+        args = [
+            mlflow,
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.mlflow_port),
+            "--backend-store-uri",
+            store,
+            "--serve-artifacts",
+            "--artifacts-destination",
+            (self.home / "mlflow-artifacts").as_uri(),
+            "--workers",
+            "1",
+        ]
+        self.procs["mlflow"] = subprocess.Popen(
+            args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(f"{self.mlflow_url}/health", timeout=5):
+                    return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(1)
+        raise TimeoutError("MLflow server did not start:\n" + self.log_tail("mlflow"))
 
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -114,6 +161,8 @@ class AirflowStack:
         self.env = self.environment(db_url)
         airflow = str(Path(sys.executable).with_name("airflow"))
         subprocess.run([airflow, "db", "migrate"], env=self.env, check=True, capture_output=True)
+        if self.mlflow_server:
+            self._start_mlflow()
         for name in self.services:
             log = open(self.home / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
             args = (
@@ -137,10 +186,11 @@ class AirflowStack:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         if not self.sqlite:
-            try:
-                drop_database(self.db_name)
-            except Exception:  # noqa: BLE001 - best effort at teardown
-                pass
+            for name in (self.db_name, f"{self.db_name}_mlflow"):
+                try:
+                    drop_database(name)
+                except Exception:  # noqa: BLE001 - best effort at teardown
+                    pass
 
     def log_tail(self, name: str, chars: int = 4000) -> str:
         path = self.home / f"{name}.log"
