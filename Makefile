@@ -16,7 +16,7 @@ export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(AIRFLOW_HOME)/airflow.db
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= True
 
-.PHONY: install demo test test-fast lint typecheck airflow mlflow-ui bench clean
+.PHONY: install browser demo test test-fast test-stack lint typecheck airflow mlflow-ui bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,14 +37,22 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# The whole suite: DagBag, unit, dag.test() integration, and the scheduler tier (real scheduler,
-# dag-processor, triggerer and api-server on the machine's PostgreSQL at 127.0.0.1:5432).
-test: lint typecheck
+# Debian's chromium for the UI test (Playwright drives it; no browser is ever downloaded).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# The whole suite: DagBag, unit, dag.test() integration, the scheduler tier and the team-stack
+# tier (real Airflow services, Celery on Redis, MLflow server; PostgreSQL at 127.0.0.1:5432).
+test: lint typecheck browser
 	$(BIN)/pytest
 
-# Everything but the tiers that start servers (no PostgreSQL needed).
+# Everything but the tiers that start servers (no PostgreSQL, Redis or browser needed).
 test-fast: lint typecheck
-	$(BIN)/pytest -m "not scheduler"
+	$(BIN)/pytest -m "not scheduler and not stack"
+
+# Only the team-stack tier (PostgreSQL + Redis + Celery + MLflow server + Chromium).
+test-stack: install browser
+	$(BIN)/pytest -m stack
 
 airflow: install
 	@echo "Airflow UI on http://localhost:8080 (login printed below / in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"

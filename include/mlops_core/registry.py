@@ -63,7 +63,13 @@ def register(name: str, model_uri: str, run_id: str, run_key: str, tags: dict[st
             c.create_registered_model(name, tags={"mlops.pipeline": name})
         except MlflowException:
             pass  # already exists
-        mv = c.create_model_version(name, model_uri, run_id=run_id, tags={RUN_KEY_TAG: run_key, **tags})
+        import mlflow
+
+        # mlflow.register_model resolves an MLflow 3 logged model (models:/m-...) to its model_id,
+        # which a tracking server requires; the client call alone only works on a local store.
+        mv = mlflow.register_model(
+            model_uri, name, tags={RUN_KEY_TAG: run_key, "mlops.run_id": run_id, **tags}
+        )
         version, created = str(mv.version), True
     for key, value in tags.items():
         c.set_model_version_tag(name, version, key, value)

@@ -13,7 +13,9 @@ Great Expectations and Evidently:
    scheduler starts ``breast_cancer_training`` by itself;
 5. the champion, the gate decisions and where to look are printed.
 
-The demo starts from a clean ``.local`` each time, so it is repeatable.
+The demo starts from a clean ``.local`` each time, so it is repeatable. It runs the repo's DAGs
+from a copy under ``.local/demo/dags`` whose example pipelines get ``end_date: 2026-03-31`` (the
+data's range), so the scheduler does not start cron runs for today, which has no data.
 """
 
 from __future__ import annotations
@@ -21,8 +23,12 @@ from __future__ import annotations
 import shutil
 import sys
 from datetime import date
+from typing import TYPE_CHECKING
 
 from mlops_airflow.localstack import AirflowStack
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 PIPELINE = "breast_cancer"
 TRAIN_DAY = date(2026, 1, 31)
@@ -32,6 +38,25 @@ DRIFT_DAY = date(2026, 2, 4)
 
 def _say(text: str) -> None:
     print(f"\n>>> {text}", flush=True)
+
+
+def demo_dags(target: Path) -> Path:
+    """The repo's DAGs with the example pipelines bounded to their data (``end_date``).
+
+    The example data covers January-February 2026. Unpaused with ``catchup=False``, the cron
+    schedules would otherwise start one run for today, which has no data and would fail.
+    """
+    from mlops_core import settings
+
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(settings.home() / "dags", target, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in (target / "pipelines").glob("*.yaml"):
+        path.write_text(
+            path.read_text().replace(
+                "\nstart_date: 2026-01-01\n", "\nstart_date: 2026-01-01\nend_date: 2026-03-31\n"
+            )
+        )
+    return target
 
 
 def prepare_data() -> None:
@@ -55,7 +80,8 @@ def run(stack: AirflowStack) -> int:
     from mlops_core import lifecycle, monitoring, settings
     from mlops_core.spec import load_spec
 
-    spec = load_spec(settings.home() / "dags" / "pipelines" / f"{PIPELINE}.yaml")
+    spec = load_spec(stack.dags_folder / "pipelines" / f"{PIPELINE}.yaml")
+    assert spec.end_date is not None, "the demo bounds the example to its data"
     training, monitor = f"{PIPELINE}_training", f"{PIPELINE}_monitoring"
     for dag_id in (training, monitor):
         stack.wait_for_dag(dag_id)
@@ -131,10 +157,10 @@ def main() -> int:
     from mlops_core import settings
 
     local = settings.local_dir()
-    for sub in ("lake", "landing", "mlflow", "airflow"):
+    for sub in ("lake", "landing", "mlflow", "airflow", "demo"):
         shutil.rmtree(local / sub, ignore_errors=True)
     prepare_data()
-    stack = AirflowStack(home=local / "airflow", dags_folder=settings.home() / "dags", sqlite=True)
+    stack = AirflowStack(home=local / "airflow", dags_folder=demo_dags(local / "demo" / "dags"), sqlite=True)
     _say("starting Airflow: scheduler, dag-processor, triggerer, api-server (SQLite + LocalExecutor)")
     stack.start()
     try:

@@ -86,7 +86,7 @@ def test_rest_trigger_with_params_runs_on_the_celery_worker(stack):
     (run,) = stack.wait_runs(f"{NAME}_training", 1)
     tasks = stack.tasks(f"{NAME}_training", run["dag_run_id"])
     assert run["state"] == "success", {t: v["state"] for t, v in tasks.items()}
-    assert {t["state"] for t in tasks.values()} == {"success"}
+    assert {t["state"] for t in tasks.values()} == {"success"}, (run, tasks)
     assert all(t["queue"] == "default" and t["hostname"] for t in tasks.values())
     results = celery_results(stack)
     assert sum(status == "SUCCESS" for _, status in results) >= len(tasks)

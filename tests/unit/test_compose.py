@@ -83,7 +83,9 @@ def compose_schema() -> dict[str, Any]:
     if not SCHEMA_FILE.exists():
         npm = shutil.which("npm")
         if npm is None:
-            pytest.fail(f"npm is needed once to install {SCHEMA_PACKAGE} into {SCHEMA_PREFIX} (Node.js 20 + npm)")
+            pytest.fail(
+                f"npm is needed once to install {SCHEMA_PACKAGE} into {SCHEMA_PREFIX} (Node.js 20 + npm)"
+            )
         cmd = [npm, "install", "--prefix", str(SCHEMA_PREFIX), "--no-audit", "--no-fund", SCHEMA_PACKAGE]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
         assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
