@@ -48,6 +48,18 @@ def _end(spec: PipelineSpec) -> datetime | None:
     return datetime(spec.end_date.year, spec.end_date.month, spec.end_date.day, 23, 59, tzinfo=UTC)
 
 
+def _dag_args(spec: PipelineSpec) -> dict[str, Any]:
+    """What every DAG of a pipeline shares: dates, no catchup, one run at a time, retries, native XCom rendering."""
+    return {
+        "start_date": _start(spec),
+        "end_date": _end(spec),
+        "catchup": False,
+        "max_active_runs": 1,
+        "default_args": _default_args(spec),
+        "render_template_as_native_obj": True,
+    }
+
+
 def _partition_param() -> Param:
     return Param(
         None,
@@ -140,15 +152,10 @@ def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG
         dag_id=f"{spec.name}_training",
         description=(spec.description or f"Train and promote {spec.name}")[:200],
         schedule=training_schedule(spec),
-        start_date=_start(spec),
-        end_date=_end(spec),
-        catchup=False,
-        max_active_runs=1,
-        default_args=_default_args(spec),
+        **_dag_args(spec),
         params=training_params(),
         tags=spec.tag_list() + ["training"],
         doc_md=doc_md(spec),
-        render_template_as_native_obj=True,
     ) as dag:
         ingest = IngestOperator(task_id="ingest", partition_date=PARTITION, pipeline=spec)
         validate = ValidateOperator(
@@ -192,16 +199,11 @@ def build_batch_scoring_dag(spec: PipelineSpec, *, fileloc: str | None = None) -
         dag_id=f"{spec.name}_batch_scoring",
         description=f"Score {spec.name} data with the champion model",
         schedule=spec.scoring.schedule,
-        start_date=_start(spec),
-        end_date=_end(spec),
-        catchup=False,
-        max_active_runs=1,
-        default_args=_default_args(spec),
+        **_dag_args(spec),
         params={"partition_date": _partition_param()},
         tags=spec.tag_list() + ["scoring"],
         doc_md=f"Scores `{spec.name}` rows of the last {spec.scoring.lookback_days} day(s) with `models:/{spec.name}@champion`; "
         f"writes `<lake>/{spec.name}/predictions/ds=<date>/` with the model version in every row.",
-        render_template_as_native_obj=True,
     ) as dag:
         ingest = IngestOperator(
             task_id="ingest",
@@ -234,11 +236,7 @@ def build_monitoring_dag(spec: PipelineSpec) -> DAG:
         dag_id=f"{spec.name}_monitoring",
         description=f"Daily drift of {spec.name} against the champion's training data; fires retraining",
         schedule=m.schedule,
-        start_date=_start(spec),
-        end_date=_end(spec),
-        catchup=False,
-        max_active_runs=1,
-        default_args=_default_args(spec),
+        **_dag_args(spec),
         params={"partition_date": _partition_param()},
         tags=spec.tag_list() + ["monitoring"],
         doc_md=f"""
@@ -258,7 +256,6 @@ When it fires, `emit_drift_event` emits the Asset `{spec.drift_asset_uri}` and t
 Reports: `<lake>/{spec.name}/reports/drift/ds=<date>/report.html`; history:
 `<lake>/{spec.name}/drift_history/`; MLflow experiment `mlops/{spec.name}/monitoring`.
 """,
-        render_template_as_native_obj=True,
     ) as dag:
         common: dict[str, Any] = {"pipeline": spec, "partition_date": PARTITION}
         ingest = IngestOperator(task_id="ingest", stage="monitor", lookback_days=m.window_days, **common)
