@@ -124,7 +124,7 @@ def doc_md(spec: PipelineSpec) -> str:
 {expectations}
 
 **Flow**: ingest -> validate -> train -> evaluate -> gate -> register -> deploy -> smoke_test.
-A rejected challenger skips register/deploy; the run stays green and the reasons are in the gate task's log and XCom.
+A rejected challenger is still registered (alias `challenger`, tag `mlops.gate=reject`) but deploy and smoke_test skip; the run stays green and the reasons are in the gate task's log and XCom.
 
 **Trigger**: UI "Trigger" (form: force_promote, reason, partition_date) or
 `airflow dags trigger {spec.name}_training -c '{{"partition_date": "2026-01-31"}}'`.
