@@ -105,7 +105,9 @@ def test_mlflow_server_holds_the_model_and_champion(stack):
     # the artifacts are served by the MLflow server, not read from a shared disk
     import mlflow
 
+    # both: earlier tests in the session point the process-wide registry URI at local stores
     mlflow.set_tracking_uri(stack.mlflow_url)
+    mlflow.set_registry_uri(stack.mlflow_url)
     model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
     assert len(model.predict(datasets.load_example("breast_cancer").head(3))) == 3
 
