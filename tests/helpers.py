@@ -40,3 +40,16 @@ def install_pipeline(name: str, example: str = "breast_cancer", **changes: Any) 
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(example_data(example, name=name, **changes), sort_keys=False))
     return load_spec(path)
+
+
+def pipeline_folder(dags: Path, name: str, example: str = "breast_cancer", **changes: Any) -> Path:
+    """A DAG folder holding only the loader and ``<name>.yaml`` (the example, renamed and changed)."""
+    import shutil
+
+    import yaml
+
+    (dags / "pipelines").mkdir(parents=True)
+    shutil.copy(REPO / "dags" / "mlops_pipelines.py", dags)
+    data = example_data(example, name=name, **changes)
+    (dags / "pipelines" / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return dags

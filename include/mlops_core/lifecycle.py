@@ -6,7 +6,6 @@ data. Outputs are keyed by (pipeline, logical date) so a re-run overwrites, neve
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from typing import TYPE_CHECKING, Any
@@ -295,6 +294,6 @@ def summary(spec: PipelineSpec) -> dict[str, Any]:
         "metrics": metrics,
         "gate": mv.tags.get("mlops.gate"),
         "gate_reasons": mv.tags.get("mlops.gate_reasons"),
-        "tags": json.loads(json.dumps(dict(mv.tags))),
+        "tags": dict(mv.tags),
         "latest_decision": latest_decision(spec),
     }

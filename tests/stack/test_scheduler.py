@@ -7,16 +7,14 @@ machine's PostgreSQL, started once for this module. Assertions use the REST API 
 
 from __future__ import annotations
 
-import shutil
 from datetime import date, timedelta
 
 import pytest
-import yaml
 
 from mlops_airflow.localstack import AirflowStack
 from mlops_core import datasets, monitoring, registry, settings
 from mlops_core.spec import load_spec
-from tests.helpers import REPO, example_data
+from tests.helpers import pipeline_folder
 
 pytestmark = pytest.mark.scheduler
 
@@ -31,16 +29,13 @@ def stack(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLOPS_LOCAL_DIR", str(root / "local"))
         # the pipeline: the example, manual training + drift asset, daily monitoring bounded to February
-        dags = root / "dags"
-        (dags / "pipelines").mkdir(parents=True)
-        shutil.copy(REPO / "dags" / "mlops_pipelines.py", dags)
-        data = example_data(
-            name=NAME,
+        dags = pipeline_folder(
+            root / "dags",
+            NAME,
             schedule=None,
             end_date="2026-02-28",
             monitoring={"schedule": "@daily", "consecutive_days": 1, "cooldown_days": 3, "min_rows": 100},
         )
-        (dags / "pipelines" / f"{NAME}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
         # January for training; five stable days; one day with the documented shift
         landing = settings.landing_root()
         datasets.materialize("breast_cancer", landing)

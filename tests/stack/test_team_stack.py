@@ -11,11 +11,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 
 from mlops_airflow.localstack import AirflowStack
 from mlops_core import datasets, settings
-from tests.helpers import REPO, example_data
+from tests.helpers import REPO, pipeline_folder
 
 pytestmark = pytest.mark.stack
 
@@ -29,16 +28,13 @@ def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("team")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLOPS_LOCAL_DIR", str(root / "local"))
-        dags = root / "dags"
-        (dags / "pipelines").mkdir(parents=True)
-        shutil.copy(REPO / "dags" / "mlops_pipelines.py", dags)
-        data = example_data(
-            name=NAME,
+        dags = pipeline_folder(
+            root / "dags",
+            NAME,
             schedule=None,
             monitoring={"enabled": False},
             scoring={"schedule": "@daily", "lookback_days": 7},
         )
-        (dags / "pipelines" / f"{NAME}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
         landing = settings.landing_root()
         datasets.materialize("breast_cancer", landing)
         yesterday = datetime.now(UTC).date() - timedelta(days=1)
