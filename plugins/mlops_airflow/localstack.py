@@ -244,6 +244,21 @@ class AirflowStack:
             raise RuntimeError(f"{method} {path} -> {err.code}: {err.read()[:2000]!r}") from err
         return json.loads(raw) if raw else None
 
+    def trigger(self, dag_id: str, logical_date: str, conf: dict[str, Any] | None = None) -> None:
+        """POST a DAG run; on SQLite a write can lose a lock race, so retry unless the run exists."""
+        for attempt in range(5):
+            try:
+                self.api(
+                    "POST", f"/dags/{dag_id}/dagRuns", {"logical_date": logical_date, "conf": conf or {}}
+                )
+                return
+            except RuntimeError:
+                if any(r["logical_date"][:19] == logical_date[:19] for r in self.runs(dag_id)):
+                    return
+                if attempt == 4:
+                    raise
+                time.sleep(2)
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         airflow = str(Path(sys.executable).with_name("airflow"))
         proc = subprocess.run([airflow, *args], env=self.env, capture_output=True, text=True, check=False)
