@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import os
 import re
+from contextvars import ContextVar
 from pathlib import Path
+
+# The active cloud profile's lake and landing roots (set by mlops_core.clouds.using); they take
+# precedence over the environment so one worker process can run pipelines of several profiles.
+ROOTS: ContextVar[dict[str, str]] = ContextVar("mlops_roots", default={})  # noqa: B039 - never mutated
 
 _VAR = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
@@ -25,13 +30,17 @@ def local_dir() -> Path:
 
 
 def lake_root() -> str:
-    """Root URI of the lake: ``$MLOPS_LAKE`` or ``file://<home>/.local/lake``."""
-    return os.environ.get("MLOPS_LAKE") or (local_dir() / "lake").as_uri()
+    """Root URI of the lake: the cloud profile's, else ``$MLOPS_LAKE``, else ``file://<home>/.local/lake``."""
+    return ROOTS.get().get("MLOPS_LAKE") or os.environ.get("MLOPS_LAKE") or (local_dir() / "lake").as_uri()
 
 
 def landing_root() -> str:
-    """Root URI of the example landing zone: ``$MLOPS_LANDING`` or ``file://<home>/.local/landing``."""
-    return os.environ.get("MLOPS_LANDING") or (local_dir() / "landing").as_uri()
+    """Root URI of the landing zone: the cloud profile's, else ``$MLOPS_LANDING``, else ``.local/landing``."""
+    return (
+        ROOTS.get().get("MLOPS_LANDING")
+        or os.environ.get("MLOPS_LANDING")
+        or (local_dir() / "landing").as_uri()
+    )
 
 
 def tracking_uri() -> str:
@@ -66,6 +75,8 @@ def expand(value: str) -> str:
 
     def sub(match: re.Match[str]) -> str:
         name, default = match.group("name"), match.group("default")
+        if name in ROOTS.get():
+            return ROOTS.get()[name]
         if name in os.environ:
             return os.environ[name]
         if default is not None:

@@ -171,11 +171,34 @@ class EvaluationSpec(_Model):
     holdout: HoldoutSpec = HoldoutSpec()
 
 
-class DeploymentSpec(_Model):
-    """Where the champion goes. ``local``: the MLflow alias ``champion`` is the deployment."""
+class TrainingSpec(_Model):
+    """Where training runs. ``auto``: the cloud profile's backend (``in_worker`` on ``local``).
 
-    target: Literal["local"] = "local"
+    Remote backends run the same training code (``python -m mlops_core.remote``) as a SageMaker
+    training job, a Vertex AI custom job or an Azure ML command job; the model lands in MLflow
+    with the same lineage tags either way.
+    """
+
+    backend: Literal["auto", "in_worker", "sagemaker", "vertex", "azureml"] = "auto"
+    instance_type: str | None = Field(None, max_length=64)  # default: the profile's
+    timeout_minutes: int = Field(120, ge=5, le=7 * 24 * 60)
+
+
+class DeploymentSpec(_Model):
+    """Where the champion goes. ``auto``: the cloud profile's target.
+
+    ``local``: the MLflow alias ``champion`` is the deployment (one model, nothing to split, so
+    ``canary``/``blue_green`` act as ``all_at_once`` there). Endpoint targets (``sagemaker``,
+    ``vertex``, ``azureml``) shift ``canary_percent`` of the traffic to the new version, smoke-test
+    the endpoint, then promote it to 100 % or roll back.
+    """
+
+    target: Literal["auto", "local", "sagemaker", "vertex", "azureml"] = "auto"
     strategy: Literal["all_at_once", "blue_green", "canary"] = "all_at_once"
+    canary_percent: int = Field(10, ge=1, le=50)
+    canary_wait_minutes: int = Field(10, ge=0, le=24 * 60)
+    instance_type: str | None = Field(None, max_length=64)  # default: the profile's
+    instance_count: int = Field(1, ge=1, le=100)
     smoke_rows: int = Field(50, ge=1, le=100_000)
     tolerance: float = Field(1e-6, ge=0.0, le=1.0)
 
@@ -254,6 +277,7 @@ class PipelineSpec(_Model):
     tags: list[Identifier] = []
     retries: int = Field(2, ge=0, le=10)
     retry_delay_minutes: float = Field(2.0, ge=0.0, le=1440.0)
+    cloud: Literal["local", "aws", "gcp", "azure"] = "local"
 
     source: SourceSpec
     target: str
@@ -262,6 +286,7 @@ class PipelineSpec(_Model):
     features: FeaturesSpec = FeaturesSpec()
     expectations: list[ExpectationSpec] = []
     model: ModelSpec
+    training: TrainingSpec = TrainingSpec()
     evaluation: EvaluationSpec
     deployment: DeploymentSpec = DeploymentSpec()
     scoring: ScoringSpec = ScoringSpec()

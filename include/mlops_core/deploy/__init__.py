@@ -1,27 +1,50 @@
-"""Deployment targets behind one interface: deploy, smoke test, roll back.
+"""Deployment targets behind one interface: deploy, wait, smoke test, promote, roll back.
 
-``local`` (this package's default) is implemented in :mod:`mlops_core.deploy.local`; endpoint
-targets (SageMaker, Vertex AI, Azure ML) plug in behind the same :class:`DeploymentTarget`.
+``local`` (:mod:`mlops_core.deploy.local`) moves the MLflow alias ``champion``. Endpoint targets
+(:mod:`~mlops_core.deploy.sagemaker`, :mod:`~mlops_core.deploy.vertex`,
+:mod:`~mlops_core.deploy.azureml`) put a new version behind a managed endpoint:
+
+1. ``deploy`` starts it (create-or-update, idempotent: a retry finds what the first try made)
+   and returns a :class:`Deployment` in state ``updating``;
+2. the caller polls ``status`` (the Airflow layer does it in a trigger, deferred);
+3. ``smoke_test`` scores held-out rows through the endpoint;
+4. ``promote`` moves all traffic to the new version and the ``champion`` alias to it, or
+   ``rollback`` sends the traffic back, removes the new version and restores the alias.
+
+Targets take their SDK clients from a :data:`~mlops_core.clouds.ClientFactory`, so this package
+never reads a credential and contract tests can record every request.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import logging
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from mlops_core.clouds import ClientFactory, CloudProfile
     from mlops_core.spec import PipelineSpec
+
+log = logging.getLogger(__name__)
+
+UPDATING, READY = "updating", "ready"
 
 
 @dataclass
 class Deployment:
-    """What a deploy did: enough to smoke-test it and to undo it."""
+    """What a deploy did: enough to wait for it, smoke-test it, promote it and undo it."""
 
     target: str
     model_name: str
     version: str
     previous_version: str | None
     endpoint: str
+    strategy: str = "all_at_once"
+    state: str = READY
+    extra: dict[str, Any] = field(default_factory=dict)  # target-specific ids (configs, deployed model ids)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,21 +75,139 @@ class SmokeTestFailed(Exception):
         )
 
 
+class DeploymentFailed(RuntimeError):
+    """The platform reports the deployment failed (the message carries its reason)."""
+
+
 class DeploymentTarget(Protocol):
     name: str
 
     def deploy(self, spec: PipelineSpec, version: str) -> Deployment: ...
 
+    def status(self, deployment: Deployment) -> str: ...
+
     def smoke_test(
         self, spec: PipelineSpec, deployment: Deployment, holdout_uri: str, expected_uri: str
     ) -> SmokeResult: ...
 
+    def promote(self, spec: PipelineSpec, deployment: Deployment) -> Deployment: ...
+
     def rollback(self, spec: PipelineSpec, deployment: Deployment) -> None: ...
 
 
-def get_target(name: str) -> DeploymentTarget:
+def compare(spec: PipelineSpec, got: np.ndarray, want: np.ndarray, rows: int) -> SmokeResult:
+    """Served predictions vs the offline ones: exact for classes, within ``tolerance`` for numbers."""
+    import numpy as np
+
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape[0] != want.shape[0]:
+        return SmokeResult(
+            False, rows, rows, float("nan"), f"served {got.shape[0]} predictions for {rows} rows"
+        )
+    if spec.problem_type == "regression":
+        diff = np.abs(got.astype(float) - want.astype(float))
+        bad = int((diff > spec.deployment.tolerance).sum())
+        max_diff = float(diff.max()) if len(diff) else 0.0
+    else:
+        bad = int((got.astype(str) != want.astype(str)).sum())
+        max_diff = float(bad)
+    detail = f"{bad}/{rows} rows differ from offline predictions (tolerance {spec.deployment.tolerance:g})"
+    return SmokeResult(bad == 0, rows, bad, max_diff, detail)
+
+
+def smoke_frames(spec: PipelineSpec, holdout_uri: str, expected_uri: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """The first ``smoke_rows`` held-out feature rows and the offline predictions for them."""
+    from mlops_core import storage
+
+    hold = storage.read_frame(holdout_uri).head(spec.deployment.smoke_rows)
+    expected = storage.read_frame(expected_uri, name="predictions").head(len(hold))
+    return hold.drop(columns=[spec.target]), expected["prediction"].to_numpy()
+
+
+class EndpointTarget:
+    """Shared by the endpoint targets: the smoke test through :meth:`predict`, names, settings."""
+
+    name = "endpoint"
+
+    def __init__(self, profile: CloudProfile, clients: ClientFactory):
+        self.profile, self.clients = profile, clients
+
+    def predict(self, deployment: Deployment, features: pd.DataFrame) -> np.ndarray:
+        raise NotImplementedError
+
+    def smoke_test(
+        self, spec: PipelineSpec, deployment: Deployment, holdout_uri: str, expected_uri: str
+    ) -> SmokeResult:
+        features, want = smoke_frames(spec, holdout_uri, expected_uri)
+        return compare(spec, self.predict(deployment, features), want, len(features))
+
+    @staticmethod
+    def endpoint_name(spec: PipelineSpec) -> str:
+        """One endpoint per pipeline, named after it (``breast_cancer`` -> ``mlops-breast-cancer``)."""
+        return "mlops-" + spec.name.replace("_", "-")
+
+
+def package_model(spec: PipelineSpec, version: str, root: str) -> str:
+    """Copy MLflow model version ``version`` as ``<root>/<name>/models/v<version>/model.tar.gz``.
+
+    The tarball holds the MLflow model directory (``MLmodel`` at its top), the layout SageMaker's
+    MLflow serving image expects; Vertex AI and Azure ML read the unpacked folder beside it
+    (``.../v<version>/model/``). Idempotent: an existing copy with the same content is kept.
+    """
+    import io
+    import tarfile
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    from mlops_core import storage, tracking
+
+    tracking.configure()
+    dest = storage.join(root, spec.name, "models", f"v{version}")
+    fs, base = storage.filesystem(dest)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                f"models:/{spec.registered_model_name}/{version}", dst_path=tmp
+            )
+        )
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            for path in sorted(local.rglob("*")):
+                tar.add(path, arcname=str(path.relative_to(local)), recursive=False)
+        for path in sorted(p for p in local.rglob("*") if p.is_file()):
+            fs.pipe(f"{base}/model/{path.relative_to(local).as_posix()}", path.read_bytes())
+        fs.pipe(f"{base}/model.tar.gz", buf.getvalue())
+    return f"{dest}/model.tar.gz"
+
+
+def resolve_target_name(spec: PipelineSpec, profile: CloudProfile | None) -> str:
+    if spec.deployment.target != "auto":
+        return spec.deployment.target
+    return profile.deploy_target if profile is not None else "local"
+
+
+def get_target(
+    name: str, profile: CloudProfile | None = None, clients: ClientFactory | None = None
+) -> DeploymentTarget:
+    """The target called ``name``; endpoint targets need the resolved profile and its clients."""
     if name == "local":
         from mlops_core.deploy.local import LocalTarget
 
         return LocalTarget()
-    raise ValueError(f"deployment target {name!r} is not available; this build supports: local")
+    if profile is None or clients is None:
+        raise ValueError(f"deployment target {name!r} needs a cloud profile and its clients")
+    if name == "sagemaker":
+        from mlops_core.deploy.sagemaker import SageMakerTarget
+
+        return SageMakerTarget(profile, clients)
+    if name == "vertex":
+        from mlops_core.deploy.vertex import VertexTarget
+
+        return VertexTarget(profile, clients)
+    if name == "azureml":
+        from mlops_core.deploy.azureml import AzureMLTarget
+
+        return AzureMLTarget(profile, clients)
+    raise ValueError(f"deployment target {name!r} is not one of: local, sagemaker, vertex, azureml")

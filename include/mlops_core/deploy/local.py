@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from mlops_core import registry
-from mlops_core.deploy import Deployment, SmokeResult
+from mlops_core.deploy import READY, Deployment, SmokeResult, compare, smoke_frames
 
 if TYPE_CHECKING:
     from mlops_core.spec import PipelineSpec
@@ -39,32 +39,28 @@ class LocalTarget:
         import mlflow
         import numpy as np
 
-        from mlops_core import storage, tracking
+        from mlops_core import tracking
 
         tracking.configure()
-        hold = storage.read_frame(holdout_uri).head(spec.deployment.smoke_rows)
-        expected = storage.read_frame(expected_uri, name="predictions").head(len(hold))
+        features, want = smoke_frames(spec, holdout_uri, expected_uri)
         served = mlflow.pyfunc.load_model(deployment.endpoint)
-        got = np.asarray(served.predict(hold.drop(columns=[spec.target])))
-        want = expected["prediction"].to_numpy()
+        got = np.asarray(served.predict(features))
         served_version = registry.alias_version(deployment.model_name, registry.CHAMPION)
         if served_version != deployment.version:
             return SmokeResult(
                 False,
-                len(hold),
-                len(hold),
+                len(features),
+                len(features),
                 float("nan"),
                 f"alias champion points at v{served_version}, not v{deployment.version}",
             )
-        if spec.problem_type == "regression":
-            diff = np.abs(got.astype(float) - want.astype(float))
-            bad = int((diff > spec.deployment.tolerance).sum())
-            max_diff = float(diff.max()) if len(diff) else 0.0
-        else:
-            bad = int((got.astype(str) != want.astype(str)).sum())
-            max_diff = float(bad)
-        detail = f"{bad}/{len(hold)} rows differ from offline predictions (tolerance {spec.deployment.tolerance:g})"
-        return SmokeResult(bad == 0, len(hold), bad, max_diff, detail)
+        return compare(spec, got, want, len(features))
+
+    def status(self, deployment: Deployment) -> str:
+        return READY  # moving an alias is instant
+
+    def promote(self, spec: PipelineSpec, deployment: Deployment) -> Deployment:
+        return deployment  # the alias moved at deploy: there is no traffic to shift
 
     def rollback(self, spec: PipelineSpec, deployment: Deployment) -> None:
         registry.restore(deployment.model_name, deployment.version, deployment.previous_version)

@@ -1,0 +1,146 @@
+"""Cloud profiles: the one line of a pipeline YAML (``cloud:``) that decides where it runs.
+
+A profile (``include/clouds.yaml``, or ``$MLOPS_CLOUDS_FILE``) names the lake and landing roots,
+the Airflow connection, the training backend, the deployment target and the monitoring export
+of one platform. Values hold ``${VAR:-default}`` and are expanded by :func:`resolve` when a task
+runs, so DAG parsing never needs a cloud's settings. :func:`using` makes ``${MLOPS_LAKE}`` and
+``${MLOPS_LANDING}`` (and :func:`mlops_core.settings.lake_root`) mean the profile's roots for the
+code it wraps.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+CloudName = Literal["local", "aws", "gcp", "azure"]
+TrainingBackend = Literal["in_worker", "sagemaker", "vertex", "azureml"]
+DeployTargetName = Literal["local", "sagemaker", "vertex", "azureml"]
+MonitoringExport = Literal["none", "cloudwatch", "cloud_monitoring", "azure_monitor"]
+
+CLOUDS: tuple[str, ...] = get_args(CloudName)
+
+# What a platform's SDK client or HTTP session is built from: ``clients("sagemaker")`` returns a
+# boto3 client on AWS; on Google Cloud and Azure every service name returns an authorised
+# ``requests.Session``-like object. The Airflow layer builds it from the profile's connection;
+# tests pass recording or stubbed clients.
+ClientFactory = Callable[[str], Any]
+
+
+class CloudProfileError(ValueError):
+    """A profile that cannot be used; the message names the profile, the field and the fix."""
+
+
+@dataclass(frozen=True)
+class CloudProfile:
+    """One platform's resolved settings (every ``${VAR}`` expanded)."""
+
+    name: str
+    lake: str
+    landing: str
+    conn_id: str | None
+    training_backend: str
+    deploy_target: str
+    monitoring_export: str
+    settings: dict[str, str] = field(default_factory=dict)
+
+    def setting(self, key: str) -> str:
+        """A required platform setting; a missing or empty one is an error naming its variable."""
+        value = self.settings.get(key, "")
+        if not value:
+            raise CloudProfileError(
+                f"cloud profile {self.name!r} needs settings.{key}; set it in {profiles_file()} "
+                "(or the environment variable it reads)"
+            )
+        return value
+
+
+def profiles_file() -> Path:
+    from mlops_core import settings
+
+    env = os.environ.get("MLOPS_CLOUDS_FILE")
+    return Path(env) if env else settings.home() / "include" / "clouds.yaml"
+
+
+@lru_cache(maxsize=8)
+def _load(path: str, mtime: float) -> dict[str, dict[str, Any]]:
+    import yaml
+
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(raw, dict):
+        raise CloudProfileError(f"{path} must map profile names to settings")
+    return raw
+
+
+def raw_profiles() -> dict[str, dict[str, Any]]:
+    """The profiles file as written (nothing expanded): cheap, safe at DAG parse."""
+    path = profiles_file()
+    if not path.exists():
+        raise CloudProfileError(f"cloud profiles file {path} does not exist; set MLOPS_CLOUDS_FILE")
+    return _load(str(path), path.stat().st_mtime)
+
+
+_ALLOWED: dict[str, tuple[str, ...]] = {
+    "training_backend": get_args(TrainingBackend),
+    "deploy_target": get_args(DeployTargetName),
+    "monitoring_export": get_args(MonitoringExport),
+}
+
+
+def resolve(name: str) -> CloudProfile:
+    """Expand profile ``name`` from the environment and check its choices."""
+    from mlops_core.settings import expand
+
+    profiles = raw_profiles()
+    if name not in profiles:
+        raise CloudProfileError(
+            f"cloud {name!r} has no profile in {profiles_file()}; profiles: {', '.join(sorted(profiles))}"
+        )
+    raw = profiles[name] or {}
+
+    def text(key: str, default: str = "") -> str:
+        value = raw.get(key, default)
+        return "" if value is None else expand(str(value))
+
+    values = {key: text(key, "none" if key == "monitoring_export" else "") for key in _ALLOWED}
+    for key, allowed in _ALLOWED.items():
+        if values[key] not in allowed:
+            raise CloudProfileError(
+                f"cloud profile {name!r}: {key} {values[key]!r} is not one of {', '.join(allowed)}"
+            )
+    lake, landing = text("lake"), text("landing")
+    if not lake or not landing:
+        raise CloudProfileError(f"cloud profile {name!r} needs both lake and landing")
+    return CloudProfile(
+        name=name,
+        lake=lake.rstrip("/"),
+        landing=landing.rstrip("/"),
+        conn_id=text("conn_id") or None,
+        settings={str(k): expand(str(v)) for k, v in (raw.get("settings") or {}).items() if v is not None},
+        **values,
+    )
+
+
+@contextmanager
+def using(profile: CloudProfile) -> Iterator[CloudProfile]:
+    """Within the block, ``${MLOPS_LAKE}``/``${MLOPS_LANDING}`` and the lake root are the profile's."""
+    from mlops_core import settings
+
+    token = settings.ROOTS.set({"MLOPS_LAKE": profile.lake, "MLOPS_LANDING": profile.landing})
+    try:
+        yield profile
+    finally:
+        settings.ROOTS.reset(token)
+
+
+def scheme(uri: str) -> str:
+    """``s3``, ``gs``, ``abfs``... or ``file`` for a path or file:// URI."""
+    from mlops_core.settings import expand
+
+    head, sep, _ = expand(uri).partition("://")
+    return head if sep else "file"

@@ -1,0 +1,125 @@
+"""Remote training: the same :func:`mlops_core.training.train` run by a cloud's job service.
+
+The worker writes a job folder in the lake (``<lake>/<pipeline>/jobs/<job name>/``) holding the
+spec and the request; the job runs ``python -m mlops_core.remote <job folder>`` in this project's
+image, trains, logs to MLflow with the lineage tags of the request, and writes ``result.json``
+beside them. The worker then reads the result, so what follows training is the same on every
+backend.
+
+Job names derive from pipeline, logical date and try (:func:`job_name`): a retried or resumed
+task finds the job its try already started instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datetime import date
+
+    from mlops_core.spec import PipelineSpec
+
+RUNNING, SUCCEEDED = "running", "succeeded"
+
+
+class RemoteJobFailed(RuntimeError):
+    """The platform reports the job failed or was stopped; the message carries its reason."""
+
+
+def job_name(pipeline: str, ds: str | date, try_number: int) -> str:
+    """``mlops-<pipeline>-<yyyymmdd>-t<try>``: valid on SageMaker, Vertex AI and Azure ML (<= 63 chars)."""
+    day = str(ds)[:10].replace("-", "")
+    stem = re.sub(r"[^a-z0-9-]", "-", pipeline.lower())
+    suffix = f"-{day}-t{int(try_number)}"
+    return f"mlops-{stem}"[: 63 - len(suffix)] + suffix
+
+
+@dataclass
+class JobRequest:
+    """What a remote training job needs; written to ``<folder>/request.json`` before submission."""
+
+    name: str
+    folder: str  # lake URI of the job folder
+    raw_uri: str
+    lake_root: str
+    ds: str
+    tags: dict[str, str]
+    env: dict[str, str] = field(default_factory=dict)  # MLFLOW_TRACKING_URI etc. for the container
+
+    @property
+    def command(self) -> list[str]:
+        return ["python", "-m", "mlops_core.remote", self.folder]
+
+    @property
+    def result_uri(self) -> str:
+        return f"{self.folder}/result.json"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def prepare(
+    spec: PipelineSpec,
+    raw_uri: str,
+    lake_root: str,
+    ds: str,
+    tags: dict[str, str],
+    try_number: int,
+    env: dict[str, str] | None = None,
+) -> JobRequest:
+    """Write the job folder (spec + request) and return the request. Idempotent per name."""
+    from mlops_core import storage
+
+    name = job_name(spec.name, ds, try_number)
+    folder = storage.join(lake_root, spec.name, "jobs", name)
+    req = JobRequest(name, folder, raw_uri, lake_root, str(ds)[:10], dict(tags), dict(env or {}))
+    fs, base = storage.filesystem(folder)
+    fs.pipe(f"{base}/spec.json", spec.model_dump_json().encode())
+    fs.pipe(f"{base}/request.json", json.dumps(req.to_dict(), sort_keys=True).encode())
+    return req
+
+
+def read_result(req: JobRequest | str) -> dict[str, Any]:
+    """The training result the job wrote; an error that says where it looked when it is missing."""
+    from mlops_core import storage
+
+    uri = req.result_uri if isinstance(req, JobRequest) else f"{req.rstrip('/')}/result.json"
+    fs, path = storage.filesystem(uri)
+    if not fs.exists(path):
+        raise RemoteJobFailed(
+            f"the training job finished but wrote no result at {uri}; see the job's logs on the platform"
+        )
+    return dict(json.loads(fs.cat_file(path)))
+
+
+def run(folder: str) -> dict[str, Any]:
+    """What the job's container runs: train from the job folder and write ``result.json``."""
+    from mlops_core import storage
+    from mlops_core.spec import PipelineSpec
+    from mlops_core.training import train
+
+    fs, base = storage.filesystem(folder)
+    spec = PipelineSpec.model_validate_json(fs.cat_file(f"{base}/spec.json"))
+    req = JobRequest(**json.loads(fs.cat_file(f"{base}/request.json")))
+    tags = {**req.tags, "mlops.training_backend_job": req.name}
+    result = train(spec, req.raw_uri, req.lake_root, req.ds, tags).to_dict()
+    fs.pipe(f"{base}/result.json", json.dumps(result, sort_keys=True, default=str).encode())
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m mlops_core.remote <job folder URI>", file=sys.stderr)
+        return 2
+    result = run(args[0])
+    print(json.dumps({"run_id": result.get("run_id"), "result": f"{args[0].rstrip('/')}/result.json"}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
