@@ -14,6 +14,7 @@ from mlops_core import registry, storage
 from mlops_core.evaluation import Bootstrap, GateDecision
 
 if TYPE_CHECKING:
+    from mlops_core.deploy import DeploymentTarget
     from mlops_core.spec import PipelineSpec
 
 log = logging.getLogger(__name__)
@@ -183,19 +184,28 @@ def register(
     return {"model_name": spec.registered_model_name, "version": version, "created": created}
 
 
-def deploy(spec: PipelineSpec, version: str) -> dict[str, Any]:
-    from mlops_core.deploy import get_target
+def deploy(spec: PipelineSpec, version: str, target: DeploymentTarget | None = None) -> dict[str, Any]:
+    """Start the deploy of ``version``; endpoint targets return state ``updating`` (wait on ``status``)."""
+    return _target(spec, target).deploy(spec, version).to_dict()
 
-    return get_target(spec.deployment.target).deploy(spec, version).to_dict()
+
+def _target(spec: PipelineSpec, target: DeploymentTarget | None) -> DeploymentTarget:
+    from mlops_core.deploy import get_target, resolve_target_name
+
+    return target if target is not None else get_target(resolve_target_name(spec, None))
 
 
 def smoke_test(
-    spec: PipelineSpec, deployment: dict[str, Any], holdout_uri: str, predictions_uri: str
+    spec: PipelineSpec,
+    deployment: dict[str, Any],
+    holdout_uri: str,
+    predictions_uri: str,
+    target: DeploymentTarget | None = None,
 ) -> dict[str, Any]:
     """Score held-out rows through the deployment; on any mismatch roll back and raise SmokeTestFailed."""
-    from mlops_core.deploy import Deployment, SmokeTestFailed, get_target
+    from mlops_core.deploy import Deployment, SmokeTestFailed
 
-    target = get_target(spec.deployment.target)
+    target = _target(spec, target)
     dep = Deployment(**deployment)
     try:
         result = target.smoke_test(spec, dep, holdout_uri, predictions_uri)
@@ -211,6 +221,23 @@ def smoke_test(
         dep.model_name, dep.version, {"mlops.smoke_test": "passed", "mlops.deployed_to": dep.endpoint}
     )
     return result.to_dict()
+
+
+def promote(
+    spec: PipelineSpec, deployment: dict[str, Any], target: DeploymentTarget | None = None
+) -> dict[str, Any]:
+    """All traffic to the smoke-tested version and ``champion`` to it; roll back if that fails."""
+    from mlops_core.deploy import Deployment
+
+    target = _target(spec, target)
+    dep = Deployment(**deployment)
+    try:
+        done = target.promote(spec, dep)
+    except Exception:
+        target.rollback(spec, dep)
+        raise
+    registry.set_tags(dep.model_name, dep.version, {"mlops.promoted": "true"})
+    return done.to_dict()
 
 
 def batch_score(

@@ -2,9 +2,18 @@
 
 A partition is ``<root>/<pipeline>/<stage>/ds=YYYY-MM-DD/`` holding data files and
 ``_manifest.json`` (rows, schema, sha256 of every file). The partition is built in a hidden
-temporary folder beside its final place and moved there in one step; the manifest is written
-last, so a reader that finds a manifest finds a complete partition, and a failed write leaves
-nothing behind. Works for every fsspec filesystem (``file://``, ``s3://``, ``gs://``, ``abfs://``).
+temporary folder beside its final place, then committed; the manifest is what makes a partition
+visible, so a reader that finds a manifest finds a complete partition, and a failed write leaves
+nothing behind.
+
+Commit on a local disk is a rename. Object stores (``s3://``, ``gs://``, ``abfs://``) have no
+rename of a folder, so there the commit is: delete the old manifest (the partition turns
+invisible, never half-visible), copy the data files, drop files the new manifest does not list,
+write the manifest last. Readers check every file's sha256 against the manifest.
+
+URIs resolve to fsspec filesystems; the Airflow layer installs a resolver
+(:func:`set_resolver`) so ``s3://``, ``gs://`` and ``abfs://`` go through Airflow's
+``ObjectStoragePath`` and the cloud profile's connection.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import hashlib
 import io
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -65,11 +75,32 @@ class Manifest:
         return cls(**raw)
 
 
+Resolver = Callable[[str, "dict[str, Any] | None"], "tuple[AbstractFileSystem, str] | None"]
+_resolver: Resolver | None = None
+
+
+def set_resolver(resolver: Resolver | None) -> None:
+    """Install how URIs become filesystems (the Airflow layer: ObjectStoragePath + connections).
+
+    The resolver returns None for URIs it leaves to fsspec's defaults (local paths).
+    """
+    global _resolver
+    _resolver = resolver
+
+
 def filesystem(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[AbstractFileSystem, str]:
     """Resolve a URI (``${VAR}`` expanded) to an fsspec filesystem and a path on it."""
     from fsspec.core import url_to_fs
 
-    return url_to_fs(expand(uri), **(storage_options or {}))
+    uri = expand(uri)
+    if _resolver is not None and (found := _resolver(uri, storage_options)) is not None:
+        return found
+    return url_to_fs(uri, **(storage_options or {}))
+
+
+def is_local(fs: AbstractFileSystem) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocol or "local" in protocol
 
 
 def join(root: str, *parts: str) -> str:
@@ -158,7 +189,15 @@ def write_partition(
 
 
 def _commit(fs: AbstractFileSystem, tmp: str, final: str) -> None:
-    """Swap ``tmp`` into ``final``: the old partition is moved aside first, deleted after."""
+    """Make the partition built in ``tmp`` the one at ``final``."""
+    if is_local(fs):
+        _commit_rename(fs, tmp, final)
+    else:
+        _commit_copy(fs, tmp, final)
+
+
+def _commit_rename(fs: AbstractFileSystem, tmp: str, final: str) -> None:
+    """Local disk: the old partition is moved aside first, deleted after."""
     old = None
     if fs.exists(final):
         old = f"{tmp}-old"
@@ -171,6 +210,22 @@ def _commit(fs: AbstractFileSystem, tmp: str, final: str) -> None:
         raise
     if old is not None:
         fs.rm(old, recursive=True)
+
+
+def _commit_copy(fs: AbstractFileSystem, tmp: str, final: str) -> None:
+    """Object store: hide (drop the manifest), copy data, prune, publish (manifest last), clean up."""
+    manifest = Manifest.from_json(fs.cat_file(f"{tmp}/{MANIFEST}").decode())
+    keep = {e.name for e in manifest.files} | {MANIFEST}
+    if fs.exists(f"{final}/{MANIFEST}"):
+        fs.rm_file(f"{final}/{MANIFEST}")
+    for entry in manifest.files:
+        fs.copy(f"{tmp}/{entry.name}", f"{final}/{entry.name}")
+    if fs.exists(final):
+        for path in fs.find(final):
+            if path.rsplit("/", 1)[-1] not in keep:
+                fs.rm_file(path)
+    fs.copy(f"{tmp}/{MANIFEST}", f"{final}/{MANIFEST}")
+    fs.rm(tmp, recursive=True)
 
 
 def read_manifest(uri: str, storage_options: dict[str, Any] | None = None) -> Manifest:

@@ -7,6 +7,7 @@ Nothing heavy is imported at module level: the libraries load inside ``execute``
 
 from __future__ import annotations
 
+import functools
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
+    from mlops_core.clouds import CloudProfile
+    from mlops_core.deploy import DeploymentTarget
     from mlops_core.spec import PipelineSpec
 
 
@@ -55,6 +58,18 @@ def drift_evidence(context: Context) -> dict[str, Any]:
     return dict(max(found, key=lambda ev: ev.timestamp).extra)
 
 
+def _in_cloud(method: Any) -> Any:
+    @functools.wraps(method)
+    def run(self: MlopsStep, *args: Any, **kwargs: Any) -> Any:
+        from mlops_airflow.cloud import cloud_context
+
+        with cloud_context(self.spec):
+            return method(self, *args, **kwargs)
+
+    run._in_cloud = True  # type: ignore[attr-defined]
+    return run
+
+
 class MlopsStep:
     """What every step shares, with no ``__init__`` of its own.
 
@@ -69,6 +84,23 @@ class MlopsStep:
 
     pipeline: PipelineSpec | str
     lake_root: str | None = None
+
+    # Methods a task runs (``execute`` and the resume methods after a deferral); each runs inside
+    # the pipeline's cloud profile (lake, landing and connections: mlops_airflow.cloud).
+    _IN_CLOUD = ("execute", "remote_complete", "deploy_complete", "promote_after_bake")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in cls._IN_CLOUD:
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_in_cloud", False):
+                setattr(cls, name, _in_cloud(method))
+
+    @cached_property
+    def profile(self) -> CloudProfile:
+        from mlops_airflow.cloud import profile_of
+
+        return profile_of(self.spec)
 
     @cached_property
     def spec(self) -> PipelineSpec:
@@ -215,8 +247,14 @@ class ValidateOperator(MlopsStep, BaseOperator):
 class TrainOperator(MlopsStep, BaseOperator):
     """Fit the spec's model and log an MLflow run (params, metrics, signature, dataset lineage, Airflow tags).
 
+    ``training.backend`` (``auto``: the cloud profile's) decides where: in this worker, or as a
+    SageMaker training job, a Vertex AI custom job or an Azure ML command job running the same
+    code (:mod:`mlops_core.remote`). Remote jobs are named after pipeline + date + try, so a
+    resumed try attaches to its job; the task defers while the job runs.
+
     :param data: the ingest result (XCom) or the raw partition URI (templated).
     :param extra_tags: more MLflow run tags, e.g. the drift evidence that triggered this run (templated).
+    :param poll_seconds: how often the trigger asks a remote job for its state.
     """
 
     template_fields: Sequence[str] = (*_PARTITIONED, "data", "extra_tags")
@@ -230,12 +268,14 @@ class TrainOperator(MlopsStep, BaseOperator):
         lake_root: str | None = None,
         data: Upstream,
         extra_tags: dict[str, str] | None = None,
+        poll_seconds: float = 60,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.pipeline, self.partition_date, self.lake_root = pipeline, partition_date, lake_root
         self.data = data
         self.extra_tags = extra_tags or {}
+        self.poll_seconds = poll_seconds
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_core.training import TrainingDataError, train
@@ -251,9 +291,103 @@ class TrainOperator(MlopsStep, BaseOperator):
                 "mlops.monitoring_run_id": str(evidence.get("monitoring_run_id")),
                 "mlops.drift_report": str(evidence.get("report_uri")),
             }
+        backend: str = self.spec.training.backend
+        if backend == "auto":
+            backend = self.profile.training_backend
+        if backend != "in_worker":
+            return self._train_remote(context, backend, tags)
         try:
             return train(self.spec, _uri(self.data), self.lake, self.partition(context), tags).to_dict()
         except TrainingDataError as err:
+            raise AirflowFailException(str(err)) from err
+
+    def _train_remote(self, context: Context, backend: str, tags: dict[str, str]) -> dict[str, Any]:
+        """Write the job folder, start (or find) the job named after pipeline + date + try, defer."""
+        from mlops_core import remote, settings
+
+        tracking = settings.tracking_uri()
+        if not tracking.startswith(("http://", "https://", "databricks", "postgresql", "mysql")):
+            raise AirflowFailException(
+                f"training.backend {backend!r} runs outside this machine, so MLflow must be a server it can "
+                f"reach; MLFLOW_TRACKING_URI is {tracking!r} (set it to the team's MLflow server)"
+            )
+        req = remote.prepare(
+            self.spec,
+            _uri(self.data),
+            self.lake,
+            self.partition(context),
+            {**tags, "mlops.training_backend": backend},
+            context["ti"].try_number,
+            env={"MLFLOW_TRACKING_URI": tracking, "MLOPS_LAKE": self.lake},
+        )
+        self.log.info("training %s as %s job %s (folder %s)", self.spec.name, backend, req.name, req.folder)
+        timeout = self.spec.training.timeout_minutes * 60
+        trigger: Any
+        if backend == "sagemaker":
+            trigger = self._start_sagemaker(req, timeout)
+        elif backend == "vertex":
+            from mlops_airflow.cloud import clients_for
+            from mlops_airflow.triggers import RemoteJobTrigger
+            from mlops_core import gcp
+
+            handle = gcp.submit_training(self.profile, clients_for(self.profile), req)
+            trigger = RemoteJobTrigger("gcp", handle, self.poll_seconds, timeout)
+        elif backend == "azureml":
+            from mlops_airflow.azureml import AzureMLHook, AzureMLJobTrigger
+            from mlops_core import azure
+
+            conn_id = self.profile.setting("ml_conn_id")
+            azure.submit_training(self.profile, AzureMLHook(azure_ml_conn_id=conn_id).clients, req)
+            trigger = AzureMLJobTrigger(
+                job_name=req.name,
+                azure_ml_conn_id=conn_id,
+                poke_interval=self.poll_seconds,
+                max_attempts=max(1, int(timeout // max(self.poll_seconds, 1))),
+            )
+        else:
+            raise AirflowFailException(f"unknown training backend {backend!r}")
+        self.defer(trigger=trigger, method_name="remote_complete", kwargs={"folder": req.folder})
+
+    def _start_sagemaker(self, req: Any, timeout: int) -> Any:
+        from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+        from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+        from botocore.exceptions import ClientError
+
+        from mlops_core import aws
+
+        hook = SageMakerHook(
+            aws_conn_id=self.profile.conn_id, region_name=self.profile.settings.get("region")
+        )
+        try:
+            hook.describe_training_job(req.name)
+            self.log.info("SageMaker job %s exists (a resumed try): waiting for it", req.name)
+        except ClientError as err:
+            if "ValidationException" not in str(err.response.get("Error", {}).get("Code", "")):
+                raise
+            hook.create_training_job(
+                aws.training_job_config(self.profile, self.spec, req), wait_for_completion=False
+            )
+        return SageMakerTrigger(
+            job_name=req.name,
+            job_type="training",
+            waiter_delay=int(self.poll_seconds),
+            waiter_max_attempts=max(1, int(timeout // max(self.poll_seconds, 1))),
+            aws_conn_id=self.profile.conn_id,
+            region_name=self.profile.settings.get("region"),
+        )
+
+    def remote_complete(
+        self, context: Context, event: dict[str, Any] | None = None, folder: str = ""
+    ) -> dict[str, Any]:
+        """Resume after the job: fail with the platform's message, or return what the job wrote."""
+        from mlops_core import remote
+
+        event = event or {}
+        if event.get("status") not in ("success", None):
+            raise AirflowFailException(f"training job failed: {event.get('message') or event}")
+        try:
+            return remote.read_result(folder)
+        except remote.RemoteJobFailed as err:
             raise AirflowFailException(str(err)) from err
 
 
@@ -279,9 +413,17 @@ class EvaluateOperator(MlopsStep, BaseOperator):
         self.trained = trained
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow.cloud import export_metrics
         from mlops_core import lifecycle
 
-        return lifecycle.evaluate(self.spec, self.trained, self.lake, self.partition(context))
+        result = lifecycle.evaluate(self.spec, self.trained, self.lake, self.partition(context))
+        export_metrics(
+            self.profile,
+            self.spec.name,
+            {f"holdout_{k}": v for k, v in result["challenger"].items()},
+            {"Stage": "evaluation"},
+        )
+        return result
 
 
 class GateOperator(MlopsStep, BaseOperator):
@@ -355,37 +497,90 @@ class RegisterOperator(MlopsStep, BaseOperator):
 
 
 class DeployOperator(MlopsStep, BaseOperator):
-    """Deploy a registered version to the spec's target (local: move the ``champion`` alias).
+    """Deploy a registered version to the spec's target (``auto``: the cloud profile's).
 
-    Skips (the run stays green) when the gate rejected the challenger.
+    ``local`` moves the ``champion`` alias. Endpoint targets (SageMaker, Vertex AI, Azure ML)
+    create-or-update the endpoint with the spec's strategy, then the task defers until the
+    platform reports the new version ready. Skips (the run stays green) when the gate rejected.
 
     :param registered: the register result (XCom dict with ``version``).
     :param decision: the gate decision (XCom dict); None deploys unconditionally.
+    :param poll_seconds: how often the trigger asks the platform for the endpoint's state.
     """
 
     template_fields: Sequence[str] = ("registered", "decision")
 
     def __init__(
-        self, *, pipeline: PipelineSpec | str, registered: Any, decision: Any = None, **kwargs: Any
+        self,
+        *,
+        pipeline: PipelineSpec | str,
+        registered: Any,
+        decision: Any = None,
+        poll_seconds: float = 30,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.pipeline = pipeline
         self.registered = registered
         self.decision = decision
+        self.poll_seconds = poll_seconds
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_core import lifecycle
+        from mlops_core.deploy import READY
 
         if self.decision is not None and not self.decision.get("promote"):
             reasons = "; ".join(self.decision.get("reasons", []))
             raise AirflowSkipException(
                 f"gate rejected v{self.registered['version']}, champion unchanged: {reasons}"
             )
-        return lifecycle.deploy(self.spec, str(self.registered["version"]))
+        deployment = lifecycle.deploy(self.spec, str(self.registered["version"]), target(self))
+        if deployment["state"] == READY:
+            return deployment
+        from mlops_airflow.triggers import EndpointTrigger
+
+        self.log.info("%s is updating; deferring until it is ready", deployment["endpoint"])
+        self.defer(
+            trigger=EndpointTrigger(self.spec.cloud, deployment["target"], deployment, self.poll_seconds),
+            method_name="deploy_complete",
+        )
+
+    def deploy_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The endpoint is ready; on a platform failure roll back and fail without retry."""
+        from mlops_core.deploy import Deployment
+
+        event = event or {}
+        if event.get("status") != "success":
+            target(self).rollback(self.spec, Deployment(**event["deployment"]))
+            raise AirflowFailException(f"deploy failed and was rolled back: {event.get('message')}")
+        return dict(event["deployment"])
+
+
+def target(step: MlopsStep) -> DeploymentTarget:
+    """The step's deployment target, with its cloud clients (from the profile's connection)."""
+    from mlops_core.deploy import get_target, resolve_target_name
+
+    name = resolve_target_name(step.spec, step.profile)
+    if name == "local":
+        if step.spec.deployment.strategy != "all_at_once":
+            step.log.info(  # type: ignore[attr-defined]
+                "deployment.strategy %s acts as all_at_once on the local target (one alias, no traffic to split)",
+                step.spec.deployment.strategy,
+            )
+        return get_target("local")
+    from mlops_airflow.cloud import clients_for
+
+    return get_target(name, step.profile, clients_for(step.profile))
 
 
 class SmokeTestOperator(MlopsStep, BaseOperator):
-    """Score held-out rows through the deployment and compare with the offline predictions; roll back on failure."""
+    """Score held-out rows through the deployment and compare with the offline predictions.
+
+    Passed: a canary on Vertex AI or Azure ML bakes for ``canary_wait_minutes`` (deferred), then
+    all traffic and the ``champion`` alias move to the new version (SageMaker shifts the traffic
+    itself, guarded by its CloudWatch alarm). Failed: traffic rolls back, the alias is restored
+    and the task fails without retry.
+    """
 
     template_fields: Sequence[str] = ("deployment", "trained", "evaluation")
 
@@ -402,11 +597,47 @@ class SmokeTestOperator(MlopsStep, BaseOperator):
         from mlops_core import lifecycle
 
         try:
-            return lifecycle.smoke_test(
-                self.spec, self.deployment, self.trained["holdout_uri"], self.evaluation["predictions_uri"]
+            result = lifecycle.smoke_test(
+                self.spec,
+                self.deployment,
+                self.trained["holdout_uri"],
+                self.evaluation["predictions_uri"],
+                target(self),
             )
         except Exception as err:  # rolled back already; a retry would deploy nothing
             raise AirflowFailException(str(err)) from err
+        dep = self.spec.deployment
+        if (
+            dep.strategy == "canary"
+            and dep.canary_wait_minutes > 0
+            and self.deployment["target"] in ("vertex", "azureml")
+        ):
+            from datetime import timedelta
+
+            from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+            self.log.info(
+                "canary passed the smoke test; baking %d min before promotion", dep.canary_wait_minutes
+            )
+            self.defer(
+                trigger=TimeDeltaTrigger(timedelta(minutes=dep.canary_wait_minutes)),
+                method_name="promote_after_bake",
+                kwargs={"smoke": result},
+            )
+        return {**result, "deployment": self._promote()}
+
+    def promote_after_bake(
+        self, context: Context, event: Any = None, smoke: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return {**(smoke or {}), "deployment": self._promote()}
+
+    def _promote(self) -> dict[str, Any]:
+        from mlops_core import lifecycle
+
+        try:
+            return lifecycle.promote(self.spec, self.deployment, target(self))
+        except Exception as err:  # rolled back already
+            raise AirflowFailException(f"promotion failed and was rolled back: {err}") from err
 
 
 class BatchScoreOperator(MlopsStep, BaseOperator):
@@ -466,11 +697,12 @@ class DriftCheckOperator(MlopsStep, BaseOperator):
         self.data = data
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow.cloud import export_metrics
         from mlops_core import monitoring
 
         run_type = _run_type(context)
         try:
-            return monitoring.check(
+            result = monitoring.check(
                 self.spec,
                 _uri(self.data),
                 self.lake,
@@ -480,6 +712,13 @@ class DriftCheckOperator(MlopsStep, BaseOperator):
             )
         except LookupError as err:  # no champion / no reference: nothing to compare against
             raise AirflowFailException(str(err)) from err
+        export_metrics(
+            self.profile,
+            self.spec.name,
+            {"drift_share": result.get("drift_share"), "drifted_columns": result.get("n_drifted")},
+            {"Stage": "monitoring"},
+        )
+        return result
 
 
 class DriftPolicyOperator(MlopsStep, BaseOperator):

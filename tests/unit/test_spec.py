@@ -38,7 +38,9 @@ def test_defaults_are_sensible():
     assert spec.retries == 2
     assert spec.evaluation.bootstrap.n_resamples == 1000
     assert spec.evaluation.min_improvement == 0.0
-    assert spec.deployment.target == "local"
+    assert spec.cloud == "local"
+    assert spec.deployment.target == "auto"  # the cloud profile's target
+    assert spec.training.backend == "auto"
 
 
 def test_unknown_key_names_field_and_allowed_fields():
@@ -121,7 +123,10 @@ def test_partition_rules():
 
 
 def test_local_target_has_no_canary():
-    assert "needs an endpoint target" in _errors(_base(deployment={"strategy": "canary"}))
+    msg = _errors(_base(deployment={"target": "local", "strategy": "canary"}))
+    assert "needs an endpoint target" in msg
+    # with target auto the strategy follows the pipeline across clouds (local acts all at once)
+    assert parse_spec(_base(deployment={"strategy": "canary"})).deployment.strategy == "canary"
 
 
 def test_schedule_is_checked():

@@ -1,0 +1,334 @@
+"""Google Cloud through its REST APIs: Vertex AI (models, endpoints, custom jobs) and Cloud Monitoring.
+
+No Google SDK is used: every call is one ``session.request(method, url, json=..., params=...,
+timeout=...)`` on the authorised ``requests.Session``-like object that ``clients("vertex")`` or
+``clients("monitoring")`` returns (``google.auth.transport.requests.AuthorizedSession`` in
+production), so a contract test records the exact requests with a ten-line fake.
+
+The ``gcp`` cloud profile supplies ``project``, ``location``, ``service_account``,
+``training_image``, ``training_machine_type``, ``serving_image`` and ``machine_type``; the optional
+``api_endpoint`` (a host or URL, without ``/v1``) replaces ``https://<location>-aiplatform.googleapis.com``
+and ``monitoring_endpoint`` replaces ``https://monitoring.googleapis.com`` (private endpoints, tests).
+
+Remote training (:func:`submit_training`, :func:`training_state`) runs ``python -m
+mlops_core.remote <job folder>`` in the training image as a Vertex AI custom job named after the
+job request, so a retried task attaches to the job its try already started.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from mlops_core.remote import RUNNING, SUCCEEDED, RemoteJobFailed
+
+if TYPE_CHECKING:
+    from mlops_core.clouds import ClientFactory, CloudProfile
+    from mlops_core.remote import JobRequest
+    from mlops_core.spec import PipelineSpec
+
+log = logging.getLogger(__name__)
+
+METRIC_PREFIX = "custom.googleapis.com/mlops/"
+MAX_SERIES_PER_REQUEST = 200  # Cloud Monitoring's limit for timeSeries.create
+
+# Custom job states after which the job will never succeed: a resubmission creates a new one.
+_DEAD_JOB_STATES = frozenset(
+    {"JOB_STATE_FAILED", "JOB_STATE_CANCELLING", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+)
+
+_HINTS = {
+    400: "the request was rejected as invalid; the message above names the field",
+    401: "the credentials were refused; check the Airflow connection of the gcp profile (conn_id)",
+    403: (
+        "the service account lacks a permission (roles/aiplatform.user for Vertex AI, "
+        "roles/monitoring.metricWriter for Cloud Monitoring) or the API is not enabled in the project"
+    ),
+    404: "check settings.project and settings.location of the gcp profile, and that the resource still exists",
+    409: "a resource with that name already exists or is being changed by another request; retry",
+    429: "a quota is exhausted; retry later or ask for a higher quota",
+}
+
+
+class GoogleApiError(RuntimeError):
+    """A Google Cloud REST call failed; the message names the call, the HTTP status, the API's reason and a fix."""
+
+    def __init__(self, method: str, url: str, status: int, message: str):
+        self.method, self.url, self.status, self.api_message = method, url, status, message
+        hint = _HINTS.get(status, "see the message above" if status < 500 else "a server error; retry")
+        super().__init__(f"{method} {url} returned HTTP {status}: {message} ({hint})")
+
+
+def _error_message(response: Any) -> str:
+    try:
+        error = response.json().get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    if isinstance(error, dict) and error.get("message"):
+        status = f"{error['status']}: " if error.get("status") else ""
+        return f"{status}{error['message']}"
+    return (getattr(response, "text", "") or "no response body")[:500]
+
+
+def call(
+    session: Any,
+    method: str,
+    url: str,
+    body: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """One REST call through ``session.request``; the JSON answer, or :class:`GoogleApiError`."""
+    response = session.request(method, url, json=body, params=params, timeout=timeout)
+    if response.status_code >= 400:
+        raise GoogleApiError(method, url, int(response.status_code), _error_message(response))
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {"value": data}
+
+
+def label(value: str) -> str:
+    """A Google Cloud label value: lowercase letters, digits, ``_`` and ``-``, at most 63 characters."""
+    return re.sub(r"[^a-z0-9_-]", "-", str(value).lower())[:63]
+
+
+def _label_key(key: str) -> str:
+    """A Cloud Monitoring label key: ``[a-z][a-z0-9_]*``."""
+    cleaned = re.sub(r"[^a-z0-9_]", "_", str(key).lower())
+    return cleaned if cleaned[:1].isalpha() else f"l_{cleaned}"
+
+
+class VertexClient:
+    """The Vertex AI v1 REST calls this package needs, on one project and location.
+
+    Collection calls (upload, list, create) go to
+    ``<root>/v1/projects/<project>/locations/<location>/...``; calls on a resource or an operation
+    take its full resource name (``projects/.../endpoints/123``) as the API returns it.
+    """
+
+    def __init__(
+        self,
+        session: Any,
+        project: str,
+        location: str,
+        api_root: str | None = None,
+        timeout: float = 60.0,
+    ):
+        root = (api_root or f"https://{location}-aiplatform.googleapis.com").rstrip("/")
+        if "://" not in root:
+            root = f"https://{root}"
+        self.session, self.timeout = session, timeout
+        self.root = root if root.endswith("/v1") else f"{root}/v1"
+        self.parent = f"{self.root}/projects/{project}/locations/{location}"
+
+    @classmethod
+    def for_profile(cls, profile: CloudProfile, clients: ClientFactory) -> VertexClient:
+        """The client of the ``gcp`` profile's project and location, on ``clients("vertex")``."""
+        return cls(
+            clients("vertex"),
+            profile.setting("project"),
+            profile.setting("location"),
+            profile.settings.get("api_endpoint") or None,
+        )
+
+    def url(self, name: str) -> str:
+        """URL of a resource or operation from its resource name."""
+        return f"{self.root}/{name.lstrip('/')}"
+
+    def call(
+        self, method: str, url: str, body: dict[str, Any] | None = None, params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return call(self.session, method, url, body, params, self.timeout)
+
+    def _list(self, collection: str, display_name: str) -> list[dict[str, Any]]:
+        """Every resource of ``collection`` whose display name is ``display_name`` (all pages)."""
+        params: dict[str, Any] = {"filter": f'display_name="{display_name}"'}
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.call("GET", f"{self.parent}/{collection}", params=params)
+            found.extend(page.get(collection) or [])
+            token = page.get("nextPageToken")
+            if not token:
+                return found
+            params = {**params, "pageToken": token}
+
+    # -- operations
+    def get_operation(self, name: str) -> dict[str, Any]:
+        return self.call("GET", self.url(name))
+
+    def cancel_operation(self, name: str) -> dict[str, Any]:
+        return self.call("POST", f"{self.url(name)}:cancel")
+
+    # -- models
+    def find_models(self, display_name: str) -> list[dict[str, Any]]:
+        return self._list("models", display_name)
+
+    def upload_model(self, model: dict[str, Any]) -> dict[str, Any]:
+        """``models:upload``; returns the long-running operation."""
+        return self.call("POST", f"{self.parent}/models:upload", {"model": model})
+
+    # -- endpoints
+    def find_endpoints(self, display_name: str) -> list[dict[str, Any]]:
+        return self._list("endpoints", display_name)
+
+    def create_endpoint(self, endpoint: dict[str, Any]) -> dict[str, Any]:
+        """``endpoints.create``; returns the long-running operation (its response is the Endpoint)."""
+        return self.call("POST", f"{self.parent}/endpoints", endpoint)
+
+    def get_endpoint(self, name: str) -> dict[str, Any]:
+        return self.call("GET", self.url(name))
+
+    def deploy_model(
+        self, endpoint: str, deployed_model: dict[str, Any], traffic_split: dict[str, int]
+    ) -> dict[str, Any]:
+        """``endpoints.deployModel``; ``"0"`` in ``traffic_split`` is the model being deployed."""
+        body = {"deployedModel": deployed_model, "trafficSplit": traffic_split}
+        return self.call("POST", f"{self.url(endpoint)}:deployModel", body)
+
+    def undeploy_model(self, endpoint: str, deployed_model_id: str) -> dict[str, Any]:
+        """``endpoints.undeployModel`` (the deployed model must have no traffic left)."""
+        return self.call("POST", f"{self.url(endpoint)}:undeployModel", {"deployedModelId": deployed_model_id})
+
+    def set_traffic(self, endpoint: str, traffic_split: dict[str, int]) -> dict[str, Any]:
+        """``endpoints.patch`` of the traffic split only; returns the updated Endpoint."""
+        return self.call(
+            "PATCH",
+            self.url(endpoint),
+            {"trafficSplit": traffic_split},
+            params={"updateMask": "traffic_split"},
+        )
+
+    def predict(self, endpoint: str, instances: list[Any]) -> dict[str, Any]:
+        """``endpoints.predict``: ``{"predictions": [...], "deployedModelId": <who served it>}``."""
+        return self.call("POST", f"{self.url(endpoint)}:predict", {"instances": instances})
+
+    # -- custom jobs
+    def find_custom_jobs(self, display_name: str) -> list[dict[str, Any]]:
+        return self._list("customJobs", display_name)
+
+    def create_custom_job(self, job: dict[str, Any]) -> dict[str, Any]:
+        return self.call("POST", f"{self.parent}/customJobs", job)
+
+    def get_custom_job(self, name: str) -> dict[str, Any]:
+        return self.call("GET", self.url(name))
+
+
+# -- remote training
+
+
+def custom_job_body(profile: CloudProfile, spec: PipelineSpec, job: JobRequest) -> dict[str, Any]:
+    """The Vertex AI CustomJob that runs ``python -m mlops_core.remote <job folder>`` in the training image."""
+    container: dict[str, Any] = {
+        "imageUri": profile.setting("training_image"),
+        "command": job.command,
+        "env": [{"name": k, "value": str(v)} for k, v in sorted(job.env.items())],
+    }
+    pool = {
+        "machineSpec": {"machineType": spec.training.instance_type or profile.setting("training_machine_type")},
+        "replicaCount": 1,
+        "containerSpec": container,
+    }
+    job_spec: dict[str, Any] = {
+        "workerPoolSpecs": [pool],
+        "scheduling": {"timeout": f"{spec.training.timeout_minutes * 60}s"},
+    }
+    if profile.settings.get("service_account"):
+        job_spec["serviceAccount"] = profile.settings["service_account"]
+    return {"displayName": job.name, "jobSpec": job_spec, "labels": {"mlops-pipeline": label(spec.name)}}
+
+
+def _job_spec(job: JobRequest) -> PipelineSpec:
+    """The spec :func:`mlops_core.remote.prepare` wrote into the job folder."""
+    from mlops_core import storage
+    from mlops_core.spec import PipelineSpec
+
+    fs, base = storage.filesystem(job.folder)
+    return PipelineSpec.model_validate_json(fs.cat_file(f"{base}/spec.json"))
+
+
+def submit_training(
+    profile: CloudProfile, clients: ClientFactory, job: JobRequest, spec: PipelineSpec | None = None
+) -> dict[str, Any]:
+    """Start the custom job of ``job`` (or attach to it); returns the handle ``{"job": <resource name>}``.
+
+    Idempotent: a job with the same display name that has not failed or been cancelled is the one
+    an earlier try started, and is reused. ``spec`` defaults to the one in the job folder.
+    """
+    vertex = VertexClient.for_profile(profile, clients)
+    existing = sorted(vertex.find_custom_jobs(job.name), key=lambda j: str(j.get("createTime", "")), reverse=True)
+    for found in existing:
+        if found.get("state") not in _DEAD_JOB_STATES:
+            log.info("custom job %s already exists (%s); attaching to it", found["name"], found.get("state"))
+            return {"job": str(found["name"])}
+    created = vertex.create_custom_job(custom_job_body(profile, spec or _job_spec(job), job))
+    log.info("started Vertex AI custom job %s (%s)", created.get("name"), job.name)
+    return {"job": str(created["name"])}
+
+
+def training_state(profile: CloudProfile, clients: ClientFactory, handle: dict[str, Any]) -> str:
+    """``succeeded`` or ``running``; :class:`RemoteJobFailed` with the job's error once it failed or stopped."""
+    name = str(handle["job"])
+    job = VertexClient.for_profile(profile, clients).get_custom_job(name)
+    state = str(job.get("state") or "JOB_STATE_UNSPECIFIED")
+    if state == "JOB_STATE_SUCCEEDED":
+        return SUCCEEDED
+    if state in _DEAD_JOB_STATES or state == "JOB_STATE_PARTIALLY_SUCCEEDED":
+        message = (job.get("error") or {}).get("message") or "no error message"
+        raise RemoteJobFailed(
+            f"Vertex AI custom job {name} ended {state}: {message}; "
+            "see its logs (Vertex AI > Training > Custom jobs, or Cloud Logging)"
+        )
+    return RUNNING  # PENDING, QUEUED, RUNNING, UPDATING, PAUSED, UNSPECIFIED
+
+
+# -- monitoring
+
+
+def _rfc3339(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def write_metrics(
+    profile: CloudProfile,
+    clients: ClientFactory,
+    pipeline: str,
+    metrics: dict[str, float],
+    labels: dict[str, str],
+    now: datetime | None = None,
+) -> None:
+    """Write each metric as a GAUGE DOUBLE point of ``custom.googleapis.com/mlops/<metric>`` (resource ``global``).
+
+    Every series carries the labels ``pipeline`` and ``labels``; NaN and infinite values are
+    skipped (Cloud Monitoring rejects them), and requests hold at most 200 series.
+    """
+    project = profile.setting("project")
+    root = (profile.settings.get("monitoring_endpoint") or "https://monitoring.googleapis.com").rstrip("/")
+    url = f"{root}/v3/projects/{project}/timeSeries"
+    point_time = _rfc3339(now or datetime.now(UTC))
+    metric_labels = {"pipeline": pipeline, **{_label_key(k): str(v) for k, v in labels.items()}}
+    series = []
+    for name, value in sorted(metrics.items()):
+        number = float(value)
+        if not math.isfinite(number):
+            log.info("metric %s of %s is %s; not exported", name, pipeline, number)
+            continue
+        metric_type = METRIC_PREFIX + re.sub(r"[^A-Za-z0-9_/]", "_", name)
+        series.append(
+            {
+                "metric": {"type": metric_type, "labels": dict(metric_labels)},
+                "resource": {"type": "global", "labels": {"project_id": project}},
+                "metricKind": "GAUGE",
+                "valueType": "DOUBLE",
+                "points": [{"interval": {"endTime": point_time}, "value": {"doubleValue": number}}],
+            }
+        )
+    if not series:
+        return
+    session = clients("monitoring")
+    for start in range(0, len(series), MAX_SERIES_PER_REQUEST):
+        call(session, "POST", url, {"timeSeries": series[start : start + MAX_SERIES_PER_REQUEST]})
