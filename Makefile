@@ -16,7 +16,7 @@ export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(AIRFLOW_HOME)/airflow.db
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= True
 
-.PHONY: install browser demo test test-fast test-stack lint typecheck airflow mlflow-ui bench clean
+.PHONY: install browser emulators demo test test-fast test-stack test-clouds lint typecheck airflow mlflow-ui bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,14 +41,26 @@ typecheck: install
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-# The whole suite: DagBag, unit, dag.test() integration, the scheduler tier and the team-stack
-# tier (real Airflow services, Celery on Redis, MLflow server; PostgreSQL at 127.0.0.1:5432).
-test: lint typecheck browser
+# Azurite (Azure Blob/ADLS emulator) from npm; moto and gcp-storage-emulator come with the lock.
+AZURITE := $(LOCAL)/azurite/node_modules/.bin/azurite-blob
+$(AZURITE):
+	npm install --prefix $(LOCAL)/azurite --no-audit --no-fund azurite@3.37.0
+
+emulators: install $(AZURITE)
+
+# The whole suite: DagBag, unit, dag.test() integration, cloud contract tests, the emulator tier
+# (moto, gcp-storage-emulator, Azurite), the scheduler tier and the team-stack tier (real Airflow
+# services, Celery on Redis, MLflow server; PostgreSQL at 127.0.0.1:5432).
+test: lint typecheck browser emulators
 	$(BIN)/pytest
 
 # Everything but the tiers that start servers (no PostgreSQL, Redis or browser needed).
 test-fast: lint typecheck
-	$(BIN)/pytest -m "not scheduler and not stack"
+	$(BIN)/pytest -m "not scheduler and not stack and not emulator"
+
+# Only the cloud tiers: contract tests and the lake on the emulators.
+test-clouds: emulators
+	$(BIN)/pytest -m "contract or emulator"
 
 # Only the team-stack tier (PostgreSQL + Redis + Celery + MLflow server + Chromium).
 test-stack: install browser

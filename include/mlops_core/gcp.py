@@ -192,7 +192,9 @@ class VertexClient:
 
     def undeploy_model(self, endpoint: str, deployed_model_id: str) -> dict[str, Any]:
         """``endpoints.undeployModel`` (the deployed model must have no traffic left)."""
-        return self.call("POST", f"{self.url(endpoint)}:undeployModel", {"deployedModelId": deployed_model_id})
+        return self.call(
+            "POST", f"{self.url(endpoint)}:undeployModel", {"deployedModelId": deployed_model_id}
+        )
 
     def set_traffic(self, endpoint: str, traffic_split: dict[str, int]) -> dict[str, Any]:
         """``endpoints.patch`` of the traffic split only; returns the updated Endpoint."""
@@ -229,7 +231,9 @@ def custom_job_body(profile: CloudProfile, spec: PipelineSpec, job: JobRequest) 
         "env": [{"name": k, "value": str(v)} for k, v in sorted(job.env.items())],
     }
     pool = {
-        "machineSpec": {"machineType": spec.training.instance_type or profile.setting("training_machine_type")},
+        "machineSpec": {
+            "machineType": spec.training.instance_type or profile.setting("training_machine_type")
+        },
         "replicaCount": 1,
         "containerSpec": container,
     }
@@ -260,7 +264,9 @@ def submit_training(
     an earlier try started, and is reused. ``spec`` defaults to the one in the job folder.
     """
     vertex = VertexClient.for_profile(profile, clients)
-    existing = sorted(vertex.find_custom_jobs(job.name), key=lambda j: str(j.get("createTime", "")), reverse=True)
+    existing = sorted(
+        vertex.find_custom_jobs(job.name), key=lambda j: str(j.get("createTime", "")), reverse=True
+    )
     for found in existing:
         if found.get("state") not in _DEAD_JOB_STATES:
             log.info("custom job %s already exists (%s); attaching to it", found["name"], found.get("state"))

@@ -78,6 +78,7 @@ def prepare(
     folder = storage.join(lake_root, spec.name, "jobs", name)
     req = JobRequest(name, folder, raw_uri, lake_root, str(ds)[:10], dict(tags), dict(env or {}))
     fs, base = storage.filesystem(folder)
+    fs.makedirs(base, exist_ok=True)
     fs.pipe(f"{base}/spec.json", spec.model_dump_json().encode())
     fs.pipe(f"{base}/request.json", json.dumps(req.to_dict(), sort_keys=True).encode())
     return req

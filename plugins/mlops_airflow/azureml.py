@@ -177,7 +177,7 @@ class AzureMLHook(BaseHook):
             self._required("subscription_id", self.subscription_id),
             self._required("resource_group", self.resource_group),
             self._required("workspace", self.workspace),
-            api_root=self.api_root,
+            api_root=self.api_root or self.extra("api_endpoint"),
         )
 
     def test_connection(self) -> tuple[bool, str]:

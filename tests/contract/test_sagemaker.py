@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,7 +29,6 @@ from tests.helpers import example_spec
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 pytestmark = pytest.mark.contract
 
@@ -74,21 +74,41 @@ def register_tiny_versions(name: str, count: int) -> list[str]:
     versions = []
     for i in range(count):
         with mlflow.start_run(experiment_id=tracking.experiment_id(name)):
-            info = mlflow.sklearn.log_model(LogisticRegression(C=1.0 + i).fit(x, y), name="model")
+            info = mlflow.sklearn.log_model(
+                LogisticRegression(C=1.0 + i).fit(x, y),
+                name="model",
+                pip_requirements=["scikit-learn"],  # skips inferring them in a subprocess (seconds)
+            )
         versions.append(str(mlflow.register_model(info.model_uri, name).version))
     return versions
+
+
+_EMPTY_STORE: list[Path] = []  # a migrated, empty MLflow SQLite DB, made once per test process
+
+
+def use_mlflow_store(folder: Path, mp: pytest.MonkeyPatch) -> None:
+    """Point MLflow and the lake at ``folder``. Creating MLflow's schema takes seconds, so it runs
+    once per process and later stores start from a copy of the empty database."""
+    import shutil
+
+    from mlops_core import registry, tracking
+
+    db = folder / "mlflow.db"
+    if _EMPTY_STORE:
+        shutil.copy(_EMPTY_STORE[0], db)
+    mp.setenv("MLOPS_LOCAL_DIR", str(folder))
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    tracking.configure()
+    registry.client().search_registered_models()  # creates the schema on a new file
+    if not _EMPTY_STORE:
+        _EMPTY_STORE.append(Path(shutil.copy(db, folder / "empty-mlflow.db")))
 
 
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
     """Versions 1 and 2 of ``breast_cancer`` in a throw-away MLflow store (env kept for the module)."""
-    from mlops_core import tracking
-
-    folder = tmp_path_factory.mktemp("sagemaker-contract")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLOPS_LOCAL_DIR", str(folder))
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
-        tracking.configure()
+        use_mlflow_store(tmp_path_factory.mktemp("sagemaker-contract"), mp)
         yield register_tiny_versions(NAME, 2)
 
 
@@ -564,14 +584,42 @@ def test_blue_green_and_all_at_once_route_all_traffic_at_once(
 # -- (e) a retried deploy reuses what the first try made --------------------------------------
 
 
-def test_retried_first_deploy_reuses_model_and_config_without_second_create(
+def test_retry_after_a_crash_before_create_endpoint_reuses_model_and_config(
     aws: StubbedClients, champion: Any
 ) -> None:
     champion(None)
-    _, config, variant = names("1")
+    aws.sm_error(
+        "describe_endpoint", f'Could not find endpoint "{ENDPOINT_ARN}".', {"EndpointName": ENDPOINT}
+    )
+    config = expect_create_model_and_config(aws, "1", previous=None, exists=True)
+    aws.sm(
+        "create_endpoint",
+        {"EndpointArn": ENDPOINT_ARN},
+        {
+            "EndpointName": ENDPOINT,
+            "EndpointConfigName": config,
+            "Tags": [{"Key": "mlops:pipeline", "Value": NAME}],
+        },
+    )
+    dep = Target(aws_profile(), aws).deploy(spec_for("all_at_once"), "1")
+    assert dep.extra["endpoint_config"] == config and dep.extra["previous_endpoint_config"] is None
+    assert aws.calls == [
+        "sagemaker.DescribeEndpoint",
+        "sagemaker.CreateModel",
+        "sagemaker.CreateEndpointConfig",
+        "sagemaker.CreateEndpoint",
+    ]
+
+
+@pytest.mark.parametrize("recorded", ["", OLD_CONFIG])
+def test_retry_after_the_endpoint_moved_creates_nothing_and_reads_the_previous_config(
+    aws: StubbedClients, champion: Any, recorded: str
+) -> None:
+    """The first try created (or updated) the endpoint; its config tag says what was there before."""
+    champion("1" if recorded else None)
+    _, config, variant = names("2")
     config_arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/{config}"
-    aws.sm("describe_endpoint", endpoint("Creating", config), {"EndpointName": ENDPOINT})
-    expect_create_model_and_config(aws, "1", previous=config, exists=True)
+    aws.sm("describe_endpoint", endpoint("InService", config), {"EndpointName": ENDPOINT})
     aws.sm(
         "describe_endpoint_config",
         {
@@ -587,14 +635,20 @@ def test_retried_first_deploy_reuses_model_and_config_without_second_create(
         {
             "Tags": [
                 {"Key": "mlops:pipeline", "Value": NAME},
-                {"Key": "mlops:previous-endpoint-config", "Value": ""},
+                {"Key": "mlops:previous-endpoint-config", "Value": recorded},
             ]
         },
         {"ResourceArn": config_arn},
     )
-    dep = Target(aws_profile(), aws).deploy(spec_for("all_at_once"), "1")
-    assert dep.extra["endpoint_config"] == config and dep.extra["previous_endpoint_config"] is None
-    assert "sagemaker.CreateEndpoint" not in aws.calls and "sagemaker.UpdateEndpoint" not in aws.calls
+    dep = Target(aws_profile(), aws).deploy(spec_for("canary"), "2")
+    assert dep.extra["endpoint_config"] == config
+    assert dep.extra["previous_endpoint_config"] == (recorded or None)
+    assert dep.extra["alarm"] == ("mlops-breast-cancer-5xx" if recorded else None)
+    assert aws.calls == [
+        "sagemaker.DescribeEndpoint",
+        "sagemaker.DescribeEndpointConfig",
+        "sagemaker.ListTags",
+    ]
 
 
 def test_retried_update_in_progress_is_not_started_again(aws: StubbedClients, champion: Any) -> None:
@@ -602,14 +656,9 @@ def test_retried_update_in_progress_is_not_started_again(aws: StubbedClients, ch
     _, config, _ = names("2")
     pending = {"PendingDeploymentSummary": {"EndpointConfigName": config}}
     aws.sm("describe_endpoint", endpoint("Updating", OLD_CONFIG, **pending), {"EndpointName": ENDPOINT})
-    expect_create_model_and_config(aws, "2", previous=OLD_CONFIG, exists=True)
     dep = Target(aws_profile(), aws).deploy(spec_for("canary"), "2")
     assert dep.extra["previous_endpoint_config"] == OLD_CONFIG and dep.previous_version == "1"
-    assert aws.calls == [
-        "sagemaker.DescribeEndpoint",
-        "sagemaker.CreateModel",
-        "sagemaker.CreateEndpointConfig",
-    ]
+    assert aws.calls == ["sagemaker.DescribeEndpoint"]
 
 
 def test_endpoint_config_name_changes_with_the_variant() -> None:

@@ -77,7 +77,9 @@ class Recorder:
         self.responses = list(responses)
         self.calls: list[tuple[str, str, Any, Any]] = []
 
-    def request(self, method: str, url: str, json: Any = None, params: Any = None, timeout: Any = None) -> Any:
+    def request(
+        self, method: str, url: str, json: Any = None, params: Any = None, timeout: Any = None
+    ) -> Any:
         self.calls.append((method, url, json, params))
         if not self.responses:
             raise AssertionError(f"unexpected request: {method} {url} json={json} params={params}")
@@ -168,7 +170,8 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         experiment = tracking.experiment_id(NAME)
         for _ in range(2):
             with mlflow.start_run(experiment_id=experiment):
-                info = mlflow.sklearn.log_model(model, name="model")
+                # explicit requirements: inferring them imports the model in a subprocess (slow)
+                info = mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"])
             mlflow.register_model(info.model_uri, NAME)
         yield tmp
 
@@ -240,7 +243,12 @@ def test_first_deploy_uploads_creates_the_endpoint_and_sends_all_traffic(champio
             None,
         ),
         # canary with nothing serving yet: the new model takes all traffic
-        ("POST", f"{ROOT}/{EP}:deployModel", {"deployedModel": DEPLOYED_V2, "trafficSplit": {"0": 100}}, None),
+        (
+            "POST",
+            f"{ROOT}/{EP}:deployModel",
+            {"deployedModel": DEPLOYED_V2, "trafficSplit": {"0": 100}},
+            None,
+        ),
     ]
     session.done()
     assert target.packaged == ["2"]
@@ -285,7 +293,9 @@ def test_canary_deploy_splits_traffic_with_the_serving_model(champion: Any) -> N
 
 
 @pytest.mark.parametrize("strategy", ["all_at_once", "blue_green"])
-def test_all_at_once_and_blue_green_send_all_traffic_but_keep_the_old_model(champion: Any, strategy: str) -> None:
+def test_all_at_once_and_blue_green_send_all_traffic_but_keep_the_old_model(
+    champion: Any, strategy: str
+) -> None:
     champion("1")
     session = Recorder(
         {"models": [{"name": MODEL_V2, "displayName": "breast_cancer-v2"}]},
@@ -334,7 +344,9 @@ def test_upload_failure_names_the_reason(champion: Any) -> None:
         {},
         {"name": "op/1", "done": True, "error": {"code": 3, "message": "artifactUri has no MLmodel"}},
     )
-    with pytest.raises(DeploymentFailed, match="upload of model breast_cancer-v2 failed: artifactUri has no MLmodel"):
+    with pytest.raises(
+        DeploymentFailed, match="upload of model breast_cancer-v2 failed: artifactUri has no MLmodel"
+    ):
         Target(session).deploy(canary_spec(), "2")
 
 
@@ -343,7 +355,10 @@ def test_upload_failure_names_the_reason(champion: Any) -> None:
 
 @pytest.mark.parametrize(
     ("operation", "state"),
-    [({"name": DEPLOY_OP, "done": False}, UPDATING), ({"name": DEPLOY_OP, "done": True, "response": {}}, READY)],
+    [
+        ({"name": DEPLOY_OP, "done": False}, UPDATING),
+        ({"name": DEPLOY_OP, "done": True, "response": {}}, READY),
+    ],
 )
 def test_status_polls_the_deploy_operation_once(operation: dict[str, Any], state: str) -> None:
     session = Recorder(operation)
@@ -373,7 +388,9 @@ def test_predict_retries_until_the_new_model_answers() -> None:
     )
     got = Target(session).predict(deployment(), features)
 
-    instances = {"instances": [{"mean_radius": 10.5, "mean_texture": 12}, {"mean_radius": 20.0, "mean_texture": 30}]}
+    instances = {
+        "instances": [{"mean_radius": 10.5, "mean_texture": 12}, {"mean_radius": 20.0, "mean_texture": 30}]
+    }
     assert session.calls == [
         ("GET", f"{ROOT}/{EP}", None, None),
         ("POST", f"{ROOT}/{EP}:predict", instances, None),
@@ -503,7 +520,10 @@ def test_resubmit_after_a_failure_creates_a_new_job(job: remote.JobRequest) -> N
         {"name": JOB},
     )
     assert gcp.submit_training(PROFILE, lambda service: session, job, canary_spec()) == {"job": JOB}
-    assert [c[:2] for c in session.calls] == [("GET", f"{PARENT}/customJobs"), ("POST", f"{PARENT}/customJobs")]
+    assert [c[:2] for c in session.calls] == [
+        ("GET", f"{PARENT}/customJobs"),
+        ("POST", f"{PARENT}/customJobs"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -530,14 +550,28 @@ def test_training_state_raises_the_job_error(state: str) -> None:
 
 def test_http_errors_name_the_status_and_the_api_message() -> None:
     session = Recorder(
-        (403, {"error": {"code": 403, "message": "Permission 'aiplatform.customJobs.get' denied", "status": "PERMISSION_DENIED"}})
+        (
+            403,
+            {
+                "error": {
+                    "code": 403,
+                    "message": "Permission 'aiplatform.customJobs.get' denied",
+                    "status": "PERMISSION_DENIED",
+                }
+            },
+        )
     )
-    with pytest.raises(gcp.GoogleApiError, match=r"HTTP 403: PERMISSION_DENIED: Permission 'aiplatform.customJobs.get' denied"):
+    with pytest.raises(
+        gcp.GoogleApiError,
+        match=r"HTTP 403: PERMISSION_DENIED: Permission 'aiplatform.customJobs.get' denied",
+    ):
         gcp.training_state(PROFILE, lambda service: session, {"job": JOB})
 
 
 def test_api_endpoint_setting_overrides_the_root() -> None:
-    profile = CloudProfile(**{**PROFILE.__dict__, "settings": {**PROFILE.settings, "api_endpoint": "http://localhost:9000"}})
+    profile = CloudProfile(
+        **{**PROFILE.__dict__, "settings": {**PROFILE.settings, "api_endpoint": "http://localhost:9000"}}
+    )
     session = Recorder({"name": JOB, "state": "JOB_STATE_RUNNING"})
     gcp.training_state(profile, lambda service: session, {"job": JOB})
     assert session.calls[0][1] == f"http://localhost:9000/v1/{JOB}"
@@ -556,16 +590,26 @@ def test_write_metrics_body() -> None:
 
     now = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
     gcp.write_metrics(
-        PROFILE, clients, NAME, {"roc_auc": 0.98, "drift_share": math.nan, "recall": 1}, {"version": "2"}, now=now
+        PROFILE,
+        clients,
+        NAME,
+        {"roc_auc": 0.98, "drift_share": math.nan, "recall": 1},
+        {"version": "2"},
+        now=now,
     )
 
     def series(metric: str, value: float) -> dict[str, Any]:
         return {
-            "metric": {"type": f"custom.googleapis.com/mlops/{metric}", "labels": {"pipeline": NAME, "version": "2"}},
+            "metric": {
+                "type": f"custom.googleapis.com/mlops/{metric}",
+                "labels": {"pipeline": NAME, "version": "2"},
+            },
             "resource": {"type": "global", "labels": {"project_id": "proj"}},
             "metricKind": "GAUGE",
             "valueType": "DOUBLE",
-            "points": [{"interval": {"endTime": "2026-01-05T12:00:00.000000Z"}, "value": {"doubleValue": value}}],
+            "points": [
+                {"interval": {"endTime": "2026-01-05T12:00:00.000000Z"}, "value": {"doubleValue": value}}
+            ],
         }
 
     assert services == ["monitoring"]

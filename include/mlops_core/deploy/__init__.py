@@ -143,8 +143,16 @@ class EndpointTarget:
 
     @staticmethod
     def endpoint_name(spec: PipelineSpec) -> str:
-        """One endpoint per pipeline, named after it (``breast_cancer`` -> ``mlops-breast-cancer``)."""
-        return "mlops-" + spec.name.replace("_", "-")
+        """One endpoint per pipeline, named after it (``breast_cancer`` -> ``mlops-breast-cancer``).
+
+        At most 63 characters (SageMaker's limit); a long name keeps a hash of the full one.
+        """
+        name = "mlops-" + spec.name.replace("_", "-")
+        if len(name) <= 63:
+            return name
+        import hashlib
+
+        return name[:54] + "-" + hashlib.sha256(spec.name.encode()).hexdigest()[:8]
 
 
 def package_model(spec: PipelineSpec, version: str, root: str) -> str:

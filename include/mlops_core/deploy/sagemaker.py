@@ -242,8 +242,11 @@ class SageMakerTarget(EndpointTarget):
         model_data = self.package(spec, version)
         current = self._describe(endpoint)
         previous_config = current.get("EndpointConfigName") if current else None
-        self._create_model(spec, version, model_name, model_data)
-        self._create_config(spec, config_name, variant, previous_config)
+        pending = ((current or {}).get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
+        if config_name not in (previous_config, pending):
+            # (an endpoint on or moving to this config proves both exist: a retry skips them)
+            self._create_model(spec, version, model_name, model_data)
+            self._create_config(spec, config_name, variant, previous_config)
 
         alarm: str | None = None
         sm = self.clients("sagemaker")
@@ -256,7 +259,6 @@ class SageMakerTarget(EndpointTarget):
             log.info("creating SageMaker endpoint %s with %s", endpoint, config_name)
         else:
             status = current.get("EndpointStatus")
-            pending = (current.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
             if previous_config == config_name:
                 # a retry after the update finished: the config remembers what came before
                 previous_config = self._recorded_previous(config_name)

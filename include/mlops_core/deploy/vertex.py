@@ -112,14 +112,18 @@ class VertexTarget(EndpointTarget):
             previous = _serving_id(endpoint)
             previous_split = _split(endpoint)
             traffic = self._traffic(spec, previous)
-            op = self.vertex.deploy_model(endpoint["name"], self._deployed_model(spec, version, model), traffic)
+            op = self.vertex.deploy_model(
+                endpoint["name"], self._deployed_model(spec, version, model), traffic
+            )
             operation: str | None = str(op["name"])
             log.info("deploying %s to %s with traffic %s (%s)", model, endpoint["name"], traffic, operation)
         else:
             previous = _serving_id(endpoint, exclude=mine) or self._other_deployed(endpoint, mine)
             previous_split = {previous: 100} if previous else {}
             operation = None
-            log.info("%s is already deployed on %s as %s; not deploying it again", model, endpoint["name"], mine)
+            log.info(
+                "%s is already deployed on %s as %s; not deploying it again", model, endpoint["name"], mine
+            )
         return Deployment(
             self.name,
             spec.registered_model_name,
@@ -200,7 +204,9 @@ class VertexTarget(EndpointTarget):
             if len(found) > 1:
                 log.warning("%d endpoints are named %s; using %s", len(found), display, found[0]["name"])
             return self.vertex.get_endpoint(str(found[0]["name"]))
-        op = self.vertex.create_endpoint({"displayName": display, "labels": {"mlops-pipeline": label(spec.name)}})
+        op = self.vertex.create_endpoint(
+            {"displayName": display, "labels": {"mlops-pipeline": label(spec.name)}}
+        )
         done = self._wait(op, f"creation of endpoint {display}")
         endpoint = dict(done.get("response") or {})
         endpoint.setdefault("name", str(op["name"]).split("/operations/", 1)[0])
@@ -295,9 +301,7 @@ class VertexTarget(EndpointTarget):
                 "the endpoint answered without a 'predictions' list; the serving image must be an MLflow "
                 f"scoring server answering /invocations with {{'predictions': [...]}} (got keys {sorted(answer)})"
             )
-        return [
-            next(iter(p.values())) if isinstance(p, dict) and len(p) == 1 else p for p in predictions
-        ]
+        return [next(iter(p.values())) if isinstance(p, dict) and len(p) == 1 else p for p in predictions]
 
     # -- promote / roll back
 
@@ -334,7 +338,13 @@ class VertexTarget(EndpointTarget):
             self.vertex.set_traffic(deployment.endpoint, restore)
         if mine is not None:
             self.vertex.undeploy_model(deployment.endpoint, mine)
-            log.warning("undeployed %s v%s (%s) from %s", deployment.model_name, deployment.version, mine, deployment.endpoint)
+            log.warning(
+                "undeployed %s v%s (%s) from %s",
+                deployment.model_name,
+                deployment.version,
+                mine,
+                deployment.endpoint,
+            )
         else:
             self._cancel(deployment)
         registry.restore(deployment.model_name, deployment.version, deployment.previous_version)
