@@ -90,8 +90,6 @@ def test_partitions_are_atomic_on_the_object_store(cloud):
 
 
 def test_training_dag_runs_with_its_lake_on_the_emulator(cloud, airflow_db, request):
-    if cloud == "azure":
-        pytest.skip("the train step fails with its lake on Azurite (not yet diagnosed); issue #4 stays open")
     from mlops_airflow.builder import build_training_dag
     from mlops_core import datasets, registry, storage
 
