@@ -186,9 +186,11 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
         client = tracking.configure()
         x = np.arange(20, dtype=float).reshape(10, 2)
         model = LogisticRegression().fit(x, [0, 1] * 5)
-        mlflow.set_experiment("azureml-contract")
+        # an explicit experiment: set_experiment() would leave a process-wide active experiment
+        # that later tests' stores do not have
+        experiment = client.create_experiment("azureml-contract")
         for _ in range(2):
-            with mlflow.start_run():
+            with mlflow.start_run(experiment_id=experiment):
                 # explicit requirements: inferring them starts a subprocess (seconds)
                 info = mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"])
             mlflow.register_model(info.model_uri, "breast_cancer")
