@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from mlops_core.remote import RUNNING, SUCCEEDED, RemoteJobFailed
+from mlops_core.remote import job_spec as remote_job_spec
 
 if TYPE_CHECKING:
     from mlops_core.clouds import ClientFactory, CloudProfile
@@ -438,15 +439,6 @@ def command_job_body(profile: CloudProfile, spec: PipelineSpec, job: JobRequest)
     }
 
 
-def _job_spec(job: JobRequest) -> PipelineSpec:
-    """The spec :func:`mlops_core.remote.prepare` wrote into the job folder."""
-    from mlops_core import storage
-    from mlops_core.spec import PipelineSpec
-
-    fs, base = storage.filesystem(job.folder)
-    return PipelineSpec.model_validate_json(fs.cat_file(f"{base}/spec.json"))
-
-
 def submit_training(
     profile: CloudProfile, clients: ClientFactory, job: JobRequest, spec: PipelineSpec | None = None
 ) -> dict[str, Any]:
@@ -455,7 +447,7 @@ def submit_training(
     ``spec`` defaults to the one in the job folder (written by :func:`mlops_core.remote.prepare`).
     """
     client = client_for(profile, clients)
-    body = command_job_body(profile, spec or _job_spec(job), job)
+    body = command_job_body(profile, spec or remote_job_spec(job.folder), job)
     client.submit_job(job.name, body)
     return {"job": job.name}
 

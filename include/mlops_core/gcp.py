@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mlops_core.remote import RUNNING, SUCCEEDED, RemoteJobFailed
+from mlops_core.remote import job_spec as remote_job_spec
 
 if TYPE_CHECKING:
     from mlops_core.clouds import ClientFactory, CloudProfile
@@ -246,15 +247,6 @@ def custom_job_body(profile: CloudProfile, spec: PipelineSpec, job: JobRequest) 
     return {"displayName": job.name, "jobSpec": job_spec, "labels": {"mlops-pipeline": label(spec.name)}}
 
 
-def _job_spec(job: JobRequest) -> PipelineSpec:
-    """The spec :func:`mlops_core.remote.prepare` wrote into the job folder."""
-    from mlops_core import storage
-    from mlops_core.spec import PipelineSpec
-
-    fs, base = storage.filesystem(job.folder)
-    return PipelineSpec.model_validate_json(fs.cat_file(f"{base}/spec.json"))
-
-
 def submit_training(
     profile: CloudProfile, clients: ClientFactory, job: JobRequest, spec: PipelineSpec | None = None
 ) -> dict[str, Any]:
@@ -271,7 +263,7 @@ def submit_training(
         if found.get("state") not in _DEAD_JOB_STATES:
             log.info("custom job %s already exists (%s); attaching to it", found["name"], found.get("state"))
             return {"job": str(found["name"])}
-    created = vertex.create_custom_job(custom_job_body(profile, spec or _job_spec(job), job))
+    created = vertex.create_custom_job(custom_job_body(profile, spec or remote_job_spec(job.folder), job))
     log.info("started Vertex AI custom job %s (%s)", created.get("name"), job.name)
     return {"job": str(created["name"])}
 

@@ -97,14 +97,22 @@ def read_result(req: JobRequest | str) -> dict[str, Any]:
     return dict(json.loads(fs.cat_file(path)))
 
 
+def job_spec(folder: str) -> PipelineSpec:
+    """The spec :func:`prepare` wrote into the job folder."""
+    from mlops_core import storage
+    from mlops_core.spec import PipelineSpec
+
+    fs, base = storage.filesystem(folder)
+    return PipelineSpec.model_validate_json(fs.cat_file(f"{base}/spec.json"))
+
+
 def run(folder: str) -> dict[str, Any]:
     """What the job's container runs: train from the job folder and write ``result.json``."""
     from mlops_core import storage
-    from mlops_core.spec import PipelineSpec
     from mlops_core.training import train
 
+    spec = job_spec(folder)
     fs, base = storage.filesystem(folder)
-    spec = PipelineSpec.model_validate_json(fs.cat_file(f"{base}/spec.json"))
     req = JobRequest(**json.loads(fs.cat_file(f"{base}/request.json")))
     tags = {**req.tags, "mlops.training_backend_job": req.name}
     result = train(spec, req.raw_uri, req.lake_root, req.ds, tags).to_dict()
