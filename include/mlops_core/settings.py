@@ -88,3 +88,20 @@ def expand(value: str) -> str:
         )
 
     return _VAR.sub(sub, value)
+
+
+_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^/@:\s]*):(?P<secret>[^/@\s]*)@", re.I)
+_SECRET_QUERY = re.compile(
+    r"(?P<key>[?&;](?:sig|signature|token|access_token|key|api_key|apikey|secret|password|pwd|sv|se|sp|x-amz-signature|x-amz-credential|x-goog-signature|x-goog-credential)=)[^&#\s]*",
+    re.I,
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with URL passwords and signed-URL / token query values replaced by ``***``.
+
+    What the package writes to logs, manifests and MLflow tags goes through this, so a URI that
+    carries a credential never lands there in clear.
+    """
+    text = _USERINFO.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", text)
+    return _SECRET_QUERY.sub(lambda m: f"{m.group('key')}***", text)

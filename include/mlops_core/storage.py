@@ -1,15 +1,29 @@
-"""Datasets by URI: read a source for a logical date, write lake partitions atomically.
+"""Datasets by URI: read a source for a logical date, write lake partitions with a commit protocol.
 
-A partition is ``<root>/<pipeline>/<stage>/ds=YYYY-MM-DD/`` holding data files and
-``_manifest.json`` (rows, schema, sha256 of every file). The partition is built in a hidden
-temporary folder beside its final place, then committed; the manifest is what makes a partition
-visible, so a reader that finds a manifest finds a complete partition, and a failed write leaves
-nothing behind.
+A partition is ``<root>/<pipeline>/<stage>/ds=YYYY-MM-DD/``. Its content is a sequence of
+versions; the commit protocol is the same on a local disk, S3, GCS and ADLS (the Delta/Iceberg
+idea):
 
-Commit on a local disk is a rename. Object stores (``s3://``, ``gs://``, ``abfs://``) have no
-rename of a folder, so there the commit is: delete the old manifest (the partition turns
-invisible, never half-visible), copy the data files, drop files the new manifest does not list,
-write the manifest last. Readers check every file's sha256 against the manifest.
+1. Data files are immutable and uniquely named: ``data.parquet`` of commit ``c`` is stored as
+   ``data-<c>.parquet`` beside the other versions' files. Nothing is ever overwritten or renamed,
+   so there is no temporary folder and nothing to copy.
+2. A version becomes visible in one atomic write of its manifest,
+   ``_manifests/<version:020d>.json``, created only if absent: ``os.link`` of a fully written
+   temporary file on a local disk, a conditional PUT on object stores (S3 ``If-None-Match: *``,
+   GCS ``ifGenerationMatch=0``, Azure ``overwrite=False``, all through fsspec's
+   ``pipe_file(mode="create")``). A writer that loses version ``N`` to another writer retries as
+   ``N + 1``: racing writers both publish whole versions, the newest is visible.
+3. Readers take the newest manifest and the files it lists (or exactly ``version=N``). Since data
+   files are never overwritten, a reader sees a whole old or new version, never a half one, and
+   every file's sha256 matches its manifest.
+4. :func:`collect_garbage` removes versions beyond the newest ``keep_versions`` once they have been
+   superseded for longer than ``retention``, and files no kept manifest lists (a crashed writer's
+   leftovers) once they are older than ``retention``. A version named in lineage (the
+   ``mlops.raw_manifest_version`` tag) therefore stays readable for at least ``retention`` after
+   it stopped being the newest.
+
+A partition written by the old layout (one ``_manifest.json`` and files under their plain names)
+reads as version 0; the next write supersedes it and the collector removes it like any version.
 
 URIs resolve to fsspec filesystems; the Airflow layer installs a resolver
 (:func:`set_resolver`) so ``s3://``, ``gs://`` and ``abfs://`` go through Airflow's
@@ -21,38 +35,66 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
+import os
+import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from mlops_core.settings import expand
+from mlops_core.settings import expand, redact
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
     import pandas as pd
+    import pyarrow as pa
     from fsspec import AbstractFileSystem
 
     from mlops_core.spec import SourceSpec
 
-MANIFEST = "_manifest.json"
+log = logging.getLogger(__name__)
+
+MANIFEST = "_manifest.json"  # the old layout's single manifest, read as version 0
+MANIFESTS = "_manifests"
+PUBLISH_ATTEMPTS = 50
+CSV_CHUNK_ROWS = 65_536
+PARQUET_BATCH_ROWS = 65_536
+_VERSION_FILE = re.compile(r"^(\d{20})\.json$")
 
 
 class SourceDataError(ValueError):
     """The source has no usable rows for the requested date; the message says where it looked."""
 
 
+class SourceNotReady(SourceDataError):
+    """No rows (or no file) for the date *yet*: they may still land, so a caller may wait and look again."""
+
+
 @dataclass
 class FileEntry:
+    """One file of a version: ``name`` as callers know it, ``path`` where it is stored (relative)."""
+
     name: str
     rows: int
     bytes: int
     sha256: str
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        self.path = self.path or self.name  # the old layout stored files under their names
 
 
 @dataclass
 class Manifest:
-    """What a partition holds. ``sha256`` hashes the file hashes, so it identifies the content."""
+    """What a partition version holds. ``sha256`` hashes the file hashes, so it identifies the content.
+
+    ``version`` numbers the partition's versions from 1 (0: the old single-manifest layout);
+    ``commit`` is the writer's unique id, part of every data file's stored name.
+    """
 
     uri: str
     pipeline: str
@@ -64,15 +106,41 @@ class Manifest:
     sha256: str
     created_at: str
     extra: dict[str, Any] = field(default_factory=dict)
+    version: int = 0
+    commit: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> Manifest:
+    def from_json(cls, text: str | bytes) -> Manifest:
         raw = json.loads(text)
         raw["files"] = [FileEntry(**f) for f in raw["files"]]
         return cls(**raw)
+
+    @property
+    def manifest_uri(self) -> str:
+        """The manifest file of this version (the exact thing lineage points at)."""
+        return join(self.uri, MANIFEST if self.version == 0 else f"{MANIFESTS}/{self.version:020d}.json")
+
+    def file_uri(self, name: str) -> str:
+        """The stored, immutable URI of the file called ``name`` in this version."""
+        return join(self.uri, _entry(self, name, self.uri).path)
+
+
+@dataclass
+class GarbageReport:
+    """What :func:`collect_garbage` removed (or would remove, with ``dry_run``), as URIs/paths."""
+
+    manifests: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    temporary: list[str] = field(default_factory=list)
+    kept_versions: dict[str, list[int]] = field(default_factory=dict)
+    dry_run: bool = False
+
+    @property
+    def removed(self) -> int:
+        return len(self.manifests) + len(self.files) + len(self.temporary)
 
 
 Resolver = Callable[[str, "dict[str, Any] | None"], "tuple[AbstractFileSystem, str] | None"]
@@ -129,6 +197,20 @@ def _parquet_bytes(df: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+def _checkpoint(step: str) -> None:
+    """A named point of the commit (``data_file``, ``data_written``, ``manifest_staged``, ``published``).
+
+    Does nothing; the fault tests replace it in a writer process to kill that process right there.
+    """
+
+
+def _stored_name(name: str, commit: str) -> str:
+    """``data.parquet`` -> ``data-<commit>.parquet`` (folders and extensions kept)."""
+    folder, slash, base = name.rpartition("/")
+    stem, dot, ext = base.partition(".")
+    return f"{folder}{slash}{stem}-{commit}{dot}{ext}"
+
+
 def write_partition(
     frames: dict[str, pd.DataFrame],
     root: str,
@@ -140,33 +222,24 @@ def write_partition(
     extra: dict[str, Any] | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> Manifest:
-    """Write ``frames`` (name -> DataFrame, stored as ``<name>.parquet``) and raw ``files`` atomically.
+    """Write ``frames`` (name -> DataFrame, stored as ``<name>.parquet``) and raw ``files`` as a new version.
 
-    An existing partition for the same date is replaced as a whole (re-runs and backfills
-    overwrite, they never append).
+    The new version replaces the partition as a whole for readers (re-runs and backfills
+    overwrite, they never append); the previous versions stay readable by number until
+    :func:`collect_garbage` removes them. A write that fails before its manifest is published
+    leaves the previous version current and removes the files it wrote (a killed writer's files
+    are left to the collector).
     """
     if not frames and not files:
         raise ValueError("write_partition needs at least one frame or file")
     final_uri = partition_uri(root, pipeline, stage, ds)
     fs, final = filesystem(final_uri, storage_options)
-    parent = final.rsplit("/", 1)[0]
-    tmp = f"{parent}/.tmp-{final.rsplit('/', 1)[1]}-{uuid.uuid4().hex[:8]}"
-    entries: list[FileEntry] = []
-    columns: list[dict[str, str]] = []
-    rows = 0
+    commit = uuid.uuid4().hex[:16]
+    written: list[str] = []
+    publishing = False
     try:
-        fs.makedirs(tmp, exist_ok=True)
-        for name, df in frames.items():
-            blob = _parquet_bytes(df)
-            fs.pipe(f"{tmp}/{name}.parquet", blob)
-            entries.append(FileEntry(f"{name}.parquet", len(df), len(blob), hashlib.sha256(blob).hexdigest()))
-            if not columns:
-                columns = [{"name": str(c), "type": str(t)} for c, t in df.dtypes.items()]
-                rows = len(df)
-        for name, blob in (files or {}).items():
-            fs.pipe(f"{tmp}/{name}", blob)
-            entries.append(FileEntry(name, 0, len(blob), hashlib.sha256(blob).hexdigest()))
-        digest = hashlib.sha256("".join(e.sha256 for e in entries).encode()).hexdigest()
+        entries, columns, rows = _write_data(fs, final, commit, frames, files or {}, written)
+        _checkpoint("data_written")
         manifest = Manifest(
             uri=final_uri,
             pipeline=pipeline,
@@ -175,101 +248,323 @@ def write_partition(
             rows=rows,
             columns=columns,
             files=entries,
-            sha256=digest,
+            sha256=hashlib.sha256("".join(e.sha256 for e in entries).encode()).hexdigest(),
             created_at=datetime.now(UTC).isoformat(),
             extra=extra or {},
+            commit=commit,
         )
-        fs.pipe(f"{tmp}/{MANIFEST}", manifest.to_json().encode())
-        _commit(fs, tmp, final)
+        publishing = True  # from here a failure may have published: never delete the data files
+        _publish(fs, final, manifest)
     except BaseException:
-        if fs.exists(tmp):
-            fs.rm(tmp, recursive=True)
+        if not publishing:
+            _discard(fs, final, written)
         raise
     return manifest
 
 
-def _commit(fs: AbstractFileSystem, tmp: str, final: str) -> None:
-    """Make the partition built in ``tmp`` the one at ``final``."""
+def _write_data(
+    fs: AbstractFileSystem,
+    final: str,
+    commit: str,
+    frames: dict[str, pd.DataFrame],
+    files: dict[str, bytes],
+    written: list[str],
+) -> tuple[list[FileEntry], list[dict[str, str]], int]:
+    """Write every file under its unique name (``written`` collects them for cleanup)."""
+    entries: list[FileEntry] = []
+    columns: list[dict[str, str]] = []
+    rows = 0
+    if is_local(fs):  # object stores have no folders to make
+        fs.makedirs(final, exist_ok=True)
+    blobs = [(f"{n}.parquet", df) for n, df in frames.items()] + list(files.items())
+    for name, content in blobs:
+        blob = _parquet_bytes(content) if not isinstance(content, bytes) else content
+        stored = _stored_name(name, commit)
+        written.append(f"{final}/{stored}")
+        fs.pipe_file(f"{final}/{stored}", blob)
+        n_rows = 0 if isinstance(content, bytes) else len(content)
+        entries.append(FileEntry(name, n_rows, len(blob), hashlib.sha256(blob).hexdigest(), stored))
+        if not columns and not isinstance(content, bytes):
+            columns = [{"name": str(c), "type": str(t)} for c, t in content.dtypes.items()]
+            rows = len(content)
+        _checkpoint("data_file")
+    return entries, columns, rows
+
+
+def _discard(fs: AbstractFileSystem, final: str, written: list[str]) -> None:
+    """Best effort: remove a failed write's files (and its folder on a local disk, if now empty)."""
+    for path in written:
+        try:
+            fs.rm_file(path)
+        except OSError:
+            pass
     if is_local(fs):
-        _commit_rename(fs, tmp, final)
-    else:
-        _commit_copy(fs, tmp, final)
+        try:
+            os.rmdir(final)
+        except OSError:
+            pass
 
 
-def _commit_rename(fs: AbstractFileSystem, tmp: str, final: str) -> None:
-    """Local disk: the old partition is moved aside first, deleted after."""
-    old = None
-    if fs.exists(final):
-        old = f"{tmp}-old"
-        fs.mv(final, old, recursive=True)
+def _publish(fs: AbstractFileSystem, final: str, manifest: Manifest) -> None:
+    """Publish ``manifest`` as the next version; a version taken by another writer is retried as the next."""
+    for _ in range(PUBLISH_ATTEMPTS):
+        manifest.version = max(_versions(fs, final), default=0) + 1
+        target = f"{final}/{MANIFESTS}/{manifest.version:020d}.json"
+        try:
+            if is_local(fs):
+                _create_local(target, manifest.to_json().encode())
+            else:
+                _create_remote(fs, target, manifest)
+        except FileExistsError:
+            log.info("version %s of %s was taken by another writer; retrying", manifest.version, final)
+            time.sleep(0.01 + (uuid.uuid4().int % 50) / 1000)
+            continue
+        _checkpoint("published")
+        return
+    raise RuntimeError(
+        f"could not publish a new version of {manifest.uri} after {PUBLISH_ATTEMPTS} attempts "
+        "(other writers kept taking the next version number)"
+    )
+
+
+def _create_local(target: str, blob: bytes) -> None:
+    """Exclusive, atomic create: a fully written temporary file is hard-linked to ``target``."""
+    folder = os.path.dirname(target)
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{folder}/.tmp-{uuid.uuid4().hex}.json"
+    with open(tmp, "xb") as fh:
+        fh.write(blob)
+        fh.flush()
+        os.fsync(fh.fileno())
     try:
-        fs.mv(tmp, final, recursive=True)
-    except BaseException:
-        if old is not None:
-            fs.mv(old, final, recursive=True)
-        raise
-    if old is not None:
-        fs.rm(old, recursive=True)
+        _checkpoint("manifest_staged")
+        try:
+            os.link(tmp, target)  # fails with FileExistsError if another writer has this version
+        except FileExistsError:
+            raise
+        except OSError:  # a filesystem without hard links: exclusive create, then write
+            with open(target, "xb") as out:
+                out.write(blob)
+                out.flush()
+                os.fsync(out.fileno())
+    finally:
+        os.unlink(tmp)
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
-def _commit_copy(fs: AbstractFileSystem, tmp: str, final: str) -> None:
-    """Object store: hide (drop the manifest), copy data, prune, publish (manifest last), clean up."""
-    manifest = Manifest.from_json(fs.cat_file(f"{tmp}/{MANIFEST}").decode())
-    keep = {e.name for e in manifest.files} | {MANIFEST}
-    if fs.exists(f"{final}/{MANIFEST}"):
-        fs.rm_file(f"{final}/{MANIFEST}")
-    for entry in manifest.files:
-        fs.copy(f"{tmp}/{entry.name}", f"{final}/{entry.name}")
-    if fs.exists(final):
-        for path in fs.find(final):
-            if path.rsplit("/", 1)[-1] not in keep:
-                fs.rm_file(path)
-    fs.copy(f"{tmp}/{MANIFEST}", f"{final}/{MANIFEST}")
-    fs.rm(tmp, recursive=True)
+def _create_remote(fs: AbstractFileSystem, target: str, manifest: Manifest) -> None:
+    """Conditional create on an object store; read back, so a store that ignores the condition
+    (some emulators) still cannot make a writer believe it published a version it lost."""
+    _checkpoint("manifest_staged")
+    fs.pipe_file(target, manifest.to_json().encode(), mode="create")
+    if Manifest.from_json(fs.cat_file(target)).commit != manifest.commit:
+        raise FileExistsError(target)
 
 
-def read_manifest(uri: str, storage_options: dict[str, Any] | None = None) -> Manifest:
-    """Read a partition's manifest; a missing one means the partition is absent or incomplete."""
+def _versions(fs: AbstractFileSystem, part: str) -> list[int]:
+    """Version numbers present in a partition, oldest first (0: an old-layout ``_manifest.json``)."""
+    folder = f"{part}/{MANIFESTS}"
+    fs.invalidate_cache(folder)
+    fs.invalidate_cache(part)
+    found: list[int] = []
+    try:
+        names = fs.ls(folder, detail=False)
+    except FileNotFoundError:
+        names = []
+    for name in names:
+        if match := _VERSION_FILE.match(str(name).rstrip("/").rsplit("/", 1)[-1]):
+            found.append(int(match.group(1)))
+    if not found and fs.exists(f"{part}/{MANIFEST}"):
+        found.append(0)
+    return sorted(found)
+
+
+def _load(fs: AbstractFileSystem, part: str, version: int) -> Manifest:
+    name = MANIFEST if version == 0 else f"{MANIFESTS}/{version:020d}.json"
+    return Manifest.from_json(fs.cat_file(f"{part}/{name}"))
+
+
+def read_manifest(
+    uri: str, storage_options: dict[str, Any] | None = None, *, version: int | None = None
+) -> Manifest:
+    """The partition's newest complete version, or exactly ``version``.
+
+    A partition with no manifest is absent (or its first write is still running or failed).
+    """
     fs, path = filesystem(uri, storage_options)
-    target = f"{path.rstrip('/')}/{MANIFEST}"
-    if not fs.exists(target):
+    part = path.rstrip("/")
+    if version is not None:
+        try:
+            return _load(fs, part, version)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{uri} has no version {version}: never written, or collected after its retention"
+            ) from None
+    for number in reversed(_versions(fs, part)):
+        try:
+            return _load(fs, part, number)
+        except FileNotFoundError:
+            continue  # collected between listing and reading: an older one cannot be newer
+        except (ValueError, TypeError, KeyError) as exc:  # torn write on a store without links
+            log.warning("skipping unreadable manifest version %s of %s: %s", number, uri, exc)
+    raise FileNotFoundError(
+        f"no complete partition at {uri} (no manifest in {MANIFESTS}/); run the step that writes it first"
+    )
+
+
+def _entry(manifest: Manifest, name: str, uri: str) -> FileEntry:
+    entry = next((f for f in manifest.files if f.name == name), None)
+    if entry is None:
         raise FileNotFoundError(
-            f"no complete partition at {uri} (no {MANIFEST}); run the step that writes it first"
+            f"partition {uri} (version {manifest.version}) has no {name} "
+            f"(has: {[f.name for f in manifest.files]})"
         )
-    return Manifest.from_json(fs.cat_file(target).decode())
+    return entry
+
+
+def _read_entry(fs: AbstractFileSystem, part: str, uri: str, entry: FileEntry, verify: bool) -> bytes:
+    blob = fs.cat_file(f"{part}/{entry.path}")
+    if verify and hashlib.sha256(blob).hexdigest() != entry.sha256:
+        raise ValueError(
+            f"{uri}/{entry.path} does not match its manifest sha256; the partition was modified after it was written"
+        )
+    return bytes(blob)
 
 
 def read_frame(
-    uri: str, name: str = "data", storage_options: dict[str, Any] | None = None, verify: bool = True
+    uri: str,
+    name: str = "data",
+    storage_options: dict[str, Any] | None = None,
+    verify: bool = True,
+    *,
+    version: int | None = None,
 ) -> pd.DataFrame:
-    """Read ``<name>.parquet`` from a complete partition, checking its sha256 against the manifest."""
+    """Read ``<name>.parquet`` of the newest version (or ``version``), checking its sha256."""
     import pandas as pd
 
-    manifest = read_manifest(uri, storage_options)
-    entry = next((f for f in manifest.files if f.name == f"{name}.parquet"), None)
-    if entry is None:
-        raise FileNotFoundError(
-            f"partition {uri} has no {name}.parquet (has: {[f.name for f in manifest.files]})"
-        )
+    manifest = read_manifest(uri, storage_options, version=version)
+    entry = _entry(manifest, f"{name}.parquet", uri)
     fs, path = filesystem(uri, storage_options)
-    blob = fs.cat_file(f"{path.rstrip('/')}/{entry.name}")
-    if verify and hashlib.sha256(blob).hexdigest() != entry.sha256:
-        raise ValueError(
-            f"{uri}/{entry.name} does not match its manifest sha256; the partition was modified after it was written"
-        )
-    return pd.read_parquet(io.BytesIO(blob))
+    return pd.read_parquet(io.BytesIO(_read_entry(fs, path.rstrip("/"), uri, entry, verify)))
 
 
 def read_file(uri: str, storage_options: dict[str, Any] | None = None) -> bytes:
+    """Bytes at ``uri``; ``<partition>/<name>`` (e.g. ``result.html``) reads that file of the newest version."""
     fs, path = filesystem(uri, storage_options)
-    return fs.cat_file(path)
+    try:
+        return bytes(fs.cat_file(path))
+    except FileNotFoundError:
+        part, _, name = path.rstrip("/").rpartition("/")
+        try:
+            manifest = read_manifest(uri.rstrip("/").rpartition("/")[0], storage_options)
+        except FileNotFoundError:
+            raise FileNotFoundError(uri) from None
+        return _read_entry(fs, part, uri, _entry(manifest, name, uri), verify=True)
 
 
-def _read_one(fs: AbstractFileSystem, path: str, fmt: str) -> pd.DataFrame:
-    import pandas as pd
+def collect_garbage(
+    root: str,
+    pipeline: str,
+    *,
+    keep_versions: int = 3,
+    retention: timedelta = timedelta(days=7),
+    now: datetime | None = None,
+    dry_run: bool = False,
+    storage_options: dict[str, Any] | None = None,
+) -> GarbageReport:
+    """Remove what no reader can need any more from every partition of ``pipeline`` under ``root``.
 
-    with fs.open(path, "rb") as fh:
-        return pd.read_csv(fh) if fmt == "csv" else pd.read_parquet(fh)
+    * a manifest that is not among the newest ``keep_versions`` (at least 1: the newest is never
+      removed) and was superseded (its successor created) more than ``retention`` ago;
+    * a data file no kept manifest lists, older than ``retention`` (a superseded version's files,
+      or a killed writer's);
+    * a temporary file or folder (``.tmp-*``) older than ``retention``.
+
+    So a version stays readable by number for at least ``retention`` after a newer one replaced
+    it: lineage (``mlops.raw_manifest_version``) stays valid that long. ``retention`` must also be
+    longer than any write takes, or a running writer's files could be collected.
+    """
+    now = now or datetime.now(UTC)
+    cutoff = (now if now.tzinfo else now.replace(tzinfo=UTC)) - retention
+    report = GarbageReport(dry_run=dry_run)
+    fs, base = filesystem(join(root, pipeline), storage_options)
+    fs.invalidate_cache(base)
+    stages = list(_children(fs, base))
+    while stages:  # stages nest (reports/drift): walk down to the ds= folders
+        stage = stages.pop()
+        for path in _children(fs, stage):
+            name = path.rsplit("/", 1)[-1]
+            if name.startswith(".tmp-") and _modified(fs, path) < cutoff:
+                report.temporary.append(path)
+            elif name.startswith("ds="):
+                _collect_partition(fs, path, max(keep_versions, 1), cutoff, report)
+            elif stage.count("/") - base.count("/") < 3 and fs.isdir(path):
+                stages.append(path)
+    if not dry_run:
+        for path in report.temporary:
+            fs.rm(path, recursive=True)
+        for path in report.files + report.manifests:  # manifests last: a crash leaves them valid
+            fs.rm_file(path)
+    return report
+
+
+def _children(fs: AbstractFileSystem, path: str) -> list[str]:
+    try:
+        return sorted(str(p).rstrip("/") for p in fs.ls(path, detail=False))
+    except FileNotFoundError:
+        return []
+
+
+def _modified(fs: AbstractFileSystem, path: str) -> datetime:
+    try:
+        stamp = fs.modified(path)
+    except (OSError, NotImplementedError, KeyError):  # a prefix with no object of its own
+        return datetime.max.replace(tzinfo=UTC)
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def _created(fs: AbstractFileSystem, part: str, manifest: Manifest) -> datetime:
+    try:
+        stamp = datetime.fromisoformat(manifest.created_at)
+    except ValueError:
+        return _modified(fs, manifest.manifest_uri)
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def _collect_partition(
+    fs: AbstractFileSystem, part: str, keep: int, cutoff: datetime, report: GarbageReport
+) -> None:
+    numbers = _versions(fs, part)
+    if fs.exists(f"{part}/{MANIFEST}") and 0 not in numbers:
+        numbers.insert(0, 0)
+    manifests: dict[int, Manifest] = {}
+    for number in numbers:
+        try:
+            manifests[number] = _load(fs, part, number)
+        except (OSError, ValueError, TypeError, KeyError):
+            continue  # unreadable: never the basis of a removal
+    ordered = sorted(manifests, reverse=True)
+    kept = set(ordered[:keep])
+    for newer, older in zip(ordered, ordered[1:], strict=False):
+        if older not in kept and _created(fs, part, manifests[newer]) >= cutoff:
+            kept.add(older)  # superseded less than ``retention`` ago: lineage may still read it
+    report.kept_versions[part] = sorted(kept)
+    referenced = {e.path for n in kept for e in manifests[n].files}
+    for number in set(manifests) - kept:
+        report.manifests.append(f"{part}/{MANIFEST if number == 0 else f'{MANIFESTS}/{number:020d}.json'}")
+    for path in fs.find(part):
+        rel = str(path)[len(part) + 1 :]
+        if rel == MANIFEST or (
+            rel.startswith(f"{MANIFESTS}/") and _VERSION_FILE.match(rel[len(MANIFESTS) + 1 :])
+        ):
+            continue
+        if rel in referenced or _modified(fs, str(path)) >= cutoff:
+            continue
+        (report.temporary if rel.rsplit("/", 1)[-1].startswith(".tmp-") else report.files).append(str(path))
 
 
 def read_source(
@@ -277,13 +572,21 @@ def read_source(
     ds: str | date,
     storage_options: dict[str, Any] | None = None,
     lookback_days: int | None = None,
+    *,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Rows of ``source`` selected by the logical date ``ds`` (see :class:`~mlops_core.spec.PartitionSpec`)."""
-    import pandas as pd
+    """Rows of ``source`` selected by the logical date ``ds`` (see :class:`~mlops_core.spec.PartitionSpec`).
+
+    Memory follows the selected rows, not the source: ``column`` mode streams the file (parquet
+    in record batches, with the date filter pushed down to row groups when the column is typed;
+    CSV in chunks) and keeps only the window's rows; ``files`` mode reads only the window's files.
+    ``columns`` limits the columns read (the partition column is still used to select rows).
+    """
 
     day = _as_date(ds)
     part = source.partition
     lookback = lookback_days or part.lookback_days
+    wanted = list(columns) if columns else None
     if part.mode == "files":
         days = [day - timedelta(days=i) for i in range(lookback)]
         uris = [source.uri.replace("{ds}", d.isoformat()) for d in days]
@@ -291,24 +594,172 @@ def read_source(
         found = [filesystem(u, storage_options)[1] for u in uris]
         found = [p for p in found if fs.exists(p)]
         if not found:
-            raise SourceDataError(
-                f"no source file for ds={day} in the last {lookback} day(s): looked for {uris[0]} and earlier"
+            raise SourceNotReady(
+                f"no source file for ds={day} in the last {lookback} day(s): looked for {redact(uris[0])} and earlier"
             )
-        frame = pd.concat([_read_one(fs, p, source.format) for p in sorted(found)], ignore_index=True)
+        frame = _concat(c for p in sorted(found) for c in _chunks(fs, p, source.format, wanted))
     else:
         fs, path = filesystem(source.uri, storage_options)
         if not fs.exists(path):
-            raise SourceDataError(
-                f"source {expand(source.uri)} does not exist; check source.uri and its connection"
+            raise SourceNotReady(
+                f"source {redact(expand(source.uri))} does not exist; check source.uri and its connection"
             )
-        frame = _read_one(fs, path, source.format)
         if part.mode == "column":
-            frame = _select_window(frame, str(part.column), day, lookback, source.uri)
+            frame = _read_window(fs, path, source.format, str(part.column), day, lookback, source.uri, wanted)
+        else:
+            frame = _concat(_chunks(fs, path, source.format, wanted))
     if frame.empty:
-        raise SourceDataError(
-            f"source {expand(source.uri)} has no rows for ds={day} (mode={part.mode}, lookback_days={lookback})"
+        raise SourceNotReady(
+            f"source {redact(expand(source.uri))} has no rows for ds={day} (mode={part.mode}, lookback_days={lookback})"
         )
     return frame
+
+
+def _chunks(
+    fs: AbstractFileSystem,
+    path: str,
+    fmt: str,
+    columns: list[str] | None = None,
+    window: tuple[str, date, int] | None = None,
+) -> Iterator[pd.DataFrame]:
+    """A source file as DataFrames; one small reader per format. With a ``window`` (column mode)
+    the pieces are bounded (chunks / record batches); without, the file is read whole, as selected.
+    """
+    if fmt == "csv":
+        yield from _csv_chunks(fs, path, columns, CSV_CHUNK_ROWS if window is not None else None)
+    else:
+        yield from _parquet_chunks(fs, path, columns, window)
+
+
+def _csv_chunks(
+    fs: AbstractFileSystem, path: str, columns: list[str] | None, chunk_rows: int | None
+) -> Iterator[pd.DataFrame]:
+    """CSV, whole or in chunks of ``chunk_rows`` rows (dtypes inferred per chunk, unified by concat)."""
+    import pandas as pd
+
+    with fs.open(path, "rb") as fh:
+        if chunk_rows is None:
+            yield pd.read_csv(fh, usecols=columns)
+        else:
+            yield from pd.read_csv(fh, chunksize=chunk_rows, usecols=columns)
+
+
+def _parquet_chunks(
+    fs: AbstractFileSystem, path: str, columns: list[str] | None, window: tuple[str, date, int] | None
+) -> Iterator[pd.DataFrame]:
+    """Parquet as record batches; with a ``window`` on a typed date column, row groups outside it are skipped."""
+    import pyarrow.dataset as pads
+
+    dataset = pads.dataset(path, format="parquet", filesystem=None if is_local(fs) else fs)
+    if window is not None and window[0] not in dataset.schema.names:
+        yield dataset.schema.empty_table().to_pandas()  # _select_window names what is missing
+        return
+    expr = _window_filter(dataset.schema, window) if window is not None else None
+    # no read-ahead and no pre-buffering of whole column chunks: pages are decoded as batches are
+    # consumed, so peak memory follows the batch and the kept rows, not the row group
+    scan_options = pads.ParquetFragmentScanOptions(
+        pre_buffer=False, use_buffered_stream=True, buffer_size=1 << 20
+    )
+    scanner = dataset.scanner(
+        columns=columns,
+        filter=expr,
+        batch_size=PARQUET_BATCH_ROWS,
+        use_threads=False,
+        batch_readahead=1,
+        fragment_readahead=1,
+        fragment_scan_options=scan_options,
+    )
+    for batch in scanner.to_batches():
+        yield batch.to_pandas()
+
+
+def _parquet_exact_window(
+    fs: AbstractFileSystem, path: str, columns: list[str] | None, window: tuple[str, date, int]
+) -> pd.DataFrame | None:
+    """A typed date column's window read in Arrow and converted once (None: not applicable).
+
+    The filter is exact (:func:`_window_filter`), so only the window's rows are decoded; the
+    Arrow table is handed to pandas with ``self_destruct`` (its buffers are freed as columns are
+    converted), so peak memory stays near one copy of the window's rows.
+    """
+    import pyarrow.dataset as pads
+
+    dataset = pads.dataset(path, format="parquet", filesystem=None if is_local(fs) else fs)
+    if window[0] not in dataset.schema.names:
+        return None
+    expr = _window_filter(dataset.schema, window)
+    if expr is None:
+        return None
+    scan_options = pads.ParquetFragmentScanOptions(
+        pre_buffer=False, use_buffered_stream=True, buffer_size=1 << 20
+    )
+    table = dataset.to_table(
+        columns=columns,
+        filter=expr,
+        batch_size=PARQUET_BATCH_ROWS,
+        use_threads=False,
+        batch_readahead=1,
+        fragment_readahead=1,
+        fragment_scan_options=scan_options,
+    )
+    frame = table.to_pandas(self_destruct=True, split_blocks=True)
+    del table
+    return frame
+
+
+def _concat(pieces: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    import pandas as pd
+
+    kept = [p for p in pieces if not p.empty]
+    return pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
+
+
+def _window_filter(schema: pa.Schema, window: tuple[str, date, int]) -> Any:
+    """The window ``(day - lookback, day]`` as an Arrow filter on a typed column (rows, not just row groups).
+
+    Exactly the days :func:`_select_window` keeps (it still makes the final cut): timestamps in
+    ``[day - lookback + 1, day + 1)``, compared in UTC for zoned ones. A superset here would
+    turn days of rows into pandas only to drop them.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column, day, lookback = window
+    kind = schema.field(column).type
+    lo = datetime.combine(day - timedelta(days=lookback - 1), datetime.min.time())
+    hi = datetime.combine(day + timedelta(days=1), datetime.min.time())
+    if pa.types.is_timestamp(kind):
+        tz = getattr(kind, "tz", None)
+        bounds = [pa.scalar(b.replace(tzinfo=UTC) if tz else b, type=kind) for b in (lo, hi)]
+    elif pa.types.is_date(kind):
+        bounds = [pa.scalar(b.date(), type=kind) for b in (lo, hi)]
+    else:
+        return None  # strings etc.: parsed per batch, no pushdown
+    field_ = pc.field(column)
+    return (field_ >= bounds[0]) & (field_ < bounds[1])
+
+
+def _read_window(
+    fs: AbstractFileSystem,
+    path: str,
+    fmt: str,
+    column: str,
+    day: date,
+    lookback: int,
+    uri: str,
+    columns: list[str] | None,
+) -> pd.DataFrame:
+    """The rows of ``(day - lookback, day]``, selected chunk by chunk (memory follows the window)."""
+
+    read = None if columns is None else [*columns, *([column] if column not in columns else [])]
+    if (
+        fmt == "parquet"
+        and (exact := _parquet_exact_window(fs, path, read, (column, day, lookback))) is not None
+    ):
+        return exact if columns is None or exact.empty else exact[list(columns)]
+    pieces = _chunks(fs, path, fmt, read, (column, day, lookback))
+    frame = _concat(_select_window(chunk, column, day, lookback, uri) for chunk in pieces)
+    return frame if columns is None or frame.empty else frame[list(columns)]
 
 
 def _select_window(frame: pd.DataFrame, column: str, day: date, lookback: int, uri: str) -> pd.DataFrame:

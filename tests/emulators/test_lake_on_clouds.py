@@ -45,7 +45,7 @@ def _in_cloud(spec):
     return cloud_context(spec)
 
 
-def test_partitions_are_atomic_on_the_object_store(cloud):
+def test_partitions_are_versioned_on_the_object_store(cloud):
     from mlops_core import storage
     from mlops_core.spec import parse_spec
 
@@ -54,20 +54,21 @@ def test_partitions_are_atomic_on_the_object_store(cloud):
         assert profile.lake.startswith(f"{SCHEMES[cloud]}://")
         first = pd.DataFrame({"a": [1, 2, 3]})
         m1 = storage.write_partition({"data": first}, profile.lake, "p", "raw", "2026-01-05")
-        assert storage.read_frame(m1.uri).equals(first)
+        assert m1.version == 1 and storage.read_frame(m1.uri).equals(first)
 
-        # a rewrite replaces the partition as a whole: no file of the old one is left over
+        # a rewrite is a new version: new immutable files, one new manifest; the old one stays readable
         second = pd.DataFrame({"a": [9]})
         m2 = storage.write_partition(
             {"data": second}, profile.lake, "p", "raw", "2026-01-05", files={"note.txt": b"x"}
         )
-        assert storage.read_frame(m2.uri).equals(second) and m2.sha256 != m1.sha256
+        assert m2.version == 2 and storage.read_frame(m2.uri).equals(second) and m2.sha256 != m1.sha256
+        assert storage.read_frame(m1.uri, version=1).equals(first)
+        assert storage.read_file(f"{m2.uri}/note.txt") == b"x"
         fs, path = storage.filesystem(m2.uri)
-        assert sorted(p.rsplit("/", 1)[-1] for p in fs.find(path)) == [
-            "_manifest.json",
-            "data.parquet",
-            "note.txt",
-        ]
+        fs.invalidate_cache()
+        assert sorted(p.rsplit("/", 1)[-1] for p in fs.find(path)) == sorted(
+            [f"{1:020d}.json", f"{2:020d}.json", m1.files[0].path, m2.files[0].path, m2.files[1].path]
+        )
 
         # a write that fails half way leaves nothing behind: no partition, no temporary files
         class Boom(pd.DataFrame):
@@ -80,13 +81,69 @@ def test_partitions_are_atomic_on_the_object_store(cloud):
             )
         with pytest.raises(FileNotFoundError, match="no complete partition"):
             storage.read_manifest(storage.partition_uri(profile.lake, "p", "raw", "2026-01-06"))
-        parent = storage.filesystem(storage.join(profile.lake, "p", "raw"))[1]
-        assert not [p for p in fs.ls(parent) if ".tmp-" in p]
+        fs.invalidate_cache()
+        assert not fs.exists(
+            storage.filesystem(storage.partition_uri(profile.lake, "p", "raw", "2026-01-06"))[1]
+        )
+
+        # a rewrite that fails half way keeps the current version whole
+        with pytest.raises(RuntimeError, match="disk full"):
+            storage.write_partition(
+                {"data": first, "bad": Boom({"a": [1]})}, profile.lake, "p", "raw", "2026-01-05"
+            )
+        assert storage.read_manifest(m2.uri).version == 2 and storage.read_frame(m2.uri).equals(second)
 
         # content changed behind the manifest's back is refused
-        fs.pipe(f"{path}/data.parquet", storage._parquet_bytes(first))
+        fs.pipe(f"{path}/{m2.files[0].path}", storage._parquet_bytes(first))
         with pytest.raises(ValueError, match="does not match its manifest"):
             storage.read_frame(m2.uri)
+
+
+def test_manifest_publish_is_a_conditional_create(cloud):
+    """The store refuses a second manifest for a taken version; the writer retries as the next."""
+    from mlops_core import storage
+    from mlops_core.spec import parse_spec
+
+    spec = parse_spec(example_data(cloud=cloud))
+    with _in_cloud(spec) as profile:
+        m1 = storage.write_partition(
+            {"data": pd.DataFrame({"a": [1]})}, profile.lake, "p", "raw", "2026-01-05"
+        )
+        fs, path = storage.filesystem(m1.uri)
+        rival = storage.Manifest.from_json(m1.to_json())
+        rival.commit = "0" * 16
+        if cloud == "gcp":
+            pytest.skip("gcp-storage-emulator ignores ifGenerationMatch=0 (real GCS honours it)")
+        with pytest.raises(FileExistsError):
+            storage._create_remote(fs, f"{path}/_manifests/{1:020d}.json", rival)
+        assert storage.read_manifest(m1.uri, version=1).commit == m1.commit  # not overwritten
+
+
+def test_racing_writers_publish_whole_versions(cloud):
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlops_core import storage
+    from mlops_core.spec import parse_spec
+
+    spec = parse_spec(example_data(cloud=cloud))
+    with _in_cloud(spec) as profile:
+
+        def write(n: int) -> int:
+            frame = pd.DataFrame({"a": range(n)})
+            return storage.write_partition({"data": frame}, profile.lake, "p", "raw", "2026-01-07").version
+
+        with ThreadPoolExecutor(4) as pool:  # each thread in a copy of the step's context (connection)
+            futures = [pool.submit(contextvars.copy_context().run, write, n) for n in (2, 3, 4, 5)]
+            published = sorted(f.result() for f in futures)
+        uri = storage.partition_uri(profile.lake, "p", "raw", "2026-01-07")
+        for version in published:  # every version a writer was told about is whole and its own
+            manifest = storage.read_manifest(uri, version=version)
+            assert len(storage.read_frame(uri, version=version)) == manifest.rows
+        newest = storage.read_manifest(uri)
+        assert newest.version == max(published) and len(storage.read_frame(uri)) == newest.rows
+        if cloud != "gcp":  # a conditional create: no version lost, none shared
+            assert published == [1, 2, 3, 4]
 
 
 def test_training_dag_runs_with_its_lake_on_the_emulator(cloud, airflow_db, request):
