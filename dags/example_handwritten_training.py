@@ -49,7 +49,11 @@ with DAG(
     register = RegisterOperator(
         task_id="register", pipeline=PIPELINE, trained=train.output, decision=gate.output
     )
-    deploy = DeployOperator(task_id="deploy", pipeline=PIPELINE, registered=register.output)
+    # The gate's decision goes to deploy too: a rejection skips it early. Deploy re-reads the
+    # decision recorded on the registered version anyway and never ships one the gate rejected.
+    deploy = DeployOperator(
+        task_id="deploy", pipeline=PIPELINE, registered=register.output, decision=gate.output
+    )
     smoke = SmokeTestOperator(
         task_id="smoke_test",
         pipeline=PIPELINE,

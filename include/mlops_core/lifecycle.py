@@ -56,12 +56,18 @@ def _clean(values: dict[str, float]) -> dict[str, float]:
 
 
 def _load_champion(spec: PipelineSpec) -> tuple[Any, str | None]:
-    import mlflow
+    """The champion and its version; (None, None) only when the registry says there is none.
+
+    A registry that cannot answer raises :class:`~mlops_core.registry.RegistryUnavailable`: the
+    gate fails closed rather than judging the challenger on floors alone.
+    """
 
     version = registry.alias_version(spec.registered_model_name, registry.CHAMPION)
     if version is None:
         return None, None
-    return mlflow.sklearn.load_model(f"models:/{spec.registered_model_name}/{version}"), version
+    return registry.load_verified(
+        spec.registered_model_name, version, allow_pickle=spec.model.allow_pickle
+    ), version
 
 
 def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: str) -> dict[str, Any]:
@@ -75,7 +81,8 @@ def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: st
     hold = storage.read_frame(trained["holdout_uri"])
     X, y = hold.drop(columns=[spec.target]), hold[spec.target].to_numpy()
     pos = trained.get("positive_class")
-    challenger = evaluation.score(mlflow.sklearn.load_model(trained["model_uri"]), X, spec.problem_type, pos)
+    model = registry.load_unregistered(trained["model_uri"], allow_pickle=spec.model.allow_pickle)
+    challenger = evaluation.score(model, X, spec.problem_type, pos)
     chall_metrics = evaluation.all_metrics(spec, y, challenger, pos)
     champ_model, champ_version = _load_champion(spec)
     champ_metrics, boot, champ_error = None, None, None
@@ -151,13 +158,57 @@ def gate(
     )
     tracking.configure()
     with mlflow.start_run(run_id=run_id):
-        mlflow.set_tags(
-            {"mlops.gate": decision.outcome, "mlops.gate_reasons": " | ".join(decision.reasons)[:5000]}
-        )
+        mlflow.set_tags(_decision_tags(decision.to_dict()))
         mlflow.log_metric("gate_promote", 1.0 if decision.promote else 0.0)
         mlflow.log_dict(decision.to_dict(), "gate_decision.json")
     log.info("%s", decision.describe())
     return decision
+
+
+def _decision_tags(decision: dict[str, Any]) -> dict[str, str]:
+    """What the gate records on the training run, and register copies onto the model version."""
+    against = decision.get("champion_version")
+    tags = {
+        registry.GATE_TAG: str(decision["outcome"]),
+        registry.REASONS_TAG: " | ".join(decision["reasons"])[:5000],
+        registry.AGAINST_TAG: str(against) if against is not None else registry.NO_CHAMPION,
+    }
+    if decision.get("forced"):
+        tags["mlops.forced_by"] = str(decision.get("forced_by") or "unknown")
+        tags["mlops.force_reason"] = str(decision.get("force_reason"))
+    return tags
+
+
+_DECISION_KEYS = (
+    registry.GATE_TAG,
+    registry.REASONS_TAG,
+    registry.AGAINST_TAG,
+    "mlops.forced_by",
+    "mlops.force_reason",
+)
+
+
+def _recorded_decision(run_id: str, decision: dict[str, Any]) -> dict[str, str]:
+    """The gate's decision as recorded on the training run; the XCom copy must agree with it."""
+    try:
+        run_tags = registry.client().get_run(run_id).data.tags
+    except Exception as err:
+        raise registry.unavailable(err, f"reading the gate decision of run {run_id}") from err
+    recorded = {k: run_tags[k] for k in _DECISION_KEYS if k in run_tags}
+    if registry.GATE_TAG not in recorded:
+        raise registry.DecisionRefused(
+            f"MLflow run {run_id} has no gate decision (tag {registry.GATE_TAG}); run the gate on it first",
+            None,
+        )
+    if recorded[registry.GATE_TAG] != decision.get("outcome"):
+        raise registry.DecisionRefused(
+            f"the decision passed in says {decision.get('outcome')!r} but the gate recorded "
+            f"{recorded[registry.GATE_TAG]!r} on run {run_id}; refusing to register a decision "
+            "that is not bound to this model",
+            recorded[registry.GATE_TAG],
+        )
+    recorded.setdefault(registry.AGAINST_TAG, _decision_tags(decision)[registry.AGAINST_TAG])
+    return recorded
 
 
 def register(
@@ -167,32 +218,138 @@ def register(
     run_key: str,
     lineage: dict[str, str],
 ) -> dict[str, Any]:
-    """Register the challenger (once per Airflow run) with lineage and gate tags; alias ``challenger``."""
+    """Register the model this try trained (once per trained run) with lineage and gate tags.
+
+    The gate tags come from the training run, where the gate recorded them, not from the caller:
+    a decision can only be registered on the model it was made for. The artifact digest is
+    recorded too and checked again at deploy.
+    """
+    from mlops_core import tracking
+
+    tracking.configure()
     tags = {
         **lineage,
         "mlops.pipeline": spec.name,
         "mlops.holdout_uri": trained["holdout_uri"],
-        "mlops.gate": decision["outcome"],
-        "mlops.gate_reasons": " | ".join(decision["reasons"])[:5000],
+        **_recorded_decision(trained["run_id"], decision),
+        registry.DIGEST_TAG: registry.artifact_digest(trained["model_uri"]),
     }
-    if decision.get("forced"):
-        tags["mlops.forced_by"] = str(decision.get("forced_by") or "unknown")
-        tags["mlops.force_reason"] = str(decision.get("force_reason"))
     version, created = registry.register(
         spec.registered_model_name, trained["model_uri"], trained["run_id"], run_key, tags
     )
-    return {"model_name": spec.registered_model_name, "version": version, "created": created}
+    return {
+        "model_name": spec.registered_model_name,
+        "version": version,
+        "created": created,
+        "run_id": trained["run_id"],
+        "outcome": tags[registry.GATE_TAG],
+        "evaluated_against": tags[registry.AGAINST_TAG],
+    }
 
 
 def deploy(spec: PipelineSpec, version: str, target: DeploymentTarget | None = None) -> dict[str, Any]:
-    """Start the deploy of ``version``; endpoint targets return state ``updating`` (wait on ``status``)."""
-    return _target(spec, target).deploy(spec, version).to_dict()
+    """Deploy ``version`` if the registry's decision for it allows; endpoint targets return ``updating``.
+
+    The decision is re-read from the version's tags (not trusted from the caller), the artifact
+    is checked against its recorded digest, and ``champion`` must still be the version the
+    challenger was evaluated against (checked now, and again as a compare-and-swap when the
+    target moves the alias). A failure after the alias moved puts it back.
+    """
+    from mlops_core import tracking
+
+    tracking.configure()
+    name = spec.registered_model_name
+    found = registry.check_deployable(name, version)
+    registry.verify_artifact(name, version, found.tags)
+    before = registry.alias_version(name, registry.CHAMPION)
+    if before not in (version, found.evaluated_against):
+        raise registry.ChampionMoved(
+            f"champion of {name} is v{before if before else ' (none)'}, but v{version} was evaluated "
+            f"against {'v' + found.evaluated_against if found.evaluated_against else 'no champion'}; "
+            "nothing was deployed. Re-run the training DAG to evaluate against the current champion"
+        )
+    chosen = _target(spec, target)
+    try:
+        with registry.champion_guard(name, found.evaluated_against):
+            return chosen.deploy(spec, version).to_dict()
+    except registry.ChampionMoved:
+        raise
+    except Exception:
+        if before != version:
+            _compensate(name, version, before)
+        raise
+
+
+def _compensate(name: str, version: str, before: str | None) -> None:
+    """A deploy failed: if it had moved ``champion`` to ``version``, move it back to ``before``."""
+    try:
+        moved = registry.alias_version(name, registry.CHAMPION) == version
+        if moved:
+            registry.restore(name, version, before)
+            log.warning("deploy of %s v%s failed after moving champion; restored %s", name, version, before)
+    except Exception:
+        log.exception(
+            "deploy of %s v%s failed and champion could not be checked/restored; set it to %s by hand",
+            name,
+            version,
+            f"v{before}" if before else "nothing (delete the alias)",
+        )
 
 
 def _target(spec: PipelineSpec, target: DeploymentTarget | None) -> DeploymentTarget:
     from mlops_core.deploy import get_target, resolve_target_name
 
     return target if target is not None else get_target(resolve_target_name(spec, None))
+
+
+ROLLBACK_ATTEMPTS = 4
+ROLLBACK_BACKOFF_SECONDS = 2.0
+
+
+class RollbackFailed(RuntimeError):
+    """Rolling back a failed deployment did not succeed after retries: a person must act."""
+
+
+def rollback(spec: PipelineSpec, deployment: dict[str, Any], target: DeploymentTarget | None = None) -> None:
+    """Undo a deployment (traffic and ``champion``), retrying with backoff; :class:`RollbackFailed` if it cannot."""
+    import time
+
+    from mlops_core.deploy import Deployment
+
+    target = _target(spec, target)
+    dep = Deployment(**deployment)
+    for attempt in range(1, ROLLBACK_ATTEMPTS + 1):
+        try:
+            target.rollback(spec, dep)
+            return
+        except Exception as err:
+            if attempt == ROLLBACK_ATTEMPTS:
+                raise RollbackFailed(_rollback_state(dep, attempt, err)) from err
+            wait = ROLLBACK_BACKOFF_SECONDS * 2 ** (attempt - 1)
+            log.warning(
+                "rollback of %s v%s failed (%s); retry %d in %.0fs",
+                dep.model_name,
+                dep.version,
+                err,
+                attempt,
+                wait,
+            )
+            time.sleep(wait)
+
+
+def _rollback_state(dep: Any, attempts: int, err: Exception) -> str:
+    try:
+        champion = registry.alias_version(dep.model_name, registry.CHAMPION)
+        state = f"alias champion points at {'v' + champion if champion else 'nothing'}"
+    except Exception as read_err:
+        state = f"the registry cannot be read either ({type(read_err).__name__})"
+    want = f"v{dep.previous_version}" if dep.previous_version else "no champion (delete the alias)"
+    return (
+        f"ROLLBACK FAILED after {attempts} attempts ({type(err).__name__}: {str(err)[:300]}): "
+        f"{dep.target} deployment {dep.endpoint} may still serve the failed {dep.model_name} v{dep.version}; "
+        f"{state}. It should be {want}. Fix the cause, then clear this task to roll back again, "
+        f"or restore by hand (champion -> {want}; for an endpoint, traffic back to {want})"
+    )
 
 
 def smoke_test(
@@ -210,12 +367,12 @@ def smoke_test(
     try:
         result = target.smoke_test(spec, dep, holdout_uri, predictions_uri)
     except Exception as err:
-        target.rollback(spec, dep)
+        rollback(spec, deployment, target)
         raise RuntimeError(
             f"smoke test of v{dep.version} could not run ({err}); rolled back to {dep.previous_version or 'no champion'}"
         ) from err
     if not result.passed:
-        target.rollback(spec, dep)
+        rollback(spec, deployment, target)
         raise SmokeTestFailed(result, dep)
     registry.set_tags(
         dep.model_name, dep.version, {"mlops.smoke_test": "passed", "mlops.deployed_to": dep.endpoint}
@@ -226,15 +383,21 @@ def smoke_test(
 def promote(
     spec: PipelineSpec, deployment: dict[str, Any], target: DeploymentTarget | None = None
 ) -> dict[str, Any]:
-    """All traffic to the smoke-tested version and ``champion`` to it; roll back if that fails."""
+    """All traffic to the smoke-tested version and ``champion`` to it; roll back if that fails.
+
+    ``champion`` moves only if it is still the version the challenger was evaluated against
+    (compare-and-swap, :func:`mlops_core.registry.promote`).
+    """
     from mlops_core.deploy import Deployment
 
     target = _target(spec, target)
     dep = Deployment(**deployment)
+    expected = registry.check_deployable(dep.model_name, dep.version).evaluated_against
     try:
-        done = target.promote(spec, dep)
+        with registry.champion_guard(dep.model_name, expected):
+            done = target.promote(spec, dep)
     except Exception:
-        target.rollback(spec, dep)
+        rollback(spec, deployment, target)
         raise
     registry.set_tags(dep.model_name, dep.version, {"mlops.promoted": "true"})
     return done.to_dict()
@@ -244,7 +407,6 @@ def batch_score(
     spec: PipelineSpec, data_uri: str, lake_root: str, ds: str, *, stage: str = "predictions"
 ) -> dict[str, Any]:
     """Score a partition with the champion; write ``<lake>/<name>/<stage>/ds=<ds>/`` with the model version."""
-    import mlflow
     import pandas as pd
 
     from mlops_core import tracking
@@ -256,7 +418,7 @@ def batch_score(
             f"model {spec.registered_model_name!r} has no champion yet; run {spec.name}_training first"
         )
     frame = storage.read_frame(data_uri)
-    model = mlflow.sklearn.load_model(f"models:/{spec.registered_model_name}/{version}")
+    model = registry.load_verified(spec.registered_model_name, version, allow_pickle=spec.model.allow_pickle)
     X = frame.drop(columns=[c for c in [spec.target] if c in frame.columns])
     keep = [c for c in spec.features.id_columns + spec.features.time_columns if c in frame.columns]
     out = frame[keep].copy()

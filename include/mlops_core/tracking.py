@@ -12,9 +12,13 @@ from mlops_core import __version__, settings
 
 def configure() -> Any:
     """Point MLflow at the configured store and return an ``MlflowClient``."""
+    import os
+
     import mlflow
     from mlflow import MlflowClient
 
+    # the package downloads models to verify them: no progress bar per file in task logs
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = settings.tracking_uri()
     if uri.startswith("sqlite:///"):
         from pathlib import Path

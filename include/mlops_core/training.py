@@ -144,21 +144,65 @@ def _prepare(
     return train_df, hold_df, numeric, categorical, pos
 
 
-def _serialization(pipe: Any) -> dict[str, Any]:
+def _serialization(pipe: Any, allow_pickle: bool = False) -> dict[str, Any]:
     """skops (no pickle on load), trusting exactly the types of the model we just fitted ourselves.
 
-    Estimators skops cannot write (some third-party boosters) fall back to cloudpickle.
+    Estimators skops cannot write fall back to cloudpickle only with ``model.allow_pickle``.
     """
     try:
+        import warnings
+
         import skops.io as sio
 
-        return {
-            "serialization_format": "skops",
-            "skops_trusted_types": sio.get_untrusted_types(data=sio.dumps(pipe)),
-        }
-    except Exception as err:  # noqa: BLE001 - any skops failure means: use cloudpickle
-        log.warning("skops cannot serialise this model (%s); using cloudpickle", err)
+        with warnings.catch_warnings():  # skops' type scan warns once per type (~1,000 log lines)
+            warnings.simplefilter("ignore")
+            trusted = sio.get_untrusted_types(data=sio.dumps(pipe))
+        return {"serialization_format": "skops", "skops_trusted_types": trusted}
+    except Exception as err:  # noqa: BLE001 - any skops failure means: cloudpickle or nothing
+        if not allow_pickle:
+            raise TrainingDataError(
+                f"skops cannot serialise this model ({err}); saving it with pickle would let anyone who "
+                "can write the artifact store run code on the workers. Choose another model.family, or "
+                "set model.allow_pickle: true if you accept that"
+            ) from err
+        log.warning("skops cannot serialise this model (%s); using cloudpickle (model.allow_pickle)", err)
         return {"serialization_format": "cloudpickle"}
+
+
+def pip_requirements(spec: PipelineSpec) -> list[str]:
+    """What the model needs to load, pinned from this environment (the lock).
+
+    Passed to ``log_model`` so MLflow does not infer requirements by loading the model in a
+    subprocess (tens of seconds per training run).
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ["mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy", "cloudpickle"]
+    if spec.model.family == "lightgbm":
+        names.append("lightgbm")
+    pins = []
+    for name in names:
+        try:
+            pins.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+    return pins
+
+
+def feature_importance(pipe: Any, X: pd.DataFrame, y: Any, seed: int, rows: int = 2000) -> dict[str, float]:
+    """Permutation importance of each *input* column (the pipeline's, so one-hot groups count once).
+
+    On at most ``rows`` training rows, 3 repeats: model-agnostic, bounded cost. Monitoring can
+    weight the drift share with it (``monitoring.weighting: importance``). Negative values are 0.
+    """
+    from sklearn.inspection import permutation_importance
+
+    sample = X.sample(n=min(rows, len(X)), random_state=seed)
+    target = y.loc[sample.index]
+    result = permutation_importance(pipe, sample, target, n_repeats=3, random_state=seed, n_jobs=1)
+    return {
+        str(c): round(max(float(v), 0.0), 6) for c, v in zip(X.columns, result.importances_mean, strict=True)
+    }
 
 
 def train(
@@ -181,8 +225,9 @@ def train(
 
     from mlops_core import storage, tracking
 
-    raw = storage.read_frame(raw_uri, storage_options=storage_options)
+    # one version, pinned: a rewrite of the partition meanwhile cannot mix two versions in the lineage
     raw_manifest = storage.read_manifest(raw_uri, storage_options)
+    raw = storage.read_frame(raw_uri, storage_options=storage_options, version=raw_manifest.version)
     train_df, hold_df, numeric, categorical, pos = _prepare(spec, raw)
     features = numeric + categorical
     hold_manifest = storage.write_partition(
@@ -191,7 +236,11 @@ def train(
         spec.name,
         "holdout",
         ds,
-        extra={"source": raw_uri, "source_sha256": raw_manifest.sha256},
+        extra={
+            "source": raw_uri,
+            "source_sha256": raw_manifest.sha256,
+            "source_version": raw_manifest.version,
+        },
         storage_options=storage_options,
     )
     pipe = build_pipeline(spec, numeric, categorical)
@@ -204,8 +253,11 @@ def train(
         "mlops.pipeline": spec.name,
         "mlops.raw_uri": raw_uri,
         "mlops.raw_sha256": raw_manifest.sha256,
+        "mlops.raw_manifest_version": str(raw_manifest.version),
+        "mlops.raw_manifest_uri": raw_manifest.manifest_uri,
         "mlops.holdout_uri": hold_manifest.uri,
         "mlops.holdout_sha256": hold_manifest.sha256,
+        "mlops.holdout_manifest_version": str(hold_manifest.version),
         "mlops.code_version": tracking.code_version(),
         "mlops.ds": ds,
     }
@@ -224,6 +276,8 @@ def train(
             }
         )
         mlflow.log_dict({"numeric": numeric, "categorical": categorical}, "features.json")
+        if spec.monitoring.enabled and spec.monitoring.weighting == "importance":
+            mlflow.log_dict(feature_importance(pipe, X, y, spec.model.seed), "feature_importance.json")
         mlflow.log_input(
             from_pandas(
                 raw,
@@ -233,7 +287,7 @@ def train(
                 digest=raw_manifest.sha256[:16],
             ),
             context="training",
-            tags={"sha256": raw_manifest.sha256},
+            tags={"sha256": raw_manifest.sha256, "manifest_version": str(raw_manifest.version)},
         )
         mlflow.log_input(
             from_pandas(
@@ -244,7 +298,7 @@ def train(
                 digest=hold_manifest.sha256[:16],
             ),
             context="holdout",
-            tags={"sha256": hold_manifest.sha256},
+            tags={"sha256": hold_manifest.sha256, "manifest_version": str(hold_manifest.version)},
         )
         example = X.head(5)
         info = mlflow.sklearn.log_model(
@@ -252,7 +306,8 @@ def train(
             name="model",
             signature=infer_signature(example, pipe.predict(example)),
             input_example=example,
-            **_serialization(pipe),
+            pip_requirements=pip_requirements(spec),
+            **_serialization(pipe, spec.model.allow_pickle),
         )
     log.info(
         "trained %s on %d rows (%d held out); run %s",

@@ -144,3 +144,171 @@ def test_smoke_test_passes_on_the_real_predictions(spec, raw_uri):
     dep = lifecycle.deploy(spec, v1["version"])
     result = lifecycle.smoke_test(spec, dep, t1["holdout_uri"], e1["predictions_uri"])
     assert result["passed"] and result["rows"] == spec.deployment.smoke_rows and result["mismatches"] == 0
+
+
+class _FlakyTarget:
+    """A deployment target whose rollback fails ``failures`` times before it works."""
+
+    name = "local"
+
+    def __init__(self, failures):
+        self.failures, self.calls = failures, 0
+
+    def rollback(self, spec, deployment):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionError("endpoint API unreachable")
+
+
+def _dep(spec):
+    from mlops_core.deploy import Deployment
+
+    return Deployment("local", spec.name, "2", "1", f"models:/{spec.name}@champion").to_dict()
+
+
+def test_failed_rollback_is_retried(spec, local_dir, monkeypatch):
+    monkeypatch.setattr(lifecycle, "ROLLBACK_BACKOFF_SECONDS", 0.01)
+    flaky = _FlakyTarget(failures=2)
+    lifecycle.rollback(spec, _dep(spec), flaky)
+    assert flaky.calls == 3
+
+
+def test_rollback_that_keeps_failing_says_what_state_is_left(spec, local_dir, monkeypatch):
+    monkeypatch.setattr(lifecycle, "ROLLBACK_BACKOFF_SECONDS", 0.01)
+    broken = _FlakyTarget(failures=99)
+    with pytest.raises(lifecycle.RollbackFailed) as info:
+        lifecycle.rollback(spec, _dep(spec), broken)
+    assert broken.calls == lifecycle.ROLLBACK_ATTEMPTS
+    msg = str(info.value)
+    assert "ROLLBACK FAILED after 4 attempts" in msg and "may still serve the failed" in msg
+    assert "alias champion points at" in msg and "It should be v1" in msg and "clear this task" in msg
+
+
+def test_deploy_refuses_a_rejected_version_and_a_moved_champion(spec, raw_uri):
+    t1, e1, v1 = _train_and_register(spec, raw_uri, "dag/a")
+    trained = training.train(spec, raw_uri, settings.lake_root(), DS, {}).to_dict()
+    evaluated = lifecycle.evaluate(spec, trained, settings.lake_root(), DS)
+    evaluated["challenger"] = {**evaluated["challenger"], "roc_auc": 0.5}  # below the floor
+    rejected = lifecycle.gate(spec, evaluated, trained["run_id"]).to_dict()
+    v_rej = lifecycle.register(spec, trained, rejected, "dag/rej", {})
+    with pytest.raises(registry.DecisionRefused, match="gate decision is 'reject'"):
+        lifecycle.deploy(spec, v_rej["version"])
+    # v2 was evaluated with no champion; once v1 is champion, v2 may not replace it blindly
+    _, _, v2 = _train_and_register(spec, raw_uri, "dag/b")
+    lifecycle.deploy(spec, v1["version"])
+    with pytest.raises(registry.ChampionMoved, match="nothing was deployed"):
+        lifecycle.deploy(spec, v2["version"])
+    assert registry.alias_version(spec.name, registry.CHAMPION) == v1["version"]
+
+
+def test_promote_compare_and_swap(spec, raw_uri, monkeypatch):
+    _, _, v1 = _train_and_register(spec, raw_uri, "dag/a")
+    _, _, v2 = _train_and_register(spec, raw_uri, "dag/b")
+    start = registry.alias_version(spec.name, registry.CHAMPION)
+    with pytest.raises(registry.ChampionMoved, match="Nothing was changed"):
+        registry.promote(spec.name, v2["version"], expected="999")
+    assert registry.alias_version(spec.name, registry.CHAMPION) == start
+    registry.promote(spec.name, v1["version"], expected=start)
+    assert registry.alias_version(spec.name, registry.CHAMPION) == v1["version"]
+    # another writer lands between our write and our re-read: it won, we fail and leave it
+    real = registry.alias_version
+    calls = {"n": 0}
+
+    def racing(name, alias):
+        if alias == registry.CHAMPION:
+            calls["n"] += 1
+            if calls["n"] == 2:  # the re-read after our write
+                registry.client().set_registered_model_alias(name, registry.CHAMPION, v1["version"])
+        return real(name, alias)
+
+    monkeypatch.setattr(registry, "alias_version", racing)
+    with pytest.raises(registry.ChampionMoved, match="it won"):
+        registry.promote(spec.name, v2["version"], expected=v1["version"])
+    assert real(spec.name, registry.CHAMPION) == v1["version"]
+
+
+def test_the_deploy_lock_serialises_promotions_and_breaks_stale_locks(spec, raw_uri):
+    """Read-compare-write of the champion is one step: a second promotion waits for the holder."""
+    _, _, v1 = _train_and_register(spec, raw_uri, "dag/lock")
+    start = registry.alias_version(spec.name, registry.CHAMPION)
+    with registry.deploy_lock(spec.name, "holder-a"):
+        with pytest.raises(registry.ChampionMoved, match="holds .*mlops-deploy-lock"):
+            with registry.deploy_lock(spec.name, "holder-b", wait=0.5):
+                pass
+    # a holder killed with kill -9 leaves its lock: after the TTL the next deploy breaks it
+    registry.client().create_registered_model(
+        f"{spec.name}.mlops-deploy-lock", tags={"holder": "dead", "expires_at": "0"}
+    )
+    registry.promote(spec.name, v1["version"], expected=start)
+    assert registry.alias_version(spec.name, registry.CHAMPION) == v1["version"]
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match="not found|does not exist|RESOURCE_DOES_NOT_EXIST"):
+        registry.client().get_registered_model(f"{spec.name}.mlops-deploy-lock")  # released
+
+
+def _model_dir(name, version):
+    """Where the local store keeps a registered version's files (what an attacker with write access edits)."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    resolved = registry.client().get_model_version_download_uri(name, version)
+    assert resolved.startswith(("file:", "/")), resolved
+    return Path(urlparse(resolved).path if resolved.startswith("file:") else resolved)
+
+
+def test_a_tampered_or_pickled_artifact_is_refused_at_load(spec, raw_uri):
+    _, _, v = _train_and_register(spec, raw_uri, "dag/tamper")
+    version = v["version"]
+    registry.promote(spec.name, version)
+    assert registry.load_verified(spec.name, version) is not None  # untouched: loads
+    folder = _model_dir(spec.name, version)
+    mlmodel = folder / "MLmodel"
+    original = mlmodel.read_text()
+    # the attacker switches the flavor to pickle (what ran code on load before)
+    mlmodel.write_text(original.replace("serialization_format: skops", "serialization_format: cloudpickle"))
+    with pytest.raises(registry.ArtifactRefused, match="changed since registration"):
+        registry.load_verified(spec.name, version)
+    mlmodel.write_text(original)
+    # ... or replaces the model file's bytes
+    model_file = next(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".skops", ".pkl"))
+    blob = model_file.read_bytes()
+    model_file.write_bytes(blob + b"\0")
+    with pytest.raises(registry.ArtifactRefused, match="changed since registration"):
+        lifecycle.batch_score(spec, raw_uri, settings.lake_root(), DS)
+    model_file.write_bytes(blob)
+    assert registry.load_verified(spec.name, version) is not None
+
+
+def test_monitoring_compares_against_the_exact_version_the_champion_trained_on(spec, raw_uri):
+    """A re-run of the training day rewrites raw/ds=...; the champion's reference does not move."""
+    from mlops_core import monitoring
+
+    _, _, v = _train_and_register(spec, raw_uri, "dag/pinned")
+    registry.promote(spec.name, v["version"])
+    before = storage.read_frame(raw_uri)
+    # the same day ingested again, with other rows (a corrected export)
+    other = datasets.load_example("breast_cancer").iloc[:50]
+    storage.write_partition({"data": other}, settings.lake_root(), spec.name, "raw", DS)
+    assert len(storage.read_frame(raw_uri)) == 50  # readers of the path see the new version
+    reference, uri, version = monitoring.read_reference(spec)
+    assert uri == raw_uri and version is not None
+    pd.testing.assert_frame_equal(reference, before)  # the champion's reference is the old version
+
+
+def test_training_records_feature_importance_for_weighted_drift(raw_uri):
+    from mlops_core import monitoring
+
+    spec = example_spec(monitoring={"weighting": "importance"})
+    trained, _, v = _train_and_register(spec, raw_uri, "dag/importance")
+    registry.promote(spec.name, v["version"])
+    weights = monitoring.champion_importance(spec)
+    assert set(weights) == set(trained["numeric"] + trained["categorical"])
+    assert sum(weights.values()) > 0 and all(w >= 0 for w in weights.values())
+    # the pinned requirements are written, not inferred by loading the model in a subprocess
+    from pathlib import Path
+
+    import mlflow
+
+    text = (Path(mlflow.artifacts.download_artifacts(trained["model_uri"])) / "requirements.txt").read_text()
+    assert "scikit-learn==" in text and "skops==" in text

@@ -155,3 +155,104 @@ def test_bootstrap_is_seeded():
     assert paired_bootstrap(*args, positive="pos", n_resamples=100, seed=3) == paired_bootstrap(
         *args, positive="pos", n_resamples=100, seed=3
     )
+
+
+# --- registry errors fail closed --------------------------------------------------------------
+
+
+class _FakeClient:
+    """An MlflowClient whose registry calls raise ``error`` (or answer ``aliases``)."""
+
+    def __init__(self, error=None, aliases=None):
+        self.error, self.aliases, self.registered = error, aliases or {}, []
+
+    def get_registered_model(self, name):
+        if self.error:
+            raise self.error
+        from types import SimpleNamespace
+
+        return SimpleNamespace(aliases=self.aliases)
+
+    def search_model_versions(self, filter_string):
+        if self.error:
+            raise self.error
+        return []
+
+
+def _mlflow_error(code, message="boom"):
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos import databricks_pb2
+
+    return MlflowException(message, error_code=getattr(databricks_pb2, code))
+
+
+@pytest.fixture
+def fake_registry(monkeypatch):
+    from mlops_core import registry
+
+    def install(client):
+        monkeypatch.setattr(registry, "client", lambda: client)
+        return client
+
+    return install
+
+
+def test_missing_model_means_no_champion(fake_registry):
+    from mlops_core import registry
+
+    fake_registry(_FakeClient(_mlflow_error("RESOURCE_DOES_NOT_EXIST", "Registered Model not found")))
+    assert registry.alias_version("m", registry.CHAMPION) is None
+    assert registry.find_version("m", "dag/run", "r1") is None
+
+
+def test_missing_alias_means_no_champion_and_present_alias_is_read(fake_registry):
+    from mlops_core import registry
+
+    fake_registry(_FakeClient(aliases={"challenger": 3}))
+    assert registry.alias_version("m", registry.CHAMPION) is None
+    assert registry.alias_version("m", registry.CHALLENGER) == "3"
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "hint"),
+    [
+        ("TEMPORARILY_UNAVAILABLE", "(sqlite3.OperationalError) database is locked", "SQLite"),
+        ("PERMISSION_DENIED", "PERMISSION_DENIED: 403 forbidden", "credentials"),
+        ("INTERNAL_ERROR", "API request failed with exception ConnectionError: refused", "start MLflow"),
+        ("ENDPOINT_NOT_FOUND", "failed with error code 404 != 200 (a proxy)", "retry"),
+        ("BAD_REQUEST", "bad gateway", "retry"),
+    ],
+)
+def test_any_other_registry_error_fails_closed(fake_registry, monkeypatch, code, message, hint):
+    from mlops_core import lifecycle, registry
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://user:secret@mlflow.example:5000")
+    fake_registry(_FakeClient(_mlflow_error(code, message)))
+    with pytest.raises(registry.RegistryUnavailable) as info:
+        registry.alias_version("m", registry.CHAMPION)
+    text = str(info.value)
+    assert "https://mlflow.example:5000" in text and "secret" not in text
+    assert "failing closed" in text and code in text and hint in text
+    with pytest.raises(registry.RegistryUnavailable):
+        lifecycle._load_champion(SPEC)  # the gate never sees "no champion"
+    with pytest.raises(registry.RegistryUnavailable):
+        registry.find_version("m", "dag/run", "r1")  # no duplicate registration follows
+
+
+def test_non_mlflow_errors_fail_closed_too(fake_registry):
+    from mlops_core import registry
+
+    fake_registry(_FakeClient(ConnectionRefusedError("connection refused")))
+    with pytest.raises(registry.RegistryUnavailable, match="start MLflow"):
+        registry.alias_version("m", registry.CHAMPION)
+
+
+def test_register_does_not_register_when_the_lookup_fails(fake_registry, monkeypatch):
+    import mlflow
+
+    from mlops_core import registry
+
+    fake_registry(_FakeClient(_mlflow_error("TEMPORARILY_UNAVAILABLE", "database is locked")))
+    monkeypatch.setattr(mlflow, "register_model", lambda *a, **k: pytest.fail("registered anyway"))
+    with pytest.raises(registry.RegistryUnavailable):
+        registry.register("m", "models:/m-1", "r1", "dag/run", {})

@@ -36,14 +36,16 @@ class LocalTarget:
     def smoke_test(
         self, spec: PipelineSpec, deployment: Deployment, holdout_uri: str, expected_uri: str
     ) -> SmokeResult:
-        import mlflow
         import numpy as np
 
         from mlops_core import tracking
 
         tracking.configure()
         features, want = smoke_frames(spec, holdout_uri, expected_uri)
-        served = mlflow.pyfunc.load_model(deployment.endpoint)
+        # what the alias serves, loaded only after its files matched the registered digest
+        served = registry.load_verified(
+            deployment.model_name, deployment.version, allow_pickle=spec.model.allow_pickle
+        )
         got = np.asarray(served.predict(features))
         served_version = registry.alias_version(deployment.model_name, registry.CHAMPION)
         if served_version != deployment.version:
