@@ -12,6 +12,11 @@ need the ``azure-ai-ml`` SDK, and a contract test can record every request.
   name, so a retried task attaches to the job its try started).
 * :func:`write_metrics`: Azure Monitor custom metrics on ``settings.metrics_resource_id``.
 
+Transient failures (connection errors, timeouts, HTTP 408/429/5xx) are retried with backoff
+(:mod:`mlops_core.retry`, ``Retry-After`` honoured). ARM PUTs and DELETEs by a client-chosen name
+are idempotent; the one create that is not (a job PUT: jobs are immutable) looks the job up before
+a retry and takes a 409 on a retry as "it landed".
+
 Nothing here imports Airflow.
 """
 
@@ -27,8 +32,11 @@ from urllib.parse import quote
 
 from mlops_core.remote import RUNNING, SUCCEEDED, RemoteJobFailed
 from mlops_core.remote import job_spec as remote_job_spec
+from mlops_core.retry import RetryPolicy, retry_after, retry_call
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mlops_core.clouds import ClientFactory, CloudProfile
     from mlops_core.remote import JobRequest
     from mlops_core.spec import PipelineSpec
@@ -67,8 +75,11 @@ PROVISION_FAILED = frozenset({"Failed", "Canceled"})
 class AzureMLError(RuntimeError):
     """An Azure REST call failed; the message names the call, the HTTP status and ARM's own error."""
 
-    def __init__(self, method: str, url: str, status: int, code: str, message: str):
+    def __init__(
+        self, method: str, url: str, status: int, code: str, message: str, retry_after: float | None = None
+    ):
         self.method, self.url, self.status, self.code = method, url, status, code
+        self.retry_after = retry_after
         hint = _HINTS.get(status, "")
         super().__init__(f"Azure {method} {url.split('?')[0]} failed: HTTP {status} {code}: {message}{hint}")
 
@@ -121,6 +132,8 @@ class AzureMLClient:
     :param session: ``requests.Session``-like, already authorised for ARM.
     :param api_root: ARM root; ``https://management.azure.com`` unless overridden (sovereign
         clouds, or a test server), from the profile's ``settings.api_endpoint``.
+    :param retry: bounds of the retries of transient failures (default
+        :data:`mlops_core.retry.DEFAULT_POLICY`: 5 attempts, 1 s base, 30 s cap, 120 s in all).
     """
 
     def __init__(
@@ -130,8 +143,9 @@ class AzureMLClient:
         resource_group: str,
         workspace: str,
         api_root: str | None = None,
+        retry: RetryPolicy | None = None,
     ):
-        self.session = session
+        self.session, self.retry = session, retry
         self.subscription_id, self.resource_group, self.workspace = subscription_id, resource_group, workspace
         self.api_root = (api_root or ARM_ROOT).rstrip("/")
 
@@ -158,8 +172,12 @@ class AzureMLClient:
         params: dict[str, str] | None = None,
         allow_404: bool = False,
         timeout: float = TIMEOUT,
+        recover: Callable[[BaseException], Any] | None = None,
     ) -> Any:
-        """One request; returns the response (None for an allowed 404) or raises :class:`AzureMLError`."""
+        """One request, retried on transient failures; the response (None for an allowed 404) or :class:`AzureMLError`.
+
+        :param recover: see :func:`~mlops_core.retry.retry_call` (the lookup of a create).
+        """
         if params is None and url.startswith(self.api_root):
             params = {"api-version": API_VERSION}
         kwargs: dict[str, Any] = {"params": params, "timeout": timeout}
@@ -167,13 +185,19 @@ class AzureMLClient:
             kwargs["json"] = body
         if headers:
             kwargs["headers"] = headers
-        response = self.session.request(method, url, **kwargs)
-        if allow_404 and response.status_code == 404:
-            return None
-        if response.status_code >= 400:
-            code, message = _error_of(response)
-            raise AzureMLError(method, url, response.status_code, code, message)
-        return response
+
+        def once() -> Any:
+            response = self.session.request(method, url, **kwargs)
+            if allow_404 and response.status_code == 404:
+                return None
+            if response.status_code >= 400:
+                code, message = _error_of(response)
+                raise AzureMLError(method, url, response.status_code, code, message, retry_after(response))
+            return response
+
+        return retry_call(
+            once, policy=self.retry, recover=recover, what=f"Azure {method} {url.split('?')[0]}"
+        )
 
     def _json(self, response: Any) -> dict[str, Any]:
         if response is None or response.status_code == 204 or not getattr(response, "text", "x"):
@@ -220,7 +244,11 @@ class AzureMLClient:
         return self.get(f"jobs/{quote(name)}")
 
     def put_job(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self.put(f"jobs/{quote(name)}", body)[0]
+        """PUT the job; a failed attempt is followed by a lookup, so a retry never meets its own job as a stranger."""
+        response = self.call(
+            "PUT", self.url(f"jobs/{quote(name)}"), body=body, recover=lambda _: self.get_job(name)
+        )
+        return response if isinstance(response, dict) else self._json(response)
 
     def job_state(self, name: str) -> str:
         """:data:`~mlops_core.remote.SUCCEEDED` or :data:`~mlops_core.remote.RUNNING`; raises on failure."""
@@ -497,7 +525,16 @@ def write_metrics(
                 }
             },
         }
+        _post_metric(session, url, body)
+
+
+def _post_metric(session: Any, url: str, body: dict[str, Any]) -> None:
+    """POST one custom metric, retried: a repeated point only adds to its sum and count, the average stays."""
+
+    def once() -> None:
         response = session.request("POST", url, json=body, timeout=TIMEOUT)
         if response.status_code >= 400:
             code, message = _error_of(response)
-            raise AzureMLError("POST", url, response.status_code, code, message)
+            raise AzureMLError("POST", url, response.status_code, code, message, retry_after(response))
+
+    retry_call(once, what=f"Azure POST {url}")

@@ -13,6 +13,11 @@ and ``monitoring_endpoint`` replaces ``https://monitoring.googleapis.com`` (priv
 Remote training (:func:`submit_training`, :func:`training_state`) runs ``python -m
 mlops_core.remote <job folder>`` in the training image as a Vertex AI custom job named after the
 job request, so a retried task attaches to the job its try already started.
+
+Transient failures (connection errors, timeouts, HTTP 408/429/5xx) are retried with backoff
+(:mod:`mlops_core.retry`, ``Retry-After`` honoured). Creates are made safe to repeat: before a
+retry, a create looks up what it was creating (by display name; by deployed model for
+``deployModel``, which is retried only when the request surely never landed).
 """
 
 from __future__ import annotations
@@ -25,8 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_core.remote import RUNNING, SUCCEEDED, RemoteJobFailed
 from mlops_core.remote import job_spec as remote_job_spec
+from mlops_core.retry import RetryPolicy, is_transient, is_unsent, retry_after, retry_call
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mlops_core.clouds import ClientFactory, CloudProfile
     from mlops_core.remote import JobRequest
     from mlops_core.spec import PipelineSpec
@@ -57,8 +65,9 @@ _HINTS = {
 class GoogleApiError(RuntimeError):
     """A Google Cloud REST call failed; the message names the call, the HTTP status, the API's reason and a fix."""
 
-    def __init__(self, method: str, url: str, status: int, message: str):
+    def __init__(self, method: str, url: str, status: int, message: str, retry_after: float | None = None):
         self.method, self.url, self.status, self.api_message = method, url, status, message
+        self.retry_after = retry_after
         hint = _HINTS.get(status, "see the message above" if status < 500 else "a server error; retry")
         super().__init__(f"{method} {url} returned HTTP {status}: {message} ({hint})")
 
@@ -74,6 +83,26 @@ def _error_message(response: Any) -> str:
     return (getattr(response, "text", "") or "no response body")[:500]
 
 
+def _send(
+    session: Any,
+    method: str,
+    url: str,
+    body: dict[str, Any] | None,
+    params: dict[str, Any] | None,
+    timeout: float,
+) -> dict[str, Any]:
+    response = session.request(method, url, json=body, params=params, timeout=timeout)
+    if response.status_code >= 400:
+        raise GoogleApiError(
+            method, url, int(response.status_code), _error_message(response), retry_after(response)
+        )
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {"value": data}
+
+
 def call(
     session: Any,
     method: str,
@@ -81,16 +110,28 @@ def call(
     body: dict[str, Any] | None = None,
     params: dict[str, Any] | None = None,
     timeout: float = 60.0,
+    *,
+    policy: RetryPolicy | None = None,
+    classify: Callable[[BaseException], bool] = is_transient,
+    recover: Callable[[BaseException], dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
-    """One REST call through ``session.request``; the JSON answer, or :class:`GoogleApiError`."""
-    response = session.request(method, url, json=body, params=params, timeout=timeout)
-    if response.status_code >= 400:
-        raise GoogleApiError(method, url, int(response.status_code), _error_message(response))
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {"value": data}
+    """One REST call through ``session.request``; the JSON answer, or :class:`GoogleApiError`.
+
+    Transient failures are retried within ``policy``; ``classify`` and ``recover`` are those of
+    :func:`~mlops_core.retry.retry_call` (non-idempotent calls narrow the one or pass the other).
+    """
+    return retry_call(
+        lambda: _send(session, method, url, body, params, timeout),
+        policy=policy,
+        classify=classify,
+        recover=recover,
+        what=f"{method} {url.split('?')[0]}",
+    )
+
+
+def _done(name: str, response: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A finished long-running operation standing in for one whose start was answered by an error."""
+    return {"name": f"{name}/operations/recovered", "done": True, "response": dict(response or {})}
 
 
 def label(value: str) -> str:
@@ -110,6 +151,9 @@ class VertexClient:
     Collection calls (upload, list, create) go to
     ``<root>/v1/projects/<project>/locations/<location>/...``; calls on a resource or an operation
     take its full resource name (``projects/.../endpoints/123``) as the API returns it.
+
+    :param retry: bounds of the retries of transient failures (default
+        :data:`mlops_core.retry.DEFAULT_POLICY`: 5 attempts, 1 s base, 30 s cap, 120 s in all).
     """
 
     def __init__(
@@ -119,11 +163,12 @@ class VertexClient:
         location: str,
         api_root: str | None = None,
         timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
     ):
         root = (api_root or f"https://{location}-aiplatform.googleapis.com").rstrip("/")
         if "://" not in root:
             root = f"https://{root}"
-        self.session, self.timeout = session, timeout
+        self.session, self.timeout, self.retry = session, timeout, retry
         self.root = root if root.endswith("/v1") else f"{root}/v1"
         self.parent = f"{self.root}/projects/{project}/locations/{location}"
 
@@ -142,9 +187,26 @@ class VertexClient:
         return f"{self.root}/{name.lstrip('/')}"
 
     def call(
-        self, method: str, url: str, body: dict[str, Any] | None = None, params: dict[str, Any] | None = None
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        *,
+        classify: Callable[[BaseException], bool] = is_transient,
+        recover: Callable[[BaseException], dict[str, Any] | None] | None = None,
     ) -> dict[str, Any]:
-        return call(self.session, method, url, body, params, self.timeout)
+        return call(
+            self.session,
+            method,
+            url,
+            body,
+            params,
+            self.timeout,
+            policy=self.retry,
+            classify=classify,
+            recover=recover,
+        )
 
     def _list(self, collection: str, display_name: str) -> list[dict[str, Any]]:
         """Every resource of ``collection`` whose display name is ``display_name`` (all pages)."""
@@ -170,16 +232,37 @@ class VertexClient:
         return self._list("models", display_name)
 
     def upload_model(self, model: dict[str, Any]) -> dict[str, Any]:
-        """``models:upload``; returns the long-running operation."""
-        return self.call("POST", f"{self.parent}/models:upload", {"model": model})
+        """``models:upload``; returns the long-running operation.
+
+        Before a retry the model is looked up by display name: found, it is the answer (as a
+        finished operation) and nothing is uploaded twice.
+        """
+
+        def uploaded(_: BaseException) -> dict[str, Any] | None:
+            found = self.find_models(str(model.get("displayName", ""))) if model.get("displayName") else []
+            return _done(str(found[0]["name"]), {"model": found[0]["name"]}) if found else None
+
+        return self.call("POST", f"{self.parent}/models:upload", {"model": model}, recover=uploaded)
 
     # -- endpoints
     def find_endpoints(self, display_name: str) -> list[dict[str, Any]]:
         return self._list("endpoints", display_name)
 
     def create_endpoint(self, endpoint: dict[str, Any]) -> dict[str, Any]:
-        """``endpoints.create``; returns the long-running operation (its response is the Endpoint)."""
-        return self.call("POST", f"{self.parent}/endpoints", endpoint)
+        """``endpoints.create``; returns the long-running operation (its response is the Endpoint).
+
+        Before a retry the endpoint is looked up by display name, so a retry never makes a second one.
+        """
+
+        def created(_: BaseException) -> dict[str, Any] | None:
+            found = (
+                self.find_endpoints(str(endpoint.get("displayName", "")))
+                if endpoint.get("displayName")
+                else []
+            )
+            return _done(str(found[0]["name"]), found[0]) if found else None
+
+        return self.call("POST", f"{self.parent}/endpoints", endpoint, recover=created)
 
     def get_endpoint(self, name: str) -> dict[str, Any]:
         return self.call("GET", self.url(name))
@@ -187,14 +270,29 @@ class VertexClient:
     def deploy_model(
         self, endpoint: str, deployed_model: dict[str, Any], traffic_split: dict[str, int]
     ) -> dict[str, Any]:
-        """``endpoints.deployModel``; ``"0"`` in ``traffic_split`` is the model being deployed."""
+        """``endpoints.deployModel``; ``"0"`` in ``traffic_split`` is the model being deployed.
+
+        A deploy in flight is not visible on the endpoint, so this is retried only when the request
+        surely never landed (HTTP 429, no connection): a repeat would deploy the model twice.
+        """
         body = {"deployedModel": deployed_model, "trafficSplit": traffic_split}
-        return self.call("POST", f"{self.url(endpoint)}:deployModel", body)
+        return self.call("POST", f"{self.url(endpoint)}:deployModel", body, classify=is_unsent)
 
     def undeploy_model(self, endpoint: str, deployed_model_id: str) -> dict[str, Any]:
-        """``endpoints.undeployModel`` (the deployed model must have no traffic left)."""
+        """``endpoints.undeployModel`` (the deployed model must have no traffic left).
+
+        Before a retry the endpoint is read: a deployed model already gone is success.
+        """
+
+        def gone(_: BaseException) -> dict[str, Any] | None:
+            live = {str(d.get("id")) for d in self.get_endpoint(endpoint).get("deployedModels") or []}
+            return None if str(deployed_model_id) in live else _done(endpoint)
+
         return self.call(
-            "POST", f"{self.url(endpoint)}:undeployModel", {"deployedModelId": deployed_model_id}
+            "POST",
+            f"{self.url(endpoint)}:undeployModel",
+            {"deployedModelId": deployed_model_id},
+            recover=gone,
         )
 
     def set_traffic(self, endpoint: str, traffic_split: dict[str, int]) -> dict[str, Any]:
@@ -215,7 +313,19 @@ class VertexClient:
         return self._list("customJobs", display_name)
 
     def create_custom_job(self, job: dict[str, Any]) -> dict[str, Any]:
-        return self.call("POST", f"{self.parent}/customJobs", job)
+        """``customJobs.create`` (synchronous); before a retry a live job of the same display name is the answer."""
+
+        def started(_: BaseException) -> dict[str, Any] | None:
+            if not job.get("displayName"):
+                return None
+            live = [
+                j
+                for j in self.find_custom_jobs(str(job["displayName"]))
+                if j.get("state") not in _DEAD_JOB_STATES
+            ]
+            return max(live, key=lambda j: str(j.get("createTime", ""))) if live else None
+
+        return self.call("POST", f"{self.parent}/customJobs", job, recover=started)
 
     def get_custom_job(self, name: str) -> dict[str, Any]:
         return self.call("GET", self.url(name))
@@ -329,4 +439,29 @@ def write_metrics(
         return
     session = clients("monitoring")
     for start in range(0, len(series), MAX_SERIES_PER_REQUEST):
-        call(session, "POST", url, {"timeSeries": series[start : start + MAX_SERIES_PER_REQUEST]})
+        _write_series(session, url, series[start : start + MAX_SERIES_PER_REQUEST])
+
+
+def _write_series(session: Any, url: str, series: list[dict[str, Any]]) -> None:
+    """``timeSeries.create``, retried; a retry refused because the points are there already is success.
+
+    (Cloud Monitoring answers 400 to a point written twice; after a transient failure that means
+    the first attempt landed.)
+    """
+    attempts = 0
+
+    def once() -> dict[str, Any]:
+        nonlocal attempts
+        attempts += 1
+        try:
+            return _send(session, "POST", url, {"timeSeries": series}, None, 60.0)
+        except GoogleApiError as exc:
+            duplicate = "more frequently than the maximum sampling period" in exc.api_message or (
+                "must be written in order" in exc.api_message
+            )
+            if attempts > 1 and exc.status == 400 and duplicate:
+                log.info("time series already written by an earlier attempt: %s", exc.api_message)
+                return {}
+            raise
+
+    retry_call(once, what=f"POST {url}")

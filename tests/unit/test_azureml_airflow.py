@@ -70,9 +70,8 @@ def test_connection_form_relabels_and_hides_fields() -> None:
     assert AzureMLHook.default_conn_name == "azure_ml_default" and AzureMLHook.hook_name == "Azure ML"
 
 
-def test_connection_form_widgets_when_the_ui_libraries_are_installed() -> None:
-    pytest.importorskip("wtforms")
-    pytest.importorskip("flask_appbuilder")
+def test_connection_form_widgets() -> None:
+    # wtforms and flask_appbuilder come with the FAB provider (in the lock): never skipped
     from mlops_airflow.azureml import AzureMLHook
 
     assert set(AzureMLHook.get_connection_form_widgets()) == {
@@ -176,6 +175,10 @@ def test_trigger_serializes_and_round_trips() -> None:
         "resource_group": None,
         "workspace": "ws-2",
         "api_root": None,
+        "max_transient_errors": 10,
+        "max_transient_seconds": 1800.0,
+        "retry_base_seconds": 5.0,
+        "retry_max_seconds": 300.0,
     }
     json.dumps(kwargs)  # what the triggerer stores
     assert import_string(path)(**kwargs).serialize() == (path, kwargs)
