@@ -6,8 +6,9 @@ image, trains, logs to MLflow with the lineage tags of the request, and writes `
 beside them. The worker then reads the result, so what follows training is the same on every
 backend.
 
-Job names derive from pipeline, logical date and try (:func:`job_name`): a retried or resumed
-task finds the job its try already started instead of starting a second one.
+Job names derive from pipeline, data day, Airflow run and try (:func:`job_name`): a resumed try
+finds the job it already started instead of starting a second one, and a different run of the same
+day (a manual re-run, a backfill with ``--reprocess-behavior``) never attaches to another run's job.
 """
 
 from __future__ import annotations
@@ -30,11 +31,18 @@ class RemoteJobFailed(RuntimeError):
     """The platform reports the job failed or was stopped; the message carries its reason."""
 
 
-def job_name(pipeline: str, ds: str | date, try_number: int) -> str:
-    """``mlops-<pipeline>-<yyyymmdd>-t<try>``: valid on SageMaker, Vertex AI and Azure ML (<= 63 chars)."""
+def job_name(pipeline: str, ds: str | date, try_number: int, run_key: str = "") -> str:
+    """``mlops-<pipeline>-<yyyymmdd>[-<run hash>]-t<try>``: valid on SageMaker, Vertex AI and Azure ML (<= 63 chars).
+
+    ``run_key`` (``dag_id/run_id``) adds 8 hex digits of its sha256, so each Airflow run has
+    job names of its own.
+    """
+    import hashlib
+
     day = str(ds)[:10].replace("-", "")
     stem = re.sub(r"[^a-z0-9-]", "-", pipeline.lower())
-    suffix = f"-{day}-t{int(try_number)}"
+    run = f"-{hashlib.sha256(run_key.encode()).hexdigest()[:8]}" if run_key else ""
+    suffix = f"-{day}{run}-t{int(try_number)}"
     return f"mlops-{stem}"[: 63 - len(suffix)] + suffix
 
 
@@ -70,11 +78,12 @@ def prepare(
     tags: dict[str, str],
     try_number: int,
     env: dict[str, str] | None = None,
+    run_key: str = "",
 ) -> JobRequest:
     """Write the job folder (spec + request) and return the request. Idempotent per name."""
     from mlops_core import storage
 
-    name = job_name(spec.name, ds, try_number)
+    name = job_name(spec.name, ds, try_number, run_key)
     folder = storage.join(lake_root, spec.name, "jobs", name)
     req = JobRequest(name, folder, raw_uri, lake_root, str(ds)[:10], dict(tags), dict(env or {}))
     fs, base = storage.filesystem(folder)

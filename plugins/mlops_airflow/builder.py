@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, chain
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronDataIntervalTimetable, Param, chain
 
 from mlops_airflow.operators import (
     BatchScoreOperator,
@@ -26,16 +26,49 @@ from mlops_core.catalog import METRICS
 if TYPE_CHECKING:
     from mlops_core.spec import PipelineSpec
 
-# Asset-triggered runs have no logical date (no ``ds``): the operator then takes the drift event's day.
-PARTITION = "{{ params.partition_date or (ds if ds is defined else '') }}"
+# The Params form's date wins; otherwise the operator derives the data day from the run
+# (MlopsStep.data_day: one rule for scheduled, backfill, manual and asset-triggered runs).
+PARTITION = "{{ params.partition_date or '' }}"
 
 
 def _default_args(spec: PipelineSpec) -> dict[str, Any]:
+    """Every task: the spec's retries, a timeout, and never two instances of one step at once.
+
+    ``max_active_tis_per_dag=1`` holds across run types: ``max_active_runs`` does not bound
+    backfill runs (Airflow counts them apart), so without it a backfill's ``deploy`` could race a
+    scheduled run's. Steps of different runs still overlap (ingest of day 2 while day 1 trains).
+    """
     return {
         "owner": spec.owner,
         "retries": spec.retries,
         "retry_delay": timedelta(minutes=spec.retry_delay_minutes),
+        "execution_timeout": timedelta(minutes=spec.task_timeout_minutes),
+        "max_active_tis_per_dag": 1,
     }
+
+
+def _timeouts(spec: PipelineSpec) -> dict[str, timedelta]:
+    """``execution_timeout`` of the steps that wait on something (deferral time counts too)."""
+    step = spec.task_timeout_minutes
+    return {
+        "ingest": timedelta(minutes=step + spec.source.wait_minutes),
+        "train": timedelta(minutes=step + spec.training.timeout_minutes),
+        "deploy": timedelta(minutes=step + 60),
+        "smoke_test": timedelta(minutes=step + spec.deployment.canary_wait_minutes),
+    }
+
+
+def cron(expression: str | None) -> Any:
+    """A cron schedule with data intervals: the run for day D starts when D is over and reads D.
+
+    Airflow 3 turns a plain cron string into a ``CronTriggerTimetable`` (logical date = the moment
+    it fires, so a ``@daily`` run at 00:00 would name the day that has just begun). With
+    ``CronDataIntervalTimetable`` the scheduled run, a backfill of D and a manual run for D all
+    have logical date D, and :meth:`MlopsStep.data_day` reads the same rows for each.
+    """
+    if expression is None or expression in ("@once", "@continuous"):
+        return expression
+    return CronDataIntervalTimetable(expression, timezone="UTC")
 
 
 def _start(spec: PipelineSpec) -> datetime:
@@ -139,11 +172,10 @@ def drift_asset(spec: PipelineSpec) -> Asset:
 def training_schedule(spec: PipelineSpec) -> Any:
     """The spec's cron OR the drift asset (monitoring enabled); the cron alone otherwise."""
     if not spec.monitoring.enabled:
-        return spec.schedule
+        return cron(spec.schedule)
     if spec.schedule is None:
         return drift_asset(spec)
-    timetable = CronTriggerTimetable(spec.schedule, timezone="UTC")
-    return AssetOrTimeSchedule(timetable=timetable, assets=drift_asset(spec))
+    return AssetOrTimeSchedule(timetable=cron(spec.schedule), assets=drift_asset(spec))
 
 
 def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG:
@@ -157,11 +189,20 @@ def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG
         tags=spec.tag_list() + ["training"],
         doc_md=doc_md(spec),
     ) as dag:
-        ingest = IngestOperator(task_id="ingest", partition_date=PARTITION, pipeline=spec)
+        timeouts = _timeouts(spec)
+        ingest = IngestOperator(
+            task_id="ingest", partition_date=PARTITION, pipeline=spec, execution_timeout=timeouts["ingest"]
+        )
         validate = ValidateOperator(
             task_id="validate", data=ingest.output, partition_date=PARTITION, pipeline=spec
         )
-        train = TrainOperator(task_id="train", data=ingest.output, partition_date=PARTITION, pipeline=spec)
+        train = TrainOperator(
+            task_id="train",
+            data=ingest.output,
+            partition_date=PARTITION,
+            pipeline=spec,
+            execution_timeout=timeouts["train"],
+        )
         evaluate = EvaluateOperator(
             task_id="evaluate", trained=train.output, partition_date=PARTITION, pipeline=spec
         )
@@ -178,7 +219,11 @@ def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG
             task_id="register", trained=train.output, decision=gate.output, pipeline=spec
         )
         deploy = DeployOperator(
-            task_id="deploy", registered=register.output, decision=gate.output, pipeline=spec
+            task_id="deploy",
+            registered=register.output,
+            decision=gate.output,
+            pipeline=spec,
+            execution_timeout=timeouts["deploy"],
         )
         smoke = SmokeTestOperator(
             task_id="smoke_test",
@@ -186,6 +231,7 @@ def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG
             trained=train.output,
             evaluation=evaluate.output,
             pipeline=spec,
+            execution_timeout=timeouts["smoke_test"],
         )
         chain(ingest, validate, train, evaluate, gate, register, deploy, smoke)
     if fileloc:
@@ -198,7 +244,7 @@ def build_batch_scoring_dag(spec: PipelineSpec, *, fileloc: str | None = None) -
     with DAG(
         dag_id=f"{spec.name}_batch_scoring",
         description=f"Score {spec.name} data with the champion model",
-        schedule=spec.scoring.schedule,
+        schedule=cron(spec.scoring.schedule),
         **_dag_args(spec),
         params={"partition_date": _partition_param()},
         tags=spec.tag_list() + ["scoring"],
@@ -211,6 +257,7 @@ def build_batch_scoring_dag(spec: PipelineSpec, *, fileloc: str | None = None) -
             lookback_days=spec.scoring.lookback_days,
             pipeline=spec,
             partition_date=PARTITION,
+            execution_timeout=_timeouts(spec)["ingest"],
         )
         validate = ValidateOperator(
             task_id="validate",
@@ -235,7 +282,7 @@ def build_monitoring_dag(spec: PipelineSpec) -> DAG:
     with DAG(
         dag_id=f"{spec.name}_monitoring",
         description=f"Daily drift of {spec.name} against the champion's training data; fires retraining",
-        schedule=m.schedule,
+        schedule=cron(m.schedule),
         **_dag_args(spec),
         params={"partition_date": _partition_param()},
         tags=spec.tag_list() + ["monitoring"],
@@ -258,7 +305,13 @@ Reports: `<lake>/{spec.name}/reports/drift/ds=<date>/report.html`; history:
 """,
     ) as dag:
         common: dict[str, Any] = {"pipeline": spec, "partition_date": PARTITION}
-        ingest = IngestOperator(task_id="ingest", stage="monitor", lookback_days=m.window_days, **common)
+        ingest = IngestOperator(
+            task_id="ingest",
+            stage="monitor",
+            lookback_days=m.window_days,
+            execution_timeout=_timeouts(spec)["ingest"],
+            **common,
+        )
         validate = ValidateOperator(
             task_id="validate", data=ingest.output, with_target=False, stage="monitor_validation", **common
         )

@@ -8,6 +8,7 @@ Nothing heavy is imported at module level: the libraries load inside ``execute``
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -58,12 +59,42 @@ def drift_evidence(context: Context) -> dict[str, Any]:
     return dict(max(found, key=lambda ev: ev.timestamp).extra)
 
 
+def data_day(context: Context) -> str:
+    """One rule for every run type: which day of data a run processes.
+
+    - scheduled and backfill runs: the last whole day of the run's data interval (a ``@daily``
+      run that fires at 00:00 on the 4th reads the 3rd; a backfill of the 3rd reads the 3rd; a
+      ``@weekly`` run reads up to the Sunday the week ends on);
+    - manual runs: the day of their logical date (what the scheduled run for that date reads);
+      a manual run with no logical date reads the last whole day before it was triggered;
+    - asset-triggered runs (retraining after drift): the day the drift event names.
+    """
+    evidence = drift_evidence(context)
+    if evidence.get("ds"):
+        from datetime import date
+
+        text = str(evidence["ds"])
+        try:  # an asset event's extra can be written by anyone with API access: a date, nothing else
+            return date.fromisoformat(text).isoformat()
+        except ValueError:
+            raise ValueError(f"the drift event's ds {text[:40]!r} is not a YYYY-MM-DD date") from None
+    run = context["dag_run"]
+    kind = _run_type(context)
+    logical = context.get("logical_date")
+    end = getattr(run, "data_interval_end", None)
+    if kind in ("scheduled", "backfill") and end is not None:
+        return (end - timedelta(days=1)).date().isoformat()
+    if logical is not None:
+        return logical.date().isoformat()
+    return (run.run_after - timedelta(days=1)).date().isoformat()
+
+
 def _in_cloud(method: Any) -> Any:
     @functools.wraps(method)
     def run(self: MlopsStep, *args: Any, **kwargs: Any) -> Any:
         from mlops_airflow.cloud import cloud_context
 
-        with cloud_context(self.spec):
+        with cloud_context(self.spec, getattr(self, "source_conn_id", None) or None):
             return method(self, *args, **kwargs)
 
     run._in_cloud = True  # type: ignore[attr-defined]
@@ -87,7 +118,7 @@ class MlopsStep:
 
     # Methods a task runs (``execute`` and the resume methods after a deferral); each runs inside
     # the pipeline's cloud profile (lake, landing and connections: mlops_airflow.cloud).
-    _IN_CLOUD = ("execute", "remote_complete", "deploy_complete", "promote_after_bake")
+    _IN_CLOUD = ("execute", "resume_ingest", "remote_complete", "deploy_complete", "promote_after_bake")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -119,18 +150,11 @@ class MlopsStep:
     partition_date: Any = None
 
     def partition(self, context: Context) -> str:
-        """The data date: the rendered ``partition_date``, else the drift event's day, else the run's date.
-
-        Asset-triggered runs have no logical date, so ``{{ ds }}`` is empty for them; their data
-        date comes from the drift event that triggered them.
-        """
+        """The data day (``YYYY-MM-DD``): the rendered ``partition_date`` when given, else :func:`data_day`."""
         text = str(self.partition_date or "").strip()
         if text and text != "None":
             return text[:10]
-        evidence = drift_evidence(context)
-        if evidence.get("ds"):
-            return str(evidence["ds"])[:10]
-        return str(context["dag_run"].run_after.date().isoformat())
+        return data_day(context)
 
     @staticmethod
     def lineage(context: Context) -> dict[str, str]:
@@ -164,11 +188,12 @@ class IngestOperator(MlopsStep, BaseOperator):
         self,
         *,
         pipeline: PipelineSpec | str,
-        partition_date: str = "{{ ds }}",
+        partition_date: str | None = None,
         lake_root: str | None = None,
         stage: str = "raw",
         lookback_days: int | None = None,
         source_conn_id: str | None = None,
+        poll_seconds: float = 300,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -176,21 +201,61 @@ class IngestOperator(MlopsStep, BaseOperator):
         self.stage = stage
         self.lookback_days = lookback_days
         self.source_conn_id = source_conn_id
+        self.poll_seconds = poll_seconds
 
     def execute(self, context: Context) -> dict[str, Any]:
+        return self._ingest(context)
+
+    def resume_ingest(self, context: Context, event: Any = None) -> dict[str, Any]:
+        """Back from a wait for the day's rows: look again."""
+        return self._ingest(context)
+
+    def _ingest(self, context: Context) -> dict[str, Any]:
         from mlops_core import lifecycle
-        from mlops_core.storage import SourceDataError
+        from mlops_core.clouds import CloudProfileError
+        from mlops_core.storage import SourceDataError, SourceNotReady
 
         try:
-            return lifecycle.ingest(
-                self.spec,
-                self.partition(context),
-                self.lake,
-                stage=self.stage,
-                lookback_days=self.lookback_days,
-            )
-        except SourceDataError as err:  # retrying will not make rows appear
+            self.profile.check_source(self.spec.source.uri)
+        except CloudProfileError as err:  # the URI policy: no retry can make it allowed
             raise AirflowFailException(str(err)) from err
+        day = self.partition(context)
+        if self.spec.source.partition.mode == "snapshot" and _run_type(context) == "backfill":
+            raise AirflowFailException(
+                f"source.partition.mode is 'snapshot': the source has no history, so a backfill of {day} "
+                "would read today's data under that day's name; use mode 'column' (a date column) or "
+                "'files' ({ds} in the URI) to backfill"
+            )
+        try:
+            return lifecycle.ingest(
+                self.spec, day, self.lake, stage=self.stage, lookback_days=self.lookback_days
+            )
+        except SourceNotReady as err:
+            self._wait_or_fail(day, err)
+            raise  # unreachable: _wait_or_fail defers or raises
+        except SourceDataError as err:  # retrying will not make the data right
+            raise AirflowFailException(str(err)) from err
+
+    def _wait_or_fail(self, day: str, err: Exception) -> None:
+        """Defer until the next look while the day may still fill up; fail once its wait is over."""
+        from datetime import UTC, date, datetime
+
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        wait = timedelta(minutes=self.spec.source.wait_minutes)
+        deadline = (
+            datetime.combine(date.fromisoformat(day) + timedelta(days=1), datetime.min.time(), UTC) + wait
+        )
+        now = datetime.now(UTC)
+        if now >= deadline:
+            raise AirflowFailException(
+                f"{err}; the day ended at {deadline - wait:%Y-%m-%d %H:%M} UTC and source.wait_minutes "
+                f"({self.spec.source.wait_minutes}) has passed, so its rows are not coming: fix the source "
+                "or re-run the day once they land"
+            ) from err
+        moment = min(deadline, now + timedelta(seconds=self.poll_seconds))
+        self.log.info("%s; not ready yet: looking again at %s (waiting until %s)", err, moment, deadline)
+        self.defer(trigger=DateTimeTrigger(moment=moment), method_name="resume_ingest")
 
 
 class ValidateOperator(MlopsStep, BaseOperator):
@@ -209,7 +274,7 @@ class ValidateOperator(MlopsStep, BaseOperator):
         self,
         *,
         pipeline: PipelineSpec | str,
-        partition_date: str = "{{ ds }}",
+        partition_date: str | None = None,
         lake_root: str | None = None,
         data: Upstream,
         with_target: bool = True,
@@ -249,8 +314,9 @@ class TrainOperator(MlopsStep, BaseOperator):
 
     ``training.backend`` (``auto``: the cloud profile's) decides where: in this worker, or as a
     SageMaker training job, a Vertex AI custom job or an Azure ML command job running the same
-    code (:mod:`mlops_core.remote`). Remote jobs are named after pipeline + date + try, so a
-    resumed try attaches to its job; the task defers while the job runs.
+    code (:mod:`mlops_core.remote`). Remote jobs are named after pipeline + date + Airflow run +
+    try, so a resumed try attaches to its own job and never to another run's; the task defers
+    while the job runs.
 
     :param data: the ingest result (XCom) or the raw partition URI (templated).
     :param extra_tags: more MLflow run tags, e.g. the drift evidence that triggered this run (templated).
@@ -264,7 +330,7 @@ class TrainOperator(MlopsStep, BaseOperator):
         self,
         *,
         pipeline: PipelineSpec | str,
-        partition_date: str = "{{ ds }}",
+        partition_date: str | None = None,
         lake_root: str | None = None,
         data: Upstream,
         extra_tags: dict[str, str] | None = None,
@@ -319,6 +385,7 @@ class TrainOperator(MlopsStep, BaseOperator):
             {**tags, "mlops.training_backend": backend},
             context["ti"].try_number,
             env={"MLFLOW_TRACKING_URI": tracking, "MLOPS_LAKE": self.lake},
+            run_key=f"{context['ti'].dag_id}/{context['ti'].run_id}",
         )
         self.log.info("training %s as %s job %s (folder %s)", self.spec.name, backend, req.name, req.folder)
         timeout = self.spec.training.timeout_minutes * 60
@@ -403,7 +470,7 @@ class EvaluateOperator(MlopsStep, BaseOperator):
         self,
         *,
         pipeline: PipelineSpec | str,
-        partition_date: str = "{{ ds }}",
+        partition_date: str | None = None,
         lake_root: str | None = None,
         trained: dict[str, Any] | Any,
         **kwargs: Any,
@@ -503,8 +570,13 @@ class DeployOperator(MlopsStep, BaseOperator):
     create-or-update the endpoint with the spec's strategy, then the task defers until the
     platform reports the new version ready. Skips (the run stays green) when the gate rejected.
 
+    The gate's decision is always re-read from the registry, on the tags of this exact version:
+    a version the gate did not promote is never deployed, whatever an XCom says (an XCom that
+    claims ``promote`` for a rejected version fails the task), and ``champion`` moves only if it
+    is still the version the challenger was evaluated against.
+
     :param registered: the register result (XCom dict with ``version``).
-    :param decision: the gate decision (XCom dict); None deploys unconditionally.
+    :param decision: the gate decision (XCom dict): a rejection skips early; the registry decides.
     :param poll_seconds: how often the trigger asks the platform for the endpoint's state.
     """
 
@@ -526,15 +598,21 @@ class DeployOperator(MlopsStep, BaseOperator):
         self.poll_seconds = poll_seconds
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_core import lifecycle
+        from mlops_core import lifecycle, registry
         from mlops_core.deploy import READY
 
-        if self.decision is not None and not self.decision.get("promote"):
+        version = str(self.registered["version"])
+        if self.decision is not None and not _as_bool(self.decision.get("promote")):
             reasons = "; ".join(self.decision.get("reasons", []))
-            raise AirflowSkipException(
-                f"gate rejected v{self.registered['version']}, champion unchanged: {reasons}"
-            )
-        deployment = lifecycle.deploy(self.spec, str(self.registered["version"]), target(self))
+            raise AirflowSkipException(f"gate rejected v{version}, champion unchanged: {reasons}")
+        try:
+            deployment = lifecycle.deploy(self.spec, version, target(self))
+        except registry.DecisionRefused as err:
+            if self.decision is None and err.outcome == "reject":
+                raise AirflowSkipException(str(err)) from err
+            raise AirflowFailException(str(err)) from err  # a forged or unbound decision
+        except registry.ChampionMoved as err:  # a retry would find the same champion
+            raise AirflowFailException(str(err)) from err
         if deployment["state"] == READY:
             return deployment
         from mlops_airflow.triggers import EndpointTrigger
@@ -546,12 +624,27 @@ class DeployOperator(MlopsStep, BaseOperator):
         )
 
     def deploy_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The endpoint is ready; on a platform failure roll back and fail without retry."""
-        from mlops_core.deploy import Deployment
+        """The endpoint is ready; on a platform failure roll back and fail without retry.
+
+        A wait that ended on transient errors only (the platform stopped answering for a while)
+        is not a failed deploy: the task fails *with* retries, and the retry, a create-or-update
+        of the same deployment, attaches to it and waits again.
+        """
+        from airflow.sdk.exceptions import AirflowException
+
+        from mlops_core import lifecycle
 
         event = event or {}
+        if event.get("status") != "success" and event.get("reason") == "transient":
+            raise AirflowException(
+                f"lost contact with the platform while the deploy was updating ({event.get('message')}); "
+                "nothing rolled back, the task retries and attaches to the same deployment"
+            )
         if event.get("status") != "success":
-            target(self).rollback(self.spec, Deployment(**event["deployment"]))
+            try:
+                lifecycle.rollback(self.spec, event["deployment"], target(self))
+            except lifecycle.RollbackFailed as err:
+                raise AirflowFailException(f"deploy failed ({event.get('message')}); {err}") from err
             raise AirflowFailException(f"deploy failed and was rolled back: {event.get('message')}")
         return dict(event["deployment"])
 
@@ -636,6 +729,8 @@ class SmokeTestOperator(MlopsStep, BaseOperator):
 
         try:
             return lifecycle.promote(self.spec, self.deployment, target(self))
+        except lifecycle.RollbackFailed as err:
+            raise AirflowFailException(f"promotion failed; {err}") from err
         except Exception as err:  # rolled back already
             raise AirflowFailException(f"promotion failed and was rolled back: {err}") from err
 
@@ -653,7 +748,7 @@ class BatchScoreOperator(MlopsStep, BaseOperator):
         self,
         *,
         pipeline: PipelineSpec | str,
-        partition_date: str = "{{ ds }}",
+        partition_date: str | None = None,
         lake_root: str | None = None,
         data: Upstream,
         stage: str = "predictions",
@@ -687,7 +782,7 @@ class DriftCheckOperator(MlopsStep, BaseOperator):
         self,
         *,
         pipeline: PipelineSpec | str,
-        partition_date: str = "{{ ds }}",
+        partition_date: str | None = None,
         lake_root: str | None = None,
         data: Upstream,
         **kwargs: Any,
@@ -733,7 +828,7 @@ class DriftPolicyOperator(MlopsStep, BaseOperator):
         self,
         *,
         pipeline: PipelineSpec | str,
-        partition_date: str = "{{ ds }}",
+        partition_date: str | None = None,
         lake_root: str | None = None,
         drift: Any,
         **kwargs: Any,

@@ -32,6 +32,12 @@ dags = {
         "max_active_runs": bag.dags[d].max_active_runs,
         "params": sorted(bag.dags[d].params.keys()),
         "edges": {t.task_id: sorted(t.downstream_task_ids) for t in bag.dags[d].tasks},
+        "timeouts": {
+            t.task_id: t.execution_timeout.total_seconds() if t.execution_timeout else None
+            for t in bag.dags[d].tasks
+        },
+        "one_at_a_time": {t.task_id: t.max_active_tis_per_dag for t in bag.dags[d].tasks},
+        "timetable": type(bag.dags[d].timetable).__name__,
     }
     for d in bag.dag_ids
 }
@@ -76,6 +82,27 @@ def test_every_dag_has_tags_owner_retries(bag):
         assert info["owner"] and info["owner"] != "airflow", dag_id
         assert info["retries"] is not None and info["retries"] >= 1, dag_id
         assert info["max_active_runs"] == 1, dag_id
+
+
+def test_every_pipeline_task_has_a_timeout_and_runs_one_at_a_time(bag):
+    """No step can hang forever, and no step of a pipeline runs twice at once (backfills included)."""
+    for dag_id, info in bag["dags"].items():
+        if not dag_id.startswith(("breast_cancer_", "diabetes_")):
+            continue
+        for task_id, seconds in info["timeouts"].items():
+            assert seconds and seconds > 0, (dag_id, task_id)
+            assert info["one_at_a_time"][task_id] == 1, (dag_id, task_id)
+    timeouts = bag["dags"]["breast_cancer_training"]["timeouts"]
+    # train honours training.timeout_minutes (120) on top of the step timeout (60)
+    assert timeouts["train"] == (120 + 60) * 60
+    assert timeouts["ingest"] == (180 + 60) * 60  # source.wait_minutes + step
+
+
+def test_cron_schedules_have_data_intervals(bag):
+    """The run for day D has logical date D and starts once D is over (not a CronTriggerTimetable)."""
+    assert bag["dags"]["breast_cancer_monitoring"]["timetable"] == "CronDataIntervalTimetable"
+    assert bag["dags"]["breast_cancer_batch_scoring"]["timetable"] == "CronDataIntervalTimetable"
+    assert bag["dags"]["breast_cancer_training"]["timetable"] == "AssetOrTimeSchedule"
 
 
 def test_training_dag_shape_and_params(bag):

@@ -1,6 +1,6 @@
 """The operators' cloud paths on moto, through the ``aws_default`` connection (no test switches).
 
-1. ``TrainOperator`` with ``cloud: aws`` starts a SageMaker training job named after pipeline +
+1. ``TrainOperator`` with ``cloud: aws`` starts a SageMaker training job named after pipeline + Airflow run +
    date + try, defers on the amazon provider's ``SageMakerTrigger``, and a second try-1 execute
    attaches instead of starting a duplicate. moto never runs a container, so the test runs the
    job's command line itself (``python -m mlops_core.remote <folder>``, as the image would), then
@@ -137,9 +137,10 @@ def test_sagemaker_training_job_deploy_and_rollback_through_the_operators(aws_en
     from mlops_airflow.cloud import cloud_context
     from mlops_airflow.operators import DeployOperator, SmokeTestOperator, TrainOperator
     from mlops_airflow.triggers import EndpointTrigger
-    from mlops_core import datasets, lifecycle, registry, tracking
+    from mlops_core import datasets, lifecycle, registry, remote, tracking
 
     spec = example_spec(name="sm_job", cloud="aws")
+    job = remote.job_name("sm_job", DS, 1, "sm_training/manual__1")  # unique per Airflow run
     with cloud_context(spec) as profile:
         assert profile.training_backend == "sagemaker" and profile.deploy_target == "sagemaker"
         datasets.materialize("breast_cancer", profile.landing, filename="breast_cancer.csv")
@@ -149,16 +150,16 @@ def test_sagemaker_training_job_deploy_and_rollback_through_the_operators(aws_en
     with pytest.raises(TaskDeferred) as deferred:
         train.execute(_context())
     trigger = deferred.value.trigger
-    assert isinstance(trigger, SageMakerTrigger) and trigger.job_name == "mlops-sm-job-20260131-t1"
+    assert isinstance(trigger, SageMakerTrigger) and trigger.job_name == job
     folder = deferred.value.kwargs["folder"]
     with pytest.raises(TaskDeferred):  # the same try again: attaches to its job
         train.execute(_context())
     sm = aws_env["client"]("sagemaker")
     jobs = [j["TrainingJobName"] for j in sm.list_training_jobs()["TrainingJobSummaries"]]
-    assert jobs.count("mlops-sm-job-20260131-t1") == 1
-    job = sm.describe_training_job(TrainingJobName="mlops-sm-job-20260131-t1")
-    assert job["AlgorithmSpecification"]["TrainingImage"].endswith("airflow-mlops:test")
-    assert job["RoleArn"] == os.environ["MLOPS_SAGEMAKER_ROLE_ARN"]
+    assert jobs.count(job) == 1
+    described = sm.describe_training_job(TrainingJobName=job)
+    assert described["AlgorithmSpecification"]["TrainingImage"].endswith("airflow-mlops:test")
+    assert described["RoleArn"] == os.environ["MLOPS_SAGEMAKER_ROLE_ARN"]
 
     # what the training image runs, with the credentials a job's role would give it
     env = {
@@ -183,7 +184,7 @@ def test_sagemaker_training_job_deploy_and_rollback_through_the_operators(aws_en
     tracking.configure()
     tags = registry.client().get_run(trained["run_id"]).data.tags
     assert tags["mlops.training_backend"] == "sagemaker" and tags["airflow.dag_id"] == "sm_training"
-    assert tags["mlops.training_backend_job"] == "mlops-sm-job-20260131-t1"
+    assert tags["mlops.training_backend_job"] == job
 
     with cloud_context(spec) as profile:
         evaluated = lifecycle.evaluate(spec, trained, profile.lake, DS)

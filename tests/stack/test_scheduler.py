@@ -1,5 +1,6 @@
-"""Monitoring on a running scheduler: CLI backfill without retraining, then drift -> Asset event ->
-the scheduler starts the training DAG by itself -> a new model version.
+"""Monitoring on a running scheduler: the scheduler's own daily run reads the day that has just
+ended, a CLI backfill reads exactly its dates without retraining, then drift -> Asset event -> the
+scheduler starts the training DAG by itself -> a new model version.
 
 Real Airflow services (scheduler, dag-processor, triggerer, api-server, LocalExecutor) on the
 machine's PostgreSQL, started once for this module. Assertions use the REST API and MLflow.
@@ -21,6 +22,9 @@ pytestmark = pytest.mark.scheduler
 NAME = "stk"
 STABLE = [date(2026, 2, d) for d in range(1, 6)]
 DRIFT_DAY = date(2026, 2, 6)
+# The monitoring DAG has no end date: once unpaused the scheduler creates the run for the last
+# whole day (catchup off), whose data interval is [yesterday, today).
+YESTERDAY = date.today() - timedelta(days=1)
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +32,11 @@ def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("scheduler")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLOPS_LOCAL_DIR", str(root / "local"))
-        # the pipeline: the example, manual training + drift asset, daily monitoring bounded to February
+        # the pipeline: the example, manual training + drift asset, daily monitoring
         dags = pipeline_folder(
             root / "dags",
             NAME,
             schedule=None,
-            end_date="2026-02-28",
             monitoring={"schedule": "@daily", "consecutive_days": 1, "cooldown_days": 3, "min_rows": 100},
         )
         # January for training; five stable days; one day with the documented shift
@@ -44,6 +47,7 @@ def stack(tmp_path_factory):
         datasets.append(
             "breast_cancer", landing, datasets.daily_batch("breast_cancer", DRIFT_DAY, drift=True)
         )
+        datasets.append("breast_cancer", landing, datasets.daily_batch("breast_cancer", YESTERDAY))
         stack = AirflowStack(
             home=root / "airflow", dags_folder=dags, extra_env={"MLOPS_LOCAL_DIR": str(root / "local")}
         )
@@ -51,7 +55,7 @@ def stack(tmp_path_factory):
         try:
             for dag_id in (f"{NAME}_training", f"{NAME}_monitoring"):
                 stack.wait_for_dag(dag_id)
-                stack.unpause(dag_id)
+            stack.unpause(f"{NAME}_training")  # monitoring is unpaused once there is a champion
             yield stack
         finally:
             stack.stop()
@@ -67,6 +71,19 @@ def test_initial_training_through_the_rest_api(stack, spec):
     (run,) = stack.wait_runs(f"{NAME}_training", 1, run_type="manual")
     assert run["state"] == "success", stack.tasks(f"{NAME}_training", run["dag_run_id"])
     assert registry.alias_version(NAME, registry.CHAMPION) == "1"
+
+
+def test_the_schedulers_own_run_reads_the_day_that_has_just_ended(stack, spec):
+    """Unpaused, the scheduler creates the @daily run for yesterday (logical date = yesterday,
+    started after yesterday ended) and it reads yesterday's rows: not today's, which have not come."""
+    stack.unpause(f"{NAME}_monitoring")
+    (run,) = stack.wait_runs(f"{NAME}_monitoring", 1, run_type="scheduled")
+    assert run["state"] == "success", stack.tasks(f"{NAME}_monitoring", run["dag_run_id"])
+    assert run["logical_date"][:10] == YESTERDAY.isoformat()
+    assert run["data_interval_end"][:10] == (YESTERDAY + timedelta(days=1)).isoformat()
+    history = monitoring.history(spec, settings.lake_root())
+    assert list(history["ds"]) == [YESTERDAY.isoformat()]
+    assert int(history["rows"].iloc[0]) == 200  # the day's batch, and only it
 
 
 def test_backfill_fills_history_and_never_retrains(stack, spec):
@@ -87,9 +104,11 @@ def test_backfill_fills_history_and_never_retrains(stack, spec):
         tasks = stack.tasks(f"{NAME}_monitoring", run["dag_run_id"])
         assert tasks["drift_check"]["state"] == "success"
         assert tasks["emit_drift_event"]["state"] == "skipped"
+    # each backfill run read exactly the day it names
     history = monitoring.history(spec, settings.lake_root())
-    assert list(history["ds"]) == [d.isoformat() for d in STABLE]
-    assert set(history["run_type"]) == {"backfill"}
+    backfilled = history[history["run_type"] == "backfill"]
+    assert list(backfilled["ds"]) == [d.isoformat() for d in STABLE]
+    assert list(backfilled["rows"]) == [200] * len(STABLE)
     assert (history["drift_share"] < spec.monitoring.drift_share).all()
     # no training run other than the first, manual one
     assert [r["run_type"] for r in stack.runs(f"{NAME}_training")] == ["manual"]

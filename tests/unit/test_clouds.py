@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,17 @@ def test_job_names_derive_from_pipeline_date_and_try():
     )
     long = remote.job_name("p" * 63, "2026-01-31T00:00:00", 12)
     assert len(long) <= 63 and long.endswith("-20260131-t12")
+
+
+def test_job_names_are_unique_per_airflow_run():
+    """A re-run of the same day (new run id, try 1) must not attach to the first run's finished job."""
+    first = remote.job_name("breast_cancer", "2026-01-31", 1, "bc_training/manual__1")
+    again = remote.job_name("breast_cancer", "2026-01-31", 1, "bc_training/manual__1")
+    other = remote.job_name("breast_cancer", "2026-01-31", 1, "bc_training/backfill__2026-01-31")
+    assert first == again and first != other
+    assert re.fullmatch(r"mlops-breast-cancer-20260131-[0-9a-f]{8}-t1", first)
+    long = remote.job_name("p" * 63, "2026-01-31", 12, "x/y")
+    assert len(long) <= 63 and re.fullmatch(r"mlops-p+-20260131-[0-9a-f]{8}-t12", long)
 
 
 def test_the_remote_entrypoint_trains_like_the_worker(landing, local_dir):
