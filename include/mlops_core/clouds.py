@@ -48,6 +48,20 @@ class CloudProfile:
     deploy_target: str
     monitoring_export: str
     settings: dict[str, str] = field(default_factory=dict)
+    source_roots: tuple[str, ...] = ()
+
+    def check_source(self, uri: str) -> str:
+        """The run-time half of the URI policy: a source must lie under the landing zone or one of
+        the profile's ``source_roots`` (never the lake, whose prefixes belong to pipelines)."""
+        expanded = _normal(uri)
+        roots = [_normal(r) for r in (self.landing, *self.source_roots) if r]
+        if not any(expanded.startswith(root.rstrip("/") + "/") for root in roots):
+            raise CloudProfileError(
+                f"source {_redacted(expanded)} is outside the roots cloud profile {self.name!r} allows for "
+                f"sources ({', '.join(_redacted(r) for r in roots)}); move the data to the landing zone or "
+                f"add its root to source_roots of the profile in {profiles_file()}"
+            )
+        return expanded
 
     def setting(self, key: str) -> str:
         """A required platform setting; a missing or empty one is an error naming its variable."""
@@ -122,8 +136,29 @@ def resolve(name: str) -> CloudProfile:
         landing=landing.rstrip("/"),
         conn_id=text("conn_id") or None,
         settings={str(k): expand(str(v)) for k, v in (raw.get("settings") or {}).items() if v is not None},
+        source_roots=tuple(expand(str(r)).rstrip("/") for r in raw.get("source_roots") or [] if r),
         **values,
     )
+
+
+def _normal(uri: str) -> str:
+    """Expanded, ``file://`` for local paths, ``.``/``..`` resolved, so a prefix test means containment."""
+    import posixpath
+
+    from mlops_core.settings import expand
+
+    value = expand(uri)
+    head, sep, rest = value.partition("://")
+    if not sep:
+        head, rest = "file", value
+    path = posixpath.normpath("/" + rest.lstrip("/")) if head == "file" else posixpath.normpath(rest)
+    return f"{head.lower()}://{path}" if head != "file" else f"file://{path}"
+
+
+def _redacted(uri: str) -> str:
+    from mlops_core.settings import redact
+
+    return redact(uri)
 
 
 @contextmanager

@@ -59,7 +59,12 @@ class ColumnDrift:
 
 @dataclass
 class DriftResult:
-    """One day's verdict: per-column results and the share of drifted columns."""
+    """One day's verdict: per-column results and the share of drifted columns.
+
+    ``weights`` (column -> the champion's feature importance) make the share the drifted columns'
+    part of the total importance, so a shift of the few columns the model relies on counts for
+    what it is; without weights every column counts the same. ``critical`` columns fire alone.
+    """
 
     columns: list[ColumnDrift]
     rows: int
@@ -67,25 +72,43 @@ class DriftResult:
     sample_size: int
     seed: int
     extra: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, float] | None = None
+    critical: list[str] = field(default_factory=list)
 
     @property
     def n_drifted(self) -> int:
         return sum(c.drifted for c in self.columns)
 
     @property
-    def drift_share(self) -> float:
+    def equal_share(self) -> float:
         return self.n_drifted / len(self.columns) if self.columns else 0.0
+
+    @property
+    def drift_share(self) -> float:
+        if not self.weights:
+            return self.equal_share
+        total = sum(self.weights.get(c.column, 0.0) for c in self.columns)
+        if total <= 0:
+            return self.equal_share
+        return sum(self.weights.get(c.column, 0.0) for c in self.columns if c.drifted) / total
 
     @property
     def drifted_columns(self) -> list[str]:
         return [c.column for c in self.columns if c.drifted]
 
+    @property
+    def critical_drifted(self) -> list[str]:
+        return [c for c in self.drifted_columns if c in self.critical]
+
     def summary(self) -> dict[str, Any]:
         return {
             "drift_share": round(self.drift_share, 6),
+            "equal_share": round(self.equal_share, 6),
+            "weighting": "importance" if self.weights else "equal",
             "n_drifted": self.n_drifted,
             "n_columns": len(self.columns),
             "drifted_columns": self.drifted_columns,
+            "critical_drifted": self.critical_drifted,
             "rows": self.rows,
             "reference_rows": self.reference_rows,
         }
@@ -224,11 +247,54 @@ def evidently_html(
         current_data=Dataset.from_pandas(cur, data_definition=definition),
         reference_data=Dataset.from_pandas(ref, data_definition=definition),
     )
-    import os
-    import tempfile
+    return _snapshot_html(snapshot)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "report.html")
-        snapshot.save_html(path)
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
+
+_NO_DATA = "<!-- no embedded data -->"  # what Evidently's template leaves when asked not to embed data
+
+
+def _snapshot_html(snapshot: Any) -> str:
+    """``snapshot.save_html`` output, with the data serialised by :func:`mlops_core.html.script_json`.
+
+    Evidently 0.7 embeds the widgets (column names, values, plots) as raw ``json.dumps`` inside a
+    ``<script>``, so a value holding ``</script>`` would end the tag and run what follows. This is
+    Evidently's ``Snapshot.get_html_str`` / ``render_widgets`` with the one change that matters:
+    the template is asked for no data block and the escaped one takes the comment it leaves. The
+    JSON parses to the same values, so the page renders as before.
+    """
+    import uuid
+
+    from evidently.legacy.model.dashboard import DashboardInfo
+    from evidently.legacy.model.widget import AdditionalGraphInfo, BaseWidgetInfo
+    from evidently.legacy.renderers.html_widgets import group_widget
+    from evidently.legacy.utils import NumpyEncoder
+    from evidently.legacy.utils.dashboard import TemplateParams, file_html_template
+
+    from mlops_core.html import script_json
+
+    widgets = [group_widget(title="", widgets=snapshot._widgets), *snapshot._tests_widgets]
+    graphs: dict[str, Any] = {}
+    for widget in widgets:
+        for graph in widget.get_additional_graphs():
+            info = graph.params if isinstance(graph, AdditionalGraphInfo) else graph
+            graphs[str(graph.id)] = info.dict() if isinstance(info, BaseWidgetInfo) else info
+    dashboard_id = "metric_" + uuid.uuid4().hex
+    dashboard = DashboardInfo(name="Report", widgets=widgets).dict()
+    for widget_dict in dashboard["widgets"]:
+        widget_dict.pop("additionalGraphs", None)
+    data = (
+        f"<script>\n    var {dashboard_id} = {script_json(dashboard, cls=NumpyEncoder)};\n"
+        f"    var additional_graphs_{dashboard_id} = {script_json(graphs, cls=NumpyEncoder)};\n</script>"
+    )
+    page = file_html_template(
+        TemplateParams(
+            dashboard_id=dashboard_id,
+            dashboard_info=DashboardInfo(name="Report", widgets=[]),
+            additional_graphs={},
+            embed_data=False,
+        )
+    )
+    head, marker, tail = page.partition(_NO_DATA)
+    if not marker:  # a newer Evidently changed its template: fail rather than write an unescaped page
+        raise RuntimeError("Evidently's HTML template has no data placeholder; cannot write a safe report")
+    return head + data + tail

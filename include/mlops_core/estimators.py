@@ -10,6 +10,7 @@ Classes are imported only when a model is built, never when a spec is validated.
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,8 +137,62 @@ def get_family(name: str) -> EstimatorFamily:
         ) from None
 
 
+# Bounds of every allow-listed parameter's value: (low, high) for numbers, or the allowed strings.
+# A YAML cannot ask for 10**9 trees, every core of the worker, or a non-finite number.
+PARAM_BOUNDS: dict[str, tuple[float, float] | frozenset[Any]] = {
+    "n_estimators": (1, 5000),
+    "max_depth": (1, 200),
+    "min_samples_split": (2, 100_000),
+    "min_samples_leaf": (1, 100_000),
+    "n_jobs": (1, 8),
+    "max_iter": (1, 100_000),
+    "C": (1e-6, 1e6),
+    "alpha": (0.0, 1e6),
+    "tol": (1e-12, 1.0),
+    "learning_rate": (1e-6, 10.0),
+    "subsample": (0.01, 1.0),
+    "max_leaf_nodes": (2, 100_000),
+    "l2_regularization": (0.0, 1e6),
+    "num_leaves": (2, 131_072),
+    "min_child_samples": (1, 100_000),
+    "colsample_bytree": (0.01, 1.0),
+    "reg_alpha": (0.0, 1e6),
+    "reg_lambda": (0.0, 1e6),
+    "max_features": frozenset({"sqrt", "log2", None}),
+    "class_weight": frozenset({"balanced", None}),
+    "fit_intercept": frozenset({True, False}),
+}
+# max_features may also be a fraction (0, 1]; max_depth may be null (unbounded trees).
+_ALSO = {"max_features": (0.0, 1.0), "max_depth": None}
+
+
+def _value_problem(key: str, value: Any) -> str | None:
+    bound = PARAM_BOUNDS.get(key)
+    if bound is None:
+        return None
+    if key in _ALSO and _ALSO[key] is None and value is None:
+        return None
+    if isinstance(bound, frozenset):
+        if not isinstance(value, bool | str | type(None)) and key in _ALSO:
+            low, high = _ALSO[key]  # type: ignore[misc]
+            if isinstance(value, int | float) and math.isfinite(value) and low < value <= high:
+                return None
+        if value in bound and (isinstance(value, bool) == any(isinstance(b, bool) for b in bound)):
+            return None
+        shown = ", ".join(repr(b) for b in sorted(bound, key=repr))
+        return f"model.params.{key}: {value!r} is not allowed; choose one of {shown}"
+    low, high = bound
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return f"model.params.{key}: {value!r} must be a finite number from {low:g} to {high:g}"
+    if isinstance(low, int) and isinstance(high, int) and not isinstance(value, int):
+        return f"model.params.{key}: {value!r} must be a whole number from {low} to {high}"
+    if not low <= value <= high:
+        return f"model.params.{key}: {value!r} is outside {low:g}..{high:g}"
+    return None
+
+
 def check_params(name: str, params: dict[str, Any], problem: str) -> None:
-    """Raise ValueError naming each parameter the family does not allow for this problem."""
+    """Raise ValueError naming each parameter the family does not allow for this problem, or whose value is out of bounds."""
     fam = get_family(name)
     kind = "regressor" if problem == "regression" else "classifier"
     if fam.seed_param and fam.seed_param in params:
@@ -148,6 +203,9 @@ def check_params(name: str, params: dict[str, Any], problem: str) -> None:
         raise ValueError(
             f"model.params {bad} not allowed for family {name!r} ({kind}); allowed: {', '.join(allowed)}"
         )
+    problems = [p for k, v in params.items() if (p := _value_problem(k, v))]
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def build_estimator(name: str, problem: str, params: dict[str, Any], seed: int) -> Any:

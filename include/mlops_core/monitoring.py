@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from mlops_core import registry, storage
+from mlops_core import registry, settings, storage
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,27 +27,80 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HISTORY = "drift_history"
-HISTORY_COLUMNS = ("ds", "drift_share", "n_drifted", "n_columns", "rows", "run_type")
+HISTORY_COLUMNS = ("ds", "drift_share", "n_drifted", "n_columns", "rows", "run_type", "critical_drifted")
 
 
 def reference_uri(spec: PipelineSpec) -> str:
     """The reference partition: the champion's training snapshot (its ``mlops.raw_uri`` tag) or a fixed URI."""
     ref = spec.monitoring.reference
     if ref != "champion_training":
-        return storage.expand(ref)
-    client = registry.client()
+        import posixpath
+
+        own = storage.join(settings.lake_root(), spec.name) + "/"
+        uri = storage.expand(ref)
+        head, sep, rest = uri.partition("://")
+        normal = f"{head}{sep}{posixpath.normpath(rest)}" if sep else posixpath.normpath(uri)
+        if not normal.startswith(own):
+            raise LookupError(
+                f"monitoring.reference {ref!r} is outside the pipeline's own lake prefix {own}; "
+                "a pipeline may only compare against its own partitions"
+            )
+        return normal
     version = registry.alias_version(spec.registered_model_name, registry.CHAMPION)
     if version is None:
         raise LookupError(
             f"{spec.name} has no champion yet, so no reference data: run {spec.name}_training first"
         )
-    mv = client.get_model_version(spec.registered_model_name, version)
-    uri = client.get_run(str(mv.run_id)).data.tags.get("mlops.raw_uri")
+    uri, _ = champion_reference(spec, version)
+    return uri
+
+
+def champion_reference(spec: PipelineSpec, version: str) -> tuple[str, int | None]:
+    """The champion's training partition and the exact manifest version it trained on.
+
+    A rewrite of that day's partition after training (a re-run, a backfill) publishes a new
+    version; monitoring keeps comparing against what the champion really saw (readable for the
+    lake's retention period, see :func:`mlops_core.storage.collect_garbage`).
+    """
+    mv = registry.client().get_model_version(spec.registered_model_name, version)
+    tags = registry.client().get_run(str(mv.run_id)).data.tags
+    uri = tags.get("mlops.raw_uri")
     if not uri:
         raise LookupError(
             f"champion v{version} of {spec.name} has no mlops.raw_uri lineage tag; set monitoring.reference"
         )
-    return str(uri)
+    pinned = tags.get("mlops.raw_manifest_version")
+    return str(uri), int(pinned) if pinned and pinned.isdigit() else None
+
+
+def read_reference(spec: PipelineSpec) -> tuple[pd.DataFrame, str, int | None]:
+    """The reference frame, its URI and the manifest version read (pinned for the champion's snapshot)."""
+    if spec.monitoring.reference != "champion_training":
+        uri = reference_uri(spec)
+        return storage.read_frame(uri), uri, None
+    version = registry.alias_version(spec.registered_model_name, registry.CHAMPION)
+    if version is None:
+        raise LookupError(
+            f"{spec.name} has no champion yet, so no reference data: run {spec.name}_training first"
+        )
+    uri, pinned = champion_reference(spec, version)
+    return storage.read_frame(uri, version=pinned), uri, pinned
+
+
+def champion_importance(spec: PipelineSpec) -> dict[str, float]:
+    """The champion's feature importance per input column (``feature_importance.json`` of its run), or {}."""
+    client = registry.client()
+    version = registry.alias_version(spec.registered_model_name, registry.CHAMPION)
+    if version is None:
+        return {}
+    run_id = str(client.get_model_version(spec.registered_model_name, version).run_id)
+    try:
+        import mlflow
+
+        raw = mlflow.artifacts.load_dict(f"runs:/{run_id}/feature_importance.json")
+    except Exception:  # an older champion without the artifact: equal weights, said in the log
+        return {}
+    return {str(k): max(float(v), 0.0) for k, v in raw.items() if isinstance(v, int | float)}
 
 
 def _columns(spec: PipelineSpec, reference: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -99,8 +152,7 @@ def check(
 
     tracking.configure()
     m = spec.monitoring
-    ref_uri = reference_uri(spec)
-    reference = storage.read_frame(ref_uri)
+    reference, ref_uri, ref_version = read_reference(spec)
     current = storage.read_frame(current_uri)
     numeric, categorical = _columns(spec, reference)
     result = drift.compute_drift(
@@ -115,11 +167,20 @@ def check(
         sample_size=m.sample_size,
         seed=m.seed,
     )
+    result.critical = [c for c in m.critical_columns if c in numeric + categorical]
+    if m.weighting == "importance":
+        result.weights = champion_importance(spec)
+        if not result.weights:
+            log.warning(
+                "%s: the champion recorded no feature importance; drift share counts columns equally",
+                spec.name,
+            )
     html = drift.evidently_html(reference, current, result, sample_size=m.sample_size)
     summary = {
         **result.summary(),
         "ds": ds,
         "reference_uri": ref_uri,
+        "reference_version": ref_version,
         "current_uri": current_uri,
         "run_type": run_type,
     }
@@ -215,13 +276,19 @@ def decide(
         row = by_day.get(d)
         if row is None:
             ok = False
-            reasons.append(f"{d}: not monitored (need {cfg.consecutive_days} consecutive day(s))")
+            reasons.append(
+                f"{d}: not monitored: no data (its rows have not arrived or its run has not finished); "
+                f"no data is not 'no drift', and the policy needs {cfg.consecutive_days} consecutive monitored day(s)"
+            )
             continue
         rows, share = int(row["rows"] or 0), float(row["drift_share"] or 0.0)
-        enough, drifted = rows >= cfg.min_rows, share >= cfg.drift_share
+        found = row.get("critical_drifted")
+        critical = [str(c) for c in found] if isinstance(found, list | tuple) else []
+        enough, drifted = rows >= cfg.min_rows, share >= cfg.drift_share or bool(critical)
         ok &= enough and drifted
+        why = f"critical column(s) drifted: {', '.join(critical)}; " if critical else ""
         reasons.append(
-            f"{d}: drift share {share:.2f} {'>=' if drifted else '<'} {cfg.drift_share:g}, "
+            f"{d}: {why}drift share {share:.2f} {'>=' if share >= cfg.drift_share else '<'} {cfg.drift_share:g}, "
             f"{rows} rows {'>=' if enough else '<'} min_rows {cfg.min_rows}"
         )
     if last_training is not None and (day - last_training).days < cfg.cooldown_days:

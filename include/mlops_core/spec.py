@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mlops_core.catalog import EXPECTATIONS, METRICS, ProblemType, metrics_for
+from mlops_core.catalog import EXPECTATIONS, METRICS, ProblemType, check_expectation_args, metrics_for
 from mlops_core.estimators import check_params, families
 
 Scalar = str | int | float | bool | None
@@ -26,6 +26,68 @@ _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _CRON_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@continuous"}
 _CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
+
+
+# Object stores and the local disk; never http(s), ftp, memory:// or a cloud metadata address.
+SOURCE_SCHEMES = frozenset({"file", "s3", "s3a", "gs", "gcs", "abfs", "abfss", "az"})
+_ENV_REF = re.compile(r"\$\{(?P<name>[^}:]*)(:-[^}]*)?\}")
+_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+# Names a YAML may never expand, even declared: they hold credentials or Airflow's own settings.
+_SECRET_NAME = re.compile(
+    r"(^AIRFLOW|PASSW|SECRET|TOKEN|KEY|CREDENTIAL|FERNET|_CONN|SQL_ALCHEMY|DATABASE|^AWS_|^AZURE_|^GOOGLE_|SAS|AUTH)"
+)
+MAX_YAML_BYTES = 256 * 1024
+
+
+def check_source_uri(value: str) -> str:
+    """The parse-time half of the URI policy (the run-time half, the profile's roots, is in clouds)."""
+    if value.startswith(("${MLOPS_LANDING}/", "${MLOPS_LAKE}/")):
+        rest = value.split("}", 1)[1]
+    elif "://" in value:
+        scheme = value.split("://", 1)[0].lower()
+        if scheme not in SOURCE_SCHEMES:
+            raise ValueError(
+                f"scheme {scheme!r} is not allowed for a source; use the landing zone "
+                f"(${{MLOPS_LANDING}}/...) or one of: {', '.join(sorted(SOURCE_SCHEMES))}"
+            )
+        rest = value.split("://", 1)[1]
+    else:
+        raise ValueError(
+            "a source is a URI under the landing zone, e.g. ${MLOPS_LANDING}/<name>/data.csv, "
+            "or s3://, gs://, abfs:// (relative and bare local paths are not allowed)"
+        )
+    if ".." in rest.split("/"):
+        raise ValueError("a source URI may not contain '..'")
+    return value
+
+
+def check_env_refs(data: Any, declared: set[str], where: str = "") -> list[str]:
+    """``${VAR}`` references a YAML may use: ``MLOPS_*`` and the names listed under ``env:``.
+
+    Never names that look like credentials or Airflow settings, declared or not, so a YAML
+    author cannot copy a secret into a URI, a log line or the lake.
+    """
+    problems: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            problems += check_env_refs(value, declared, f"{where}.{key}" if where else str(key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            problems += check_env_refs(value, declared, f"{where}.{i}")
+    elif isinstance(data, str):
+        for match in _ENV_REF.finditer(data):
+            name = match.group("name")
+            if _SECRET_NAME.search(name):
+                problems.append(
+                    f"{where}: ${{{name}}} looks like a credential or an Airflow setting; a pipeline YAML "
+                    "cannot read it (put credentials in an Airflow connection and name it with conn_id)"
+                )
+            elif not (name.startswith("MLOPS_") or name in declared):
+                problems.append(
+                    f"{where}: ${{{name}}} is not a variable this pipeline may read; use an MLOPS_* "
+                    f"variable or declare it under env: [{name}]"
+                )
+    return problems
 
 
 class _Model(BaseModel):
@@ -67,12 +129,23 @@ class PartitionSpec(_Model):
 
 
 class SourceSpec(_Model):
-    """Where raw data comes from. ``uri`` may use ``${ENV_VAR}``; ``conn_id`` names an Airflow connection."""
+    """Where raw data comes from. ``uri`` may use ``${ENV_VAR}``; ``conn_id`` names an Airflow connection.
+
+    ``wait_minutes``: a day with no rows yet is *not ready*, not failed: ``ingest`` waits
+    (deferred, polling) until the rows arrive or until ``wait_minutes`` after the day ended,
+    then fails. A day that ended longer ago than that (a backfill of an empty day) fails at once.
+    """
 
     uri: str = Field(min_length=1)
     format: Literal["csv", "parquet"] = "csv"
     conn_id: str | None = None
     partition: PartitionSpec = PartitionSpec()
+    wait_minutes: int = Field(180, ge=0, le=7 * 24 * 60)
+
+    @field_validator("uri")
+    @classmethod
+    def _uri_policy(cls, value: str) -> str:
+        return check_source_uri(value)
 
     @model_validator(mode="after")
     def _files_template(self) -> SourceSpec:
@@ -95,7 +168,7 @@ class ExpectationSpec(_Model):
     """One Great Expectations 1.x expectation: its snake_case type and its arguments."""
 
     type: str
-    kwargs: dict[str, Scalar | list[Scalar]] = {}
+    kwargs: dict[str, Any] = {}  # each argument checked by mlops_core.catalog.check_expectation_args
 
     @model_validator(mode="before")
     @classmethod
@@ -115,6 +188,13 @@ class ExpectationSpec(_Model):
             raise ValueError(f"unknown expectation {value!r}{hint}; see mlops_core.catalog.EXPECTATIONS")
         return value
 
+    @model_validator(mode="after")
+    def _arguments(self) -> ExpectationSpec:
+        problems = check_expectation_args(self.type, dict(self.kwargs))
+        if problems:
+            raise ValueError(f"{self.type}: " + "; ".join(problems))
+        return self
+
 
 class ModelSpec(_Model):
     """An allow-listed estimator family, its constructor params and the seed."""
@@ -122,6 +202,9 @@ class ModelSpec(_Model):
     family: str
     params: dict[str, Scalar] = {}
     seed: int = Field(42, ge=0, le=2**31 - 1)
+    # Save (and load) the model with cloudpickle when skops cannot: unpickling runs code, so
+    # anyone who can write the artifact store could run code on the workers. Off by default.
+    allow_pickle: bool = False
 
     @field_validator("family")
     @classmethod
@@ -165,8 +248,8 @@ class EvaluationSpec(_Model):
     """
 
     primary_metric: str
-    floors: dict[str, float] = {}
-    min_improvement: float = Field(0.0, ge=0.0, le=1e6)
+    floors: dict[str, Annotated[float, Field(allow_inf_nan=False, ge=-1e12, le=1e12)]] = {}
+    min_improvement: float = Field(0.0, ge=0.0, le=1e6, allow_inf_nan=False)
     bootstrap: BootstrapSpec = BootstrapSpec()
     holdout: HoldoutSpec = HoldoutSpec()
 
@@ -230,7 +313,9 @@ class MonitoringSpec(_Model):
 
     Drift is judged per column (``numeric_method`` / ``categorical_method``, thresholds from
     :data:`mlops_core.drift.DEFAULT_THRESHOLDS` unless overridden); a day *drifts* when the share
-    of drifted columns is at least ``drift_share``. Retraining fires when the last
+    of drifted columns is at least ``drift_share`` (``weighting: importance``: each column counts
+    with the champion's feature importance, recorded at training), or when any of
+    ``critical_columns`` drifted. Retraining fires when the last
     ``consecutive_days`` days all drifted, each with at least ``min_rows`` rows, and the last
     training is at least ``cooldown_days`` before the monitored day. Backfilled days fill the
     history but fire only with ``retrain_on_backfill``.
@@ -246,6 +331,8 @@ class MonitoringSpec(_Model):
     column_methods: dict[str, NumericMethod | CategoricalMethod] = {}
     column_thresholds: dict[str, Annotated[float, Field(ge=0.0, le=100.0)]] = {}
     drift_share: float = Field(0.3, gt=0.0, le=1.0)
+    weighting: Literal["equal", "importance"] = "equal"
+    critical_columns: list[str] = Field([], max_length=1000)
     min_rows: int = Field(100, ge=1, le=10_000_000)
     consecutive_days: int = Field(2, ge=1, le=30)
     cooldown_days: int = Field(7, ge=0, le=365)
@@ -258,10 +345,13 @@ class MonitoringSpec(_Model):
     @field_validator("reference")
     @classmethod
     def _reference(cls, value: str) -> str:
-        if value != "champion_training" and "://" not in value and not value.startswith("${"):
+        if value != "champion_training" and not value.startswith("${MLOPS_LAKE}/"):
             raise ValueError(
-                "reference is 'champion_training' (the champion's training snapshot) or the URI of a lake partition"
+                "reference is 'champion_training' (the champion's training snapshot) or a partition of the "
+                "pipeline's own lake prefix, written ${MLOPS_LAKE}/<name>/<stage>/ds=YYYY-MM-DD"
             )
+        if ".." in value.split("/"):
+            raise ValueError("reference may not contain '..'")
         return value
 
 
@@ -277,7 +367,9 @@ class PipelineSpec(_Model):
     tags: list[Identifier] = []
     retries: int = Field(2, ge=0, le=10)
     retry_delay_minutes: float = Field(2.0, ge=0.0, le=1440.0)
+    task_timeout_minutes: int = Field(60, ge=1, le=24 * 60)
     cloud: Literal["local", "aws", "gcp", "azure"] = "local"
+    env: list[Annotated[str, Field(pattern=_ENV_NAME.pattern)]] = Field([], max_length=20)
 
     source: SourceSpec
     target: str
@@ -293,6 +385,17 @@ class PipelineSpec(_Model):
     monitoring: MonitoringSpec = MonitoringSpec()
 
     _schedule = field_validator("schedule")(classmethod(lambda cls, v: _check_schedule(v)))
+
+    @field_validator("positive_class", mode="before")
+    @classmethod
+    def _not_a_yaml_boolean(cls, value: Any) -> Any:
+        # YAML 1.1 reads Yes/No/on/off/true/false as booleans; a label is never one
+        if isinstance(value, bool):
+            raise ValueError(
+                f"YAML read the label as the boolean {value}; if the label is a word such as Yes, No, "
+                'true or on, quote it: positive_class: "Yes"'
+            )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
@@ -377,6 +480,10 @@ def parse_spec(data: Any, source: str = "<spec>") -> PipelineSpec:
     """Validate a mapping (the parsed YAML) into a :class:`PipelineSpec` or raise :class:`SpecError`."""
     if not isinstance(data, dict):
         raise SpecError(source, [f"the file must hold a mapping of fields, got {type(data).__name__}"])
+    declared = {str(n) for n in data.get("env") or [] if isinstance(n, str)}
+    problems = check_env_refs(data, declared)
+    if problems:
+        raise SpecError(source, problems)
     try:
         return PipelineSpec.model_validate(data)
     except ValidationError as exc:
@@ -386,8 +493,18 @@ def parse_spec(data: Any, source: str = "<spec>") -> PipelineSpec:
 def load_spec(path: str | Path) -> PipelineSpec:
     """Read and validate one pipeline YAML."""
     path = Path(path)
+    text = path.read_text()
+    if len(text.encode()) > MAX_YAML_BYTES:
+        raise SpecError(
+            str(path),
+            [f"the file is {len(text.encode())} bytes; a pipeline YAML may hold at most {MAX_YAML_BYTES}"],
+        )
+    if text.count("*") > 0 and re.search(r"(^|[\s\[{,:-])\*[A-Za-z0-9_-]+", text, re.M):
+        raise SpecError(
+            str(path), ["YAML aliases (*name) are not allowed in a pipeline spec; write the values out"]
+        )
     try:
-        data = yaml.load(path.read_text(), Loader=_SafeLoader)  # noqa: S506 - a safe loader
+        data = yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise SpecError(str(path), [f"not valid YAML: {exc}"]) from None
     spec = parse_spec(data, str(path))

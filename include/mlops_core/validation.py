@@ -2,8 +2,8 @@
 
 The suite is the spec's ``expectations`` plus the ones any trainable table needs (the target and
 every named feature column exist; the target has no nulls). The full result is saved as GX's JSON
-and as GX's own rendered HTML page next to the data; a failure raises :class:`DataValidationFailed`
-whose message lists each failed expectation with what was observed.
+and as an HTML page next to the data (built here, every data value escaped, no script); a failure
+raises :class:`DataValidationFailed` whose message lists each failed expectation with what was observed.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _class_name(snake: str) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """numpy scalars -> Python, so JSON and GX's renderer accept them."""
+    """numpy scalars -> Python, so the JSON and the page show plain values."""
     if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
         try:
             return value.item()
@@ -146,7 +146,7 @@ def run_suite(
         except Exception as err:  # pydantic errors from GX name the bad argument
             raise ValueError(f"expectation {exp.type} has bad arguments {exp.kwargs}: {err}") from err
     result = batch_def.get_batch(batch_parameters={"dataframe": df}).validate(suite, result_format="SUMMARY")
-    for res in result.results:  # GX's HTML renderer rejects numpy scalars
+    for res in result.results:  # plain values for the JSON, the page and the failure message
         if res.result and "observed_value" in res.result:
             res.result["observed_value"] = _plain(res.result["observed_value"])
     failed = [_failure(r) for r in result.results if not r.success]
@@ -156,12 +156,85 @@ def run_suite(
     return report, result
 
 
-def render_html(result: Any) -> str:
-    """GX's own Data Docs page for one validation result."""
-    from great_expectations.render.renderer import ValidationResultsPageRenderer
-    from great_expectations.render.view import DefaultJinjaPageView
+_CELL_LIMIT = 2_000  # characters of one value shown on the page; the JSON has everything
+_PAGE_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
+table { border-collapse: collapse; width: 100%; } td, th { border: 1px solid #ccc; padding: .4rem; }
+th { background: #f3f3f3; text-align: left; } td { vertical-align: top; }
+code, pre { white-space: pre-wrap; word-break: break-all; margin: 0; font-size: .85rem; }
+.passed { color: #1a7f37; } .failed { color: #cf222e; font-weight: bold; }
+"""
 
-    return str(DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result)))
+
+def _text(value: Any) -> str:
+    """One value as escaped text: strings as they are, anything else as JSON; long values cut."""
+    from mlops_core.html import escape
+
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    if len(text) > _CELL_LIMIT:
+        text = text[:_CELL_LIMIT] + f"... ({len(text) - _CELL_LIMIT} more characters)"
+    return escape(text)
+
+
+def _observed_cell(res: dict[str, Any]) -> str:
+    info = res.get("exception_info") or {}
+    if info.get("raised_exception"):
+        return f"<pre>error: {_text(info.get('exception_message') or '')}</pre>"
+    result = res.get("result") or {}
+    parts = []
+    if "observed_value" in result:
+        parts.append(f"<pre>{_text(result['observed_value'])}</pre>")
+    if "unexpected_count" in result:
+        pct = result.get("unexpected_percent")
+        pct_text = f" ({pct:.2f}%)" if isinstance(pct, (int, float)) else ""
+        parts.append(f"<p>{_text(result['unexpected_count'])} unexpected{pct_text}</p>")
+    counts = result.get("partial_unexpected_counts")
+    sample = result.get("partial_unexpected_list")
+    if counts:
+        items = "".join(
+            f"<li><code>{_text(c.get('value'))}</code> &times; {_text(c.get('count'))}</li>" for c in counts
+        )
+        parts.append(f"<p>e.g.</p><ul>{items}</ul>")
+    elif sample:
+        parts.append(f"<p>e.g.</p><pre>{_text(sample)}</pre>")
+    return "".join(parts)
+
+
+def render_html(result: Any) -> str:
+    """A standalone page for one GX validation result, built here rather than by GX's renderer.
+
+    GX's Data Docs templates render without autoescaping and splice data values into markup and
+    inline scripts, so a column name or a cell value could run script on the page. Here every data
+    value goes through :func:`mlops_core.html.escape` and the page forbids script by CSP.
+    """
+    from mlops_core.html import document, escape
+
+    doc = result.to_json_dict()
+    stats = doc.get("statistics") or {}
+    suite = doc.get("suite_name") or ""
+    verdict = "passed" if doc.get("success") else "failed"
+    rows = []
+    for res in doc.get("results") or []:
+        cfg = res.get("expectation_config") or {}
+        kwargs = {k: v for k, v in (cfg.get("kwargs") or {}).items() if k != "batch_id"}
+        args = "".join(f"<li><code>{escape(k)} = {_text(v)}</code></li>" for k, v in kwargs.items())
+        status = "passed" if res.get("success") else "failed"
+        rows.append(
+            f'<tr><td class="{status}">{status}</td><td><code>{_text(cfg.get("type", ""))}</code></td>'
+            f"<td><ul>{args}</ul></td><td>{_observed_cell(res)}</td></tr>"
+        )
+    meta = doc.get("meta") or {}
+    run_at = (meta.get("batch_markers") or {}).get("ge_load_time", "")
+    body = (
+        f'<h1>Validation of {_text(suite)}: <span class="{verdict}">{verdict}</span></h1>\n'
+        f"<p>{_text(stats.get('successful_expectations', 0))} of {_text(stats.get('evaluated_expectations', 0))}"
+        f" expectations passed; Great Expectations {_text(meta.get('great_expectations_version', ''))};"
+        f" run {_text(run_at)}. The full result is <code>result.json</code> next to this page.</p>\n"
+        "<table><tr><th>status</th><th>expectation</th><th>arguments</th><th>observed</th></tr>\n"
+        + "\n".join(rows)
+        + "\n</table>"
+    )
+    return document(f"Validation of {suite}: {verdict}", body, style=_PAGE_STYLE)
 
 
 def validate_partition(

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# scheme -> Airflow connection id for the URIs the current step opens
+# URI prefix -> Airflow connection id for the URIs the current step opens (the longest prefix
+# wins; a bare scheme such as "s3://" is the fallback for URIs under no known root)
 _CONNS: ContextVar[dict[str, str | None]] = ContextVar("mlops_conns", default={})  # noqa: B039 - never mutated
 
 _SCHEME_ALIASES = {"gcs": "gs", "abfss": "abfs", "s3a": "s3"}
@@ -43,9 +44,26 @@ def _resolve(uri: str, storage_options: dict[str, Any] | None) -> tuple[Abstract
         return None
     from airflow.sdk import ObjectStoragePath
 
-    conn_id = _CONNS.get().get(scheme)
+    conn_id = connection_for(uri)
     path = ObjectStoragePath(uri, conn_id=conn_id, **(storage_options or {}))
     return path.fs, path.path
+
+
+def _prefix(uri: str) -> str:
+    scheme = _scheme(uri)
+    rest = uri.partition("://")[2] if "://" in uri else uri
+    return f"{scheme}://{rest.rstrip('/')}/"
+
+
+def connection_for(uri: str) -> str | None:
+    """The connection the current step uses for ``uri``: the source's only under the source's folder,
+    the profile's for the lake, the landing zone and anything else."""
+    conns = _CONNS.get()
+    target = _prefix(uri)
+    matches = [p for p in conns if target.startswith(p)]
+    if matches:
+        return conns[max(matches, key=len)]
+    return conns.get(f"{_scheme(uri)}://")
 
 
 def install() -> None:
@@ -62,21 +80,32 @@ def profile_of(spec: PipelineSpec) -> CloudProfile:
 
 
 @contextmanager
-def cloud_context(spec: PipelineSpec) -> Iterator[CloudProfile]:
-    """The spec's profile is active: its roots, its connection for lake and landing, the source's."""
+def cloud_context(spec: PipelineSpec, source_conn_id: str | None = None) -> Iterator[CloudProfile]:
+    """The spec's profile is active: its roots, its connection for lake and landing, the source's.
+
+    The source's connection (``source_conn_id``, else ``source.conn_id``) applies to the source's
+    own folder only: lake writes always use the profile's connection, so a read-only partner
+    connection never writes the lake.
+    """
     from mlops_core import clouds
 
     install()
     profile = profile_of(spec)
     conns: dict[str, str | None] = {}
     for root in (profile.lake, profile.landing):
-        conns[_scheme(root)] = profile.conn_id
+        conns[f"{_scheme(root)}://"] = profile.conn_id
+        conns[_prefix(root)] = profile.conn_id
     with clouds.using(profile):
         from mlops_core.settings import expand
 
-        source_scheme = _scheme(expand(spec.source.uri))
-        if spec.source.conn_id or source_scheme not in conns:
-            conns[source_scheme] = spec.source.conn_id or profile.conn_id
+        source = expand(spec.source.uri.split("{ds}", 1)[0])  # files mode: the folder before {ds}
+        folder = source.rsplit("/", 1)[0]
+        source_conn = (
+            source_conn_id if source_conn_id not in (None, "", "None") else None
+        ) or spec.source.conn_id
+        if source_conn:
+            conns[_prefix(folder)] = source_conn
+        conns.setdefault(f"{_scheme(source)}://", profile.conn_id)
         token = _CONNS.set(conns)
         try:
             yield profile

@@ -156,3 +156,38 @@ def test_monitoring_spec_bounds():
         MonitoringSpec(numeric_method="t_test")
     with pytest.raises(ValidationError, match="reference"):
         MonitoringSpec(reference="yesterday")
+
+
+def _churn_like(shift: float, seed: int) -> pd.DataFrame:
+    """19 numeric columns; the first three are the ones the model relies on."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({f"f{i:02d}": rng.normal(0, 1, 2000) for i in range(19)})
+    for col in ("f00", "f01", "f02"):
+        frame[col] += shift
+    return frame
+
+
+def test_importance_weighting_fires_on_a_shift_of_the_few_columns_that_matter():
+    """3 of 19 columns shift strongly: 0.16 of the columns, but most of what the model uses."""
+    ref, cur = _churn_like(0.0, 1), _churn_like(1.0, 2)
+    cols = list(ref.columns)
+    equal = drift.compute_drift(ref, cur, cols, [])
+    assert equal.drifted_columns == ["f00", "f01", "f02"]
+    assert equal.drift_share == pytest.approx(3 / 19) and equal.drift_share < 0.3
+    importance = {"f00": 0.3, "f01": 0.2, "f02": 0.15, **{c: 0.35 / 16 for c in cols[3:]}}
+    weighted = drift.compute_drift(ref, cur, cols, [])
+    weighted.weights = importance
+    assert weighted.drift_share == pytest.approx(0.65) and weighted.drift_share >= 0.3
+    assert weighted.summary()["weighting"] == "importance"
+    assert weighted.summary()["equal_share"] == pytest.approx(3 / 19, abs=1e-6)
+
+
+def test_a_critical_column_fires_alone():
+    cfg = MonitoringSpec(
+        drift_share=0.3, min_rows=100, consecutive_days=1, cooldown_days=0, critical_columns=["f00"]
+    )
+    days = pd.DataFrame([{"ds": "2026-03-10", "drift_share": 0.05, "rows": 500, "critical_drifted": ["f00"]}])
+    d = decide(cfg, days, "2026-03-10", last_training=None, is_backfill=False)
+    assert d.fire and "critical column(s) drifted: f00" in d.reasons[0]
+    days.loc[0, "critical_drifted"] = None
+    assert not decide(cfg, days, "2026-03-10", last_training=None, is_backfill=False).fire

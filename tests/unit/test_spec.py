@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from mlops_core.spec import SpecError, load_spec, parse_spec
-from tests.helpers import PIPELINES, example_spec
+from tests.helpers import PIPELINES, example_data, example_spec
 
 pytestmark = pytest.mark.unit
 
@@ -119,7 +119,7 @@ def test_expectation_short_and_long_form():
 
 def test_partition_rules():
     assert "needs partition.column" in _errors(_base(source={"uri": "x", "partition": {"mode": "column"}}))
-    assert "'{ds}'" in _errors(_base(source={"uri": "x.csv", "partition": {"mode": "files"}}))
+    assert "'{ds}'" in _errors(_base(source={"uri": "file:///tmp/x.csv", "partition": {"mode": "files"}}))
 
 
 def test_local_target_has_no_canary():
@@ -163,3 +163,70 @@ def test_env_expansion(monkeypatch):
 
 def test_example_helper_renames():
     assert example_spec(name="breast_cancer").name == "breast_cancer"
+
+
+@pytest.mark.parametrize("word", ["Yes", "No", "on", "true", "False"])
+def test_positive_class_read_by_yaml_as_a_boolean_is_refused_with_the_fix(tmp_path, word):
+    import yaml
+
+    data = example_data(positive_class="PLACEHOLDER")
+    path = tmp_path / "breast_cancer.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False).replace("PLACEHOLDER", word))
+    with pytest.raises(
+        SpecError,
+        match=r'positive_class: YAML read the label as the boolean .*quote it: positive_class: "Yes"',
+    ):
+        load_spec(path)
+
+
+def test_numeric_positive_class_keeps_working():
+    assert example_spec(positive_class=1).positive_class == 1
+    assert example_spec(positive_class="Yes").positive_class == "Yes"
+
+
+@pytest.mark.parametrize(
+    ("expectation", "message"),
+    [
+        (
+            {
+                "expect_column_values_to_be_in_set": {
+                    "column": "diagnosis",
+                    "value_set": ["a"],
+                    "row_condition": "@pd.io.common.os.system('id')",
+                    "condition_parser": "pandas",
+                }
+            },
+            "'row_condition' is not allowed (a row condition is evaluated as code on the worker)",
+        ),
+        (
+            {"expect_column_values_to_be_between": {"columm": "mean_radius", "min_value": 1}},
+            "unknown argument 'columm' (did you mean 'column'?)",
+        ),
+        ({"expect_column_values_to_be_between": {"column": "mean_radius"}}, "needs min_value or max_value"),
+        (
+            {"expect_column_values_to_be_between": {"column": "x", "min_value": {"$PARAMETER": "x"}}},
+            "min_value must be a finite number or an ISO date string",
+        ),
+        (
+            {"expect_column_values_to_be_between": {"column": "x", "max_value": float("nan")}},
+            "max_value must be a finite number",
+        ),
+        (
+            {"expect_column_values_to_not_be_null": {"column": "x", "mostly": 2}},
+            "mostly must be a number from 0 to 1",
+        ),
+        (
+            {"expect_column_values_to_match_regex": {"column": "x", "regex": "("}},
+            "regex must be a regular expression",
+        ),
+        (
+            {"expect_column_values_to_be_in_set": {"column": "x", "value_set": list(range(10001))}},
+            "value_set must be a list of at most 10000",
+        ),
+    ],
+)
+def test_expectation_arguments_come_from_an_allow_list(expectation, message):
+    with pytest.raises(SpecError) as err:
+        parse_spec(example_data(expectations=[expectation]))
+    assert message in str(err.value)
+    assert "expectations.0" in str(err.value)
