@@ -17,6 +17,7 @@ COPY --chown=airflow:0 requirements.txt /opt/mlops/
 RUN pip install --no-cache-dir -r /opt/mlops/requirements.txt
 
 COPY --chown=airflow:0 pyproject.toml README.md /opt/mlops/
+# include/compose/ holds the scripts the compose services run (secret checks, start wrappers).
 COPY --chown=airflow:0 include/ /opt/mlops/include/
 COPY --chown=airflow:0 plugins/ /opt/mlops/plugins/
 COPY --chown=airflow:0 dags/ /opt/mlops/dags/
