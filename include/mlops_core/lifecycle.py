@@ -10,7 +10,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
-from mlops_core import registry, storage
+from mlops_core import registry, settings, storage
 from mlops_core.evaluation import Bootstrap, GateDecision
 
 if TYPE_CHECKING:
@@ -38,7 +38,11 @@ def ingest(
         spec.name,
         stage,
         ds,
-        extra={"source_uri": storage.expand(spec.source.uri), "mode": spec.source.partition.mode},
+        # the expanded URI lands in the lake: credentials in it (user:pass@, ?sig=) are redacted
+        extra={
+            "source_uri": settings.redact(storage.expand(spec.source.uri)),
+            "mode": spec.source.partition.mode,
+        },
         storage_options=lake_options,
     )
     log.info(

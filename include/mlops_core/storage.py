@@ -682,6 +682,7 @@ def _parquet_exact_window(
     Arrow table is handed to pandas with ``self_destruct`` (its buffers are freed as columns are
     converted), so peak memory stays near one copy of the window's rows.
     """
+    import pyarrow as pa
     import pyarrow.dataset as pads
 
     dataset = pads.dataset(path, format="parquet", filesystem=None if is_local(fs) else fs)
@@ -693,6 +694,9 @@ def _parquet_exact_window(
     scan_options = pads.ParquetFragmentScanOptions(
         pre_buffer=False, use_buffered_stream=True, buffer_size=1 << 20
     )
+    # the system allocator hands freed decode buffers back at once; Arrow's default pool keeps
+    # them for reuse, which measured as ~2x the window's size of extra peak (benchmarks/memory.py)
+    pool = pa.system_memory_pool()
     table = dataset.to_table(
         columns=columns,
         filter=expr,
@@ -701,8 +705,9 @@ def _parquet_exact_window(
         batch_readahead=1,
         fragment_readahead=1,
         fragment_scan_options=scan_options,
+        memory_pool=pool,
     )
-    frame = table.to_pandas(self_destruct=True, split_blocks=True)
+    frame = table.to_pandas(self_destruct=True, split_blocks=True, memory_pool=pool)
     del table
     return frame
 

@@ -247,3 +247,22 @@ def test_a_forged_drift_event_day_is_refused(forged):
     ctx = {"dag_run": SimpleNamespace(run_type="asset_triggered"), "triggering_asset_events": {"a": [event]}}
     with pytest.raises(ValueError, match="drift event's ds"):
         data_day(ctx)
+
+
+def test_credentials_in_a_source_uri_never_reach_the_lake_or_the_error(landing, monkeypatch):
+    """A declared variable may carry a signed URL; its secret parts are redacted where they are written."""
+    from mlops_core import lifecycle, settings, storage
+    from tests.helpers import example_spec
+
+    assert (
+        settings.redact("s3://key:SECRET@bucket/x.csv?sig=SECRET&v=1")
+        == "s3://key:***@bucket/x.csv?sig=***&v=1"
+    )
+    monkeypatch.setenv("MLOPS_EXPORT_QUERY", "sig=TOPSECRET")
+    spec = example_spec(
+        source={"uri": "${MLOPS_LANDING}/breast_cancer/breast_cancer.csv?${MLOPS_EXPORT_QUERY}"}
+    )
+    with pytest.raises(storage.SourceDataError) as err:
+        lifecycle.ingest(spec, "2026-01-31", settings.lake_root())
+    assert "TOPSECRET" not in str(err.value) and "sig=***" in str(err.value)
+
