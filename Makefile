@@ -16,7 +16,7 @@ export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(AIRFLOW_HOME)/airflow.db
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= True
 
-.PHONY: install browser emulators demo test test-fast test-stack test-clouds lint typecheck airflow mlflow-ui bench clean
+.PHONY: install browser emulators demo test test-fast test-stack test-clouds lint typecheck airflow mlflow-ui bench bench-quick clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -76,6 +76,13 @@ mlflow-ui: install
 bench: install
 	$(BIN)/python benchmarks/parse.py
 	$(BIN)/python benchmarks/drift.py
+	$(BIN)/python benchmarks/memory.py
+
+# Small sizes, one repeat: CI runs it so a benchmark cannot rot (fails on an error or a wrong result).
+bench-quick: install
+	$(BIN)/python benchmarks/parse.py --n 5 --repeats 1
+	$(BIN)/python benchmarks/drift.py --rows 20000 --scales 10000
+	$(BIN)/python benchmarks/memory.py --quick
 
 clean:
 	rm -rf $(LOCAL)

@@ -107,6 +107,10 @@ def main() -> int:
     print(f"  ratio Evidently / engine     : {t_ev / t_engine:8.1f}x   (goal >= 10)")
     ok = found_engine >= SHIFTED and len(found_engine - SHIFTED) <= 1 and t_ev / t_engine >= 10
     print(f"  goal met                     : {ok}")
+    # correctness fails the run (CI's quick mode); the speed goal is only reported (noisy machine)
+    if not found_engine >= SHIFTED:
+        print(f"  ERROR: the engine missed shifted columns {sorted(SHIFTED - found_engine)}")
+        return 1
     return 0
 
 

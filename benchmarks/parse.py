@@ -102,10 +102,14 @@ def make_sets(root: Path, n: int) -> dict[str, Path]:
     py_dir.mkdir()
     eq_dir.mkdir()
     shutil.copy(REPO / "dags" / "mlops_pipelines.py", yaml_dir)
-    template = (REPO / "dags" / "pipelines" / "breast_cancer.yaml").read_text()
+    import yaml
+
+    # training + scoring only, like the hand-written sets (the monitoring DAG has its own shape)
+    data = yaml.safe_load((REPO / "dags" / "pipelines" / "breast_cancer.yaml").read_text())
+    data["monitoring"] = {"enabled": False}
     for i in range(n):
         (yaml_dir / "pipelines" / f"p{i}.yaml").write_text(
-            template.replace("name: breast_cancer", f"name: p{i}")
+            yaml.safe_dump({**data, "name": f"p{i}"}, sort_keys=False)
         )
         (py_dir / f"p{i}_dags.py").write_text(TRIVIAL.format(i=i))
         (eq_dir / f"p{i}_dags.py").write_text(

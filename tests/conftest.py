@@ -63,3 +63,19 @@ def landing(local_dir: Path) -> str:
 
     datasets.materialize("breast_cancer", settings.landing_root())
     return settings.landing_root()
+
+
+# Per-tier wall time, printed at the end of every session (CI reads it to keep the budget).
+_TIERS = ("dags", "unit", "integration", "contract", "emulator", "faults", "scheduler", "stack")
+_tier_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    tier = next((t for t in _TIERS if t in report.keywords), "other")
+    _tier_seconds[tier] = _tier_seconds.get(tier, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _tier_seconds:
+        shown = ", ".join(f"{t} {s:.0f} s" for t, s in sorted(_tier_seconds.items(), key=lambda x: -x[1]))
+        terminalreporter.write_line(f"tier durations (setup + call + teardown): {shown}")
