@@ -14,6 +14,8 @@ from mlops_core import registry, settings, storage
 from mlops_core.evaluation import Bootstrap, GateDecision
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from mlops_core.deploy import DeploymentTarget
     from mlops_core.spec import PipelineSpec
 
@@ -31,7 +33,8 @@ def ingest(
     lake_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Source rows for ``ds`` -> ``<lake>/<name>/<stage>/ds=<ds>/data.parquet`` (atomic, with manifest)."""
-    frame = storage.read_source(spec.source, ds, source_options, lookback_days=lookback_days)
+    frame, rejected = storage.read_source_strict(spec.source, ds, source_options, lookback_days=lookback_days)
+    source_uri = settings.redact(storage.expand(spec.source.uri))
     manifest = storage.write_partition(
         {"data": frame},
         lake_root,
@@ -39,10 +42,7 @@ def ingest(
         stage,
         ds,
         # the expanded URI lands in the lake: credentials in it (user:pass@, ?sig=) are redacted
-        extra={
-            "source_uri": settings.redact(storage.expand(spec.source.uri)),
-            "mode": spec.source.partition.mode,
-        },
+        extra={"source_uri": source_uri, "mode": spec.source.partition.mode},
         storage_options=lake_options,
     )
     log.info(
@@ -52,7 +52,29 @@ def ingest(
         manifest.uri,
         manifest.sha256[:12],
     )
-    return {"uri": manifest.uri, "rows": manifest.rows, "sha256": manifest.sha256}
+    result = {"uri": manifest.uri, "rows": manifest.rows, "sha256": manifest.sha256, "rejected_rows": 0}
+    if len(rejected):
+        # malformed rows within source.max_rejected_share: quarantined as their text, never coerced
+        quarantine = storage.write_partition(
+            {"data": rejected.astype({"line": "int64"})},
+            lake_root,
+            spec.name,
+            "rejected",
+            ds,
+            extra={"source_uri": source_uri, "raw_uri": manifest.uri},
+            storage_options=lake_options,
+        )
+        log.warning(
+            "quarantined %d malformed row(s) of %s (within source.max_rejected_share %g) into %s; first: line %d: %s",
+            len(rejected),
+            source_uri,
+            spec.source.max_rejected_share,
+            quarantine.uri,
+            int(rejected["line"].iloc[0]),
+            rejected["reason"].iloc[0],
+        )
+        result |= {"rejected_rows": len(rejected), "rejected_uri": quarantine.uri}
+    return result
 
 
 def _clean(values: dict[str, float]) -> dict[str, float]:
@@ -407,6 +429,18 @@ def promote(
     return done.to_dict()
 
 
+def row_keys(frame: pd.DataFrame) -> pd.Series:
+    """A stable key per row when the data has no id column: a 64-bit hash of its values (16 hex).
+
+    The same row gets the same key in every run (column order and dtypes as read), so
+    predictions can be joined with labels that arrive later; identical rows share a key.
+    """
+    import pandas as pd
+
+    hashed = pd.util.hash_pandas_object(frame, index=False, categorize=True)
+    return hashed.map(lambda h: f"{int(h) & 0xFFFFFFFFFFFFFFFF:016x}").astype("string")
+
+
 def batch_score(
     spec: PipelineSpec, data_uri: str, lake_root: str, ds: str, *, stage: str = "predictions"
 ) -> dict[str, Any]:
@@ -421,11 +455,16 @@ def batch_score(
         raise LookupError(
             f"model {spec.registered_model_name!r} has no champion yet; run {spec.name}_training first"
         )
-    frame = storage.read_frame(data_uri)
+    source = storage.read_manifest(data_uri)
+    frame = storage.read_frame(data_uri, version=source.version)
     model = registry.load_verified(spec.registered_model_name, version, allow_pickle=spec.model.allow_pickle)
     X = frame.drop(columns=[c for c in [spec.target] if c in frame.columns])
     keep = [c for c in spec.features.id_columns + spec.features.time_columns if c in frame.columns]
     out = frame[keep].copy()
+    if not spec.features.id_columns:  # every prediction can be joined back: a stable row key
+        out.insert(
+            0, "row_key", row_keys(frame.drop(columns=[c for c in [spec.target] if c in frame.columns]))
+        )
     out["prediction"] = model.predict(X)
     if spec.problem_type != "regression" and hasattr(model, "predict_proba"):
         proba = model.predict_proba(X)
@@ -433,6 +472,7 @@ def batch_score(
             out[f"proba_{cls}"] = proba[:, i]
     out["model_name"] = spec.registered_model_name
     out["model_version"] = version
+    out["input_version"] = source.version  # the exact input partition version that was scored
     out["scored_at"] = pd.Timestamp.now(tz="UTC")
     manifest = storage.write_partition(
         {"data": out},
@@ -440,7 +480,7 @@ def batch_score(
         spec.name,
         stage,
         ds,
-        extra={"model_version": version, "input": data_uri},
+        extra={"model_version": version, "input": data_uri, "input_version": source.version},
     )
     log.info("scored %d rows with %s v%s -> %s", len(out), spec.registered_model_name, version, manifest.uri)
     return {"uri": manifest.uri, "rows": len(out), "model_version": version}

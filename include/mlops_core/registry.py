@@ -210,6 +210,17 @@ def serialization_format(root: Any) -> str:
     return str((meta.get("flavors") or {}).get("sklearn", {}).get("serialization_format") or "unknown")
 
 
+def _load_quietly(root: Any) -> Any:
+    """``mlflow.sklearn.load_model`` without skops' type scan warnings (one per attribute it probes)."""
+    import warnings
+
+    import mlflow
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mlflow.sklearn.load_model(str(root))
+
+
 def load_unregistered(model_uri: str, *, allow_pickle: bool = False) -> Any:
     """Load a just-trained model (no registered digest yet): skops only, unless ``allow_pickle``."""
     import tempfile
@@ -225,7 +236,7 @@ def load_unregistered(model_uri: str, *, allow_pickle: bool = False) -> Any:
                 f"{model_uri} is saved with {fmt!r}, which runs code when loaded; only skops models load "
                 "unless the pipeline sets model.allow_pickle: true"
             )
-        return mlflow.sklearn.load_model(str(root))
+        return _load_quietly(root)
 
 
 def load_verified(name: str, version: str, *, allow_pickle: bool = False) -> Any:
@@ -265,7 +276,7 @@ def load_verified(name: str, version: str, *, allow_pickle: bool = False) -> Any
                 f"{name} v{version} is saved with {fmt!r}, which runs code when loaded; only skops models "
                 "load unless the pipeline sets model.allow_pickle: true (see README 'Security catalogue')"
             )
-        return mlflow.sklearn.load_model(str(root))
+        return _load_quietly(root)
 
 
 def _ensure_model(c: MlflowClient, name: str) -> None:

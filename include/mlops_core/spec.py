@@ -141,6 +141,10 @@ class SourceSpec(_Model):
     conn_id: str | None = None
     partition: PartitionSpec = PartitionSpec()
     wait_minutes: int = Field(180, ge=0, le=7 * 24 * 60)
+    # CSV rows that do not parse (wrong field count, truncated line, a non-number in a numeric
+    # column): up to this share of the rows is quarantined to the ``rejected`` stage; above it,
+    # ingest fails naming the lines. 0: any malformed row fails ingest.
+    max_rejected_share: float = Field(0.0, ge=0.0, le=0.2)
 
     @field_validator("uri")
     @classmethod
@@ -196,6 +200,23 @@ class ExpectationSpec(_Model):
         return self
 
 
+class ContractSpec(_Model):
+    """The data contract learned from the champion's training data and checked on every new partition.
+
+    Recorded with each model at training (``contract.json``): the column set, dtypes, null share,
+    category sets and numeric ranges. ``validate`` checks a new partition against the champion's
+    contract before training, scoring and monitoring; a violation fails with the column, the
+    expected and the observed value. Works with no user-written expectations.
+    """
+
+    enabled: bool = True
+    null_share_margin: float = Field(0.05, ge=0.0, le=1.0)  # allowed rise of a column's null share
+    new_category_share: float = Field(0.01, ge=0.0, le=1.0)  # share of rows with unseen categories
+    range_margin: float = Field(0.25, ge=0.0, le=100.0)  # widening of [min, max], in units of its width
+    out_of_range_share: float = Field(0.01, ge=0.0, le=1.0)  # share of rows allowed outside it
+    extra_columns: Literal["allow", "refuse"] = "allow"
+
+
 class ModelSpec(_Model):
     """An allow-listed estimator family, its constructor params and the seed."""
 
@@ -239,6 +260,20 @@ class BootstrapSpec(_Model):
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
 
+class ThresholdSearch(_Model):
+    """Choose the decision threshold on validation folds of the training rows (never the holdout)."""
+
+    optimize: Literal["f1", "balanced_accuracy", "recall_at_precision"] = "f1"
+    min_precision: float | None = Field(None, gt=0.0, lt=1.0)  # for recall_at_precision
+    folds: int = Field(3, ge=2, le=10)
+
+    @model_validator(mode="after")
+    def _precision(self) -> ThresholdSearch:
+        if (self.optimize == "recall_at_precision") != (self.min_precision is not None):
+            raise ValueError("optimize: recall_at_precision needs min_precision (and only it uses it)")
+        return self
+
+
 class EvaluationSpec(_Model):
     """The gate: floors on any metric, and a margin over the champion on the primary metric.
 
@@ -252,6 +287,10 @@ class EvaluationSpec(_Model):
     min_improvement: float = Field(0.0, ge=0.0, le=1e6, allow_inf_nan=False)
     bootstrap: BootstrapSpec = BootstrapSpec()
     holdout: HoldoutSpec = HoldoutSpec()
+    # binary only: the probability above which a row is the positive class. A number fixes it;
+    # {optimize: f1} chooses it on validation folds. The model itself carries it (sklearn's
+    # FixedThresholdClassifier), so scoring, the smoke test and endpoints all use it.
+    threshold: Annotated[float, Field(gt=0.0, lt=1.0)] | ThresholdSearch | None = None
 
 
 class TrainingSpec(_Model):
@@ -377,6 +416,7 @@ class PipelineSpec(_Model):
     positive_class: str | int | None = None
     features: FeaturesSpec = FeaturesSpec()
     expectations: list[ExpectationSpec] = []
+    contract: ContractSpec = ContractSpec()
     model: ModelSpec
     training: TrainingSpec = TrainingSpec()
     evaluation: EvaluationSpec
@@ -410,6 +450,8 @@ class PipelineSpec(_Model):
                     f"{where}: {name!r} is not a {self.problem_type} metric; choose one of: {', '.join(allowed)}"
                 )
         check_params(self.model.family, dict(self.model.params), self.problem_type)
+        if self.problem_type != "binary" and self.evaluation.threshold is not None:
+            raise ValueError("evaluation.threshold applies to binary problems only")
         if self.problem_type == "regression" and self.positive_class is not None:
             raise ValueError("positive_class applies to binary problems only")
         if self.target in self.features.exclude + self.features.id_columns + self.features.time_columns:

@@ -41,6 +41,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -567,6 +568,20 @@ def _collect_partition(
         (report.temporary if rel.rsplit("/", 1)[-1].startswith(".tmp-") else report.files).append(str(path))
 
 
+REJECTED_COLUMNS = ("file", "line", "reason", "raw")
+_EXAMPLES = 5
+_TRUE = frozenset({"True", "TRUE", "true"})
+_FALSE = frozenset({"False", "FALSE", "false"})
+NUMERIC_MIN_SHARE = 0.8  # a column is numeric when >= 80% of its non-empty first-chunk values are numbers
+
+
+@dataclass
+class _Rejects:
+    """Malformed rows met while reading: ``(file, line, reason, raw)``."""
+
+    rows: list[tuple[str, int, str, str]] = field(default_factory=list)
+
+
 def read_source(
     source: SourceSpec,
     ds: str | date,
@@ -581,23 +596,56 @@ def read_source(
     in record batches, with the date filter pushed down to row groups when the column is typed;
     CSV in chunks) and keeps only the window's rows; ``files`` mode reads only the window's files.
     ``columns`` limits the columns read (the partition column is still used to select rows).
+
+    CSV is read strictly (:func:`read_source_strict`); malformed rows within
+    ``source.max_rejected_share`` are left out of the frame (and logged), never coerced.
     """
+    frame, rejected = read_source_strict(source, ds, storage_options, lookback_days, columns=columns)
+    if len(rejected):
+        log.warning("left out %d malformed row(s) of %s", len(rejected), redact(expand(source.uri)))
+    return frame
+
+
+def read_source_strict(
+    source: SourceSpec,
+    ds: str | date,
+    storage_options: dict[str, Any] | None = None,
+    lookback_days: int | None = None,
+    *,
+    columns: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(rows, rejected)``: :func:`read_source`'s rows and the malformed CSV rows set aside.
+
+    CSV rows must have the header's field count, and a numeric column (decided on the first
+    chunk) must hold numbers or nothing. Malformed rows (in column mode: those not known to fall
+    outside the window) above ``source.max_rejected_share`` of the rows raise
+    :class:`SourceDataError` naming the lines; within it they come back as ``rejected``
+    (``file, line, reason, raw``: the row's text, untouched). An empty or header-only file is
+    :class:`SourceNotReady` (its writer may still be writing); a file that is not parquet is a
+    :class:`SourceDataError` naming it.
+    """
+    import pandas as pd
 
     day = _as_date(ds)
     part = source.partition
     lookback = lookback_days or part.lookback_days
     wanted = list(columns) if columns else None
+    rejects = _Rejects()
     if part.mode == "files":
         days = [day - timedelta(days=i) for i in range(lookback)]
         uris = [source.uri.replace("{ds}", d.isoformat()) for d in days]
         fs, _ = filesystem(uris[0], storage_options)
-        found = [filesystem(u, storage_options)[1] for u in uris]
-        found = [p for p in found if fs.exists(p)]
+        found = sorted((filesystem(u, storage_options)[1], u) for u in uris)
+        found = [(p, u) for p, u in found if fs.exists(p)]
         if not found:
             raise SourceNotReady(
                 f"no source file for ds={day} in the last {lookback} day(s): looked for {redact(uris[0])} and earlier"
             )
-        frame = _concat(c for p in sorted(found) for c in _chunks(fs, p, source.format, wanted))
+        frame = _concat(
+            c
+            for p, u in found
+            for c in _chunks(fs, p, source.format, wanted, shown=_shown(u), rejects=rejects)
+        )
     else:
         fs, path = filesystem(source.uri, storage_options)
         if not fs.exists(path):
@@ -605,14 +653,47 @@ def read_source(
                 f"source {redact(expand(source.uri))} does not exist; check source.uri and its connection"
             )
         if part.mode == "column":
-            frame = _read_window(fs, path, source.format, str(part.column), day, lookback, source.uri, wanted)
+            frame = _read_window(
+                fs, path, source.format, str(part.column), day, lookback, source.uri, wanted, rejects=rejects
+            )
         else:
-            frame = _concat(_chunks(fs, path, source.format, wanted))
+            frame = _concat(
+                _chunks(fs, path, source.format, wanted, shown=_shown(source.uri), rejects=rejects)
+            )
+    rejected = pd.DataFrame(rejects.rows, columns=list(REJECTED_COLUMNS))
+    rejected["line"] = rejected["line"].astype("int64")
+    rejected = rejected.sort_values(["file", "line"], kind="stable", ignore_index=True)
+    if len(rejected):
+        _check_share(source, rejected, len(frame) + len(rejected))
     if frame.empty:
         raise SourceNotReady(
             f"source {redact(expand(source.uri))} has no rows for ds={day} (mode={part.mode}, lookback_days={lookback})"
         )
-    return frame
+    return frame, rejected
+
+
+def _shown(uri: str) -> str:
+    """A source URI as messages show it: variables expanded, credentials redacted."""
+    return redact(expand(uri))
+
+
+def _check_share(source: SourceSpec, rejected: pd.DataFrame, total: int) -> None:
+    bad = len(rejected)
+    share = bad / total if total else 1.0
+    if share <= source.max_rejected_share:
+        return
+    files = sorted(set(rejected["file"]))
+    examples = "; ".join(
+        (f"{f} " if len(files) > 1 else "") + f"line {n}: {r}"
+        for f, n, r in rejected[["file", "line", "reason"]].head(_EXAMPLES).itertuples(index=False)
+    )
+    raise SourceDataError(
+        f"source {', '.join(files)} has {bad} malformed row(s) of {total} ({share:.2%}; "
+        f"source.max_rejected_share is {source.max_rejected_share:g}): {examples}"
+        + ("; ..." if bad > _EXAMPLES else "")
+        + ". Fix the file, or set source.max_rejected_share to quarantine up to that share of rows"
+        " to the 'rejected' partition"
+    )
 
 
 def _chunks(
@@ -621,27 +702,269 @@ def _chunks(
     fmt: str,
     columns: list[str] | None = None,
     window: tuple[str, date, int] | None = None,
+    *,
+    shown: str | None = None,
+    rejects: _Rejects | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """A source file as DataFrames; one small reader per format. With a ``window`` (column mode)
-    the pieces are bounded (chunks / record batches); without, the file is read whole, as selected.
+    """A source file as DataFrames, in bounded pieces (CSV chunks / parquet record batches).
+
+    ``shown`` names the file in messages; ``rejects`` collects malformed CSV rows (without it,
+    any malformed row raises).
     """
+    shown = shown or path
+    _check_not_empty(fs, path, shown)
     if fmt == "csv":
-        yield from _csv_chunks(fs, path, columns, CSV_CHUNK_ROWS if window is not None else None)
+        yield from _csv_chunks(fs, path, columns, CSV_CHUNK_ROWS, shown=shown, rejects=rejects, window=window)
     else:
-        yield from _parquet_chunks(fs, path, columns, window)
+        with _parquet_errors(shown):
+            yield from _parquet_chunks(fs, path, columns, window)
 
 
-def _csv_chunks(
-    fs: AbstractFileSystem, path: str, columns: list[str] | None, chunk_rows: int | None
+def _check_not_empty(fs: AbstractFileSystem, path: str, shown: str) -> None:
+    try:
+        size = fs.size(path)
+    except (OSError, NotImplementedError):  # a store that cannot say: the read finds out
+        return
+    if size == 0:
+        raise SourceNotReady(f"source {shown} is empty (0 bytes)")
+
+
+@contextmanager
+def _parquet_errors(shown: str) -> Iterator[None]:
+    """Arrow's errors opening or scanning a file as one message naming it."""
+    import pyarrow as pa
+
+    try:
+        yield
+    except pa.ArrowException as err:
+        text = str(err).splitlines()[0] if str(err) else ""
+        raise SourceDataError(
+            f"source {shown} is not a parquet file, or a damaged one ({type(err).__name__}: {text[:200]})"
+        ) from err
+
+
+def _csv_chunks(  # noqa: C901 - one streaming pass: shape, line numbers, truncation
+    fs: AbstractFileSystem,
+    path: str,
+    columns: list[str] | None,
+    chunk_rows: int | None,
+    *,
+    shown: str | None = None,
+    rejects: _Rejects | None = None,
+    window: tuple[str, date, int] | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """CSV, whole or in chunks of ``chunk_rows`` rows (dtypes inferred per chunk, unified by concat)."""
+    """CSV read strictly, in chunks of ``chunk_rows`` rows (header = line 1).
+
+    Rows whose field count is not the header's (a truncated last line included) and rows with a
+    non-number in a numeric column go to ``rejects`` with their line and text; a column is
+    numeric when, in its first chunk with values, at least :data:`NUMERIC_MIN_SHARE` of its
+    non-empty values are numbers. Empty fields are nulls; nothing else is (``n/a`` in a text
+    column stays text). In column mode (``window``) a malformed row whose date field parses to a
+    day outside the window is not counted.
+    """
+    import csv
+
+    shown = shown or path
+    sink = rejects if rejects is not None else _Rejects()
+    limit = chunk_rows or CSV_CHUNK_ROWS
+    raw_lines: list[str] = []
+
+    def tracked(text: Iterable[str]) -> Iterator[str]:
+        for line in text:
+            raw_lines.append(line)
+            yield line
+
+    with fs.open(path, "rb") as fh, io.TextIOWrapper(fh, encoding="utf-8-sig", newline="") as text:
+        reader = csv.reader(tracked(text))
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise SourceNotReady(f"source {shown} is empty (no header)") from None
+        except csv.Error as err:
+            raise SourceDataError(f"source {shown}: line 1 (the header) is unreadable: {err}") from err
+        raw_lines.clear()
+        names = [n if n else f"Unnamed: {i}" for i, n in enumerate(header)]
+        width = len(names)
+        if columns is None:
+            picked = list(range(width))
+        else:
+            picked = [names.index(c) for c in columns if c in names]
+            missing = [c for c in columns if c not in names]
+            if missing and (window is None or missing != [window[0]]):
+                raise SourceDataError(f"source {shown} has no column(s) {missing}; columns: {names[:20]}")
+        date_at = names.index(window[0]) if window is not None and window[0] in names else None
+        numeric: dict[int, bool | None] = dict.fromkeys(picked)
+        state = {"line": 1, "rows": 0, "bad": 0}
+        last_bad: list[Any] = []
+
+        def chunks() -> Iterator[tuple[list[list[str]], list[int]]]:
+            rows: list[list[str]] = []
+            lines: list[int] = []
+            while True:
+                start = state["line"] + 1
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as err:
+                    state["line"] = reader.line_num
+                    state["rows"] += 1
+                    _reject(sink, shown, start, f"unreadable ({err})", "".join(raw_lines), None, window)
+                    raw_lines.clear()
+                    continue
+                state["line"] = reader.line_num
+                if not row and len(raw_lines) == 1 and not raw_lines[0].strip("\r\n"):
+                    raw_lines.clear()  # a blank line: pandas skips it too
+                    continue
+                state["rows"] += 1
+                if len(row) != width:
+                    raw = "".join(raw_lines)
+                    reason = f"{len(row)} fields, header has {width}"
+                    last_bad[:] = [raw, start, row]
+                    _reject(
+                        sink,
+                        shown,
+                        start,
+                        reason,
+                        raw,
+                        row[date_at] if date_at is not None and date_at < len(row) else None,
+                        window,
+                    )
+                else:
+                    last_bad[:] = []
+                    rows.append(row)
+                    lines.append(start)
+                    if len(rows) >= limit:
+                        yield rows, lines
+                        rows, lines = [], []
+                raw_lines.clear()
+            # a short last row with no newline after it was cut off while being written
+            if last_bad and not last_bad[0].endswith(("\n", "\r")) and len(last_bad[2]) < width and sink.rows:
+                f, n, _, raw = sink.rows[-1]
+                if n == last_bad[1]:
+                    sink.rows[-1] = (f, n, f"truncated ({len(last_bad[2])} of {width} fields)", raw)
+            if rows:
+                yield rows, lines
+
+        for rows, lines in chunks():
+            yield _typed_chunk(rows, lines, names, picked, numeric, sink, shown, date_at, window)
+        if state["rows"] == 0:
+            raise SourceNotReady(f"source {shown} has a header but no rows")
+        if rejects is None and sink.rows:
+            f, n, reason, _ = sink.rows[0]
+            raise SourceDataError(f"source {shown} line {n}: {reason}")
+
+
+def _reject(
+    sink: _Rejects,
+    shown: str,
+    line: int,
+    reason: str,
+    raw: str,
+    day_text: str | None,
+    window: tuple[str, date, int] | None,
+) -> None:
+    """Record a malformed row, unless (column mode) its date says it is outside the window."""
+    if window is not None and day_text:
+        import pandas as pd
+
+        stamp = pd.to_datetime(day_text, errors="coerce", utc=True)
+        if stamp is not pd.NaT and not pd.isna(stamp):
+            got = stamp.tz_localize(None).normalize()
+            end = pd.Timestamp(window[1])
+            if not (end - pd.Timedelta(days=window[2]) < got <= end):
+                return
+    sink.rows.append((shown, line, reason, raw))
+
+
+def _to_numbers(values: Any) -> Any:
+    """Numbers of a text column (not a number -> NaN); ``nan`` spelled out is not a number."""
+    import numpy as np
     import pandas as pd
 
-    with fs.open(path, "rb") as fh:
-        if chunk_rows is None:
-            yield pd.read_csv(fh, usecols=columns)
+    return np.asarray(pd.to_numeric(values, errors="coerce"))
+
+
+def _typed_chunk(  # noqa: C901 - schema decision, number check, quarantine
+    rows: list[list[str]],
+    lines: list[int],
+    names: list[str],
+    picked: list[int],
+    numeric: dict[int, bool | None],
+    sink: _Rejects,
+    shown: str,
+    date_at: int | None,
+    window: tuple[str, date, int] | None,
+) -> pd.DataFrame:
+    """Well-shaped rows as a typed frame; rows with a non-number in a numeric column go to ``sink``."""
+    import numpy as np
+    import pandas as pd
+
+    cols = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    raws = {i: np.array(cols[i], dtype=object) for i in picked}
+    del cols
+    empties = {i: raws[i] == "" for i in picked}
+    parsed: dict[int, Any] = {}
+    bad = np.zeros(len(rows), dtype=bool)
+    reasons: dict[int, str] = {}
+    for i in picked:
+        raw, empty = raws[i], empties[i]
+        if numeric[i] is None and not empty.all():
+            nums = _to_numbers(raw)
+            filled = ~empty
+            numeric[i] = bool(np.mean(~np.isnan(nums[filled])) >= NUMERIC_MIN_SHARE)
+            parsed[i] = nums
+        if numeric[i]:
+            nums = parsed[i] if i in parsed else _to_numbers(raw)
+            parsed[i] = nums
+            wrong = np.isnan(nums) & ~empty
+            if wrong.any():
+                for j in np.flatnonzero(wrong).tolist():
+                    reasons.setdefault(j, f"column {names[i]!r} = {raw[j]!r} is not a number")
+                bad |= wrong
+    if bad.any():
+        for j in sorted(reasons):
+            day_text = rows[j][date_at] if date_at is not None else None
+            _reject(sink, shown, lines[j], reasons[j], _as_line(rows[j]), day_text, window)
+        keep = ~bad
+        raws = {i: r[keep] for i, r in raws.items()}
+        empties = {i: e[keep] for i, e in empties.items()}
+        parsed = {i: _to_numbers(raws[i]) for i in parsed if numeric[i]}  # ints stay ints
+    out: dict[str, Any] = {}
+    for i in picked:
+        if numeric[i]:
+            out[names[i]] = parsed[i] if i in parsed else _to_numbers(raws[i])
+        elif numeric[i] is None:  # empty so far: all nulls, as pandas reads an empty column
+            out[names[i]] = np.full(len(raws[i]), np.nan)
         else:
-            yield from pd.read_csv(fh, chunksize=chunk_rows, usecols=columns)
+            out[names[i]] = _text(raws[i], empties[i])
+    return pd.DataFrame(out, columns=[names[i] for i in picked])
+
+
+def _as_line(row: list[str]) -> str:
+    import csv
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(row)
+    return buf.getvalue()
+
+
+def _text(raw: Any, empty: Any) -> Any:
+    """A text column: empty -> null; True/False spellings -> bool, as pandas reads them."""
+    import numpy as np
+
+    filled = raw[~empty]
+    if len(filled) and filled[0] in _TRUE | _FALSE:
+        seen = set(filled.tolist())
+        if seen <= _TRUE | _FALSE:
+            flags = np.array([v in _TRUE for v in raw], dtype=bool)
+            if not empty.any():
+                return flags
+            return np.where(empty, np.nan, flags.astype(object))
+    if empty.any():
+        raw = raw.copy()
+        raw[empty] = np.nan
+    return raw
 
 
 def _parquet_chunks(
@@ -753,16 +1076,20 @@ def _read_window(
     lookback: int,
     uri: str,
     columns: list[str] | None,
+    *,
+    rejects: _Rejects | None = None,
 ) -> pd.DataFrame:
     """The rows of ``(day - lookback, day]``, selected chunk by chunk (memory follows the window)."""
 
     read = None if columns is None else [*columns, *([column] if column not in columns else [])]
-    if (
-        fmt == "parquet"
-        and (exact := _parquet_exact_window(fs, path, read, (column, day, lookback))) is not None
-    ):
-        return exact if columns is None or exact.empty else exact[list(columns)]
-    pieces = _chunks(fs, path, fmt, read, (column, day, lookback))
+    shown = _shown(uri)
+    if fmt == "parquet":
+        _check_not_empty(fs, path, shown)
+        with _parquet_errors(shown):
+            exact = _parquet_exact_window(fs, path, read, (column, day, lookback))
+        if exact is not None:
+            return exact if columns is None or exact.empty else exact[list(columns)]
+    pieces = _chunks(fs, path, fmt, read, (column, day, lookback), shown=shown, rejects=rejects)
     frame = _concat(_select_window(chunk, column, day, lookback, uri) for chunk in pieces)
     return frame if columns is None or frame.empty else frame[list(columns)]
 

@@ -223,7 +223,7 @@ def train(
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.models import infer_signature
 
-    from mlops_core import storage, tracking
+    from mlops_core import contract, storage, threshold, tracking
 
     # one version, pinned: a rewrite of the partition meanwhile cannot mix two versions in the lineage
     raw_manifest = storage.read_manifest(raw_uri, storage_options)
@@ -245,7 +245,8 @@ def train(
     )
     pipe = build_pipeline(spec, numeric, categorical)
     X, y = train_df[features], train_df[spec.target]
-    pipe.fit(X, y)
+    # fits; with evaluation.threshold the model carries its decision threshold (binary only)
+    pipe, chosen_threshold = threshold.apply(spec, pipe, X, y, pos)
 
     exp_id = tracking.experiment_id(spec.name)
     run_tags = {
@@ -261,6 +262,8 @@ def train(
         "mlops.code_version": tracking.code_version(),
         "mlops.ds": ds,
     }
+    if chosen_threshold is not None:
+        run_tags["mlops.threshold"] = str(chosen_threshold)
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{spec.name}-{ds}", tags=run_tags) as run:
         mlflow.log_params(
             {
@@ -273,9 +276,12 @@ def train(
                 "n_categorical": len(categorical),
                 "holdout_strategy": spec.evaluation.holdout.strategy,
                 "positive_class": pos,
+                "threshold": "default" if chosen_threshold is None else chosen_threshold,
             }
         )
         mlflow.log_dict({"numeric": numeric, "categorical": categorical}, "features.json")
+        # what validate checks every new partition against while this model is the champion
+        mlflow.log_dict(contract.learn(raw, spec), "contract.json")
         if spec.monitoring.enabled and spec.monitoring.weighting == "importance":
             mlflow.log_dict(feature_importance(pipe, X, y, spec.model.seed), "feature_importance.json")
         mlflow.log_input(

@@ -4,6 +4,10 @@ The suite is the spec's ``expectations`` plus the ones any trainable table needs
 every named feature column exist; the target has no nulls). The full result is saved as GX's JSON
 and as an HTML page next to the data (built here, every data value escaped, no script); a failure
 raises :class:`DataValidationFailed` whose message lists each failed expectation with what was observed.
+
+With ``contract.enabled`` and a champion, the partition is also checked against the champion's data
+contract (:mod:`mlops_core.contract`, learned from the rows it trained on): every violation is in
+the saved JSON and page, and the fatal ones fail validation like a failed expectation.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+    from mlops_core.contract import Violation
     from mlops_core.spec import ExpectationSpec, PipelineSpec
 
 log = logging.getLogger(__name__)
@@ -43,6 +48,7 @@ class ValidationReport:
     failed: list[FailedExpectation] = field(default_factory=list)
     json_uri: str | None = None
     html_uri: str | None = None
+    contract: list[Violation] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,6 +56,7 @@ class ValidationReport:
     def describe(self) -> str:
         head = f"suite {self.suite}: {self.evaluated - len(self.failed)}/{self.evaluated} expectations passed"
         lines = [head] + [f"  FAILED {f.describe()}" for f in self.failed]
+        lines += [f"  {'FAILED' if v.fatal else 'WARNING'} {v.describe()}" for v in self.contract]
         if self.html_uri:
             lines.append(f"  full report: {self.html_uri}")
         return "\n".join(lines)
@@ -200,19 +207,43 @@ def _observed_cell(res: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def render_html(result: Any) -> str:
+def _contract_html(contract: dict[str, Any]) -> str:
+    """The contract section of the page: the champion checked against, then one row per violation."""
+    head = f"<h2>Data contract</h2>\n<p>{_text(contract.get('note', ''))}</p>\n"
+    violations = contract.get("violations") or []
+    if not violations:
+        return head
+    rows = []
+    for v in violations:
+        status = "failed" if v.get("fatal") else "warning"
+        rows.append(
+            f'<tr><td class="{"failed" if v.get("fatal") else "passed"}">{status}</td>'
+            f"<td><code>{_text(v.get('column', ''))}</code></td><td>{_text(v.get('rule', ''))}</td>"
+            f"<td>{_text(v.get('expected', ''))}</td><td>{_text(v.get('observed', ''))}</td></tr>"
+        )
+    return (
+        head
+        + "<table><tr><th>status</th><th>column</th><th>rule</th><th>expected</th><th>observed</th></tr>\n"
+        + "\n".join(rows)
+        + "\n</table>"
+    )
+
+
+def render_html(result: Any, contract: dict[str, Any] | None = None) -> str:
     """A standalone page for one GX validation result, built here rather than by GX's renderer.
 
     GX's Data Docs templates render without autoescaping and splice data values into markup and
     inline scripts, so a column name or a cell value could run script on the page. Here every data
     value goes through :func:`mlops_core.html.escape` and the page forbids script by CSP.
+    ``contract`` (the ``contract`` entry of ``result.json``) adds the data contract's section.
     """
     from mlops_core.html import document, escape
 
     doc = result.to_json_dict()
     stats = doc.get("statistics") or {}
     suite = doc.get("suite_name") or ""
-    verdict = "passed" if doc.get("success") else "failed"
+    fatal = any(v.get("fatal") for v in (contract or {}).get("violations") or [])
+    verdict = "passed" if doc.get("success") and not fatal else "failed"
     rows = []
     for res in doc.get("results") or []:
         cfg = res.get("expectation_config") or {}
@@ -232,9 +263,55 @@ def render_html(result: Any) -> str:
         f" run {_text(run_at)}. The full result is <code>result.json</code> next to this page.</p>\n"
         "<table><tr><th>status</th><th>expectation</th><th>arguments</th><th>observed</th></tr>\n"
         + "\n".join(rows)
-        + "\n</table>"
+        + "\n</table>\n"
+        + (_contract_html(contract) if contract is not None else "")
     )
     return document(f"Validation of {suite}: {verdict}", body, style=_PAGE_STYLE)
+
+
+def champion_contract(spec: PipelineSpec) -> tuple[dict[str, Any] | None, str]:
+    """The champion's data contract and a note saying which one (or why there is none).
+
+    No champion, or a champion trained before contracts were recorded, means no contract. Any
+    registry or artifact-store error raises (:class:`~mlops_core.registry.RegistryUnavailable`
+    from the alias lookup): a partition is never waved through because MLflow was down.
+    """
+    import mlflow
+
+    from mlops_core import registry
+
+    name = spec.registered_model_name
+    version = registry.alias_version(name, registry.CHAMPION)
+    if version is None:
+        return None, f"no champion of {name} yet: no contract to check"
+    try:
+        run_id = registry.client().get_model_version(name, version).run_id
+        listed = {a.path for a in registry.client().list_artifacts(run_id)} if run_id else set()
+    except Exception as err:
+        raise registry.unavailable(err, f"reading the contract of {name} v{version}") from err
+    if "contract.json" not in listed:
+        return (
+            None,
+            f"champion {name} v{version} (run {run_id}) has no contract.json (trained before contracts)",
+        )
+    contract = mlflow.artifacts.load_dict(f"runs:/{run_id}/contract.json")
+    return contract, f"checked against the contract of champion {name} v{version} (run {run_id})"
+
+
+def _check_contract(
+    spec: PipelineSpec, df: pd.DataFrame, *, with_target: bool, stage: str
+) -> tuple[list[Violation], dict[str, Any] | None]:
+    """The contract's violations and the ``contract`` entry for ``result.json`` (None: disabled)."""
+    if not spec.contract.enabled:
+        return [], None
+    from mlops_core import contract
+
+    learned, note = champion_contract(spec)
+    log.info("data contract: %s", note)
+    if learned is None:
+        return [], {"note": note, "violations": []}
+    found = contract.check(learned, df, spec, with_target=with_target, stage=stage)
+    return found, {"note": note, "violations": [v.to_dict() for v in found]}
 
 
 def validate_partition(
@@ -249,15 +326,21 @@ def validate_partition(
 ) -> ValidationReport:
     """Validate the partition at ``data_uri``; save JSON + HTML under ``<lake>/<name>/<stage>/ds=<ds>/``.
 
-    Raises :class:`DataValidationFailed` (after saving the report) when any expectation fails.
+    Raises :class:`DataValidationFailed` (after saving the report) when any expectation fails or
+    the partition breaks the champion's data contract (``monitor_validation`` only reports shifts).
     """
     from mlops_core.storage import join, read_frame, write_partition
 
     df = read_frame(data_uri, storage_options=storage_options)
     report, result = run_suite(df, suite_for(spec, with_target=with_target), f"{spec.name}_{stage}")
+    report.contract, contract_doc = _check_contract(spec, df, with_target=with_target, stage=stage)
+    report.success = report.success and not any(v.fatal for v in report.contract)
+    doc = result.to_json_dict()
+    if contract_doc is not None:
+        doc["contract"] = contract_doc
     files = {
-        "result.json": json.dumps(result.to_json_dict(), indent=2, default=str).encode(),
-        "result.html": render_html(result).encode(),
+        "result.json": json.dumps(doc, indent=2, default=str).encode(),
+        "result.html": render_html(result, contract_doc).encode(),
     }
     manifest = write_partition(
         {},

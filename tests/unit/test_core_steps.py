@@ -312,3 +312,31 @@ def test_training_records_feature_importance_for_weighted_drift(raw_uri):
 
     text = (Path(mlflow.artifacts.download_artifacts(trained["model_uri"])) / "requirements.txt").read_text()
     assert "scikit-learn==" in text and "skops==" in text
+
+
+def test_batch_predictions_carry_a_row_key_and_the_input_version(raw_uri):
+    spec = example_spec(features={"id_columns": []})
+    _, _, v = _train_and_register(spec, raw_uri, "dag/keys")
+    registry.promote(spec.name, v["version"])
+    out = storage.read_frame(lifecycle.batch_score(spec, raw_uri, settings.lake_root(), DS)["uri"])
+    again = storage.read_frame(lifecycle.batch_score(spec, raw_uri, settings.lake_root(), DS)["uri"])
+    assert out["row_key"].is_unique and out["row_key"].str.fullmatch(r"[0-9a-f]{16}").all()
+    assert out["row_key"].tolist() == again["row_key"].tolist()  # stable across runs
+    assert set(out["input_version"]) == {storage.read_manifest(raw_uri).version}
+
+
+@pytest.mark.parametrize("setting", [0.2, {"optimize": "recall_at_precision", "min_precision": 0.9}])
+def test_the_threshold_travels_with_the_model(raw_uri, setting):
+    """A fixed or searched threshold is recorded, and the saved model applies it wherever it is loaded."""
+    spec = example_spec(evaluation={"threshold": setting})
+    trained, evaluated, v = _train_and_register(spec, raw_uri, f"dag/threshold-{type(setting).__name__}")
+    run = registry.client().get_run(trained["run_id"])
+    chosen = float(run.data.tags["mlops.threshold"])
+    assert chosen == 0.2 if setting == 0.2 else 0.0 < chosen < 1.0
+    registry.promote(spec.name, v["version"])
+    model = registry.load_verified(spec.name, v["version"])  # skops round trip keeps it
+    hold = storage.read_frame(trained["holdout_uri"])
+    X = hold.drop(columns=[spec.target])
+    proba = model.predict_proba(X)[:, list(model.classes_).index("malignant")]
+    expected = np.where(proba >= chosen, "malignant", "benign")
+    assert (model.predict(X) == expected).all()

@@ -265,4 +265,3 @@ def test_credentials_in_a_source_uri_never_reach_the_lake_or_the_error(landing, 
     with pytest.raises(storage.SourceDataError) as err:
         lifecycle.ingest(spec, "2026-01-31", settings.lake_root())
     assert "TOPSECRET" not in str(err.value) and "sig=***" in str(err.value)
-

@@ -1,0 +1,186 @@
+"""Strict source reading: malformed CSV rows are named by line, failed on or quarantined, never coerced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mlops_core import lifecycle, settings, storage
+from tests.helpers import example_spec
+
+pytestmark = pytest.mark.unit
+
+DS = "2026-01-31"
+HEADER = "id,event_date,amount,city\n"
+GOOD = [f"{i},2026-01-{1 + i % 30:02d},{i}.5,c{i % 3}\n" for i in range(1, 21)]  # 20 rows, lines 2..21
+
+
+def _land(name: str, text: str | bytes) -> str:
+    root = Path(settings.landing_root().removeprefix("file://"))
+    (root / "t").mkdir(parents=True, exist_ok=True)
+    path = root / "t" / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return f"${{MLOPS_LANDING}}/t/{name}"
+
+
+def _spec(uri: str, fmt: str = "csv", share: float = 0.0, mode: str = "snapshot", **part):
+    partition = {"mode": mode, **part}
+    return example_spec(
+        source={"uri": uri, "format": fmt, "max_rejected_share": share, "partition": partition}
+    )
+
+
+def _ingest(spec, ds: str = DS) -> dict:
+    return lifecycle.ingest(spec, ds, settings.lake_root())
+
+
+def _with(line_no: int, bad: str) -> str:
+    """The 20 good rows with the row at file line ``line_no`` replaced by ``bad``."""
+    rows = list(GOOD)
+    rows[line_no - 2] = bad
+    return HEADER + "".join(rows)
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ("7,2026-01-08,7.5,c1,extra\n", "line 8: 5 fields, header has 4"),
+        ("7,2026-01-08,7.5\n", "line 8: 3 fields, header has 4"),
+        ("7,2026-01-08,n/a,c1\n", "line 8: column 'amount' = 'n/a' is not a number"),
+        ("7,2026-01-08,N/A,c1\n", "line 8: column 'amount' = 'N/A' is not a number"),
+        ("7,2026-01-08,?,c1\n", "line 8: column 'amount' = '?' is not a number"),
+    ],
+)
+def test_a_malformed_row_fails_ingest_naming_its_line(local_dir, bad, reason):
+    spec = _spec(_land("x.csv", _with(8, bad)))
+    with pytest.raises(storage.SourceDataError) as err:
+        _ingest(spec)
+    text = str(err.value)
+    assert reason in text and "1 malformed row(s) of 20" in text and "t/x.csv" in text
+    assert "max_rejected_share" in text and "Fix the file" in text
+    assert isinstance(err.value, storage.SourceDataError) and not isinstance(
+        err.value, storage.SourceNotReady
+    )
+
+
+def test_a_truncated_last_line_is_named_truncated(local_dir):
+    text = HEADER + "".join(GOOD) + "21,2026-01-"  # the writer was cut off; no newline at the end
+    with pytest.raises(storage.SourceDataError, match=r"line 22: truncated \(2 of 4 fields\)"):
+        _ingest(_spec(_land("x.csv", text)))
+
+
+def test_the_message_lists_the_first_five_lines_and_the_share(local_dir):
+    rows = list(GOOD)
+    for n in (3, 9, 15):
+        rows[n - 2] = f"{n},2026-01-02,abc,c1\n"
+    for n in (5, 12, 18):
+        rows[n - 2] = f"{n},2026-01-02,1,c1,x\n"
+    with pytest.raises(storage.SourceDataError) as err:
+        _ingest(_spec(_land("x.csv", HEADER + "".join(rows)), share=0.1))
+    text = str(err.value)
+    assert "6 malformed row(s) of 20 (30.00%" in text and "max_rejected_share is 0.1" in text
+    assert all(f"line {n}:" in text for n in (3, 5, 9, 12, 15)) and "line 18" not in text
+    assert text.rstrip().endswith("partition") and "; ..." in text
+
+
+def test_within_the_tolerance_rows_are_quarantined_never_coerced(local_dir):
+    rows = list(GOOD)
+    rows[3 - 2] = "98,2026-01-04,n/a,c0\n"
+    rows[10 - 2] = "99,2026-01-11,10.5,c1,oops\n"
+    result = _ingest(_spec(_land("x.csv", HEADER + "".join(rows)), share=0.1))
+    assert result["rows"] == 18 and result["rejected_rows"] == 2
+    raw = storage.read_frame(result["uri"])
+    assert raw["amount"].notna().all() and raw["amount"].dtype == "float64"
+    assert not {98, 99} & set(raw["id"]) and raw["id"].dtype == "int64"
+    rejected = storage.read_frame(result["rejected_uri"])
+    assert "/rejected/ds=2026-01-31" in result["rejected_uri"]
+    assert sorted(rejected["line"].tolist()) == [3, 10]
+    by_line = rejected.set_index("line")
+    assert by_line.loc[3, "reason"] == "column 'amount' = 'n/a' is not a number"
+    assert by_line.loc[3, "raw"] == "98,2026-01-04,n/a,c0"
+    assert by_line.loc[10, "reason"] == "5 fields, header has 4"
+    assert by_line.loc[10, "raw"] == "99,2026-01-11,10.5,c1,oops\n"
+
+
+def test_a_clean_file_has_no_rejected_partition(local_dir):
+    result = _ingest(_spec(_land("x.csv", HEADER + "".join(GOOD))))
+    assert result["rejected_rows"] == 0 and "rejected_uri" not in result
+    frame = storage.read_frame(result["uri"])
+    assert frame["id"].dtype == "int64" and frame["amount"].dtype == "float64" and len(frame) == 20
+
+
+def test_a_quoted_field_with_a_newline_is_not_malformed(local_dir):
+    text = HEADER + '1,2026-01-02,1.5,"two\nlines"\n' + "".join(GOOD[1:]) + "21,2026-01-03,n/a,c1\n"
+    with pytest.raises(storage.SourceDataError, match=r"line 23: column 'amount'"):  # lines stay right
+        _ingest(_spec(_land("x.csv", text)))
+    ok = _ingest(_spec(_land("y.csv", HEADER + '1,2026-01-02,1.5,"two\nlines"\n2,2026-01-03,2,c1\n')))
+    assert storage.read_frame(ok["uri"])["city"].tolist() == ["two\nlines", "c1"]
+
+
+def test_a_fully_empty_column_and_text_nulls_are_read_as_they_are(local_dir):
+    text = "id,empty,word\n1,,n/a\n2,,x\n3,,\n"
+    frame = storage.read_frame(_ingest(_spec(_land("x.csv", text)))["uri"])
+    assert frame["empty"].isna().all() and len(frame) == 3
+    assert frame["word"].tolist()[:2] == ["n/a", "x"] and pd.isna(frame["word"].iloc[2])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", r"t/x\.csv is empty \(0 bytes\)"),
+        (HEADER.encode(), r"t/x\.csv has a header but no rows"),
+    ],
+)
+def test_an_empty_or_header_only_file_is_not_ready_naming_the_file(local_dir, content, message):
+    with pytest.raises(storage.SourceNotReady, match=message):
+        _ingest(_spec(_land("x.csv", content)))
+
+
+def test_an_empty_days_file_in_files_mode_is_not_ready(local_dir):
+    _land("d_2026-01-31.csv", b"")
+    spec = _spec("${MLOPS_LANDING}/t/d_{ds}.csv", mode="files")
+    with pytest.raises(storage.SourceNotReady, match=r"t/d_2026-01-31\.csv is empty \(0 bytes\)"):
+        _ingest(spec)
+
+
+@pytest.mark.parametrize("mode", ["snapshot", "column"])
+def test_garbage_as_parquet_names_the_file(local_dir, mode):
+    uri = _land("x.parquet", b"this is not parquet at all, just text\n" * 10)
+    part = {"column": "event_date"} if mode == "column" else {}
+    with pytest.raises(storage.SourceDataError, match=r"t/x\.parquet is not a parquet file.*ArrowInvalid"):
+        _ingest(_spec(uri, fmt="parquet", mode=mode, **part))
+    with pytest.raises(storage.SourceNotReady, match=r"t/e\.parquet is empty \(0 bytes\)"):
+        _ingest(_spec(_land("e.parquet", b""), fmt="parquet", mode=mode, **part))
+
+
+def test_column_mode_counts_malformed_rows_of_the_window_only(local_dir, monkeypatch):
+    monkeypatch.setattr(storage, "CSV_CHUNK_ROWS", 5)  # the schema holds across chunks
+    rows = list(GOOD)
+    rows[4 - 2] = "3,2026-01-03,n/a,c2\n"  # outside the 25-day window: not this run's row
+    rows[20 - 2] = "19,2026-01-30,n/a,c1\n"  # inside it
+    uri = _land("x.csv", HEADER + "".join(rows))
+    spec = _spec(uri, mode="column", column="event_date", lookback_days=25)
+    with pytest.raises(storage.SourceDataError) as err:
+        _ingest(spec)
+    assert "line 20: column 'amount' = 'n/a'" in str(err.value) and "line 4:" not in str(err.value)
+    assert "1 malformed row(s) of 15" in str(err.value)
+    result = _ingest(_spec(uri, share=0.2, mode="column", column="event_date", lookback_days=25))
+    assert result["rows"] == 14 and result["rejected_rows"] == 1
+
+
+def test_the_schema_is_decided_on_the_first_chunk(local_dir, monkeypatch):
+    monkeypatch.setattr(storage, "CSV_CHUNK_ROWS", 5)
+    rows = list(GOOD)
+    rows[15 - 2] = "14,2026-01-15,abc,c2\n"  # a later chunk: amount is numeric already
+    with pytest.raises(storage.SourceDataError, match="line 15: column 'amount' = 'abc' is not a number"):
+        _ingest(_spec(_land("x.csv", HEADER + "".join(rows))))
+
+
+def test_read_source_keeps_returning_a_frame(local_dir):
+    spec = _spec(_land("x.csv", _with(8, "7,2026-01-08,n/a,c1\n")), share=0.1)
+    frame = storage.read_source(spec.source, DS)
+    assert isinstance(frame, pd.DataFrame) and len(frame) == 19 and frame["amount"].notna().all()
+    rows, rejected = storage.read_source_strict(spec.source, DS)
+    assert len(rows) == 19 and rejected.columns.tolist() == ["file", "line", "reason", "raw"]
