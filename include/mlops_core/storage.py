@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "_manifest.json"  # the old layout's single manifest, read as version 0
 MANIFESTS = "_manifests"
 PUBLISH_ATTEMPTS = 50
-CSV_CHUNK_ROWS = 65_536
+CSV_CHUNK_ROWS = 16_384  # rows of Python strings per strict-parse chunk: bounds the reader
 PARQUET_BATCH_ROWS = 65_536
 _VERSION_FILE = re.compile(r"^(\d{20})\.json$")
 
@@ -362,7 +362,19 @@ def _create_remote(fs: AbstractFileSystem, target: str, manifest: Manifest) -> N
     (some emulators) still cannot make a writer believe it published a version it lost."""
     _checkpoint("manifest_staged")
     fs.pipe_file(target, manifest.to_json().encode(), mode="create")
-    if Manifest.from_json(fs.cat_file(target)).commit != manifest.commit:
+    # The read-back must see the store, not the filesystem's listing cache: a reader sharing this
+    # (cached) filesystem instance may have listed _manifests/ just before the create, and
+    # s3fs would then answer "no such file" for a version that is published.
+    for attempt in range(6):
+        fs.invalidate_cache(target.rsplit("/", 1)[0])
+        try:
+            stored = Manifest.from_json(fs.cat_file(target))
+            break
+        except FileNotFoundError:
+            if attempt == 5:
+                raise
+            time.sleep(0.05 * 2**attempt)
+    if stored.commit != manifest.commit:
         raise FileExistsError(target)
 
 

@@ -9,13 +9,19 @@ no emulator runs SageMaker, Vertex AI or Azure ML jobs or endpoints (see tests/c
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 import uuid
 from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
 
-from tests.helpers import example_data, install_pipeline
+from tests.helpers import REPO, example_data, install_pipeline
 
 pytestmark = pytest.mark.emulator
 
@@ -43,6 +49,79 @@ def _in_cloud(spec):
     from mlops_airflow.cloud import cloud_context
 
     return cloud_context(spec)
+
+
+# Writer processes on the emulator, one per commit step. Starting Airflow's object storage costs
+# seconds of imports, so one process pays it once and forks a writer per step. Each writer enters
+# the cloud profile (the AIRFLOW_CONN_* and MLOPS_<CLOUD>_* variables it inherits lead it to the
+# emulator and to this test's folder), rewrites its step's partition with ``rows`` rows (two frames
+# and a file), and when the commit reaches its step says so and sleeps, so the test can kill -9 it
+# exactly there (as tests/faults/test_lake_faults.py does on a disk). The forking process reports
+# each writer's pid and, once it is gone, the signal that ended it.
+WRITERS = r"""
+import os, signal, sys, time
+import pandas as pd
+from mlops_core import storage
+from mlops_core.spec import parse_spec
+from mlops_airflow.cloud import cloud_context
+from tests.helpers import example_data
+import airflow.sdk.io.fs
+
+airflow.sdk.io.fs._register_filesystems()  # imports every provider's filesystem, before forking
+cloud, rows, steps = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+children = {}
+for arg in steps:
+    step, ds = arg.split("=")
+    pid = os.fork()
+    if pid == 0:
+        def checkpoint(at, step=step):
+            if at == step:
+                print(f"PAUSED {step}", flush=True)
+                time.sleep(120)
+
+        storage._checkpoint = checkpoint
+        try:
+            with cloud_context(parse_spec(example_data(cloud=cloud))) as profile:
+                frame = pd.DataFrame({"a": range(rows), "b": [f"w{rows}"] * rows})
+                storage.write_partition(
+                    {"data": frame, "copy": frame}, profile.lake, "p", "raw", ds,
+                    files={"n.txt": str(rows).encode()},
+                )
+            print(f"DONE {step}", flush=True)
+        finally:
+            os._exit(0)
+    children[pid] = step
+    print(f"PID {step} {pid}", flush=True)
+for _ in children:
+    pid, status = os.wait()
+    print(f"ENDED {children[pid]} {os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0}", flush=True)
+"""
+
+
+def _cloud_writers(cloud: str, rows: int, days: dict[str, str]) -> subprocess.Popen[str]:
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITERS, cloud, str(rows), *(f"{s}={ds}" for s, ds in days.items())],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+
+
+def _whole(uri: str) -> tuple[int, int]:
+    """(version, rows) of the newest version read as a consumer would; every file checked against its manifest."""
+    from mlops_core import storage
+
+    m = storage.read_manifest(uri)
+    fs, path = storage.filesystem(uri)
+    for entry in m.files:
+        storage._read_entry(fs, path.rstrip("/"), uri, entry, verify=True)
+    data = storage.read_frame(uri, version=m.version)
+    copy = storage.read_frame(uri, "copy", version=m.version)
+    assert len(data) == len(copy) == m.rows and set(data["b"]) == {f"w{m.rows}"}
+    assert data.equals(copy) and storage.read_file(f"{uri}/n.txt") == str(m.rows).encode()
+    return m.version, m.rows
 
 
 def test_partitions_are_versioned_on_the_object_store(cloud):
@@ -144,6 +223,151 @@ def test_racing_writers_publish_whole_versions(cloud):
         assert newest.version == max(published) and len(storage.read_frame(uri)) == newest.rows
         if cloud != "gcp":  # a conditional create: no version lost, none shared
             assert published == [1, 2, 3, 4]
+
+
+STEPS = {"data_file": (1, 10), "data_written": (1, 10), "manifest_staged": (1, 10), "published": (2, 50)}
+
+
+def test_kill_9_at_each_commit_step_leaves_a_whole_version_on_the_object_store(cloud):
+    """A writer process killed -9 at each step of the commit, on the object store: the previous
+    version (or, once published, the new one) stays whole and the next writer publishes after it.
+
+    One writer at a time here, so the gcp-storage-emulator ignoring ``ifGenerationMatch=0`` does
+    not weaken what is checked: every assertion holds on all three stores.
+    """
+    from mlops_core import storage
+    from mlops_core.spec import parse_spec
+
+    spec = parse_spec(example_data(cloud=cloud))
+    days = {step: f"2026-01-{10 + i:02d}" for i, step in enumerate(STEPS)}  # a partition per step
+    with _in_cloud(spec) as profile:
+        uris = {}
+        for step, ds in days.items():
+            frame = pd.DataFrame({"a": range(10), "b": ["w10"] * 10})
+            m = storage.write_partition(
+                {"data": frame, "copy": frame}, profile.lake, "p", "raw", ds, files={"n.txt": b"10"}
+            )
+            assert m.version == 1
+            uris[step] = m.uri
+    # a writer per step, each stopped at its step (Airflow's hooks log to stdout too: only the
+    # writers' own words count), then killed -9 there
+    proc = _cloud_writers(cloud, 50, days)
+    pids: dict[str, int] = {}
+    paused: set[str] = set()
+    ended: dict[str, int] = {}
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            word, _, rest = line.strip().partition(" ")
+            if word in ("PID", "PAUSED"):
+                step, *pid = rest.split()
+                if word == "PID":
+                    pids[step] = int(pid[0])
+                else:
+                    paused.add(step)
+                if step in paused and step in pids:  # whichever line comes second
+                    os.kill(pids[step], signal.SIGKILL)
+            elif word == "ENDED":
+                step, sig = rest.split()
+                ended[step] = int(sig)
+            elif word == "DONE":
+                pytest.fail(f"the writer for {rest} was never stopped at its step")
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            for pid in pids.values():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            proc.kill()
+            proc.wait(10)
+    assert paused == set(STEPS) and ended == dict.fromkeys(STEPS, signal.SIGKILL), (paused, ended)
+    with _in_cloud(spec) as profile:
+        for step, visible in STEPS.items():
+            assert _whole(uris[step]) == visible, step  # the previous version (or the new one), whole
+            # nothing the killed writer left behind blocks the next writer
+            frame = pd.DataFrame({"a": range(7), "b": ["w7"] * 7})
+            m = storage.write_partition(
+                {"data": frame, "copy": frame}, profile.lake, "p", "raw", days[step], files={"n.txt": b"7"}
+            )
+            assert m.version == visible[0] + 1, step
+            assert _whole(uris[step]) == (visible[0] + 1, 7), step
+
+
+def test_reader_never_sees_an_error_or_a_mismatch_during_rewrites_on_the_object_store(cloud, request):
+    """A reader looping while a writer rewrites the partition: hundreds of reads, none fails, and
+    every frame read is exactly one a writer wrote (version ``k`` writes ``10 + k`` rows, all ``k``).
+
+    One writer, so this holds on the gcp-storage-emulator too (it ignores ``ifGenerationMatch=0``,
+    which only racing writers rely on; see test_racing_writers_publish_whole_versions).
+    """
+    import contextvars
+    import logging
+
+    from mlops_core import storage
+    from mlops_core.spec import parse_spec
+
+    def frame(k: int) -> pd.DataFrame:
+        return pd.DataFrame({"k": [k] * (10 + k), "a": range(10 + k)})
+
+    spec = parse_spec(example_data(cloud=cloud))
+    min_reads, max_seconds = 200, 12.0
+    # the Azure SDK logs every request and response at INFO: thousands here, and slow to format
+    http_log = logging.getLogger("azure.core.pipeline.policies.http_logging_policy")
+    level = http_log.level
+    http_log.setLevel(logging.WARNING)  # setLevel, not setattr: it clears the loggers' level cache
+    request.addfinalizer(lambda: http_log.setLevel(level))
+    with _in_cloud(spec) as profile:
+        m = storage.write_partition({"data": frame(1)}, profile.lake, "p", "raw", "2026-01-20")
+        assert m.version == 1
+        uri = m.uri
+        published: list[int] = [1]
+        seen: list[int] = []
+        mismatches: list[int] = []
+        errors: list[BaseException] = []
+        done = threading.Event()
+        deadline = time.monotonic() + max_seconds
+
+        def write_loop() -> None:  # rewrites until the reader has its reads (or time is up)
+            try:
+                while len(seen) < min_reads and time.monotonic() < deadline:
+                    k = published[-1] + 1
+                    m = storage.write_partition({"data": frame(k)}, profile.lake, "p", "raw", "2026-01-20")
+                    assert m.version == k
+                    published.append(k)
+                    time.sleep(0.03)  # a rewrite every few dozen ms: the reader gets its turn too
+            except BaseException as exc:  # noqa: BLE001 - every failure is the finding
+                errors.append(exc)
+            finally:
+                done.set()
+
+        def read_loop() -> None:
+            while not done.is_set():
+                try:
+                    got = storage.read_frame(uri)  # lists _manifests/ afresh (no cached listing)
+                except BaseException as exc:  # noqa: BLE001 - every failure is the finding
+                    errors.append(exc)
+                    continue
+                k = int(got["k"].iloc[0]) if len(got) else -1
+                if not got.equals(frame(k)):
+                    mismatches.append(k)
+                seen.append(k)
+
+        # each thread in a copy of this context (the profile's connection)
+        threads = [
+            threading.Thread(target=contextvars.copy_context().run, args=(fn,))
+            for fn in (write_loop, read_loop)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(max_seconds + 30)
+        assert not any(t.is_alive() for t in threads)
+    assert errors == [] and mismatches == [], (errors[:3], mismatches[:3])
+    assert len(seen) >= min_reads, (len(seen), len(published))  # hundreds of reads
+    assert seen == sorted(seen) and set(seen) <= set(published)  # only forward, only written versions
+    assert len(set(seen)) > 5, sorted(set(seen))  # the reader really did run through rewrites
 
 
 def test_training_dag_runs_with_its_lake_on_the_emulator(cloud, airflow_db, request):
