@@ -22,6 +22,36 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def check_header(spec: PipelineSpec, columns: list[str], source: str, *, with_target: bool) -> None:
+    """Columns the YAML names (features, ids, times, the target for training) must be in the data.
+
+    Checked at ingest, so a typo or a renamed column fails there, naming the columns, instead of
+    surfacing later as a confusing training or scoring error.
+    """
+    f = spec.features
+    named = {
+        **dict.fromkeys(f.include or [], "features.include"),
+        **dict.fromkeys(f.categorical, "features.categorical"),
+        **dict.fromkeys(f.id_columns, "features.id_columns"),
+        **dict.fromkeys(f.time_columns, "features.time_columns"),
+        **({spec.target: "target"} if with_target else {}),
+    }
+    missing = [f"{name} ({where})" for name, where in named.items() if name not in columns]
+    if missing:
+        import difflib
+
+        hints = [
+            f"{m.split(' ')[0]!r} -> {close[0]!r}?"
+            for m in missing
+            if (close := difflib.get_close_matches(m.split(" ")[0], columns, n=1))
+        ]
+        raise storage.SourceDataError(
+            f"source {source} has no column(s) {', '.join(missing)}; its header has {columns[:30]}"
+            + (f"; did you mean {', '.join(hints)}" if hints else "")
+            + ". Fix the names in the pipeline YAML or the data"
+        )
+
+
 def ingest(
     spec: PipelineSpec,
     ds: str,
@@ -35,6 +65,7 @@ def ingest(
     """Source rows for ``ds`` -> ``<lake>/<name>/<stage>/ds=<ds>/data.parquet`` (atomic, with manifest)."""
     frame, rejected = storage.read_source_strict(spec.source, ds, source_options, lookback_days=lookback_days)
     source_uri = settings.redact(storage.expand(spec.source.uri))
+    check_header(spec, list(frame.columns), source_uri, with_target=stage == "raw")
     manifest = storage.write_partition(
         {"data": frame},
         lake_root,

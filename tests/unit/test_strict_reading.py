@@ -184,3 +184,21 @@ def test_read_source_keeps_returning_a_frame(local_dir):
     assert isinstance(frame, pd.DataFrame) and len(frame) == 19 and frame["amount"].notna().all()
     rows, rejected = storage.read_source_strict(spec.source, DS)
     assert len(rows) == 19 and rejected.columns.tolist() == ["file", "line", "reason", "raw"]
+
+
+def test_columns_the_yaml_names_are_checked_against_the_header_at_ingest(landing):
+    from mlops_core import lifecycle, settings, storage
+    from tests.helpers import example_spec
+
+    spec = example_spec(
+        features={"id_columns": ["recordid"], "time_columns": ["event_date"]}, target="diagnosis"
+    )
+    with pytest.raises(storage.SourceDataError) as err:
+        lifecycle.ingest(spec, "2026-01-31", settings.lake_root())
+    text = str(err.value)
+    assert "no column(s) recordid (features.id_columns)" in text and "'recordid' -> 'record_id'?" in text
+    scoring = example_spec(target="label_not_in_scoring_data")
+    # scoring and monitoring data have no target: only training ingest requires it
+    assert lifecycle.ingest(scoring, "2026-01-31", settings.lake_root(), stage="batch")["rows"] > 0
+    with pytest.raises(storage.SourceDataError, match=r"label_not_in_scoring_data \(target\)"):
+        lifecycle.ingest(scoring, "2026-01-31", settings.lake_root())
