@@ -221,30 +221,11 @@ def _load_quietly(root: Any) -> Any:
         return mlflow.sklearn.load_model(str(root))
 
 
-def load_unregistered(model_uri: str, *, allow_pickle: bool = False) -> Any:
-    """Load a just-trained model (no registered digest yet): skops only, unless ``allow_pickle``."""
-    import tempfile
-    from pathlib import Path
+def _load_checked(model_uri: str, label: str, *, allow_pickle: bool, digest: str | None) -> Any:
+    """Download once; check the digest (when given) and the format on that copy; load that copy.
 
-    import mlflow
-
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp))
-        fmt = serialization_format(root)
-        if fmt != "skops" and not allow_pickle:
-            raise ArtifactRefused(
-                f"{model_uri} is saved with {fmt!r}, which runs code when loaded; only skops models load "
-                "unless the pipeline sets model.allow_pickle: true"
-            )
-        return _load_quietly(root)
-
-
-def load_verified(name: str, version: str, *, allow_pickle: bool = False) -> Any:
-    """Load ``name`` v``version`` only if its files hash to the digest recorded at registration.
-
-    The files are downloaded once, hashed, checked and loaded from that same copy (nothing can
-    change between the check and the load). A model saved with pickle/cloudpickle loads only
-    with ``allow_pickle`` (``model.allow_pickle`` in the spec): unpickling runs code. skops models
+    Nothing can change between the check and the load. A model saved with pickle/cloudpickle
+    loads only with ``allow_pickle`` (``model.allow_pickle``): unpickling runs code. skops models
     load with the trusted types written in their ``MLmodel`` at training, which the digest covers.
     """
     import tempfile
@@ -252,6 +233,29 @@ def load_verified(name: str, version: str, *, allow_pickle: bool = False) -> Any
 
     import mlflow
 
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp))
+        if digest is not None and (got := _digest_dir(root)) != digest:
+            raise ArtifactRefused(
+                f"{label}: its artifact files changed since registration (sha256 {got[:12]} != "
+                f"recorded {digest[:12]}); refusing to load it. Restore the artifacts or re-run training"
+            )
+        fmt = serialization_format(root)
+        if fmt != "skops" and not allow_pickle:
+            raise ArtifactRefused(
+                f"{label} is saved with {fmt!r}, which runs code when loaded; only skops models load "
+                "unless the pipeline sets model.allow_pickle: true (see README 'Security catalogue')"
+            )
+        return _load_quietly(root)
+
+
+def load_unregistered(model_uri: str, *, allow_pickle: bool = False) -> Any:
+    """Load a just-trained model (no registered digest yet): skops only, unless ``allow_pickle``."""
+    return _load_checked(model_uri, model_uri, allow_pickle=allow_pickle, digest=None)
+
+
+def load_verified(name: str, version: str, *, allow_pickle: bool = False) -> Any:
+    """Load ``name`` v``version`` only if its files hash to the digest recorded at registration."""
     try:
         tags = dict(client().get_model_version(name, version).tags)
     except Exception as err:
@@ -262,21 +266,9 @@ def load_verified(name: str, version: str, *, allow_pickle: bool = False) -> Any
             f"{name} v{version} has no {DIGEST_TAG} tag (registered without an artifact digest), so "
             "its files cannot be verified; re-run the training DAG to register a verifiable version"
         )
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=tmp))
-        got = _digest_dir(root)
-        if got != want:
-            raise ArtifactRefused(
-                f"{name} v{version}: its artifact files changed since registration (sha256 {got[:12]} != "
-                f"recorded {want[:12]}); refusing to load it. Restore the artifacts or re-run training"
-            )
-        fmt = serialization_format(root)
-        if fmt != "skops" and not allow_pickle:
-            raise ArtifactRefused(
-                f"{name} v{version} is saved with {fmt!r}, which runs code when loaded; only skops models "
-                "load unless the pipeline sets model.allow_pickle: true (see README 'Security catalogue')"
-            )
-        return _load_quietly(root)
+    return _load_checked(
+        f"models:/{name}/{version}", f"{name} v{version}", allow_pickle=allow_pickle, digest=want
+    )
 
 
 def _ensure_model(c: MlflowClient, name: str) -> None:

@@ -990,22 +990,25 @@ def _parquet_chunks(
         yield dataset.schema.empty_table().to_pandas()  # _select_window names what is missing
         return
     expr = _window_filter(dataset.schema, window) if window is not None else None
-    # no read-ahead and no pre-buffering of whole column chunks: pages are decoded as batches are
-    # consumed, so peak memory follows the batch and the kept rows, not the row group
-    scan_options = pads.ParquetFragmentScanOptions(
-        pre_buffer=False, use_buffered_stream=True, buffer_size=1 << 20
-    )
-    scanner = dataset.scanner(
-        columns=columns,
-        filter=expr,
-        batch_size=PARQUET_BATCH_ROWS,
-        use_threads=False,
-        batch_readahead=1,
-        fragment_readahead=1,
-        fragment_scan_options=scan_options,
-    )
-    for batch in scanner.to_batches():
+    for batch in dataset.scanner(columns=columns, filter=expr, **_scan_options()).to_batches():
         yield batch.to_pandas()
+
+
+def _scan_options() -> dict[str, Any]:
+    """Scanner settings for bounded memory: one batch read ahead, and no pre-buffering of whole
+    column chunks (pages are decoded as batches are consumed, so peak memory follows the batch
+    and the kept rows, not the row group)."""
+    import pyarrow.dataset as pads
+
+    return {
+        "batch_size": PARQUET_BATCH_ROWS,
+        "use_threads": False,
+        "batch_readahead": 1,
+        "fragment_readahead": 1,
+        "fragment_scan_options": pads.ParquetFragmentScanOptions(
+            pre_buffer=False, use_buffered_stream=True, buffer_size=1 << 20
+        ),
+    }
 
 
 def _parquet_exact_window(
@@ -1026,22 +1029,10 @@ def _parquet_exact_window(
     expr = _window_filter(dataset.schema, window)
     if expr is None:
         return None
-    scan_options = pads.ParquetFragmentScanOptions(
-        pre_buffer=False, use_buffered_stream=True, buffer_size=1 << 20
-    )
     # the system allocator hands freed decode buffers back at once; Arrow's default pool keeps
     # them for reuse, which measured as ~2x the window's size of extra peak (benchmarks/memory.py)
     pool = pa.system_memory_pool()
-    table = dataset.to_table(
-        columns=columns,
-        filter=expr,
-        batch_size=PARQUET_BATCH_ROWS,
-        use_threads=False,
-        batch_readahead=1,
-        fragment_readahead=1,
-        fragment_scan_options=scan_options,
-        memory_pool=pool,
-    )
+    table = dataset.to_table(columns=columns, filter=expr, memory_pool=pool, **_scan_options())
     frame = table.to_pandas(self_destruct=True, split_blocks=True, memory_pool=pool)
     del table
     return frame

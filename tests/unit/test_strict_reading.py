@@ -28,7 +28,9 @@ def _land(name: str, text: str | bytes) -> str:
 def _spec(uri: str, fmt: str = "csv", share: float = 0.0, mode: str = "snapshot", **part):
     partition = {"mode": mode, **part}
     return example_spec(
-        source={"uri": uri, "format": fmt, "max_rejected_share": share, "partition": partition}
+        source={"uri": uri, "format": fmt, "max_rejected_share": share, "partition": partition},
+        target="city",  # the test files' own columns (ingest checks the YAML's names against them)
+        features={"id_columns": ["id"]},
     )
 
 
@@ -120,7 +122,7 @@ def test_a_quoted_field_with_a_newline_is_not_malformed(local_dir):
 
 
 def test_a_fully_empty_column_and_text_nulls_are_read_as_they_are(local_dir):
-    text = "id,empty,word\n1,,n/a\n2,,x\n3,,\n"
+    text = "id,empty,word,city\n1,,n/a,c1\n2,,x,c2\n3,,,c1\n"
     frame = storage.read_frame(_ingest(_spec(_land("x.csv", text)))["uri"])
     assert frame["empty"].isna().all() and len(frame) == 3
     assert frame["word"].tolist()[:2] == ["n/a", "x"] and pd.isna(frame["word"].iloc[2])
