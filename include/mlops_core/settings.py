@@ -43,13 +43,21 @@ def landing_root() -> str:
     )
 
 
+# URIs this package derived itself (not from the environment). ``mlflow.set_tracking_uri`` writes
+# its argument into ``$MLFLOW_TRACKING_URI`` (for subprocesses), so without this record the first
+# derived store would stick for the life of the process even after ``MLOPS_LOCAL_DIR`` changed.
+_DERIVED: set[str] = set()
+
+
 def tracking_uri() -> str:
-    """MLflow tracking URI: ``$MLFLOW_TRACKING_URI`` or a SQLite store under ``.local/mlflow``."""
+    """MLflow tracking URI: ``$MLFLOW_TRACKING_URI`` (when set by the user) or a SQLite store under ``.local/mlflow``."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
+    if env and env not in _DERIVED:
         return env
     db = local_dir() / "mlflow" / "mlflow.db"
-    return f"sqlite:///{db}"
+    uri = f"sqlite:///{db}"
+    _DERIVED.add(uri)
+    return uri
 
 
 def artifact_root() -> str:
