@@ -153,7 +153,16 @@ class MlopsStep:
         """The data day (``YYYY-MM-DD``): the rendered ``partition_date`` when given, else :func:`data_day`."""
         text = str(self.partition_date or "").strip()
         if text and text != "None":
-            return text[:10]
+            from datetime import date, datetime
+
+            try:  # a date or an ISO datetime, nothing else: a run's conf can reach this field
+                return (
+                    date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text).date()
+                ).isoformat()
+            except ValueError:
+                raise ValueError(
+                    f"partition_date {text[:40]!r} is not YYYY-MM-DD (or an ISO datetime)"
+                ) from None
         return data_day(context)
 
     @staticmethod

@@ -265,3 +265,22 @@ def test_credentials_in_a_source_uri_never_reach_the_lake_or_the_error(landing, 
     with pytest.raises(storage.SourceDataError) as err:
         lifecycle.ingest(spec, "2026-01-31", settings.lake_root())
     assert "TOPSECRET" not in str(err.value) and "sig=***" in str(err.value)
+
+
+@pytest.mark.parametrize("forged", ["../../etc/passwd", "2026-01-31/../../x", "2026-13-45"])
+def test_a_forged_partition_date_param_is_refused_before_anything_is_read(landing, forged):
+    """The trigger form's partition_date is validated by its Param schema; a conf sent around it
+    (CLI, API) still cannot become a path: the data day must parse as a date."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlops_airflow.operators import IngestOperator
+    from mlops_core import settings
+    from tests.helpers import example_spec
+
+    op = IngestOperator(task_id="ingest", pipeline=example_spec(), partition_date=forged)
+    with pytest.raises((ValueError, AirflowFailException), match="not YYYY-MM-DD|is not a"):
+        op.execute({"dag_run": SimpleNamespace(run_type="manual"), "triggering_asset_events": {}})
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    assert not (Path(urlparse(settings.lake_root()).path) / "breast_cancer").exists()
