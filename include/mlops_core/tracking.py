@@ -24,8 +24,15 @@ def configure() -> Any:
         from pathlib import Path
 
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    user_set = os.environ.get("MLFLOW_TRACKING_URI") == uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if not user_set:
+        # mlflow.set_tracking_uri exports its argument for subprocesses; a store this package
+        # derived (from MLOPS_LOCAL_DIR) must not become every later subprocess's "user" setting
+        # (the Airflow services a test or the demo starts, with their own MLOPS_LOCAL_DIR)
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
     _register_lake_source()
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
