@@ -88,17 +88,13 @@ def read_reference(spec: PipelineSpec) -> tuple[pd.DataFrame, str, int | None]:
 
 
 def champion_importance(spec: PipelineSpec) -> dict[str, float]:
-    """The champion's feature importance per input column (``feature_importance.json`` of its run), or {}."""
-    client = registry.client()
-    version = registry.alias_version(spec.registered_model_name, registry.CHAMPION)
-    if version is None:
-        return {}
-    run_id = str(client.get_model_version(spec.registered_model_name, version).run_id)
-    try:
-        import mlflow
+    """The champion's feature importance per input column (``feature_importance.json`` of its run), or {}.
 
-        raw = mlflow.artifacts.load_dict(f"runs:/{run_id}/feature_importance.json")
-    except Exception:  # an older champion without the artifact: equal weights, said in the log
+    {} when there is no champion or it recorded none (equal weights, said in the log); a registry
+    outage raises rather than silently changing how the drift share is weighted.
+    """
+    raw, _, _ = registry.champion_artifact(spec.registered_model_name, "feature_importance.json")
+    if raw is None:
         return {}
     return {str(k): max(float(v), 0.0) for k, v in raw.items() if isinstance(v, int | float)}
 

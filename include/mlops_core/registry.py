@@ -271,6 +271,27 @@ def load_verified(name: str, version: str, *, allow_pickle: bool = False) -> Any
     )
 
 
+def champion_artifact(name: str, path: str) -> tuple[dict[str, Any] | None, str | None, str | None]:
+    """A JSON artifact of the champion's training run: (content, version, run_id).
+
+    ``(None, None, None)`` without a champion; ``(None, version, run_id)`` when that run has no
+    such artifact (trained before it was recorded). Registry or artifact-store errors raise
+    :class:`RegistryUnavailable`: a missing answer is never mistaken for a missing artifact.
+    """
+    import mlflow
+
+    version = alias_version(name, CHAMPION)
+    if version is None:
+        return None, None, None
+    try:
+        run_id = client().get_model_version(name, version).run_id
+        listed = {a.path for a in client().list_artifacts(run_id)} if run_id else set()
+        content = mlflow.artifacts.load_dict(f"runs:/{run_id}/{path}") if path in listed else None
+    except Exception as err:
+        raise unavailable(err, f"reading {path} of {name} v{version}") from err
+    return content, version, run_id
+
+
 def _ensure_model(c: MlflowClient, name: str) -> None:
     try:
         c.create_registered_model(name, tags={"mlops.pipeline": name})

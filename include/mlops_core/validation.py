@@ -276,25 +276,17 @@ def champion_contract(spec: PipelineSpec) -> tuple[dict[str, Any] | None, str]:
     registry or artifact-store error raises (:class:`~mlops_core.registry.RegistryUnavailable`
     from the alias lookup): a partition is never waved through because MLflow was down.
     """
-    import mlflow
-
     from mlops_core import registry
 
     name = spec.registered_model_name
-    version = registry.alias_version(name, registry.CHAMPION)
+    contract, version, run_id = registry.champion_artifact(name, "contract.json")
     if version is None:
         return None, f"no champion of {name} yet: no contract to check"
-    try:
-        run_id = registry.client().get_model_version(name, version).run_id
-        listed = {a.path for a in registry.client().list_artifacts(run_id)} if run_id else set()
-    except Exception as err:
-        raise registry.unavailable(err, f"reading the contract of {name} v{version}") from err
-    if "contract.json" not in listed:
+    if contract is None:
         return (
             None,
             f"champion {name} v{version} (run {run_id}) has no contract.json (trained before contracts)",
         )
-    contract = mlflow.artifacts.load_dict(f"runs:/{run_id}/contract.json")
     return contract, f"checked against the contract of champion {name} v{version} (run {run_id})"
 
 
