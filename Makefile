@@ -16,16 +16,24 @@ export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(AIRFLOW_HOME)/airflow.db
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= True
 
-.PHONY: install browser emulators demo test test-fast test-stack test-clouds lint typecheck airflow mlflow-ui bench bench-quick clean
+.PHONY: install lock browser emulators demo test test-fast test-stack test-clouds lint typecheck airflow mlflow-ui bench bench-quick clean
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+# The venv holds the dev lock (the runtime lock + test tools); the image holds requirements.txt only.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.8
-	$(BIN)/uv pip install --python $(BIN)/python -q -r requirements.txt
+	$(BIN)/uv pip install --python $(BIN)/python -q -r requirements-dev.txt
 	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e .
 	touch $@
 
 install: $(VENV)/.installed
+
+# Rebuild both locks (Python 3.11): the runtime one, then the dev one constrained by it.
+# Existing pins are kept unless requirements*.in ask for something else (uv prefers them).
+lock:
+	test -x $(BIN)/uv || { $(PY) -m venv $(VENV) && $(BIN)/python -m pip install -q uv==0.13.8; }
+	$(BIN)/uv pip compile requirements.in --python-version 3.11 -o requirements.txt
+	$(BIN)/uv pip compile requirements-dev.in -c requirements.txt --python-version 3.11 -o requirements-dev.txt
 
 demo: install
 	$(BIN)/python -m mlops_airflow.demo

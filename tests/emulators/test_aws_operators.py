@@ -17,62 +17,20 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
-from tests.emulators.conftest import _free_port, _stop, _wait_port
 from tests.helpers import example_spec
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 pytestmark = pytest.mark.emulator
 
 REPO = Path(__file__).resolve().parents[2]
 DS = "2026-01-31"
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An MLflow server (remote training needs one its jobs can reach)."""
-    home = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("mlflow")),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{home / 'mlflow.db'}",
-            "--default-artifact-root",
-            (home / "artifacts").as_uri(),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    _wait_port(port, proc, "mlflow server", timeout=120)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=5):
-                break
-        except OSError:
-            time.sleep(0.5)
-    yield url
-    _stop(proc)
 
 
 @pytest.fixture
