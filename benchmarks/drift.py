@@ -1,12 +1,21 @@
-"""Drift benchmark: this package's engine vs Evidently's full DataDriftPreset, in one run.
+"""Drift benchmark: this package's engine and its whole drift_check step vs Evidently, in one run.
 
 Data: N rows x 20 columns (15 numeric, 5 categorical). In the current frame 5 columns are
 shifted: 3 numeric by +0.2 standard deviations, 2 categorical by moving 10 points of share
 between two categories; the other 15 are drawn from the same distributions as the reference.
 
+Measured side by side, like for like:
+
+- the engine on its bounded sample (10,000 rows per side);
+- the drift_check step on a report day: the engine + the Evidently report it renders on the same
+  sample (:func:`mlops_core.drift.evidently_report`, HTML + snapshot JSON);
+- Evidently's ``DataDriftPreset`` on the same bounded sample (what the engine's sampling buys is
+  then visible apart from what the engine's own code costs);
+- Evidently's ``Report([DataDriftPreset()]).run(current, reference)`` on the full frames.
+
 Goal at 1,000,000 rows: the engine flags all 5 shifted columns, at most 1 of the 15 others, and
-is at least 10x faster than ``Report([DataDriftPreset()]).run(current, reference)`` on the full
-frames. Library imports are done before any timing, for both.
+is at least 10x faster than Evidently on the full frames. Library imports are done before any
+timing, for both.
 
     .venv/bin/python benchmarks/drift.py [--rows 1000000] [--scales 10000,100000,1000000]
 """
@@ -54,6 +63,30 @@ def engine(ref, cur):
     return time.perf_counter() - start, set(res.drifted_columns)
 
 
+def step(ref, cur):
+    """What drift_check computes on a report day: the verdicts, then the Evidently report on the same sample."""
+    from mlops_core.drift import compute_drift, evidently_report
+
+    start = time.perf_counter()
+    res = compute_drift(ref, cur, NUMERIC, CATEGORICAL, sample_size=10_000, seed=0)
+    html, snapshot = evidently_report(ref, cur, res, sample_size=10_000)
+    elapsed = time.perf_counter() - start
+    if "<html" not in html[:500].lower() or len(snapshot.get("metrics", [])) < len(NUMERIC + CATEGORICAL):
+        raise SystemExit("ERROR: the drift_check step rendered no report")
+    return elapsed, set(res.drifted_columns)
+
+
+def evidently_sampled(ref, cur):
+    """Evidently's default DataDriftPreset on the engine's bounded, seeded sample."""
+    import numpy as np
+
+    from mlops_core.drift import _sample
+
+    rng = np.random.default_rng(0)
+    cols = NUMERIC + CATEGORICAL
+    return evidently_full(_sample(ref[cols], 10_000, rng), _sample(cur[cols], 10_000, rng))
+
+
 def evidently_full(ref, cur):
     from evidently import Report
     from evidently.presets import DataDriftPreset
@@ -90,6 +123,7 @@ def main() -> int:
 
     warm_ref, warm_cur = make(2000, 99)
     engine(warm_ref, warm_cur)
+    step(warm_ref, warm_cur)
     evidently_full(warm_ref, warm_cur)
 
     print("engine time by size (sample 10,000 rows per side):")
@@ -100,15 +134,23 @@ def main() -> int:
 
     ref, cur = make(args.rows, 1)
     t_engine, found_engine = engine(ref, cur)
+    t_step, found_step = step(ref, cur)
+    t_sample, found_sample = evidently_sampled(ref, cur)
     t_ev, found_ev = evidently_full(ref, cur)
     print(f"\n{args.rows:,} rows x 20 columns, measured side by side:")
-    print(f"  engine (sampled)             : {t_engine:8.3f} s   {verdict(found_engine)}")
-    print(f"  Evidently DataDriftPreset    : {t_ev:8.3f} s   {verdict(found_ev)}")
-    print(f"  ratio Evidently / engine     : {t_ev / t_engine:8.1f}x   (goal >= 10)")
+    print(f"  engine (sampled, 10,000 rows/side)   : {t_engine:8.3f} s   {verdict(found_engine)}")
+    print(f"  drift_check step (engine + report)   : {t_step:8.3f} s   {verdict(found_step)}")
+    print(f"  Evidently DataDriftPreset, same sample: {t_sample:8.3f} s   {verdict(found_sample)}")
+    print(f"  Evidently DataDriftPreset, full frames: {t_ev:8.3f} s   {verdict(found_ev)}")
+    print(f"  ratio Evidently full / engine         : {t_ev / t_engine:8.1f}x   (goal >= 10)")
+    print(f"  ratio Evidently same sample / engine  : {t_sample / t_engine:8.1f}x   (like for like)")
+    print(
+        f"  ratio Evidently full / drift_check    : {t_ev / t_step:8.1f}x   (the whole step, report included)"
+    )
     ok = found_engine >= SHIFTED and len(found_engine - SHIFTED) <= 1 and t_ev / t_engine >= 10
-    print(f"  goal met                     : {ok}")
+    print(f"  goal met                              : {ok}")
     # correctness fails the run (CI's quick mode); the speed goal is only reported (noisy machine)
-    if not found_engine >= SHIFTED:
+    if not found_engine >= SHIFTED or found_step != found_engine:
         print(f"  ERROR: the engine missed shifted columns {sorted(SHIFTED - found_engine)}")
         return 1
     return 0

@@ -21,6 +21,7 @@ jensen_shannon categorical   Jensen-Shannon distance (base 2)           d > 0.1
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -216,16 +217,18 @@ def compute_drift(
     )
 
 
-def evidently_html(
+def evidently_report(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     result: DriftResult,
     *,
     sample_size: int = 10_000,
-) -> str:
-    """Evidently 0.7 Report (DataDriftPreset with the same methods and thresholds + DataSummaryPreset) as HTML.
+) -> tuple[str, dict[str, Any]]:
+    """Evidently 0.7 Report (DataDriftPreset with the same methods and thresholds + DataSummaryPreset).
 
     Rendered on the same bounded, seeded samples the verdicts used, so it is quick and it agrees.
+    Returns the HTML page and the snapshot's own JSON (``Snapshot.dict()``: every metric with its
+    method and threshold, what machines and tests read).
     """
     import numpy as np
     from evidently import DataDefinition, Dataset, Report
@@ -247,7 +250,40 @@ def evidently_html(
         current_data=Dataset.from_pandas(cur, data_definition=definition),
         reference_data=Dataset.from_pandas(ref, data_definition=definition),
     )
-    return _snapshot_html(snapshot)
+    return _snapshot_html(snapshot), json.loads(snapshot.json())
+
+
+def evidently_html(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    result: DriftResult,
+    *,
+    sample_size: int = 10_000,
+) -> str:
+    """The HTML page of :func:`evidently_report`."""
+    return evidently_report(reference, current, result, sample_size=sample_size)[0]
+
+
+def report_drift_tests(snapshot: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per column, the drift test Evidently ran as its snapshot JSON records it: method, threshold, value.
+
+    Evidently 0.7 names each per-column metric ``ValueDrift(column=<c>,method=<m>,threshold=<t>)``.
+    """
+    import re
+
+    found: dict[str, dict[str, Any]] = {}
+    pattern = re.compile(
+        r"ValueDrift\(column=(?P<column>.+?),method=(?P<method>.+?),threshold=(?P<threshold>[^)]+)\)"
+    )
+    for metric in snapshot.get("metrics", []):
+        match = pattern.fullmatch(str(metric.get("metric_name", "")))
+        if match:
+            found[match["column"]] = {
+                "method": match["method"],
+                "threshold": float(match["threshold"]),
+                "value": metric.get("value"),
+            }
+    return found
 
 
 _NO_DATA = "<!-- no embedded data -->"  # what Evidently's template leaves when asked not to embed data

@@ -3,10 +3,12 @@ and the policy that decides when drift should retrain the model.
 
 Outputs per monitored day ``ds`` (re-runs overwrite, never append):
 
-- ``<lake>/<name>/reports/drift/ds=<ds>/report.html`` (Evidently) and ``drift.json`` (verdicts);
+- ``<lake>/<name>/reports/drift/ds=<ds>/drift.json`` (verdicts, always), ``report.html`` and
+  ``report.json`` (the Evidently report and its snapshot JSON: on drifted days by default, see
+  ``monitoring.report``);
 - ``<lake>/<name>/drift_history/ds=<ds>/data.parquet``: one row per column with the day's totals;
 - an MLflow run per day in experiment ``mlops/<name>/monitoring`` with metrics ``drift_share``,
-  ``n_drifted``, ``rows`` and the HTML report as an artifact.
+  ``n_drifted``, ``rows`` and the HTML report (when built) as an artifact.
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ def _columns(spec: PipelineSpec, reference: pd.DataFrame) -> tuple[list[str], li
     return numeric, categorical
 
 
-def _mlflow_day_run(spec: PipelineSpec, ds: str, result: Any, html: str, tags: dict[str, str]) -> str:
+def _mlflow_day_run(spec: PipelineSpec, ds: str, result: Any, html: str | None, tags: dict[str, str]) -> str:
     """Log (or re-log, on a re-run) the day's metrics and report to one MLflow run per day."""
     import mlflow
 
@@ -129,7 +131,8 @@ def _mlflow_day_run(spec: PipelineSpec, ds: str, result: Any, html: str, tags: d
         mlflow.log_metrics(
             {"drift_share": result.drift_share, "n_drifted": result.n_drifted, "rows": result.rows}
         )
-        mlflow.log_text(html, "drift_report.html")
+        if html is not None:
+            mlflow.log_text(html, "drift_report.html")
         mlflow.log_dict(result.summary(), "drift_summary.json")
     return str(run.info.run_id)
 
@@ -142,8 +145,13 @@ def check(
     *,
     run_type: str = "",
     tags: dict[str, str] | None = None,
+    report: bool = False,
 ) -> dict[str, Any]:
-    """Drift of the partition at ``current_uri`` against the reference; writes report, history and MLflow run."""
+    """Drift of the partition at ``current_uri`` against the reference; writes verdicts, history and MLflow run.
+
+    The Evidently report is built as ``monitoring.report`` says, or whenever ``report`` is true
+    (a run that asks for it).
+    """
     from mlops_core import drift, tracking
 
     tracking.configure()
@@ -171,7 +179,20 @@ def check(
                 "%s: the champion recorded no feature importance; drift share counts columns equally",
                 spec.name,
             )
-    html = drift.evidently_html(reference, current, result, sample_size=m.sample_size)
+    drifted = result.drift_share >= m.drift_share or bool(result.critical_drifted)
+    html: str | None = None
+    files: dict[str, bytes] = {}
+    if report or m.report == "always" or (m.report == "drifted" and drifted):
+        html, snapshot = drift.evidently_report(reference, current, result, sample_size=m.sample_size)
+        files = {"report.html": html.encode(), "report.json": json.dumps(snapshot, default=str).encode()}
+    else:
+        log.info(
+            "%s ds=%s: no Evidently report (monitoring.report is %r and the day did not drift); "
+            "trigger the run with the 'report' param to build one",
+            spec.name,
+            ds,
+            m.report,
+        )
     summary = {
         **result.summary(),
         "ds": ds,
@@ -180,14 +201,14 @@ def check(
         "current_uri": current_uri,
         "run_type": run_type,
     }
-    report = storage.write_partition(
+    written = storage.write_partition(
         {},
         lake_root,
         spec.name,
         "reports/drift",
         ds,
         files={
-            "report.html": html.encode(),
+            **files,
             "drift.json": json.dumps(
                 {**summary, "columns": [asdict(c) for c in result.columns]}, indent=2, default=str
             ).encode(),
@@ -207,11 +228,12 @@ def check(
         len(result.columns),
         result.drift_share,
         result.drifted_columns,
-        report.uri,
+        written.uri,
     )
     return {
         **summary,
-        "report_uri": storage.join(report.uri, "report.html"),
+        "report_uri": storage.join(written.uri, "report.html") if html is not None else None,
+        "verdicts_uri": storage.join(written.uri, "drift.json"),
         "history_uri": history.uri,
         "mlflow_run_id": run_id,
     }

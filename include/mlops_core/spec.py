@@ -358,6 +358,11 @@ class MonitoringSpec(_Model):
     ``consecutive_days`` days all drifted, each with at least ``min_rows`` rows, and the last
     training is at least ``cooldown_days`` before the monitored day. Backfilled days fill the
     history but fire only with ``retrain_on_backfill``.
+
+    ``report``: when the Evidently HTML report is built: every day (``always``), on drifted days
+    (``drifted``, the default: the day's share reached ``drift_share`` or a critical column
+    drifted), or only when a run asks for it (``never``; the monitoring DAG's ``report`` param
+    builds it for that run in every mode). The per-column verdicts (``drift.json``) are always written.
     """
 
     enabled: bool = True
@@ -378,6 +383,8 @@ class MonitoringSpec(_Model):
     sample_size: int = Field(10_000, ge=100, le=1_000_000)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     retrain_on_backfill: bool = False
+    # the Evidently HTML report (a few seconds and ~5 MB a day); the JSON verdicts are always written
+    report: Literal["always", "drifted", "never"] = "drifted"
 
     _schedule = field_validator("schedule")(classmethod(lambda cls, v: _check_schedule(v)))
 

@@ -284,7 +284,15 @@ def build_monitoring_dag(spec: PipelineSpec) -> DAG:
         description=f"Daily drift of {spec.name} against the champion's training data; fires retraining",
         schedule=cron(m.schedule),
         **_dag_args(spec),
-        params={"partition_date": _partition_param()},
+        params={
+            "partition_date": _partition_param(),
+            "report": Param(
+                False,
+                type="boolean",
+                title="Evidently report",
+                description="Build the Evidently HTML report for this run, whatever monitoring.report says.",
+            ),
+        },
         tags=spec.tag_list() + ["monitoring"],
         doc_md=f"""
 ### {spec.name} monitoring
@@ -300,7 +308,9 @@ day(s) before. Backfill runs fill the history but {"may" if m.retrain_on_backfil
 When it fires, `emit_drift_event` emits the Asset `{spec.drift_asset_uri}` and the scheduler starts
 `{spec.name}_training`.
 
-Reports: `<lake>/{spec.name}/reports/drift/ds=<date>/report.html`; history:
+Reports: `<lake>/{spec.name}/reports/drift/ds=<date>/`: `drift.json` (verdicts) every day, the
+Evidently `report.html` {dict(always="every day", drifted="on drifted days", never="only when asked")[m.report]}
+(the trigger form's `report` builds it for one run); history:
 `<lake>/{spec.name}/drift_history/`; MLflow experiment `mlops/{spec.name}/monitoring`.
 """,
     ) as dag:
@@ -316,7 +326,9 @@ Reports: `<lake>/{spec.name}/reports/drift/ds=<date>/report.html`; history:
             task_id="validate", data=ingest.output, with_target=False, stage="monitor_validation", **common
         )
         score = BatchScoreOperator(task_id="score", data=ingest.output, stage="monitor_predictions", **common)
-        check = DriftCheckOperator(task_id="drift_check", data=ingest.output, **common)
+        check = DriftCheckOperator(
+            task_id="drift_check", data=ingest.output, report="{{ params.report }}", **common
+        )
         policy = DriftPolicyOperator(task_id="drift_policy", drift=check.output, **common)
         emit = EmitDriftEventOperator(
             task_id="emit_drift_event",

@@ -783,9 +783,11 @@ class DriftCheckOperator(MlopsStep, BaseOperator):
     """Drift of a partition against the champion's training snapshot: verdicts, Evidently report, history, MLflow.
 
     :param data: the ingest result (XCom) or the partition URI (templated).
+    :param report: build the Evidently report whatever ``monitoring.report`` says (templated;
+        ``params.report`` in the builder's DAGs).
     """
 
-    template_fields: Sequence[str] = (*_PARTITIONED, "data")
+    template_fields: Sequence[str] = (*_PARTITIONED, "data", "report")
 
     def __init__(
         self,
@@ -794,11 +796,13 @@ class DriftCheckOperator(MlopsStep, BaseOperator):
         partition_date: str | None = None,
         lake_root: str | None = None,
         data: Upstream,
+        report: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.pipeline, self.partition_date, self.lake_root = pipeline, partition_date, lake_root
         self.data = data
+        self.report = report
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_airflow.cloud import export_metrics
@@ -813,6 +817,7 @@ class DriftCheckOperator(MlopsStep, BaseOperator):
                 self.partition(context),
                 run_type=run_type,
                 tags=self.lineage(context),
+                report=_as_bool(self.report),
             )
         except LookupError as err:  # no champion / no reference: nothing to compare against
             raise AirflowFailException(str(err)) from err

@@ -72,12 +72,25 @@ def test_missing_values_and_constant_columns_do_not_crash():
     assert res.columns[1].drifted  # every category went missing
 
 
-def test_evidently_report_renders_with_the_same_methods():
+def test_evidently_report_runs_the_same_methods_and_thresholds():
+    """Read back from the report's own JSON: per column the engine's method and threshold, overrides included."""
     ref, cur = _frames(n=500, shift=1.0)
-    res = drift.compute_drift(ref, cur, ["x", "y"], ["c"])
-    html = drift.evidently_html(ref, cur, res)
-    assert html.lstrip().lower().startswith("<!doctype html") or "<html" in html[:500].lower()
-    assert len(html) > 10_000
+    res = drift.compute_drift(
+        ref,
+        cur,
+        ["x", "y"],
+        ["c"],
+        column_methods={"y": "psi", "c": "jensen_shannon"},
+        column_thresholds={"x": 0.05},
+    )
+    html, snapshot = drift.evidently_report(ref, cur, res)
+    assert "<html" in html[:500].lower()
+    ran = drift.report_drift_tests(snapshot)
+    assert ran == {
+        "x": {"method": "ks", "threshold": 0.05, "value": pytest.approx(res.columns[0].p_value)},
+        "y": {"method": "psi", "threshold": 0.2, "value": ran["y"]["value"]},
+        "c": {"method": "jensenshannon", "threshold": 0.1, "value": ran["c"]["value"]},
+    }
 
 
 # --- policy ---------------------------------------------------------------------------------
