@@ -31,7 +31,7 @@ TARGET_RATIO = 3.0
 
 CHILD = r"""
 import json, resource, sys
-import pandas, pyarrow, pyarrow.dataset, pyarrow.parquet
+import pandas, pyarrow, pyarrow.compute, pyarrow.csv, pyarrow.dataset, pyarrow.parquet
 from mlops_core import storage
 from mlops_core.spec import SourceSpec
 

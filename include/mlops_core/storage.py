@@ -653,25 +653,40 @@ def read_source_strict(
             raise SourceNotReady(
                 f"no source file for ds={day} in the last {lookback} day(s): looked for {redact(uris[0])} and earlier"
             )
-        frame = _concat(
-            c
-            for p, u in found
-            for c in _chunks(fs, p, source.format, wanted, shown=_shown(u), rejects=rejects)
-        )
+
+        def read(fast: bool) -> pd.DataFrame:
+            return _concat(
+                c
+                for p, u in found
+                for c in _chunks(fs, p, source.format, wanted, shown=_shown(u), rejects=rejects, fast=fast)
+            )
+
     else:
         fs, path = filesystem(source.uri, storage_options)
         if not fs.exists(path):
             raise SourceNotReady(
                 f"source {redact(expand(source.uri))} does not exist; check source.uri and its connection"
             )
-        if part.mode == "column":
-            frame = _read_window(
-                fs, path, source.format, str(part.column), day, lookback, source.uri, wanted, rejects=rejects
+
+        def read(fast: bool) -> pd.DataFrame:
+            if part.mode == "column":
+                return _read_window(
+                    fs,
+                    path,
+                    source.format,
+                    str(part.column),
+                    day,
+                    lookback,
+                    source.uri,
+                    wanted,
+                    rejects=rejects,
+                    fast=fast,
+                )
+            return _concat(
+                _chunks(fs, path, source.format, wanted, shown=_shown(source.uri), rejects=rejects, fast=fast)
             )
-        else:
-            frame = _concat(
-                _chunks(fs, path, source.format, wanted, shown=_shown(source.uri), rejects=rejects)
-            )
+
+    frame = _fast_or_strict(read, rejects, source)
     rejected = pd.DataFrame(rejects.rows, columns=list(REJECTED_COLUMNS))
     rejected["line"] = rejected["line"].astype("int64")
     rejected = rejected.sort_values(["file", "line"], kind="stable", ignore_index=True)
@@ -682,6 +697,30 @@ def read_source_strict(
             f"source {redact(expand(source.uri))} has no rows for ds={day} (mode={part.mode}, lookback_days={lookback})"
         )
     return frame, rejected
+
+
+class _NotClean(Exception):  # noqa: N818 - a signal, not an error: read the file strictly
+    """The fast CSV path met something only the strict reader may judge (it re-reads from the start)."""
+
+
+def _fast_or_strict(
+    read: Callable[[bool], pd.DataFrame], rejects: _Rejects, source: SourceSpec
+) -> pd.DataFrame:
+    """Read clean CSV with Arrow's tokenizer; anything irregular goes through the strict reader.
+
+    The fast path gives exactly the frame the strict one would (same chunks, same numeric
+    decision, same nulls and booleans: ``tests/unit/test_strict_reading.py`` compares both), but
+    never judges a row: a field count off, a non-number in a numeric column, a spelled-out NaN,
+    an odd header... and the whole read starts again strictly, which names and quarantines.
+    """
+    if source.format != "csv":
+        return read(False)
+    try:
+        return read(True)
+    except _NotClean as why:
+        log.info("source %s read strictly: %s", _shown(source.uri), why)
+        rejects.rows.clear()
+        return read(False)
 
 
 def _shown(uri: str) -> str:
@@ -717,15 +756,19 @@ def _chunks(
     *,
     shown: str | None = None,
     rejects: _Rejects | None = None,
+    fast: bool = False,
 ) -> Iterator[pd.DataFrame]:
     """A source file as DataFrames, in bounded pieces (CSV chunks / parquet record batches).
 
     ``shown`` names the file in messages; ``rejects`` collects malformed CSV rows (without it,
-    any malformed row raises).
+    any malformed row raises). ``fast``: CSV through Arrow's tokenizer, raising
+    :class:`_NotClean` at the first irregularity (see :func:`_fast_or_strict`).
     """
     shown = shown or path
     _check_not_empty(fs, path, shown)
-    if fmt == "csv":
+    if fmt == "csv" and fast:
+        yield from _csv_chunks_fast(fs, path, columns, CSV_CHUNK_ROWS)
+    elif fmt == "csv":
         yield from _csv_chunks(fs, path, columns, CSV_CHUNK_ROWS, shown=shown, rejects=rejects, window=window)
     else:
         with _parquet_errors(shown):
@@ -867,6 +910,131 @@ def _csv_chunks(  # noqa: C901 - one streaming pass: shape, line numbers, trunca
             raise SourceDataError(f"source {shown} line {n}: {reason}")
 
 
+def _csv_header(fh: Any) -> list[str] | None:
+    """The header's names (``Unnamed: i`` for empty ones), or None when it is not one plain line."""
+    import csv
+
+    line = fh.readline()
+    if not line or line.count(b'"') % 2 or b"\r" in line[:-2]:
+        return None  # a quoted name spanning lines, a lone CR: the strict reader decides
+    try:
+        text = line.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    header = next(csv.reader([text.rstrip("\r\n")]), None)
+    if not header:
+        return None
+    return [n if n else f"Unnamed: {i}" for i, n in enumerate(header)]
+
+
+def _csv_chunks_fast(
+    fs: AbstractFileSystem, path: str, columns: list[str] | None, chunk_rows: int
+) -> Iterator[pd.DataFrame]:
+    """Clean CSV through Arrow's tokenizer, every field read as text, in the strict reader's chunks.
+
+    Chunks of ``chunk_rows`` rows, typed by :func:`_typed_arrow_chunk` exactly as
+    :func:`_typed_chunk` types them; raises :class:`_NotClean` instead of judging anything.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    with fs.open(path, "rb") as fh:
+        names = _csv_header(fh)
+        if names is None:
+            raise _NotClean("the header is not one plain line")
+        width = len(names)
+        picked = list(range(width)) if columns is None else [names.index(c) for c in columns if c in names]
+        if columns is not None and len(picked) != len(columns):
+            raise _NotClean("a requested column is missing")
+        slots = [f"f{i}" for i in range(width)]
+        numeric: dict[int, bool | None] = dict.fromkeys(picked)
+        pending: list[Any] = []
+        held = 0
+        rows = 0
+        try:
+            reader = pacsv.open_csv(
+                fh,
+                read_options=pacsv.ReadOptions(column_names=slots, block_size=1 << 18, use_threads=False),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=dict.fromkeys(slots, pa.string()),
+                    include_columns=[slots[i] for i in picked],
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                    null_values=[],
+                ),
+                # freed blocks go back at once (Arrow's default pool keeps them: benchmarks/memory.py)
+                memory_pool=pa.system_memory_pool(),
+            )
+            for batch in reader:
+                pending.append(batch)
+                held += batch.num_rows
+                while held >= chunk_rows:
+                    table = pa.Table.from_batches(pending)
+                    yield _typed_arrow_chunk(table.slice(0, chunk_rows), names, picked, numeric)
+                    rest = table.slice(chunk_rows)
+                    pending, held = rest.to_batches(), rest.num_rows
+                    rows += chunk_rows
+            if held:
+                rows += held
+                yield _typed_arrow_chunk(pa.Table.from_batches(pending), names, picked, numeric)
+        except pa.ArrowInvalid as err:  # a row of another width, bad UTF-8, an open quote
+            raise _NotClean(str(err).splitlines()[0][:200]) from None
+        if rows == 0:
+            raise _NotClean("no rows")
+
+
+def _typed_arrow_chunk(
+    table: pa.Table, names: list[str], picked: list[int], numeric: dict[int, bool | None]
+) -> pd.DataFrame:
+    """:func:`_typed_chunk` for one clean chunk of Arrow text columns; :class:`_NotClean` where it would reject."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow.compute as pc
+
+    out: dict[str, Any] = {}
+    for slot, i in enumerate(picked):
+        col = table.column(slot).combine_chunks()
+        empty = pc.equal(col, "")
+        n_empty = pc.sum(empty).as_py() or 0
+        if numeric[i] is None and n_empty < len(col):  # the first chunk with values decides
+            raw = col.to_numpy(zero_copy_only=False)
+            filled = raw != ""
+            numeric[i] = bool(np.mean(~np.isnan(_to_numbers(raw)[filled])) >= NUMERIC_MIN_SHARE)
+        if numeric[i]:
+            out[names[i]] = _arrow_numbers(col, empty, n_empty)
+        elif numeric[i] is None:  # empty so far: all nulls, as pandas reads an empty column
+            out[names[i]] = np.full(len(col), np.nan)
+        else:
+            out[names[i]] = _text(col.to_numpy(zero_copy_only=False), empty.to_numpy(zero_copy_only=False))
+        del col
+    return pd.DataFrame(out, columns=[names[i] for i in picked])
+
+
+_INTEGER = r"^[+-]?[0-9]+$"
+
+
+def _arrow_numbers(col: pa.Array, empty: pa.Array, n_empty: int) -> Any:
+    """A numeric column's numbers as :func:`_to_numbers` gives them: int64 when every value is an
+    integer and none is empty, float64 otherwise; anything else is for the strict reader."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if n_empty == 0 and pc.all(pc.match_substring_regex(col, _INTEGER)).as_py():
+        try:
+            return pc.cast(col, pa.int64()).to_numpy()
+        except pa.ArrowInvalid:  # "+5", or beyond int64 (pandas: uint64 or float)
+            raise _NotClean("an integer Arrow does not read as int64") from None
+    try:
+        values = pc.cast(pc.if_else(empty, pa.scalar(None, pa.string()), col), pa.float64())
+    except pa.ArrowInvalid:
+        raise _NotClean("a value that is not a number in a numeric column") from None
+    if pc.any(pc.or_(pc.is_nan(values), pc.is_inf(values))).as_py():
+        raise _NotClean("NaN or infinity (spelled out, or an overflow): the strict reader judges it")
+    return np.asarray(values.to_numpy(zero_copy_only=False), dtype=float)
+
+
 def _reject(
     sink: _Rejects,
     shown: str,
@@ -890,11 +1058,23 @@ def _reject(
 
 
 def _to_numbers(values: Any) -> Any:
-    """Numbers of a text column (not a number -> NaN); ``nan`` spelled out is not a number."""
+    """Numbers of a text column (not a number -> NaN); ``nan`` spelled out is not a number.
+
+    pandas decides what is a number (and int64 vs float64), but its parser is not correctly
+    rounded (about 1 in 4 seventeen-digit decimals comes back one ulp off), so the floats it
+    accepted are parsed again with Python's ``float``: the nearest double, as Arrow's parser gives
+    it on the fast path (:func:`_arrow_numbers`), so a file reads to the same bytes either way.
+    """
     import numpy as np
     import pandas as pd
 
-    return np.asarray(pd.to_numeric(values, errors="coerce"))
+    nums = np.asarray(pd.to_numeric(values, errors="coerce"))
+    if nums.dtype.kind == "f":
+        ok = ~np.isnan(nums)
+        if ok.any():
+            nums = nums.copy()
+            nums[ok] = [float(v) for v in np.asarray(values, dtype=object)[ok]]
+    return nums
 
 
 def _typed_chunk(  # noqa: C901 - schema decision, number check, quarantine
@@ -1081,6 +1261,7 @@ def _read_window(
     columns: list[str] | None,
     *,
     rejects: _Rejects | None = None,
+    fast: bool = False,
 ) -> pd.DataFrame:
     """The rows of ``(day - lookback, day]``, selected chunk by chunk (memory follows the window)."""
 
@@ -1092,7 +1273,7 @@ def _read_window(
             exact = _parquet_exact_window(fs, path, read, (column, day, lookback))
         if exact is not None:
             return exact if columns is None or exact.empty else exact[list(columns)]
-    pieces = _chunks(fs, path, fmt, read, (column, day, lookback), shown=shown, rejects=rejects)
+    pieces = _chunks(fs, path, fmt, read, (column, day, lookback), shown=shown, rejects=rejects, fast=fast)
     frame = _concat(_select_window(chunk, column, day, lookback, uri) for chunk in pieces)
     return frame if columns is None or frame.empty else frame[list(columns)]
 
