@@ -81,16 +81,19 @@ airflow: install
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(LOCAL)/mlflow/mlflow.db --port 5000
 
+# Full figures (manual; about an hour here): the README quotes them with the date.
 bench: install
 	$(BIN)/python benchmarks/parse.py
 	$(BIN)/python benchmarks/drift.py
 	$(BIN)/python benchmarks/memory.py
+	$(BIN)/python benchmarks/lifecycle.py
 
 # Small sizes, one repeat: CI runs it so a benchmark cannot rot (fails on an error or a wrong result).
 bench-quick: install
-	$(BIN)/python benchmarks/parse.py --n 5 --repeats 1
+	$(BIN)/python benchmarks/parse.py --n 5 --repeats 1 --scale 5,10
 	$(BIN)/python benchmarks/drift.py --rows 20000 --scales 10000
 	$(BIN)/python benchmarks/memory.py --quick
+	$(BIN)/python benchmarks/lifecycle.py --quick
 
 clean:
 	rm -rf $(LOCAL)
