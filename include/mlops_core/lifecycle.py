@@ -243,10 +243,23 @@ _DECISION_KEYS = (
     "mlops.forced_by",
     "mlops.force_reason",
 )
+# What the training run trained on and with which code: the version carries it too, so the
+# registry alone answers "which data, which commit" (README "What a pipeline becomes", step 6).
+_LINEAGE_KEYS = (
+    "mlops.raw_uri",
+    "mlops.raw_sha256",
+    "mlops.raw_manifest_version",
+    "mlops.raw_manifest_uri",
+    "mlops.holdout_sha256",
+    "mlops.holdout_manifest_version",
+    "mlops.code_version",
+    "mlops.ds",
+)
 
 
 def _recorded_decision(run_id: str, decision: dict[str, Any]) -> dict[str, str]:
-    """The gate's decision as recorded on the training run; the XCom copy must agree with it."""
+    """The gate's decision (and the data lineage) as recorded on the training run; the XCom copy
+    of the decision must agree with it."""
     try:
         run_tags = registry.client().get_run(run_id).data.tags
     except Exception as err:
@@ -265,7 +278,7 @@ def _recorded_decision(run_id: str, decision: dict[str, Any]) -> dict[str, str]:
             recorded[registry.GATE_TAG],
         )
     recorded.setdefault(registry.AGAINST_TAG, _decision_tags(decision)[registry.AGAINST_TAG])
-    return recorded
+    return recorded | {k: run_tags[k] for k in _LINEAGE_KEYS if k in run_tags}
 
 
 def register(

@@ -114,17 +114,23 @@ def versions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
 
 @pytest.fixture
 def champion(versions: list[str]) -> Any:
-    """Reset the aliases; call the result with a version to make it champion."""
+    """Reset the aliases and the rollback marks; call the result with a version to make it champion
+    (and with ``previous`` to set ``previous_champion`` too, as a promotion leaves them)."""
     from mlops_core import registry
 
     client = registry.client()
     for alias in (registry.CHAMPION, registry.PREVIOUS):
         if registry.alias_version(NAME, alias) is not None:
             client.delete_registered_model_alias(NAME, alias)
+    for version in versions:  # another test's rollback must not satisfy this test's tag check
+        if "mlops.rolled_back" in client.get_model_version(NAME, version).tags:
+            client.delete_model_version_tag(NAME, version, "mlops.rolled_back")
 
-    def set_champion(version: str | None) -> None:
+    def set_champion(version: str | None, previous: str | None = None) -> None:
         if version is not None:
             client.set_registered_model_alias(NAME, registry.CHAMPION, version)
+        if previous is not None:
+            client.set_registered_model_alias(NAME, registry.PREVIOUS, previous)
 
     return set_champion
 
@@ -472,8 +478,19 @@ def expect_invoke(aws: StubbedClients, answer: Any) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("before", "previous_after"),
+    [
+        (("1", None), None),  # SageMaker moves the alias only at promote: the smoke test runs before
+        (("2", "1"), "1"),  # a retried smoke test after a promotion that moved it (the worker died)
+    ],
+)
 def test_failed_smoke_test_rolls_back_to_previous_config(
-    aws: StubbedClients, champion: Any, tmp_path: Path
+    aws: StubbedClients,
+    champion: Any,
+    tmp_path: Path,
+    before: tuple[str, str | None],
+    previous_after: str | None,
 ) -> None:
     champion("1")
     target = Target(aws_profile(), aws)
@@ -502,8 +519,9 @@ def test_failed_smoke_test_rolls_back_to_previous_config(
     holdout, expected = smoke_partitions(tmp_path, ["benign", "malignant"])
     result = target.smoke_test(spec, dep, holdout, expected)
     assert not result.passed and (result.rows, result.mismatches) == (2, 1)
+    champion(*before)
     target.rollback(spec, dep)
-    assert aliases() == ("1", None)
+    assert aliases() == ("1", previous_after)  # v1 again, whether or not the alias had moved to v2
     from mlops_core import registry
 
     assert registry.client().get_model_version(NAME, "2").tags["mlops.rolled_back"] == "true"
@@ -514,8 +532,19 @@ def test_failed_smoke_test_rolls_back_to_previous_config(
     ]
 
 
-def test_rollback_of_a_first_deploy_deletes_the_endpoint(aws: StubbedClients, champion: Any) -> None:
-    champion(None)
+@pytest.mark.parametrize(
+    "before",
+    [
+        None,  # SageMaker moves the alias only at promote: nothing to undo, nothing may be invented
+        "1",  # a retried smoke test after a promotion that moved it (the worker died): it goes
+    ],
+)
+def test_rollback_of_a_first_deploy_deletes_the_endpoint(
+    aws: StubbedClients, champion: Any, before: str | None
+) -> None:
+    from mlops_core import registry
+
+    champion(before)
     target = Target(aws_profile(), aws)
     _, config, _ = names("1")
     dep = Deployment(
@@ -532,6 +561,7 @@ def test_rollback_of_a_first_deploy_deletes_the_endpoint(aws: StubbedClients, ch
     aws.sm("delete_endpoint", {}, {"EndpointName": ENDPOINT})
     target.rollback(spec_for("all_at_once"), dep)
     assert aliases() == (None, None)
+    assert registry.client().get_model_version(NAME, "1").tags["mlops.rolled_back"] == "true"
     assert aws.calls == ["sagemaker.DescribeEndpoint", "sagemaker.DeleteEndpoint"]
 
 

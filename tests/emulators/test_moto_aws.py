@@ -130,7 +130,10 @@ def test_deploy_packages_to_s3_creates_the_endpoint_and_a_retry_is_idempotent(aw
     target.rollback(spec, dep)  # a first deploy: the endpoint goes, the alias too
     assert sm.list_endpoints()["Endpoints"] == []
     assert registry.alias_version(NAME, registry.CHAMPION) is None
-    assert sm.list_endpoint_configs()["EndpointConfigs"], "rollback never deletes endpoint configs"
+    # rollback never deletes the config or the model: a rerun of the same version reuses them
+    configs = [c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]]
+    assert configs == [dep.extra["endpoint_config"]]
+    assert [m["ModelName"] for m in sm.list_models()["Models"]] == [dep.extra["model_name"]]
 
 
 def test_alarm_and_metrics_reach_cloudwatch(aws: Any) -> None:

@@ -6,13 +6,16 @@ name, so DAG runs and registered models never collide inside the session's Airfl
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from mlops_core import datasets, lifecycle, registry, settings, storage
-from tests.helpers import install_pipeline
+from tests.helpers import REPO, install_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -20,10 +23,114 @@ D1 = datetime(2026, 1, 31, tzinfo=UTC)
 D2 = datetime(2026, 2, 1, tzinfo=UTC)
 
 
-def run(dag, logical_date, conf=None):
+def run_with_id(dag, logical_date, conf=None):
     dr = dag.test(logical_date=logical_date, run_conf=conf or {})
     states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
-    return str(dr.state), states
+    return str(dr.state), states, dr.run_id
+
+
+def run(dag, logical_date, conf=None):
+    state, states, _ = run_with_id(dag, logical_date, conf)
+    return state, states
+
+
+def git_commit() -> str:
+    """What ``mlops.code_version`` must say: this checkout's commit (the tests run from the repo)."""
+    out = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def assert_lineage(
+    name: str,
+    version: str,
+    *,
+    dag_id: str,
+    run_id: str,
+    logical_date: datetime | None,
+    ds: str,
+    lake: str,
+    gate: str | None,
+    evaluated_against: str,
+    run_type: str = "manual",
+) -> dict[str, str]:
+    """Every lineage tag README "What a pipeline becomes" promises, each against the value it must
+    have: on the MLflow run (step 3: Airflow run, lake versions, code version, dataset inputs) and on
+    the model version (step 6: the same lineage, the run key, the trained run, the model's identity
+    and digest, the gate). ``gate=None``: whatever outcome the run's ``gate_decision.json`` holds
+    (the tags must agree with it). Also used by the scheduler tier. Returns the version's tags."""
+    import mlflow
+
+    client = registry.client()
+    mv = client.get_model_version(name, version)
+    run = client.get_run(mv.run_id)
+    raw = storage.read_manifest(storage.partition_uri(lake, name, "raw", ds))
+    hold = storage.read_manifest(storage.partition_uri(lake, name, "holdout", ds))
+    airflow = {
+        "airflow.dag_id": dag_id,
+        "airflow.run_id": run_id,
+        "airflow.try_number": "1",
+        "airflow.run_type": run_type,
+    }
+    if logical_date is None:  # an asset-triggered run has none; a date is compared as a datetime below
+        airflow["airflow.logical_date"] = ""
+    lineage = {
+        "mlops.raw_uri": raw.uri,
+        "mlops.raw_sha256": raw.sha256,
+        "mlops.raw_manifest_version": str(raw.version),
+        "mlops.raw_manifest_uri": raw.manifest_uri,
+        "mlops.holdout_uri": hold.uri,
+        "mlops.holdout_sha256": hold.sha256,
+        "mlops.holdout_manifest_version": str(hold.version),
+        "mlops.code_version": git_commit(),
+        "mlops.ds": ds,
+    }
+    decision = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/gate_decision.json")
+    assert gate is None or decision["outcome"] == gate, decision
+    gate_tags = {
+        "mlops.gate": decision["outcome"],
+        "mlops.gate_reasons": " | ".join(decision["reasons"]),
+        "mlops.evaluated_against": evaluated_against,
+    }
+    tags = run.data.tags
+    assert {k: tags.get(k) for k in [*airflow, *lineage, *gate_tags]} == {**airflow, **lineage, **gate_tags}
+    if logical_date is not None:
+        assert datetime.fromisoformat(tags["airflow.logical_date"]) == logical_date
+    assert raw.rows > 0 and len(raw.sha256) == 64 and raw.version >= 1
+    # both datasets are MLflow dataset inputs: URI, digest, and the lake's sha256 + manifest version
+    inputs = {}
+    for item in run.inputs.dataset_inputs:
+        input_tags = {t.key: t.value for t in item.tags}
+        inputs[input_tags["mlflow.data.context"]] = (item.dataset, input_tags)
+    assert sorted(inputs) == ["holdout", "training"]
+    for context, manifest in (("training", raw), ("holdout", hold)):
+        dataset, input_tags = inputs[context]
+        assert json.loads(dataset.source)["uri"] == manifest.uri
+        assert dataset.digest == manifest.sha256[:16]
+        assert (input_tags["sha256"], input_tags["manifest_version"]) == (
+            manifest.sha256,
+            str(manifest.version),
+        )
+    # the model version: the same lineage, plus what binds it to this try's model and decision
+    (model_output,) = run.outputs.model_outputs
+    model_uri = f"models:/{model_output.model_id}"
+    identity = {
+        registry.RUN_KEY_TAG: f"{dag_id}/{run_id}",
+        registry.RUN_ID_TAG: run.info.run_id,
+        registry.MODEL_URI_TAG: model_uri,
+        registry.MODEL_ID_TAG: model_output.model_id,
+        registry.DIGEST_TAG: registry.artifact_digest(model_uri),
+        "mlops.pipeline": name,
+    }
+    want = {**airflow, **lineage, **gate_tags, **identity}
+    assert {k: mv.tags.get(k) for k in want} == want
+    if logical_date is not None:
+        assert datetime.fromisoformat(mv.tags["airflow.logical_date"]) == logical_date
+    return dict(mv.tags)
 
 
 def training_dag(name):
@@ -39,20 +146,30 @@ def versions(name):
 
 def test_first_run_promotes_second_run_on_same_data_keeps_champion(airflow_db, landing):
     spec, dag = training_dag("it_twice")
-    state, tasks = run(dag, D1)
+    state, tasks, run_id = run_with_id(dag, D1)
     assert state == "success", tasks
     assert set(tasks.values()) == {"success"}
     assert registry.alias_version(spec.name, registry.CHAMPION) == "1"
     first = lifecycle.latest_decision(spec)
     assert first["outcome"] == "promote" and any("no champion yet" in r for r in first["reasons"])
-    mv = registry.client().get_model_version(spec.name, "1")
-    assert mv.tags["airflow.dag_id"] == "it_twice_training" and mv.tags["mlops.smoke_test"] == "passed"
-    run_tags = registry.client().get_run(mv.run_id).data.tags
-    assert (
-        run_tags["airflow.logical_date"].startswith("2026-01-31") and len(run_tags["mlops.raw_sha256"]) == 64
+    lake = settings.lake_root()
+    common: dict[str, Any] = {"dag_id": "it_twice_training", "lake": lake}
+    tags = assert_lineage(
+        spec.name,
+        "1",
+        run_id=run_id,
+        logical_date=D1,
+        ds="2026-01-31",
+        gate="promote",
+        evaluated_against="none",
+        **common,
+    )
+    assert (tags["mlops.smoke_test"], tags["mlops.deployed_to"]) == (
+        "passed",
+        f"models:/{spec.name}@champion",
     )
 
-    state, tasks = run(dag, D2)
+    state, tasks, second_run_id = run_with_id(dag, D2)
     assert state == "success", tasks  # a rejection is a normal, green outcome
     assert tasks["gate"] == "success" and tasks["register"] == "success"
     assert {tasks[t] for t in ("deploy", "smoke_test")} == {"skipped"}
@@ -66,7 +183,17 @@ def test_first_run_promotes_second_run_on_same_data_keeps_champion(airflow_db, l
     assert registry.alias_version(spec.name, registry.CHALLENGER) == "2"
     assert registry.alias_version(spec.name, registry.CHAMPION) == "1"
     assert registry.alias_version(spec.name, registry.PREVIOUS) is None
-    assert registry.client().get_model_version(spec.name, "2").tags["mlops.gate"] == "reject"
+    rejected = assert_lineage(
+        spec.name,
+        "2",
+        run_id=second_run_id,
+        logical_date=D2,
+        ds="2026-02-01",
+        gate="reject",
+        evaluated_against="1",
+        **common,
+    )
+    assert "mlops.smoke_test" not in rejected and "mlops.promoted" not in rejected
 
 
 def test_data_that_breaks_expectations_fails_at_validate_and_registers_nothing(airflow_db, local_dir):
