@@ -1,30 +1,45 @@
-"""Monitoring on a running scheduler: the scheduler's own daily run reads the day that has just
-ended, a CLI backfill reads exactly its dates without retraining, then drift -> Asset event -> the
-scheduler starts the training DAG by itself -> a new model version.
+"""Training and monitoring on a running scheduler, the training DAG on "its cron OR the drift
+asset" (``AssetOrTimeSchedule``): the scheduler's own cron run trains the first model, its own
+daily monitoring run reads the day that has just ended, a CLI backfill reads exactly its dates
+without retraining, then drift -> Asset event -> the scheduler starts the training DAG by itself ->
+a new model version, with the evidence on the event and on the new run.
 
 Real Airflow services (scheduler, dag-processor, triggerer, api-server, LocalExecutor) on the
-machine's PostgreSQL, started once for this module. Assertions use the REST API and MLflow.
+machine's PostgreSQL, started once for this module. Assertions use the REST API, the lake and MLflow.
+
+The dates are relative to today, so the scheduler's "latest complete interval" is what the
+module needs. The training cron is monthly on the day after ``TRAIN_DAY``: its last complete
+interval ends at 00:00 of that day, so the scheduled run's data day is ``TRAIN_DAY`` (the last
+whole day of its interval), ten days ago. A ``@daily`` training cron would train on yesterday, and
+a model trained on yesterday's data puts every earlier drifted day inside ``cooldown_days``: the
+drift hand-off could then only be shown by a second scheduled training after it.
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from mlops_airflow.localstack import AirflowStack
-from mlops_core import datasets, monitoring, registry, settings
+from mlops_core import datasets, monitoring, registry, settings, storage
 from mlops_core.spec import load_spec
 from tests.helpers import pipeline_folder
+from tests.integration.test_training_dag import assert_lineage
 
 pytestmark = pytest.mark.scheduler
 
 NAME = "stk"
-STABLE = [date(2026, 2, d) for d in range(1, 6)]
-DRIFT_DAY = date(2026, 2, 6)
-# The monitoring DAG has no end date: once unpaused the scheduler creates the run for the last
-# whole day (catchup off), whose data interval is [yesterday, today).
-YESTERDAY = date.today() - timedelta(days=1)
+TODAY = datetime.now(UTC).date()
+# The DAGs have no end date and catchup off: once unpaused, the scheduler creates each DAG's run
+# for its last complete interval. For monitoring (@daily) that is [yesterday, today).
+YESTERDAY = TODAY - timedelta(days=1)
+TRAIN_DAY = TODAY - timedelta(days=10)  # the data day of the scheduled training run
+TRAINING_CRON = f"0 0 {(TRAIN_DAY + timedelta(days=1)).day} * *"  # monthly, the day after TRAIN_DAY
+START = TRAIN_DAY - timedelta(days=92)  # before the interval that ends after TRAIN_DAY (<= 2 months)
+STABLE = [TRAIN_DAY + timedelta(days=d) for d in range(1, 6)]
+DRIFT_DAY = TRAIN_DAY + timedelta(days=6)  # > cooldown_days after TRAIN_DAY
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +47,19 @@ def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("scheduler")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLOPS_LOCAL_DIR", str(root / "local"))
-        # the pipeline: the example, manual training + drift asset, daily monitoring
+        # the pipeline: the example, training on its cron OR the drift asset, daily monitoring
         dags = pipeline_folder(
             root / "dags",
             NAME,
-            schedule=None,
+            schedule=TRAINING_CRON,
+            start_date=START.isoformat(),
             monitoring={"schedule": "@daily", "consecutive_days": 1, "cooldown_days": 3, "min_rows": 100},
         )
-        # January for training; five stable days; one day with the documented shift
+        # the month up to TRAIN_DAY for training; five stable days; one day with the documented shift
         landing = settings.landing_root()
-        datasets.materialize("breast_cancer", landing)
+        datasets.materialize(
+            "breast_cancer", landing, frame=datasets.load_example("breast_cancer", end=TRAIN_DAY)
+        )
         for day in STABLE:
             datasets.append("breast_cancer", landing, datasets.daily_batch("breast_cancer", day))
         datasets.append(
@@ -55,7 +73,7 @@ def stack(tmp_path_factory):
         try:
             for dag_id in (f"{NAME}_training", f"{NAME}_monitoring"):
                 stack.wait_for_dag(dag_id)
-            stack.unpause(f"{NAME}_training")  # monitoring is unpaused once there is a champion
+            stack.unpause(f"{NAME}_training")  # its cron run trains; monitoring waits for a champion
             yield stack
         finally:
             stack.stop()
@@ -66,11 +84,37 @@ def spec(stack):
     return load_spec(stack.dags_folder / "pipelines" / f"{NAME}.yaml")
 
 
-def test_initial_training_through_the_rest_api(stack, spec):
-    stack.api("POST", f"/dags/{NAME}_training/dagRuns", {"logical_date": "2026-01-31T00:00:00Z", "conf": {}})
-    (run,) = stack.wait_runs(f"{NAME}_training", 1, run_type="manual")
+def test_the_training_dag_is_on_its_cron_or_the_drift_asset(stack, spec):
+    details = stack.api("GET", f"/dags/{NAME}_training/details")
+    assert details["timetable_summary"] == f"Asset or {TRAINING_CRON}"
+    assert details["timetable_description"].startswith("Triggered by assets or At 00:00")
+    assert spec.drift_asset_uri in json.dumps(details["asset_expression"])
+    assert details["timetable_periodic"] is True and details["catchup"] is False
+
+
+def test_the_schedulers_own_cron_run_trains_the_first_model(stack, spec):
+    """Unpaused, the scheduler creates the training run of the last complete monthly interval by
+    itself; it reads the interval's last whole day (the landed month up to TRAIN_DAY)."""
+    (run,) = stack.wait_runs(f"{NAME}_training", 1, run_type="scheduled")
     assert run["state"] == "success", stack.tasks(f"{NAME}_training", run["dag_run_id"])
+    assert run["data_interval_end"][:10] == (TRAIN_DAY + timedelta(days=1)).isoformat()
     assert registry.alias_version(NAME, registry.CHAMPION) == "1"
+    tags = assert_lineage(
+        NAME,
+        "1",
+        dag_id=f"{NAME}_training",
+        run_id=run["dag_run_id"],
+        logical_date=datetime.fromisoformat(run["logical_date"]),
+        ds=TRAIN_DAY.isoformat(),
+        lake=settings.lake_root(),
+        gate="promote",
+        evaluated_against="none",
+        run_type="scheduled",
+    )
+    raw = storage.read_manifest(tags["mlops.raw_uri"])
+    assert raw.rows == len(datasets.load_example("breast_cancer"))  # the month, none of the later days
+    details = stack.api("GET", f"/dags/{NAME}_training/details")  # the cron's next run is next month
+    assert details["next_dagrun_data_interval_start"][:10] == (TRAIN_DAY + timedelta(days=1)).isoformat()
 
 
 def test_the_schedulers_own_run_reads_the_day_that_has_just_ended(stack, spec):
@@ -110,8 +154,8 @@ def test_backfill_fills_history_and_never_retrains(stack, spec):
     assert list(backfilled["ds"]) == [d.isoformat() for d in STABLE]
     assert list(backfilled["rows"]) == [200] * len(STABLE)
     assert (history["drift_share"] < spec.monitoring.drift_share).all()
-    # no training run other than the first, manual one
-    assert [r["run_type"] for r in stack.runs(f"{NAME}_training")] == ["manual"]
+    # no training run other than the first, scheduled one
+    assert [r["run_type"] for r in stack.runs(f"{NAME}_training")] == ["scheduled"]
 
 
 def test_drifted_day_fires_asset_and_scheduler_retrains(stack, spec):
@@ -121,21 +165,63 @@ def test_drifted_day_fires_asset_and_scheduler_retrains(stack, spec):
     (mon,) = stack.wait_runs(f"{NAME}_monitoring", 1, run_type="manual")
     tasks = stack.tasks(f"{NAME}_monitoring", mon["dag_run_id"])
     assert mon["state"] == "success" and tasks["emit_drift_event"]["state"] == "success", tasks
-    # the asset event carries the evidence
+    # the asset event carries the evidence, each item as the drift check recorded it
     events = stack.api("GET", "/assets/events?limit=50")["asset_events"]
     drift_events = [e for e in events if e["uri"] == spec.drift_asset_uri]
     assert len(drift_events) == 1
-    extra = drift_events[0]["extra"]
-    assert extra["ds"] == DRIFT_DAY.isoformat() and extra["drift_share"] >= spec.monitoring.drift_share
-    assert set(extra["drifted_columns"]) <= set(datasets.DRIFT_COLUMNS["breast_cancer"])
-    # ... and the scheduler started the training DAG by itself
+    event = drift_events[0]
+    extra = event["extra"]
+    lake = settings.lake_root()
+    (day,) = monitoring.history(spec, lake).query(f"ds == '{DRIFT_DAY}'").to_dict("records")
+    columns = storage.read_frame(storage.partition_uri(lake, NAME, monitoring.HISTORY, DRIFT_DAY))
+    drifted = sorted(columns.loc[columns["drifted"], "column"])
+    report = storage.join(storage.partition_uri(lake, NAME, "reports/drift", DRIFT_DAY), "report.html")
+    assert (extra["mlops_trigger"], extra["pipeline"], extra["ds"]) == ("drift", NAME, DRIFT_DAY.isoformat())
+    assert extra["drift_share"] == day["drift_share"] >= spec.monitoring.drift_share
+    assert sorted(extra["drifted_columns"]) == drifted and len(drifted) == day["n_drifted"]
+    assert set(drifted) <= set(datasets.DRIFT_COLUMNS["breast_cancer"])
+    assert extra["rows"] == day["rows"] == 200
+    assert extra["report_uri"] == report and "<html" in storage.read_file(report).decode()[:2000].lower()
+    assert extra["monitoring_run_id"] == mon["dag_run_id"]
+    day_run = registry.client().get_run(extra["mlflow_run_id"])
+    assert day_run.data.metrics["drift_share"] == pytest.approx(extra["drift_share"])
+    assert any(r.startswith(f"{DRIFT_DAY}: drift share") for r in extra["reasons"]), extra["reasons"]
+    # ... and the scheduler started the training DAG by itself, on that event
     (retrain,) = stack.wait_runs(f"{NAME}_training", 1, run_type="asset_triggered")
     assert retrain["state"] == "success", stack.tasks(f"{NAME}_training", retrain["dag_run_id"])
+    consumed = stack.api("GET", f"/dags/{NAME}_training/dagRuns/{retrain['dag_run_id']}/upstreamAssetEvents")
+    assert [e["id"] for e in consumed["asset_events"]] == [event["id"]]
+    assert [r["run_type"] for r in stack.runs(f"{NAME}_training")] == ["scheduled", "asset_triggered"]
     versions = sorted(int(v.version) for v in registry.client().search_model_versions(f"name = '{NAME}'"))
     assert versions == [1, 2]
-    mv = registry.client().get_model_version(NAME, "2")
-    tags = registry.client().get_run(mv.run_id).data.tags
-    assert tags["mlops.trigger"] == "drift" and tags["mlops.drift_ds"] == DRIFT_DAY.isoformat()
-    assert tags["airflow.run_type"] == "asset_triggered"
-    assert tags["mlops.ds"] == DRIFT_DAY.isoformat()  # trained on data up to the drifted day
-    assert DRIFT_DAY - timedelta(days=1) <= date.fromisoformat(tags["mlops.ds"])
+    tags = assert_lineage(
+        NAME,
+        "2",
+        dag_id=f"{NAME}_training",
+        run_id=retrain["dag_run_id"],
+        logical_date=datetime.fromisoformat(retrain["logical_date"]) if retrain["logical_date"] else None,
+        ds=DRIFT_DAY.isoformat(),  # trained on data up to the drifted day
+        lake=lake,
+        gate=None,  # promote or reject on the merits: the tags must say what the gate recorded
+        evaluated_against="1",
+        run_type="asset_triggered",
+    )
+    run_tags = registry.client().get_run(tags[registry.RUN_ID_TAG]).data.tags
+    assert {k: run_tags.get(k) for k in DRIFT_TAGS} == {
+        "mlops.trigger": "drift",
+        "mlops.drift_ds": DRIFT_DAY.isoformat(),
+        "mlops.drift_share": str(extra["drift_share"]),
+        "mlops.drifted_columns": ",".join(extra["drifted_columns"]),
+        "mlops.monitoring_run_id": mon["dag_run_id"],
+        "mlops.drift_report": report,
+    }
+
+
+DRIFT_TAGS = (
+    "mlops.trigger",
+    "mlops.drift_ds",
+    "mlops.drift_share",
+    "mlops.drifted_columns",
+    "mlops.monitoring_run_id",
+    "mlops.drift_report",
+)
