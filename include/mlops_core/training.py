@@ -152,10 +152,13 @@ def _serialization(pipe: Any, allow_pickle: bool = False) -> dict[str, Any]:
     try:
         import warnings
 
-        import skops.io as sio
-
-        with warnings.catch_warnings():  # skops' type scan warns once per type (~1,000 log lines)
+        # Importing skops.io probes an attribute of every loaded module to name its trusted types;
+        # in an Airflow process each probe of a deprecated airflow.* name warns (~1,160 log lines,
+        # seconds per training). The import itself is where it happens, so it goes under the filter.
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            import skops.io as sio
+
             trusted = sio.get_untrusted_types(data=sio.dumps(pipe))
         return {"serialization_format": "skops", "skops_trusted_types": trusted}
     except Exception as err:  # noqa: BLE001 - any skops failure means: cloudpickle or nothing

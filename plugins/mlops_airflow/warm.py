@@ -59,11 +59,15 @@ MODULES = (
 
 def preload(modules: tuple[str, ...] = MODULES) -> dict[str, float]:
     """Import ``modules``; return the seconds each took (a missing optional one is skipped, said in the log)."""
+    import warnings
+
     took: dict[str, float] = {}
     for name in modules:
         start = time.perf_counter()
         try:
-            importlib.import_module(name)
+            with warnings.catch_warnings():  # skops.io probes every module (see training._serialization)
+                warnings.simplefilter("ignore")
+                importlib.import_module(name)
         except ImportError as err:
             log.warning("warm workers: %s not preloaded (%s)", name, err)
             continue
