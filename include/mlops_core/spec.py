@@ -274,6 +274,47 @@ class ThresholdSearch(_Model):
         return self
 
 
+class SliceColumn(_Model):
+    """A column to evaluate separately; numeric columns are cut at ``bins`` (edges, ascending)."""
+
+    column: str = Field(min_length=1, max_length=128)
+    bins: list[Annotated[float, Field(allow_inf_nan=False)]] | None = Field(None, min_length=2, max_length=50)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data: Any) -> Any:
+        return {"column": data} if isinstance(data, str) else data
+
+    @field_validator("bins")
+    @classmethod
+    def _ascending(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and any(b >= a for a, b in zip(value[1:], value, strict=False)):
+            raise ValueError("bins must be strictly ascending edges, e.g. [0, 30, 50, 120]")
+        return value
+
+
+# Metrics a slice can be judged on: the holdout metrics plus the fairness ones fairlearn defines.
+SLICE_ONLY_METRICS = ("selection_rate", "false_positive_rate", "false_negative_rate")
+
+
+class SlicesSpec(_Model):
+    """Fairness and slices in the gate: each slice of each column is scored apart on the holdout.
+
+    A slice below a ``floors`` value, or a ``max_gap`` between the best and the worst slice above
+    its bound, rejects the challenger with the slice, the value and the bound in the reasons.
+    Slices with fewer than ``min_rows`` holdout rows are reported as not judged (``small: reject``
+    turns them into a rejection). Slice-only columns are never model features unless listed
+    under ``features.include``.
+    """
+
+    columns: list[SliceColumn] = Field(min_length=1, max_length=10)
+    metrics: list[str] = Field(["recall"], min_length=1, max_length=10)
+    floors: dict[str, Annotated[float, Field(allow_inf_nan=False, ge=-1e12, le=1e12)]] = {}
+    max_gap: dict[str, Annotated[float, Field(allow_inf_nan=False, ge=0.0, le=1e12)]] = {}
+    min_rows: int = Field(30, ge=1, le=1_000_000)
+    small: Literal["report", "reject"] = "report"
+
+
 class EvaluationSpec(_Model):
     """The gate: floors on any metric, and a margin over the champion on the primary metric.
 
@@ -291,6 +332,7 @@ class EvaluationSpec(_Model):
     # {optimize: f1} chooses it on validation folds. The model itself carries it (sklearn's
     # FixedThresholdClassifier), so scoring, the smoke test and endpoints all use it.
     threshold: Annotated[float, Field(gt=0.0, lt=1.0)] | ThresholdSearch | None = None
+    slices: SlicesSpec | None = None
 
 
 class TrainingSpec(_Model):
@@ -304,6 +346,18 @@ class TrainingSpec(_Model):
     backend: Literal["auto", "in_worker", "sagemaker", "vertex", "azureml"] = "auto"
     instance_type: str | None = Field(None, max_length=64)  # default: the profile's
     timeout_minutes: int = Field(120, ge=5, le=7 * 24 * 60)
+
+
+class ApprovalSpec(_Model):
+    """A person approves a promotion between ``register`` and ``deploy`` (Airflow's human-in-the-loop
+    ``ApprovalOperator``: the Required Actions page, or the REST API). Approve deploys; reject or
+    no answer within ``timeout_minutes`` skips deploy. The decision, who and when are recorded on
+    the model version. ``assigned_users``: Airflow user names allowed to answer (empty: anyone
+    who may act on the DAG)."""
+
+    required: bool = True
+    assigned_users: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field([], max_length=20)
+    timeout_minutes: int = Field(24 * 60, ge=1, le=30 * 24 * 60)
 
 
 class DeploymentSpec(_Model):
@@ -323,6 +377,7 @@ class DeploymentSpec(_Model):
     instance_count: int = Field(1, ge=1, le=100)
     smoke_rows: int = Field(50, ge=1, le=100_000)
     tolerance: float = Field(1e-6, ge=0.0, le=1.0)
+    approval: ApprovalSpec | None = None
 
     @model_validator(mode="after")
     def _strategy(self) -> DeploymentSpec:
@@ -401,6 +456,86 @@ class MonitoringSpec(_Model):
         return value
 
 
+class DecaySpec(_Model):
+    """Retrain on model decay: the realized ``metric`` (default: the primary one) judged on its
+    bootstrap interval, never the point estimate. A day decays when the whole interval is on the
+    wrong side of ``floor`` (default: ``evaluation.floors[metric]``, if any) or worse than the
+    champion's holdout value by more than ``max_drop``. Retraining fires after ``days``
+    consecutive evaluated days that decayed, each with at least ``min_rows`` labelled rows (and
+    ``monitoring.cooldown_days`` since the last training, as for drift)."""
+
+    enabled: bool = True
+    metric: str | None = None
+    floor: float | None = Field(None, allow_inf_nan=False, ge=-1e12, le=1e12)
+    max_drop: float | None = Field(0.05, allow_inf_nan=False, ge=0.0, le=1e12)
+    days: int = Field(2, ge=1, le=30)
+    min_rows: int = Field(100, ge=1, le=10_000_000)
+
+
+class FeedbackSpec(_Model):
+    """Ground truth that arrives after the predictions: where the labels land and how they join.
+
+    For monitored day D the ``performance`` step joins the predictions made for
+    D - ``delay_days`` (``monitor_predictions``) with the labels that have arrived, on
+    ``key_columns`` (the id columns, or ``row_key`` when the data has none), and scores them.
+    The labels source is read like ``source`` (same URI policy and partition modes: a date
+    column there is the day a label *arrived*); a re-run of a day re-joins it (late labels),
+    publishing a new version of that day, never a duplicate.
+    """
+
+    uri: str = Field(min_length=1)
+    format: Literal["csv", "parquet"] = "csv"
+    conn_id: str | None = None
+    partition: PartitionSpec = PartitionSpec()
+    key_columns: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        min_length=1, max_length=10
+    )
+    label_column: str | None = None  # default: the pipeline's target
+    delay_days: int = Field(7, ge=0, le=365)
+    bootstrap: BootstrapSpec = BootstrapSpec()
+    decay: DecaySpec = DecaySpec()
+
+    @field_validator("uri")
+    @classmethod
+    def _uri_policy(cls, value: str) -> str:
+        return check_source_uri(value)
+
+
+AlertEvent = Literal[
+    "policy_fired",
+    "gate_rejected",
+    "rolled_back",
+    "validation_failed",
+    "approval_waiting",
+    "metric_below_floor",
+    "task_failed",
+]
+ALERT_EVENTS: tuple[str, ...] = AlertEvent.__args__  # type: ignore[attr-defined]
+
+
+class AlertsSpec(_Model):
+    """Where events go: Airflow notifiers (email through the smtp provider, SNS through the
+    amazon provider) and, where the cloud profile exports metrics, a metric alarm on the
+    realized primary metric. Recipients are addresses and topic ARNs, never credentials: the
+    SMTP server and the AWS account come from Airflow connections."""
+
+    events: list[AlertEvent] = Field(list(ALERT_EVENTS), min_length=1)
+    email: list[Annotated[str, Field(pattern=r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$", max_length=254)]] = (
+        Field([], max_length=50)
+    )
+    smtp_conn_id: str = Field("smtp_default", min_length=1, max_length=250)
+    sns_topic_arn: str | None = Field(
+        None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$"
+    )
+    metric_alarm: bool = False
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> AlertsSpec:
+        if not self.email and not self.sns_topic_arn and not self.metric_alarm:
+            raise ValueError("alerts need at least one destination: email, sns_topic_arn or metric_alarm")
+        return self
+
+
 class PipelineSpec(_Model):
     """One model's whole lifecycle. See README "The pipeline YAML" for every field."""
 
@@ -430,6 +565,8 @@ class PipelineSpec(_Model):
     deployment: DeploymentSpec = DeploymentSpec()
     scoring: ScoringSpec = ScoringSpec()
     monitoring: MonitoringSpec = MonitoringSpec()
+    feedback: FeedbackSpec | None = None
+    alerts: AlertsSpec | None = None
 
     _schedule = field_validator("schedule")(classmethod(lambda cls, v: _check_schedule(v)))
 
@@ -465,7 +602,68 @@ class PipelineSpec(_Model):
             raise ValueError(f"target {self.target!r} is also listed under features")
         if self.features.include and self.target in self.features.include:
             raise ValueError(f"target {self.target!r} cannot be a feature (remove it from features.include)")
+        self._check_slices(allowed)
+        self._check_feedback(allowed)
         return self
+
+    def _check_slices(self, allowed: list[str]) -> None:
+        sl = self.evaluation.slices
+        if sl is None:
+            return
+        if self.problem_type == "regression":
+            fair = [m for m in sl.metrics if m in SLICE_ONLY_METRICS]
+            if fair:
+                raise ValueError(f"evaluation.slices.metrics: {fair} apply to classification only")
+        names = set(allowed) | (set(SLICE_ONLY_METRICS) if self.problem_type != "regression" else set())
+        for where, metric in [("metrics", m) for m in sl.metrics] + [
+            (key, m) for key in ("floors", "max_gap") for m in getattr(sl, key)
+        ]:
+            if metric not in names:
+                raise ValueError(
+                    f"evaluation.slices.{where}: {metric!r} is not a {self.problem_type} slice metric; "
+                    f"choose one of: {', '.join(sorted(names))}"
+                )
+        judged = set(sl.floors) | set(sl.max_gap)
+        if not judged <= set(sl.metrics):
+            raise ValueError(
+                f"evaluation.slices: {sorted(judged - set(sl.metrics))} have a floor or max_gap but are not "
+                "listed under evaluation.slices.metrics"
+            )
+        if self.target in {c.column for c in sl.columns}:
+            raise ValueError(f"evaluation.slices: the target {self.target!r} cannot be a slice column")
+
+    def _check_feedback(self, allowed: list[str]) -> None:
+        fb = self.feedback
+        if fb is None:
+            return
+        if not self.monitoring.enabled:
+            raise ValueError(
+                "feedback needs monitoring.enabled: the performance step runs in the monitoring DAG"
+            )
+        metric = fb.decay.metric or self.evaluation.primary_metric
+        if metric not in allowed:
+            raise ValueError(
+                f"feedback.decay.metric: {metric!r} is not a {self.problem_type} metric; choose one of: "
+                f"{', '.join(allowed)}"
+            )
+        if (
+            fb.decay.enabled
+            and fb.decay.floor is None
+            and fb.decay.max_drop is None
+            and (metric not in self.evaluation.floors)
+        ):
+            raise ValueError(
+                "feedback.decay has nothing to judge against: set floor or max_drop, or a floor for "
+                f"{metric!r} under evaluation.floors"
+            )
+        if fb.partition.mode == "files" and "{ds}" not in fb.uri:
+            raise ValueError("feedback.partition.mode 'files' needs '{ds}' in feedback.uri")
+
+    @property
+    def slice_columns(self) -> list[str]:
+        """Columns the gate slices on (never features unless listed under ``features.include``)."""
+        sl = self.evaluation.slices
+        return [c.column for c in sl.columns] if sl is not None else []
 
     @property
     def primary(self) -> Any:

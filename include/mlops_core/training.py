@@ -41,7 +41,8 @@ def feature_columns(spec: PipelineSpec, df: pd.DataFrame) -> tuple[list[str], li
     from pandas.api import types
 
     f = spec.features
-    dropped = {spec.target, *f.exclude, *f.id_columns, *f.time_columns}
+    # slice columns are there to judge the model by, not to feed it (unless listed in include)
+    dropped = {spec.target, *f.exclude, *f.id_columns, *f.time_columns, *spec.slice_columns}
     if spec.source.partition.column:
         dropped.add(spec.source.partition.column)
     if spec.evaluation.holdout.column:
