@@ -3,7 +3,9 @@
 No Google SDK is used: every call is one ``session.request(method, url, json=..., params=...,
 timeout=...)`` on the authorised ``requests.Session``-like object that ``clients("vertex")`` or
 ``clients("monitoring")`` returns (``google.auth.transport.requests.AuthorizedSession`` in
-production), so a contract test records the exact requests with a ten-line fake.
+production), so a contract test records the exact requests with a ten-line fake. Bodies follow
+Google's REST encoding of the protos (camelCase fields, int64 as JSON strings); the tests hold
+each request to the published API description (discovery document).
 
 The ``gcp`` cloud profile supplies ``project``, ``location``, ``service_account``,
 ``training_image``, ``training_machine_type``, ``serving_image`` and ``machine_type``; the optional
@@ -345,7 +347,7 @@ def custom_job_body(profile: CloudProfile, spec: PipelineSpec, job: JobRequest) 
         "machineSpec": {
             "machineType": spec.training.instance_type or profile.setting("training_machine_type")
         },
-        "replicaCount": 1,
+        "replicaCount": "1",  # int64: a JSON string in Google's REST encoding
         "containerSpec": container,
     }
     job_spec: dict[str, Any] = {

@@ -510,7 +510,7 @@ AlertEvent = Literal[
     "metric_below_floor",
     "task_failed",
 ]
-ALERT_EVENTS: tuple[str, ...] = AlertEvent.__args__  # type: ignore[attr-defined]
+ALERT_EVENTS: tuple[AlertEvent, ...] = AlertEvent.__args__  # type: ignore[attr-defined]
 
 
 class AlertsSpec(_Model):

@@ -2,8 +2,12 @@
 
 No emulator covers Vertex AI, so a recording session stands in for ``AuthorizedSession``: it
 records ``(method, url, json, params)`` of each request and answers with canned responses in
-order; a request nobody expected fails the test. The MLflow registry is real (a SQLite store with
-two versions of a tiny scikit-learn model), so ``promote`` and ``rollback`` really move aliases.
+order; a request nobody expected fails the test. Every request, and every canned answer, is also
+validated against Google's published API description (the discovery documents of
+``aiplatform.v1`` and ``monitoring.v3``, :mod:`tests.contract.discovery`), so a field name or a
+type that both the code and this test got wrong still fails. The MLflow registry is real (a
+SQLite store with two versions of a tiny scikit-learn model), so ``promote`` and ``rollback``
+really move aliases. The same calls run over HTTP, stateful, in tests/emulators/test_gcp_operators.py.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from mlops_core import gcp, registry, remote
 from mlops_core.clouds import CloudProfile
 from mlops_core.deploy import READY, UPDATING, Deployment, DeploymentFailed
 from mlops_core.deploy.vertex import VertexTarget
+from tests.contract import discovery
 from tests.helpers import example_spec
 
 if TYPE_CHECKING:
@@ -37,6 +42,7 @@ DEPLOY_OP = f"{EP}/operations/7"
 SERVING_IMAGE = "europe-docker.pkg.dev/proj/mlops/serving:1"
 TRAINING_IMAGE = "europe-docker.pkg.dev/proj/mlops/train:1"
 NAME = "breast_cancer"
+TYPE = "type.googleapis.com/google.cloud.aiplatform.v1."
 
 PROFILE = CloudProfile(
     name="gcp",
@@ -71,24 +77,48 @@ class FakeResponse:
 
 
 class Recorder:
-    """A ``requests.Session`` stand-in: records each request and answers the next canned response."""
+    """A ``requests.Session`` stand-in: records each request and answers the next canned response.
+
+    Both sides are held to Google's published API description (:mod:`tests.contract.discovery`):
+    a request the API would refuse, or a canned answer the API could not give, fails the test
+    at once (and is kept in :attr:`violations`, which an autouse fixture asserts empty, in case
+    the code under test swallowed the error).
+    """
+
+    made: list[Recorder] = []  # every Recorder of the running test
 
     def __init__(self, *responses: dict[str, Any] | tuple[int, dict[str, Any]]):
         self.responses = list(responses)
         self.calls: list[tuple[str, str, Any, Any]] = []
+        self.violations: list[str] = []
+        Recorder.made.append(self)
 
     def request(
         self, method: str, url: str, json: Any = None, params: Any = None, timeout: Any = None
     ) -> Any:
         self.calls.append((method, url, json, params))
+        self._hold(discovery.request_errors(method, url, json, params))
         if not self.responses:
             raise AssertionError(f"unexpected request: {method} {url} json={json} params={params}")
         answer = self.responses.pop(0)
         status, body = answer if isinstance(answer, tuple) else (200, answer)
+        self._hold([f"canned: {e}" for e in discovery.response_errors(method, url, status, body)])
         return FakeResponse(status, body)
+
+    def _hold(self, problems: list[str]) -> None:
+        if problems:
+            self.violations.extend(problems)
+            raise AssertionError("not what the API description allows:\n  " + "\n  ".join(problems))
 
     def done(self) -> None:
         assert not self.responses, f"{len(self.responses)} canned response(s) never requested"
+
+
+@pytest.fixture(autouse=True)
+def _no_violations() -> Iterator[None]:
+    Recorder.made.clear()
+    yield
+    assert [v for r in Recorder.made for v in r.violations] == []
 
 
 class Target(VertexTarget):
@@ -123,6 +153,11 @@ def endpoint(split: dict[str, int], *deployed: tuple[str, str]) -> dict[str, Any
         "trafficSplit": split,
     }
 
+
+# what an operation's ``response`` (a google.protobuf.Any) holds: the message type, then its fields
+UPLOADED = {"@type": f"{TYPE}UploadModelResponse", "model": MODEL_V2}
+ENDPOINT_TYPE = {"@type": f"{TYPE}Endpoint"}
+DEPLOYED = {"@type": f"{TYPE}DeployModelResponse", "deployedModel": {"id": NEW_ID, "model": MODEL_V2}}
 
 UPLOAD_BODY = {
     "model": {
@@ -223,9 +258,9 @@ def test_first_deploy_uploads_creates_the_endpoint_and_sends_all_traffic(champio
     session = Recorder(
         {},  # no model called breast_cancer-v2 yet
         {"name": f"{MODEL_V2}/operations/1", "done": False},
-        {"name": f"{MODEL_V2}/operations/1", "done": True, "response": {"model": MODEL_V2}},
+        {"name": f"{MODEL_V2}/operations/1", "done": True, "response": UPLOADED},
         {},  # no endpoint yet
-        {"name": f"{EP}/operations/2", "done": True, "response": {"name": EP}},
+        {"name": f"{EP}/operations/2", "done": True, "response": {**ENDPOINT_TYPE, "name": EP}},
         {"name": DEPLOY_OP, "done": False},
     )
     target = Target(session)
@@ -267,7 +302,7 @@ def test_canary_deploy_splits_traffic_with_the_serving_model(champion: Any) -> N
     serving_v1 = endpoint({OLD_ID: 100}, (OLD_ID, MODEL_V1))
     session = Recorder(
         {},
-        {"name": f"{MODEL_V2}/operations/1", "done": True, "response": {"model": MODEL_V2}},
+        {"name": f"{MODEL_V2}/operations/1", "done": True, "response": UPLOADED},
         {"endpoints": [{"name": EP, "displayName": "mlops-breast-cancer"}]},
         serving_v1,
         {"name": DEPLOY_OP, "done": False},
@@ -357,7 +392,7 @@ def test_upload_failure_names_the_reason(champion: Any) -> None:
     ("operation", "state"),
     [
         ({"name": DEPLOY_OP, "done": False}, UPDATING),
-        ({"name": DEPLOY_OP, "done": True, "response": {}}, READY),
+        ({"name": DEPLOY_OP, "done": True, "response": DEPLOYED}, READY),
     ],
 )
 def test_status_polls_the_deploy_operation_once(operation: dict[str, Any], state: str) -> None:
@@ -457,6 +492,23 @@ def test_rollback_of_a_first_deploy_undeploys_and_leaves_no_champion(champion: A
     assert registry.alias_version(NAME, registry.CHAMPION) is None
 
 
+def test_rollback_before_the_deploy_finished_cancels_its_operation(champion: Any) -> None:
+    champion("1")
+    session = Recorder(
+        endpoint({OLD_ID: 100}, (OLD_ID, MODEL_V1)),  # the new model is not on the endpoint yet
+        {"name": DEPLOY_OP, "done": False},
+        {},  # operations.cancel answers google.protobuf.Empty
+    )
+    Target(session).rollback(canary_spec(), deployment())
+    assert session.calls == [
+        ("GET", f"{ROOT}/{EP}", None, None),
+        ("GET", f"{ROOT}/{DEPLOY_OP}", None, None),
+        ("POST", f"{ROOT}/{DEPLOY_OP}:cancel", None, None),
+    ]
+    session.done()
+    assert registry.alias_version(NAME, registry.CHAMPION) == "1"
+
+
 # -- remote training
 
 
@@ -488,7 +540,7 @@ def test_submit_creates_the_custom_job(job: remote.JobRequest) -> None:
             "workerPoolSpecs": [
                 {
                     "machineSpec": {"machineType": "n1-standard-4"},
-                    "replicaCount": 1,
+                    "replicaCount": "1",
                     "containerSpec": {
                         "imageUri": TRAINING_IMAGE,
                         "command": ["python", "-m", "mlops_core.remote", job.folder],
