@@ -43,7 +43,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-API_VERSION = "2024-04-01"
+# The newest GA version whose REST description ships with azure-ai-ml 1.23.1 (the dev lock): the
+# contract tests validate every body against exactly this version's published models
+# (tests/contract/azure_models.py). 2024-04-01 is GA too but absent from that SDK, so it could not
+# be checked; 2023-10-01 has every operation used here (jobs, model versions, online endpoints and
+# deployments, listKeys).
+API_VERSION = "2023-10-01"
 ARM_ROOT = "https://management.azure.com"
 TIMEOUT = 60.0  # seconds per HTTP call; scoring calls use SCORING_TIMEOUT
 SCORING_TIMEOUT = 120.0
@@ -70,6 +75,17 @@ JOB_FAILED = frozenset({"Failed", "Canceled", "NotResponding"})
 # provisioningState of online endpoints and deployments
 PROVISIONING = frozenset({"Creating", "Updating", "Scaling", "Deleting", "Accepted", "InProgress"})
 PROVISION_FAILED = frozenset({"Failed", "Canceled"})
+
+# What a PUT of an online endpoint may carry (OnlineEndpoint / OnlineEndpointProperties of the REST
+# description, read-only fields left out; ``keys`` is write-once and always read back as null).
+ENDPOINT_WRITABLE = ("location", "kind", "sku", "tags")
+ENDPOINT_PROPERTIES_WRITABLE = (
+    "description",
+    "compute",
+    "mirrorTraffic",
+    "publicNetworkAccess",
+    "properties",
+)
 
 
 class AzureMLError(RuntimeError):
@@ -326,7 +342,10 @@ class AzureMLClient:
         """Make ``traffic`` the endpoint's whole split; returns the operation url.
 
         ARM's PATCH on online endpoints only takes identity and tags, so the traffic goes in a
-        PUT of the endpoint as it is now (read first) with ``properties.traffic`` replaced.
+        PUT of the endpoint as it is now (read first) with ``properties.traffic`` replaced. A PUT
+        replaces the whole resource, so every writable field is carried over (a dropped
+        ``publicNetworkAccess: Disabled`` would open the endpoint to the internet, a dropped
+        user-assigned identity would detach it) and no read-only one is sent back.
         """
         current = self.get_endpoint(endpoint)
         if current is None:
@@ -335,17 +354,17 @@ class AzureMLClient:
             )
         props = current.get("properties", {})
         body: dict[str, Any] = {
-            "location": current.get("location"),
-            "identity": {"type": (current.get("identity") or {}).get("type", "SystemAssigned")},
-            "tags": current.get("tags") or {},
-            "properties": {
-                "authMode": props.get("authMode", "Key"),
-                "description": props.get("description", ""),
-                "traffic": {k: int(v) for k, v in traffic.items()},
-            },
+            k: current[k] for k in ENDPOINT_WRITABLE if current.get(k) not in (None, "", {})
         }
-        if current.get("kind"):
-            body["kind"] = current["kind"]
+        identity = current.get("identity") or {"type": "SystemAssigned"}
+        body["identity"] = {"type": identity.get("type", "SystemAssigned")}
+        if identity.get("userAssignedIdentities"):  # their principal and client ids are read-only
+            body["identity"]["userAssignedIdentities"] = {k: {} for k in identity["userAssignedIdentities"]}
+        body["properties"] = {
+            **{k: props[k] for k in ENDPOINT_PROPERTIES_WRITABLE if props.get(k) not in (None, "", {})},
+            "authMode": props.get("authMode", "Key"),
+            "traffic": {k: int(v) for k, v in traffic.items()},
+        }
         return self.put_endpoint(endpoint, body)[1]
 
     def endpoint_key(self, endpoint: str) -> str:
@@ -383,15 +402,21 @@ class AzureMLClient:
 
 
 def _job_message(job: dict[str, Any]) -> str:
-    """The most useful failure text a job resource carries, and where to read the logs."""
-    props = job.get("properties", {}) or {}
-    error = props.get("error") or {}
-    message = (
-        (error.get("message") if isinstance(error, dict) else str(error)) or props.get("statusMessage") or ""
-    )
-    studio = ((props.get("services") or {}).get("Studio") or {}).get("endpoint")
+    """The failure text a job resource carries, and where to read the logs.
+
+    The ARM job resource has no error field (the run's error lives in the run history, shown in
+    studio); what it has is ``services``, whose entries carry an ``errorMessage`` when a part of
+    the job (the compute, a service) failed, and the studio URL of the run.
+    """
+    services = (job.get("properties", {}) or {}).get("services") or {}
+    errors = [
+        f"{name}: {svc['errorMessage']}"
+        for name, svc in services.items()
+        if isinstance(svc, dict) and svc.get("errorMessage")
+    ]
+    studio = (services.get("Studio") or {}).get("endpoint")
     where = f"; logs: {studio}" if studio else "; see the job's logs in Azure ML studio"
-    return (message or "no error message reported") + where
+    return ("; ".join(errors) or "the job resource reports no error text") + where
 
 
 def job_state_of(name: str, job: dict[str, Any]) -> str:
@@ -410,13 +435,19 @@ def job_state_of(name: str, job: dict[str, Any]) -> str:
 
 
 def client_for(profile: CloudProfile, clients: ClientFactory, service: str = "azureml") -> AzureMLClient:
-    """The workspace of the ``azure`` profile, through ``clients(service)``."""
+    """The workspace of the ``azure`` profile, through ``clients(service)``.
+
+    The ARM root is the profile's ``settings.api_endpoint``, else the one the session says it is
+    authorised for (``session.api_root``: :class:`mlops_airflow.azureml.AzureMLHook` sets it from
+    its connection's ``api_endpoint``, the audience of the session's tokens), else public ARM.
+    """
+    session = clients(service)
     return AzureMLClient(
-        clients(service),
+        session,
         profile.setting("subscription_id"),
         profile.setting("resource_group"),
         profile.setting("workspace"),
-        api_root=profile.settings.get("api_endpoint") or None,
+        api_root=profile.settings.get("api_endpoint") or getattr(session, "api_root", None) or None,
     )
 
 
@@ -495,14 +526,20 @@ def write_metrics(
     """Azure Monitor custom metrics (namespace ``MLOps``) on ``settings.metrics_resource_id``.
 
     One POST per metric (the API takes one metric per call); NaN and infinite values are
-    skipped because Azure Monitor rejects them. ``pipeline`` is always a dimension.
+    skipped because Azure Monitor rejects them. ``pipeline`` is always a dimension. The
+    regional ingestion root is ``https://<location>.monitoring.azure.com`` unless
+    ``settings.metrics_endpoint`` names another (clouds other than Azure's public one).
     """
     resource = profile.setting("metrics_resource_id")
     if not resource.startswith("/"):
         raise ValueError(
             f"settings.metrics_resource_id {resource!r} must be an ARM resource id (/subscriptions/...)"
         )
-    url = f"https://{profile.setting('location')}.monitoring.azure.com{resource}/metrics"
+    root = (
+        profile.settings.get("metrics_endpoint")
+        or f"https://{profile.setting('location')}.monitoring.azure.com"
+    )
+    url = f"{root.rstrip('/')}{resource}/metrics"
     dimensions = {"pipeline": pipeline, **{str(k): str(v) for k, v in dims.items()}}
     names, values = list(dimensions), [dimensions[k] for k in dimensions]
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -7,7 +7,18 @@ the platform's message. The REST calls themselves live in :mod:`mlops_core.azure
 there), so the same code serves the pipeline steps and these operators.
 
 Connection ``azure_ml`` (a service principal): login = client (application) id, password =
-client secret, extras ``tenant_id``, ``subscription_id``, ``resource_group``, ``workspace``.
+client secret, extras ``tenant_id``, ``subscription_id``, ``resource_group``, ``workspace``, and
+for clouds other than Azure's public one:
+
+* ``api_endpoint``: the ARM root (``https://management.usgovcloudapi.net`` for Azure US
+  Government, ``https://management.chinacloudapi.cn`` for Azure China); the ARM token is
+  requested for ``<api_endpoint>/.default``, the audience that cloud's ARM accepts;
+* ``authority``: the Microsoft Entra authority host that issues the tokens
+  (``login.microsoftonline.us``, ``login.chinacloudapi.cn``; default ``login.microsoftonline.com``);
+* ``disable_instance_discovery``: ``true`` for an authority Entra's instance discovery does not
+  know (Azure Stack Hub, private clouds): azure-identity then skips the metadata lookup at
+  ``login.microsoft.com`` and trusts the configured authority as it is.
+
 Nothing heavy is imported at module level (``azure.identity`` loads when a session is built).
 """
 
@@ -59,7 +70,8 @@ class AzureMLHook(BaseHook):
     :param subscription_id: overrides the connection's extra ``subscription_id``.
     :param resource_group: overrides the connection's extra ``resource_group``.
     :param workspace: overrides the connection's extra ``workspace``.
-    :param api_root: ARM root (sovereign clouds, test servers); default ``https://management.azure.com``.
+    :param api_root: ARM root (sovereign clouds); overrides the connection's extra ``api_endpoint``,
+        default ``https://management.azure.com``.
     """
 
     conn_name_attr = "azure_ml_conn_id"
@@ -72,10 +84,14 @@ class AzureMLHook(BaseHook):
         """Extra fields of the connection form (Airflow < 3.2; newer versions read ``CONN_FIELDS``)."""
         from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
         from flask_babel import lazy_gettext
-        from wtforms import StringField
+        from wtforms import BooleanField, StringField
 
         return {
-            name: StringField(lazy_gettext(field["label"]), widget=BS3TextFieldWidget())
+            name: (
+                BooleanField(lazy_gettext(field["label"]))
+                if "boolean" in field["schema"]["type"]
+                else StringField(lazy_gettext(field["label"]), widget=BS3TextFieldWidget())
+            )
             for name, field in CONN_FIELDS.items()
         }
 
@@ -122,6 +138,22 @@ class AzureMLHook(BaseHook):
         value = extras.get(name) or extras.get(f"extra__{CONN_TYPE}__{name}")
         return str(value) if value else None
 
+    def flag(self, name: str) -> bool:
+        """A boolean extra: JSON ``true`` or the strings ``true``/``1``/``yes``/``on``."""
+        value = self.extra(name)
+        return value is not None and value.strip().lower() in {"true", "1", "yes", "on"}
+
+    @property
+    def arm_root(self) -> str | None:
+        """The ARM root: the hook's ``api_root``, else the connection's ``api_endpoint`` (None: public ARM)."""
+        root = self.api_root or self.extra("api_endpoint")
+        return root.rstrip("/") if root else None
+
+    @property
+    def arm_scope(self) -> str:
+        """The token scope of ARM calls: ``<arm root>/.default`` (the audience each cloud's ARM accepts)."""
+        return f"{self.arm_root}/.default" if self.arm_root else ARM_SCOPE
+
     def _required(self, name: str, override: str | None) -> str:
         value = override or self.extra(name)
         if not value:
@@ -134,7 +166,8 @@ class AzureMLHook(BaseHook):
     # -- sessions and clients -----------------------------------------------------------------
 
     def get_credential(self) -> Any:
-        """``ClientSecretCredential`` of the connection's service principal."""
+        """``ClientSecretCredential`` of the connection's service principal (extras ``authority``,
+        ``disable_instance_discovery`` passed on: see the module docstring)."""
         from azure.identity import ClientSecretCredential
 
         conn = self.connection
@@ -142,18 +175,33 @@ class AzureMLHook(BaseHook):
             raise AirflowException(
                 f"connection {self.azure_ml_conn_id!r} needs login (client id) and password (client secret)"
             )
+        options: dict[str, Any] = {}
+        if self.extra("authority"):
+            options["authority"] = self.extra("authority")
+        if self.flag("disable_instance_discovery"):
+            options["disable_instance_discovery"] = True
         return ClientSecretCredential(
-            tenant_id=self._required("tenant_id", None), client_id=conn.login, client_secret=conn.password
+            tenant_id=self._required("tenant_id", None),
+            client_id=conn.login,
+            client_secret=conn.password,
+            **options,
         )
 
-    def get_session(self, scope: str = ARM_SCOPE) -> requests.Session:
-        """A ``requests.Session`` adding a bearer token for ``scope`` to each request (one per scope)."""
+    def get_session(self, scope: str | None = None) -> requests.Session:
+        """A ``requests.Session`` adding a bearer token for ``scope`` to each request (one per scope).
+
+        ``scope`` defaults to :attr:`arm_scope`; an ARM session names its root (``api_root``) so
+        :func:`mlops_core.azure.client_for` calls the ARM its tokens are for.
+        """
+        scope = scope or self.arm_scope
         if scope not in self._sessions:
             import requests
 
             session = requests.Session()
             session.auth = _BearerAuth(self.get_credential(), scope)
             session.headers["User-Agent"] = "airflow-mlops"
+            if scope == self.arm_scope:
+                session.api_root = self.arm_root  # type: ignore[attr-defined]
             self._sessions[scope] = session
         return self._sessions[scope]
 
@@ -166,7 +214,7 @@ class AzureMLHook(BaseHook):
         ``monitor``: a session for Azure Monitor's metric ingestion; anything else
         (``azureml``): a session for ARM.
         """
-        return self.get_session(MONITOR_SCOPE if service == "monitor" else ARM_SCOPE)
+        return self.get_session(MONITOR_SCOPE if service == "monitor" else self.arm_scope)
 
     def get_client(self) -> AzureMLClient:
         """The connection's workspace (arguments of the hook override its extras)."""
@@ -177,7 +225,7 @@ class AzureMLHook(BaseHook):
             self._required("subscription_id", self.subscription_id),
             self._required("resource_group", self.resource_group),
             self._required("workspace", self.workspace),
-            api_root=self.api_root or self.extra("api_endpoint"),
+            api_root=self.arm_root,
         )
 
     def test_connection(self) -> tuple[bool, str]:

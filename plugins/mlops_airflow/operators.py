@@ -414,11 +414,16 @@ class TrainOperator(MlopsStep, BaseOperator):
 
             conn_id = self.profile.setting("ml_conn_id")
             azure.submit_training(self.profile, AzureMLHook(azure_ml_conn_id=conn_id).clients, req)
+            # the trigger polls the workspace the job went to: the profile's, not the connection's extras
             trigger = AzureMLJobTrigger(
                 job_name=req.name,
                 azure_ml_conn_id=conn_id,
                 poke_interval=self.poll_seconds,
                 max_attempts=max(1, int(timeout // max(self.poll_seconds, 1))),
+                subscription_id=self.profile.setting("subscription_id"),
+                resource_group=self.profile.setting("resource_group"),
+                workspace=self.profile.setting("workspace"),
+                api_root=self.profile.settings.get("api_endpoint") or None,
             )
         else:
             raise AirflowFailException(f"unknown training backend {backend!r}")

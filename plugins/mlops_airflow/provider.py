@@ -19,6 +19,19 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "subscription_id": {"label": "Subscription ID", "schema": {"type": ["string", "null"]}},
     "resource_group": {"label": "Resource group", "schema": {"type": ["string", "null"]}},
     "workspace": {"label": "Azure ML workspace", "schema": {"type": ["string", "null"]}},
+    # clouds other than Azure's public one (see mlops_airflow.azureml)
+    "api_endpoint": {
+        "label": "ARM endpoint (sovereign clouds; default https://management.azure.com)",
+        "schema": {"type": ["string", "null"]},
+    },
+    "authority": {
+        "label": "Entra ID authority host (sovereign clouds; default login.microsoftonline.com)",
+        "schema": {"type": ["string", "null"]},
+    },
+    "disable_instance_discovery": {
+        "label": "Disable Entra instance discovery (Azure Stack Hub, private clouds)",
+        "schema": {"type": ["boolean", "null"]},
+    },
 }
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden_fields": ["host", "port", "schema"],

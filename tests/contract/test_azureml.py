@@ -1,15 +1,21 @@
 """Azure ML contract: the exact REST requests, in order, of deploy/status/smoke/promote/rollback and training.
 
-No emulator covers Azure ML online endpoints, so a recording session stands in for ARM: every
-request must be the next one the test expects (method and URL), and gets the canned response
-Azure ML documents for it. The MLflow registry is real (a SQLite store with two versions of a
-tiny sklearn model), so ``promote`` and ``rollback`` really move the ``champion`` alias.
+A recording session stands in for ARM: every request must be the next one the test expects
+(method and URL), and gets a canned response. Both sides are checked against the service's
+API description (:mod:`tests.contract.azure_models`): every request body is validated against
+the published REST models of the ``api-version`` the package sends (unknown, mistyped, missing
+required or read-only keys, discriminators, enums), every canned response against the model the
+generated client would deserialize, so a canned answer cannot flatter the code under test. The
+scoring call, operation polling and Azure Monitor metrics are checked against their documented
+schemas. The MLflow registry is real (a SQLite store with two versions of a tiny sklearn model),
+so ``promote`` and ``rollback`` really move the ``champion`` alias.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +29,7 @@ from mlops_core.clouds import CloudProfile
 from mlops_core.deploy import READY, UPDATING, Deployment, DeploymentFailed
 from mlops_core.deploy.azureml import AzureMLTarget
 from mlops_core.remote import RUNNING, SUCCEEDED, JobRequest, RemoteJobFailed
+from tests.contract import azure_models
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.contract
@@ -33,7 +40,7 @@ WSID = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.MachineLea
 EP = "mlops-breast-cancer"
 EP_PATH = f"onlineEndpoints/{EP}"
 SCORING = f"https://{EP}.westeurope.inference.ml.azure.com/score"
-OP = "https://management.azure.com/subscriptions/sub-1/providers/Microsoft.MachineLearningServices/locations/westeurope/mfeOperationsStatus/op-1?api-version=2024-04-01"
+OP = f"https://management.azure.com/subscriptions/sub-1/providers/Microsoft.MachineLearningServices/locations/westeurope/mfeOperationsStatus/op-1?api-version={API_VERSION}"
 HEADERS_OF_INTEREST = ("Authorization", "azureml-model-deployment")
 
 
@@ -71,7 +78,10 @@ class Recorder:
     """A ``requests.Session`` stand-in: answers each request with the next expected response.
 
     ``expect(method, url, ...)`` queues one; a request that is not the next expected one (or
-    comes when none is queued) fails the test with both sides shown.
+    comes when none is queued) fails the test with both sides shown. The request (URL, query,
+    body) and the canned response are validated against the API description
+    (:mod:`tests.contract.azure_models`): an invalid request is the code's fault, an invalid
+    canned response the test's, and either fails the test.
     """
 
     def __init__(self) -> None:
@@ -99,6 +109,12 @@ class Recorder:
         assert self.expected, f"unexpected request {got} (none expected)"
         method_w, url_w, response = self.expected.pop(0)
         assert got == (method_w, url_w), f"request {got}, expected {(method_w, url_w)}"
+        sent = azure_models.request_errors(method, url, kw.get("json"), kw.get("params"))
+        assert not sent, f"{method} {got[1]} does not follow the API description: {sent}"
+        canned = azure_models.response_errors(method, url, response.status_code, response.body)
+        assert not canned, (
+            f"the canned {response.status_code} to {method} {got[1]} is not what Azure sends: {canned}"
+        )
         headers = {k: v for k, v in (kw.get("headers") or {}).items() if k in HEADERS_OF_INTEREST}
         self.calls.append(Call(method, got[1], kw.get("json"), headers, kw.get("params")))
         return response
@@ -131,11 +147,35 @@ def endpoint(traffic: dict[str, int], state: str = "Succeeded") -> dict[str, Any
     }
 
 
-def deployment_resource(state: str, error: str | None = None) -> dict[str, Any]:
-    props: dict[str, Any] = {"provisioningState": state}
-    if error:
-        props["error"] = error
-    return {"properties": props}
+def deployment_resource(state: str, name: str = "green-v1", version: str = "1") -> dict[str, Any]:
+    """An OnlineDeployment as ARM returns it (it has no error field: failures are on the operation)."""
+    return {
+        "id": f"{WSID}/onlineEndpoints/{EP}/deployments/{name}",
+        "name": name,
+        "type": "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments",
+        "location": "westeurope",
+        "kind": "Managed",
+        "sku": {"name": "Default", "capacity": 1},
+        "properties": {
+            "endpointComputeType": "Managed",
+            "model": f"{WSID}/models/breast_cancer/versions/{version}",
+            "instanceType": "Standard_DS3_v2",
+            "provisioningState": state,
+        },
+    }
+
+
+def model_version(version: str) -> dict[str, Any]:
+    return {
+        "id": f"{WSID}/models/breast_cancer/versions/{version}",
+        "name": version,
+        "type": "Microsoft.MachineLearningServices/workspaces/models/versions",
+        "properties": {"modelType": "mlflow_model", "modelUri": "https://mlopslake.blob.core.windows.net/x"},
+    }
+
+
+def not_found(what: str = "resource") -> dict[str, Any]:
+    return {"error": {"code": "NotFound", "message": f"the {what} does not exist"}}
 
 
 PROFILE = CloudProfile(
@@ -240,9 +280,9 @@ def model_put(version: str) -> tuple[str, str]:
 
 def test_first_deploy_creates_endpoint_and_green_then_gives_it_all_traffic(rec: Recorder, store: Any) -> None:
     t = target(rec)
-    rec.expect(*model_put("1"), 201, {"properties": {}})
-    rec.expect("GET", EP_PATH, 404, {"error": {"code": "NotFound", "message": "no endpoint"}})
-    rec.expect("PUT", EP_PATH, 201, endpoint({}, "Creating"))
+    rec.expect(*model_put("1"), 201, model_version("1"))
+    rec.expect("GET", EP_PATH, 404, not_found("endpoint"))
+    rec.expect("PUT", EP_PATH, 201, endpoint({}, "Creating"), {"Azure-AsyncOperation": OP})
     rec.expect(
         "PUT",
         f"{EP_PATH}/deployments/green-v1",
@@ -260,16 +300,34 @@ def test_first_deploy_creates_endpoint_and_green_then_gives_it_all_traffic(rec: 
         ("PUT", f"{EP_PATH}/deployments/green-v1"),
     ]
     model_body, ep_body, dep_body = rec.calls[0].json, rec.calls[2].json, rec.calls[3].json
-    assert model_body["properties"]["modelType"] == "mlflow_model"
-    assert (
-        model_body["properties"]["modelUri"]
-        == "https://mlopslake.blob.core.windows.net/mlops-lake/lake/breast_cancer/models/v1/model"
-    )
-    assert ep_body["properties"] == {"authMode": "Key", "description": "mlops endpoint of breast_cancer"}
-    assert "traffic" not in ep_body["properties"]  # the endpoint starts with no split
-    assert dep_body["properties"]["model"] == f"{WSID}/models/breast_cancer/versions/1"
-    assert dep_body["properties"]["instanceType"] == "Standard_DS3_v2"
-    assert dep_body["sku"]["capacity"] == 1
+    assert model_body == {
+        "properties": {
+            "modelType": "mlflow_model",  # no scoring script or environment needed
+            "modelUri": "https://mlopslake.blob.core.windows.net/mlops-lake/lake/breast_cancer/models/v1/model",
+            "description": "MLflow model breast_cancer v1",
+            "tags": {"mlops.pipeline": "breast_cancer", "mlflow.version": "1"},
+        }
+    }
+    assert ep_body == {
+        "location": "westeurope",
+        "identity": {"type": "SystemAssigned"},
+        "tags": {"mlops.pipeline": "breast_cancer"},
+        # key auth, and no traffic: the endpoint starts with no split
+        "properties": {"authMode": "Key", "description": "mlops endpoint of breast_cancer"},
+    }
+    # every field of the deployment: a managed (not Kubernetes) deployment of the registered
+    # version, on the profile's instance type, spec.deployment.instance_count instances
+    assert dep_body == {
+        "location": "westeurope",
+        "kind": "Managed",
+        "sku": {"name": "Default", "capacity": 1},
+        "properties": {
+            "endpointComputeType": "Managed",
+            "model": f"{WSID}/models/breast_cancer/versions/1",
+            "instanceType": "Standard_DS3_v2",
+            "scaleSettings": {"scaleType": "Default"},
+        },
+    }
     assert all(c.params == {"api-version": API_VERSION} for c in rec.calls)
     assert dep.state == UPDATING and dep.previous_version is None
     assert dep.extra["deployment"] == "green-v1" and dep.extra["previous_deployment"] is None
@@ -285,8 +343,18 @@ def test_first_deploy_creates_endpoint_and_green_then_gives_it_all_traffic(rec: 
     rec.expect("GET", EP_PATH, 200, endpoint({}))
     rec.expect("PUT", EP_PATH, 201, endpoint({"green-v1": 100}, "Updating"), {"Azure-AsyncOperation": OP})
     assert t.status(dep) == UPDATING
-    assert rec.calls[-1].json["properties"]["traffic"] == {"green-v1": 100}
-    assert rec.calls[-1].json["properties"]["authMode"] == "Key"
+    # the whole endpoint again (a PUT replaces it), only the traffic changed, nothing read-only sent
+    assert rec.calls[-1].json == {
+        "location": "westeurope",
+        "kind": "Managed",
+        "tags": {"mlops.pipeline": "breast_cancer"},
+        "identity": {"type": "SystemAssigned"},
+        "properties": {
+            "description": "mlops endpoint of breast_cancer",
+            "authMode": "Key",
+            "traffic": {"green-v1": 100},
+        },
+    }
     rec.expect("GET", f"{EP_PATH}/deployments/green-v1", 200, deployment_resource("Succeeded"))
     rec.expect("GET", EP_PATH, 200, endpoint({"green-v1": 100}))
     assert t.status(dep) == READY
@@ -299,17 +367,71 @@ def test_first_deploy_creates_endpoint_and_green_then_gives_it_all_traffic(rec: 
     assert registry.alias_version("breast_cancer", registry.CHAMPION) == "1"
 
 
+def test_a_traffic_update_keeps_every_writable_field_and_sends_nothing_read_only(rec: Recorder) -> None:
+    """The traffic goes in a PUT, which replaces the endpoint: what the PUT leaves out is reset."""
+    t = target(rec)
+    uai = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/ml"
+    current = endpoint({"green-v1": 100})
+    current["id"] = f"{WSID}/{EP_PATH}"
+    current["systemData"] = {"createdBy": "someone", "createdAt": "2026-01-05T10:00:00Z"}
+    current["sku"] = {"name": "Default"}
+    current["identity"] = {
+        "type": "SystemAssigned,UserAssigned",
+        "principalId": "p-1",
+        "tenantId": "t-1",
+        "userAssignedIdentities": {uai: {"principalId": "p-2", "clientId": "c-2"}},
+    }
+    current["properties"].update(
+        {
+            "publicNetworkAccess": "Disabled",  # dropping it would open the endpoint to the internet
+            "mirrorTraffic": {"green-v1": 5},
+            "swaggerUri": f"https://{EP}.westeurope.inference.ml.azure.com/swagger.json",
+        }
+    )
+    rec.expect("GET", EP_PATH, 200, current)
+    rec.expect("PUT", EP_PATH, 200, endpoint({"green-v2": 100}, "Updating"))
+    t.client.set_traffic(EP, {"green-v2": 100})
+    rec.done()
+    assert rec.calls[1].json == {
+        "location": "westeurope",
+        "kind": "Managed",
+        "sku": {"name": "Default"},
+        "tags": {"mlops.pipeline": "breast_cancer"},
+        "identity": {"type": "SystemAssigned,UserAssigned", "userAssignedIdentities": {uai: {}}},
+        "properties": {
+            "description": "mlops endpoint of breast_cancer",
+            "mirrorTraffic": {"green-v1": 5},
+            "publicNetworkAccess": "Disabled",
+            "authMode": "Key",
+            "traffic": {"green-v2": 100},
+        },
+    }
+
+
+def test_endpoint_names_keep_to_azure_ml_s_32_characters() -> None:
+    assert AzureMLTarget.endpoint_name(spec()) == EP
+    long_a = AzureMLTarget.endpoint_name(
+        example_spec(name="customer_churn_prediction_model_a", cloud="azure")
+    )
+    long_b = AzureMLTarget.endpoint_name(
+        example_spec(name="customer_churn_prediction_model_b", cloud="azure")
+    )
+    for name in (long_a, long_b):
+        assert len(name) <= 32 and re.fullmatch(r"[a-z][a-z0-9-]{1,30}[a-z0-9]", name), name
+    assert long_a != long_b  # the hash keeps two long names apart
+
+
 def canary_deployed(rec: Recorder, strategy: str = "canary") -> tuple[Target, Deployment]:
     """v1 is champion and serves 100 % as green-v1; v2 deployed as green-v2."""
     registry.promote("breast_cancer", "1")
     t = target(rec)
-    rec.expect(*model_put("2"), 200, {"properties": {}})
+    rec.expect(*model_put("2"), 200, model_version("2"))
     rec.expect("GET", EP_PATH, 200, endpoint({"green-v1": 100}))
     rec.expect(
         "PUT",
         f"{EP_PATH}/deployments/green-v2",
         201,
-        deployment_resource("Creating"),
+        deployment_resource("Creating", "green-v2", "2"),
         {"Azure-AsyncOperation": OP},
     )
     dep = t.deploy(spec(strategy), "2")
@@ -320,16 +442,22 @@ def canary_deployed(rec: Recorder, strategy: str = "canary") -> tuple[Target, De
 
 
 def to_canary(t: Target, rec: Recorder, dep: Deployment) -> None:
-    rec.expect("GET", f"{EP_PATH}/deployments/green-v2", 200, deployment_resource("Succeeded"))
+    rec.expect(
+        "GET", f"{EP_PATH}/deployments/green-v2", 200, deployment_resource("Succeeded", "green-v2", "2")
+    )
     rec.expect("GET", EP_PATH, 200, endpoint({"green-v1": 100}))
     rec.expect("GET", EP_PATH, 200, endpoint({"green-v1": 100}))
     rec.expect("PUT", EP_PATH, 201, endpoint({"green-v1": 90, "green-v2": 10}, "Updating"))
     assert t.status(dep) == UPDATING
     assert rec.calls[-1].json["properties"]["traffic"] == {"green-v2": 10, "green-v1": 90}
-    rec.expect("GET", f"{EP_PATH}/deployments/green-v2", 200, deployment_resource("Succeeded"))
+    rec.expect(
+        "GET", f"{EP_PATH}/deployments/green-v2", 200, deployment_resource("Succeeded", "green-v2", "2")
+    )
     rec.expect("GET", EP_PATH, 200, endpoint({"green-v1": 90, "green-v2": 10}, "Updating"))
     assert t.status(dep) == UPDATING  # the split is being applied
-    rec.expect("GET", f"{EP_PATH}/deployments/green-v2", 200, deployment_resource("Succeeded"))
+    rec.expect(
+        "GET", f"{EP_PATH}/deployments/green-v2", 200, deployment_resource("Succeeded", "green-v2", "2")
+    )
     rec.expect("GET", EP_PATH, 200, endpoint({"green-v1": 90, "green-v2": 10}))
     assert t.status(dep) == READY
     rec.reset()
@@ -342,7 +470,7 @@ def test_canary_smoke_and_promote(rec: Recorder, store: Any) -> None:
     # smoke predict: scoring URI, endpoint key, routed to green-v2 by header
     rec.expect("GET", EP_PATH, 200, endpoint({"green-v1": 90, "green-v2": 10}))
     rec.expect("POST", f"{EP_PATH}/listKeys", 200, {"primaryKey": "k-primary", "secondaryKey": "k2"})
-    rec.expect("POST", SCORING, 200, {"predictions": ["benign", "malignant"]})
+    rec.expect("POST", SCORING, 200, ["benign", "malignant"])  # no-code MLflow deployments answer a list
     features = pd.DataFrame({"mean_radius": [12.0, 20.5], "mean_texture": [float("nan"), 19.0]})
     got = t.predict(dep, features)
     assert list(got) == ["benign", "malignant"]
@@ -387,7 +515,9 @@ def test_blue_green_keeps_blue_at_100_and_is_ready_without_a_traffic_change(
     rec: Recorder, store: Any
 ) -> None:
     t, dep = canary_deployed(rec, "blue_green")
-    rec.expect("GET", f"{EP_PATH}/deployments/green-v2", 200, deployment_resource("Succeeded"))
+    rec.expect(
+        "GET", f"{EP_PATH}/deployments/green-v2", 200, deployment_resource("Succeeded", "green-v2", "2")
+    )
     rec.expect("GET", EP_PATH, 200, endpoint({"green-v1": 100, "green-v2": 0}))
     assert t.status(dep) == READY
     rec.done()
@@ -413,33 +543,48 @@ def test_first_deploy_rollback_clears_traffic_deletes_green_and_keeps_the_endpoi
     assert registry.alias_version("breast_cancer", registry.CHAMPION) is None
 
 
-def test_failed_deployment_raises_with_the_reason(rec: Recorder, store: Any) -> None:
+def test_failed_deployment_raises_with_the_reason_arm_gives_on_its_operation(
+    rec: Recorder, store: Any
+) -> None:
     t, dep = canary_deployed(rec)
-    rec.expect(
-        "GET", f"{EP_PATH}/deployments/green-v2", 200, deployment_resource("Failed", "ImagePullFailure")
-    )
-    with pytest.raises(DeploymentFailed, match=r"green-v2 is Failed: ImagePullFailure"):
+    rec.expect("GET", f"{EP_PATH}/deployments/green-v2", 200, deployment_resource("Failed", "green-v2", "2"))
+    failed = {
+        "status": "Failed",
+        "error": {"code": "ResourceNotReady", "message": "User container has crashed or terminated"},
+    }
+    rec.expect("GET", OP, 200, failed)
+    with pytest.raises(
+        DeploymentFailed, match=r"green-v2 is Failed: User container has crashed or terminated; see its logs"
+    ):
         t.status(dep)
+    rec.done()
 
 
 def test_busy_endpoint_defers_green_creation_to_status(rec: Recorder, store: Any) -> None:
     t = target(rec)
-    rec.expect(*model_put("1"), 200, {})
-    rec.expect("GET", EP_PATH, 404)
+    rec.expect(*model_put("1"), 200, model_version("1"))
+    rec.expect("GET", EP_PATH, 404, not_found("endpoint"))
     rec.expect("PUT", EP_PATH, 201, endpoint({}, "Creating"))
     conflict = {"error": {"code": "Conflict", "message": "endpoint is being created"}}
     rec.expect("PUT", f"{EP_PATH}/deployments/green-v1", 409, conflict)
     dep = t.deploy(spec(), "1")
     assert dep.extra["operation"] is None
-    rec.expect("GET", f"{EP_PATH}/deployments/green-v1", 404)
+    rec.expect("GET", f"{EP_PATH}/deployments/green-v1", 404, not_found("deployment"))
     rec.expect("GET", EP_PATH, 200, endpoint({}, "Creating"))
     assert t.status(dep) == UPDATING
-    rec.expect("GET", f"{EP_PATH}/deployments/green-v1", 404)
+    rec.expect("GET", f"{EP_PATH}/deployments/green-v1", 404, not_found("deployment"))
     rec.expect("GET", EP_PATH, 200, endpoint({}))
-    rec.expect("PUT", f"{EP_PATH}/deployments/green-v1", 201, deployment_resource("Creating"))
+    rec.expect(
+        "PUT",
+        f"{EP_PATH}/deployments/green-v1",
+        201,
+        deployment_resource("Creating"),
+        {"Azure-AsyncOperation": OP},
+    )
     assert t.status(dep) == UPDATING
     rec.done()
     assert rec.calls[-1].json["properties"]["model"] == f"{WSID}/models/breast_cancer/versions/1"
+    assert dep.extra["operation"] == OP  # a later failure is read from this operation
 
 
 def test_http_errors_name_status_and_arm_message(rec: Recorder, store: Any) -> None:
@@ -466,25 +611,50 @@ JOB = JobRequest(
 JOB_PATH = f"jobs/{JOB.name}"
 
 
-def job(status: str, **props: Any) -> dict[str, Any]:
-    return {"name": JOB.name, "properties": {"status": status, **props}}
+STUDIO = "https://ml.azure.com/runs/mlops-breast-cancer-20260105-t1?wsid=" + WSID
+
+
+def job(status: str, services: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A CommandJob as ARM returns it: the job as submitted, plus status and services."""
+    props = command_job_body(PROFILE, example_spec(cloud="azure"), JOB)["properties"]
+    studio = {"Studio": {"jobServiceType": "Studio", "endpoint": STUDIO}}
+    return {
+        "id": f"{WSID}/jobs/{JOB.name}",
+        "name": JOB.name,
+        "type": "Microsoft.MachineLearningServices/workspaces/jobs",
+        "properties": {**props, "status": status, "services": services or studio},
+    }
 
 
 def test_command_job_body() -> None:
     body = command_job_body(PROFILE, example_spec(cloud="azure", training={"timeout_minutes": 90}), JOB)
-    props = body["properties"]
-    assert props["jobType"] == "Command" and props["experimentName"] == "breast_cancer"
-    assert props["command"] == f"python -m mlops_core.remote {JOB.folder}"
-    assert props["environmentId"] == f"{WSID}/environments/mlops-train/versions/3"
-    assert props["computeId"] == f"{WSID}/computes/cpu-cluster"
-    assert props["environmentVariables"] == JOB.env
-    assert props["limits"] == {"jobLimitsType": "Command", "timeout": "PT1H30M"}
-    assert props["tags"]["airflow.dag_id"] == "breast_cancer_training"
+    assert azure_models.model_errors("JobBase", body, request=True) == []
+    # every field: what runs (the image's entry point on the job folder), where (the profile's
+    # compute and environment), with what (the MLflow server), for how long, and no outputs:
+    # the job writes its result into the job folder in the lake, which the worker reads back
+    assert body == {
+        "properties": {
+            "jobType": "Command",
+            "displayName": JOB.name,
+            "experimentName": "breast_cancer",
+            "description": "mlops training of breast_cancer for 2026-01-05",
+            "command": f"python -m mlops_core.remote {JOB.folder}",
+            "environmentId": f"{WSID}/environments/mlops-train/versions/3",
+            "computeId": f"{WSID}/computes/cpu-cluster",
+            "environmentVariables": {"MLFLOW_TRACKING_URI": "azureml://tracking"},
+            "limits": {"jobLimitsType": "Command", "timeout": "PT1H30M"},
+            "tags": {
+                "airflow.dag_id": "breast_cancer_training",
+                "mlops.pipeline": "breast_cancer",
+                "mlops.ds": "2026-01-05",
+            },
+        }
+    }
 
 
 def test_submit_training_creates_once_and_attaches_on_retry(rec: Recorder) -> None:
     clients = lambda service: rec  # noqa: E731
-    rec.expect("GET", JOB_PATH, 404)
+    rec.expect("GET", JOB_PATH, 404, not_found("job"))
     rec.expect("PUT", JOB_PATH, 201, job("NotStarted"))
     assert submit_training(PROFILE, clients, JOB, example_spec(cloud="azure")) == {"job": JOB.name}
     rec.expect("GET", JOB_PATH, 200, job("Running"))  # the retried task: no second PUT
@@ -495,8 +665,8 @@ def test_submit_training_creates_once_and_attaches_on_retry(rec: Recorder) -> No
 
 
 def test_submit_training_refuses_to_reuse_a_failed_job_name(rec: Recorder) -> None:
-    rec.expect("GET", JOB_PATH, 200, job("Failed", error={"message": "OOM"}))
-    with pytest.raises(RemoteJobFailed, match="already exists and is Failed: OOM"):
+    rec.expect("GET", JOB_PATH, 200, job("Failed"))
+    with pytest.raises(RemoteJobFailed, match=f"already exists and is Failed: .*logs: {re.escape(STUDIO)}"):
         submit_training(PROFILE, lambda s: rec, JOB, example_spec(cloud="azure"))
 
 
@@ -523,11 +693,24 @@ def test_training_state_mapping(rec: Recorder, status: str, state: str) -> None:
 
 
 @pytest.mark.parametrize("status", ["Failed", "Canceled", "NotResponding"])
-def test_training_state_failures_raise_with_the_message(rec: Recorder, status: str) -> None:
-    studio = {"Studio": {"endpoint": "https://ml.azure.com/runs/x"}}
-    rec.expect("GET", JOB_PATH, 200, job(status, error={"message": "exit code 1"}, services=studio))
+def test_training_state_failures_raise_with_where_to_read_why(rec: Recorder, status: str) -> None:
+    # the job resource has no error field: the message points at the run in studio
+    rec.expect("GET", JOB_PATH, 200, job(status))
     with pytest.raises(
-        RemoteJobFailed, match=rf"is {status}: exit code 1; logs: https://ml.azure.com/runs/x"
+        RemoteJobFailed,
+        match=rf"is {status}: the job resource reports no error text; logs: {re.escape(STUDIO)}",
+    ):
+        training_state(PROFILE, lambda s: rec, {"job": JOB.name})
+
+
+def test_training_state_failure_carries_the_error_a_job_service_reports(rec: Recorder) -> None:
+    services = {
+        "Studio": {"jobServiceType": "Studio", "endpoint": STUDIO},
+        "Tracking": {"jobServiceType": "Tracking", "errorMessage": "compute cpu-cluster was deallocated"},
+    }
+    rec.expect("GET", JOB_PATH, 200, job("Failed", services))
+    with pytest.raises(
+        RemoteJobFailed, match=r"is Failed: Tracking: compute cpu-cluster was deallocated; logs"
     ):
         training_state(PROFILE, lambda s: rec, {"job": JOB.name})
 

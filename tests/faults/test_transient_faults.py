@@ -421,13 +421,15 @@ def test_endpoint_trigger_survives_a_reset_and_a_429(cloud: FaultServer) -> None
 
 @pytest.mark.usefixtures("no_client_retry")
 def test_endpoint_trigger_reports_a_failed_deployment(cloud: FaultServer) -> None:
+    # the reason lives on the deployment's operation (a deployment resource has no error field)
+    op = f"/subscriptions/{SUB}/providers/Microsoft.MachineLearningServices/locations/westeurope/mfeOperationsStatus/op-1"
+    cloud.on("GET", AZ_DEPLOYMENT, state("Updating"), state("Failed"))
     cloud.on(
-        "GET",
-        AZ_DEPLOYMENT,
-        state("Updating"),
-        (200, {"properties": {"provisioningState": "Failed", "error": "image pull"}}),
+        "GET", op, (200, {"status": "Failed", "error": {"code": "ImagePullFailure", "message": "image pull"}})
     )
-    (event,) = collect(endpoint_trigger())
+    trigger = endpoint_trigger()
+    trigger.deployment["extra"]["operation"] = f"{cloud.url}{op}?api-version=2023-10-01"
+    (event,) = collect(trigger)
     assert event["status"] == "error" and event["reason"] == "failed"
     assert "is Failed: image pull" in event["message"]
 
@@ -548,7 +550,8 @@ def test_azure_job_trigger_survives_a_reset_and_a_503(
 @pytest.mark.usefixtures("no_client_retry")
 def test_azure_job_trigger_reports_a_failed_job(server: FaultServer, monkeypatch: pytest.MonkeyPatch) -> None:
     path = f"{WSID}/jobs/train-1"
-    server.on("GET", path, (200, {"properties": {"status": "Failed", "error": {"message": "exit 3"}}}))
+    failed = {"jobType": "Command", "status": "Failed", "services": {"Tracking": {"errorMessage": "exit 3"}}}
+    server.on("GET", path, (200, {"properties": failed}))
     (event,) = collect(azure_job_trigger(server, monkeypatch))
     assert event["status"] == "error" and event["reason"] == "failed" and "exit 3" in event["message"]
 

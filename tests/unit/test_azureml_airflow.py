@@ -1,7 +1,8 @@
 """The Airflow side of Azure ML: connection form, provider info, trigger, deferrable operator.
 
-No network: the hook's sessions are the recording fake of the contract tests, and the
-connection comes from ``AIRFLOW_CONN_AZURE_ML_TEST``.
+No network: the hook's sessions are the recording fake of the contract tests (which validates
+every request and canned response against the API description), and the connection comes from
+``AIRFLOW_CONN_AZURE_ML_TEST``.
 """
 
 from __future__ import annotations
@@ -13,13 +14,22 @@ from typing import Any
 
 import pytest
 
-from tests.contract.test_azureml import Recorder
+from tests.contract.test_azureml import Recorder, not_found
 
 pytestmark = pytest.mark.unit
 
 SUB, RG, WS = "sub-1", "rg-ml", "ws-ml"
 JOB = "train-20260105-t1"
 JOB_PATH = f"jobs/{JOB}"
+CONN_EXTRAS = (
+    "tenant_id",
+    "subscription_id",
+    "resource_group",
+    "workspace",
+    "api_endpoint",
+    "authority",
+    "disable_instance_discovery",
+)
 CONN = {
     "conn_type": "azure_ml",
     "login": "client-id-123",
@@ -37,8 +47,8 @@ def rec(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     recorder = Recorder()
     scopes: list[str] = []
 
-    def get_session(self: AzureMLHook, scope: str = "") -> Recorder:
-        scopes.append(scope)
+    def get_session(self: AzureMLHook, scope: str | None = None) -> Recorder:
+        scopes.append(scope or self.arm_scope)
         return recorder
 
     monkeypatch.setattr(AzureMLHook, "get_session", get_session)
@@ -46,8 +56,24 @@ def rec(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     return recorder
 
 
-def job(status: str, **props: Any) -> dict[str, Any]:
-    return {"name": JOB, "properties": {"status": status, **props}}
+BODY = {
+    "properties": {
+        "jobType": "Command",
+        "command": "python -c 1",
+        "environmentId": f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.MachineLearningServices"
+        f"/workspaces/{WS}/environments/mlops-train/versions/3",
+    }
+}
+
+
+def job(status: str, error: str | None = None) -> dict[str, Any]:
+    """The job as ARM returns it; a failure's text is on a job service (the resource has no error field)."""
+    services: dict[str, Any] = {
+        "Studio": {"jobServiceType": "Studio", "endpoint": "https://ml.azure.com/runs/x"}
+    }
+    if error:
+        services["Tracking"] = {"jobServiceType": "Tracking", "errorMessage": error}
+    return {"name": JOB, "properties": {**BODY["properties"], "status": status, "services": services}}
 
 
 def collect(trigger: Any) -> list[Any]:
@@ -72,14 +98,14 @@ def test_connection_form_relabels_and_hides_fields() -> None:
 
 def test_connection_form_widgets() -> None:
     # wtforms and flask_appbuilder come with the FAB provider (in the lock): never skipped
+    from wtforms import BooleanField, StringField
+
     from mlops_airflow.azureml import AzureMLHook
 
-    assert set(AzureMLHook.get_connection_form_widgets()) == {
-        "tenant_id",
-        "subscription_id",
-        "resource_group",
-        "workspace",
-    }
+    widgets = AzureMLHook.get_connection_form_widgets()
+    assert set(widgets) == {*CONN_EXTRAS}
+    assert widgets["disable_instance_discovery"].field_class is BooleanField
+    assert widgets["authority"].field_class is StringField
 
 
 def test_provider_info_is_valid_for_the_providers_manager() -> None:
@@ -105,7 +131,7 @@ def test_provider_info_is_valid_for_the_providers_manager() -> None:
     }
     schema = json.loads((airflow_dir / "customized_form_field_behaviours.schema.json").read_text())
     jsonschema.validate(customized, schema)
-    assert set(conn["conn-fields"]) == {"tenant_id", "subscription_id", "resource_group", "workspace"}
+    assert set(conn["conn-fields"]) == {*CONN_EXTRAS}
     # the hook class named there is importable and declares the same connection type
     from airflow.sdk.module_loading import import_string
 
@@ -139,6 +165,56 @@ def test_bearer_auth_adds_a_token_but_keeps_an_endpoint_key() -> None:
         "POST", "https://e/score", headers={"Authorization": "Bearer key"}, auth=auth
     ).prepare()
     assert scoring.headers["Authorization"] == "Bearer key"
+
+
+def test_sovereign_cloud_extras_reach_the_credential_the_token_scope_and_the_arm_root(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import azure.identity
+
+    from mlops_airflow.azureml import ARM_SCOPE, AzureMLHook
+    from mlops_core.azure import client_for
+    from tests.contract.test_azureml import PROFILE
+
+    made: list[dict[str, Any]] = []
+
+    class Credential:
+        def __init__(self, **kwargs: Any) -> None:
+            made.append(kwargs)
+
+    monkeypatch.setattr(azure.identity, "ClientSecretCredential", Credential)
+    gov = {
+        **CONN["extra"],
+        "api_endpoint": "https://management.usgovcloudapi.net/",
+        "authority": "login.microsoftonline.us",
+        "disable_instance_discovery": True,
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_AZURE_ML_GOV", json.dumps({**CONN, "extra": gov}))
+    monkeypatch.setenv("AIRFLOW_CONN_AZURE_ML_TEST", json.dumps(CONN))
+
+    hook = AzureMLHook("azure_ml_gov")
+    session = hook.clients("azureml")
+    assert made[-1] == {
+        "tenant_id": "tenant-123",
+        "client_id": "client-id-123",
+        "client_secret": "client-secret-123",
+        "authority": "login.microsoftonline.us",
+        "disable_instance_discovery": True,
+    }
+    # the token is for that cloud's ARM, and the pipeline steps call that ARM (client_for)
+    assert session.auth.scope == hook.arm_scope == "https://management.usgovcloudapi.net/.default"  # type: ignore[union-attr]
+    assert client_for(PROFILE, hook.clients).api_root == "https://management.usgovcloudapi.net"
+    assert hook.get_client().api_root == "https://management.usgovcloudapi.net"
+
+    public = AzureMLHook("azure_ml_test")
+    public.clients("azureml")
+    assert made[-1] == {
+        "tenant_id": "tenant-123",
+        "client_id": "client-id-123",
+        "client_secret": "client-secret-123",
+    }
+    assert public.arm_scope == ARM_SCOPE
+    assert client_for(PROFILE, public.clients).api_root == "https://management.azure.com"
 
 
 def test_missing_extra_names_the_connection_and_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -192,9 +268,11 @@ def test_trigger_yields_success_when_the_job_completes(rec: Recorder) -> None:
 
 
 def test_trigger_yields_error_with_the_platform_message(rec: Recorder) -> None:
-    rec.expect("GET", JOB_PATH, 200, job("Failed", error={"message": "exit code 3"}))
+    rec.expect("GET", JOB_PATH, 200, job("Failed", error="exit code 3"))
     (event,) = collect(trigger())
-    assert event.payload["status"] == "error" and "is Failed: exit code 3" in event.payload["message"]
+    assert (
+        event.payload["status"] == "error" and "is Failed: Tracking: exit code 3" in event.payload["message"]
+    )
 
 
 def test_trigger_gives_up_after_max_attempts(rec: Recorder) -> None:
@@ -216,9 +294,6 @@ def test_trigger_turns_http_errors_into_an_error_event(rec: Recorder) -> None:
 # -- operator -------------------------------------------------------------------------------------
 
 
-BODY = {"properties": {"jobType": "Command", "command": "python -c 1"}}
-
-
 def operator(**kw: Any) -> Any:
     from mlops_airflow.azureml import AzureMLCommandJobOperator
 
@@ -232,7 +307,7 @@ def test_operator_submits_then_defers_on_the_trigger(rec: Recorder) -> None:
 
     from mlops_airflow.azureml import AzureMLJobTrigger
 
-    rec.expect("GET", JOB_PATH, 404).expect("PUT", JOB_PATH, 201, job("NotStarted"))
+    rec.expect("GET", JOB_PATH, 404, not_found("job")).expect("PUT", JOB_PATH, 201, job("NotStarted"))
     op = operator(deferrable=True, max_attempts=7)
     with pytest.raises(TaskDeferred) as deferred:
         op.execute({})
@@ -254,9 +329,9 @@ def test_operator_attaches_to_an_existing_job_on_retry(rec: Recorder) -> None:
 def test_operator_fails_synchronously_with_the_job_error(rec: Recorder) -> None:
     from airflow.sdk.exceptions import AirflowException
 
-    rec.expect("GET", JOB_PATH, 404).expect("PUT", JOB_PATH, 201, job("Queued"))
-    rec.expect("GET", JOB_PATH, 200, job("Canceled", error={"message": "cancelled by user"}))
-    with pytest.raises(AirflowException, match="is Canceled: cancelled by user"):
+    rec.expect("GET", JOB_PATH, 404, not_found("job")).expect("PUT", JOB_PATH, 201, job("Queued"))
+    rec.expect("GET", JOB_PATH, 200, job("Canceled", error="cancelled by user"))
+    with pytest.raises(AirflowException, match="is Canceled: Tracking: cancelled by user"):
         operator(deferrable=False).execute({})
 
 

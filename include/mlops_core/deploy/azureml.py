@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+ENDPOINT_NAME_MAX = 32  # Azure ML online endpoint names: 3-32 characters
+
 
 def deployment_name(version: str) -> str:
     """``green-v<version>``: named by version, so a retried deploy PUTs the same deployment."""
@@ -108,6 +110,26 @@ class AzureMLTarget(EndpointTarget):
     @property
     def client(self) -> AzureMLClient:
         return client_for(self.profile, self.clients)
+
+    @staticmethod
+    def endpoint_name(spec: PipelineSpec) -> str:
+        """``mlops-<pipeline>`` within Azure ML's documented endpoint name rules.
+
+        Online endpoint names are 3-32 characters, a letter first, letters, digits and ``-``
+        (https://learn.microsoft.com/azure/machine-learning/how-to-manage-quotas, "Azure Machine
+        Learning online endpoints and batch endpoints"); a longer name keeps a hash of the full one.
+        """
+        import hashlib
+        import re
+
+        name = re.sub(r"[^a-z0-9-]", "-", EndpointTarget.endpoint_name(spec).lower())
+        if len(name) <= ENDPOINT_NAME_MAX:
+            return name
+        return (
+            name[: ENDPOINT_NAME_MAX - 9].rstrip("-")
+            + "-"
+            + hashlib.sha256(spec.name.encode()).hexdigest()[:8]
+        )
 
     def package(self, spec: PipelineSpec, version: str) -> str:
         """The MLflow model as ``<lake>/<name>/models/v<version>/model.tar.gz`` (and ``model/`` beside it)."""
@@ -220,8 +242,25 @@ class AzureMLTarget(EndpointTarget):
             deployment.extra.get("instance_type"),
             int(deployment.extra.get("instance_count") or 1),
         )
-        client.put_deployment(endpoint, green, body)
+        deployment.extra["operation"] = client.put_deployment(endpoint, green, body)[1]
         return UPDATING
+
+    @staticmethod
+    def _failure(client: AzureMLClient, deployment: Deployment) -> str:
+        """Why the deployment failed: the error of the PUT's long-running operation.
+
+        The deployment resource itself carries no error field (only ``provisioningState``); ARM
+        reports the reason on the ``Azure-AsyncOperation`` URL the PUT answered with.
+        """
+        url = deployment.extra.get("operation")
+        if url:
+            try:
+                op = client.operation(str(url))
+            except AzureMLError as err:
+                return f"no reason reported (reading the operation failed: {err})"
+            if op.message:
+                return op.message
+        return "no reason reported"
 
     def status(self, deployment: Deployment) -> str:
         client = self.client
@@ -233,8 +272,7 @@ class AzureMLTarget(EndpointTarget):
         state = str(props.get("provisioningState", ""))
         if state in PROVISION_FAILED:
             raise DeploymentFailed(
-                f"Azure ML deployment {endpoint}/{green} is {state}: "
-                f"{props.get('error') or props.get('description') or 'no reason reported'}; "
+                f"Azure ML deployment {endpoint}/{green} is {state}: {self._failure(client, deployment)}; "
                 "see its logs: az ml online-deployment get-logs "
                 f"--endpoint-name {endpoint} --name {green}"
             )
