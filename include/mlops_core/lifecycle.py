@@ -287,14 +287,22 @@ def register(
     decision: dict[str, Any],
     run_key: str,
     lineage: dict[str, str],
+    *,
+    lake_root: str | None = None,
 ) -> dict[str, Any]:
     """Register the model this try trained (once per trained run) with lineage and gate tags.
 
     The gate tags come from the training run, where the gate recorded them, not from the caller:
     a decision can only be registered on the model it was made for. The artifact digest is
     recorded too and checked again at deploy.
+
+    Then the version's model card is published (:func:`mlops_core.modelcard.publish`, to
+    ``lake_root``, default the profile's lake). It needs the version, so it comes after it; a
+    card that fails raises, and the retried task finds the version by its run key and run id
+    (no second version) and publishes the card again. A version tagged ``mlops.model_card``
+    therefore always has a whole card.
     """
-    from mlops_core import tracking
+    from mlops_core import modelcard, tracking
 
     tracking.configure()
     tags = {
@@ -307,6 +315,7 @@ def register(
     version, created = registry.register(
         spec.registered_model_name, trained["model_uri"], trained["run_id"], run_key, tags
     )
+    card = modelcard.publish(spec, version, lake_root)
     return {
         "model_name": spec.registered_model_name,
         "version": version,
@@ -314,6 +323,8 @@ def register(
         "run_id": trained["run_id"],
         "outcome": tags[registry.GATE_TAG],
         "evaluated_against": tags[registry.AGAINST_TAG],
+        "model_card_uri": card["markdown_uri"],
+        "model_card_html_uri": card["html_uri"],
     }
 
 
