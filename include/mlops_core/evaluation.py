@@ -3,7 +3,9 @@
 Challenger and champion are scored on the same holdout rows. The margin over the champion is
 judged by a *paired* bootstrap: the same resampled rows score both models, and the interval of
 the improvement (in the metric's better direction) must lie above ``min_improvement``. An equal
-model therefore never replaces the champion, and a noisy small win does not either.
+model therefore never replaces the champion, and a noisy small win does not either. With
+``evaluation.slices``, a slice below its floor, a gap between slices above ``max_gap`` (or a small
+slice under ``small: reject``) rejects too (:mod:`mlops_core.slices`).
 """
 
 from __future__ import annotations
@@ -172,6 +174,8 @@ class GateDecision:
     forced: bool = False
     forced_by: str | None = None
     force_reason: str | None = None
+    # the slice report (mlops_core.slices.SliceReport.to_dict) as the gate judged it, with violations
+    slices: dict[str, Any] | None = None
 
     @property
     def outcome(self) -> str:
@@ -186,7 +190,12 @@ class GateDecision:
 
     def describe(self) -> str:
         head = f"gate decision: {self.outcome.upper()} on {self.primary_metric}"
-        return "\n".join([head] + [f"  - {r}" for r in self.reasons])
+        lines = [head] + [f"  - {r}" for r in self.reasons]
+        if self.slices:
+            from mlops_core.slices import describe
+
+            lines += [f"  {line}" for line in describe(self.slices)]
+        return "\n".join(lines)
 
 
 def _floor_reasons(spec: PipelineSpec, challenger: dict[str, float]) -> tuple[bool, list[str]]:
@@ -201,6 +210,31 @@ def _floor_reasons(spec: PipelineSpec, challenger: dict[str, float]) -> tuple[bo
     return ok, reasons
 
 
+def _slice_reasons(
+    spec: PipelineSpec, report: dict[str, Any] | None
+) -> tuple[bool, list[str], dict[str, Any] | None]:
+    """(passed, reasons, the report as judged now): a slice violation rejects like a failed floor.
+
+    The checks are re-run on the report's values against this spec, whatever lists it carries.
+    """
+    from mlops_core import slices
+
+    sl = spec.evaluation.slices
+    if sl is None:
+        return True, [], None
+    if not report:
+        return (
+            False,
+            [
+                "evaluation.slices is set but the evaluation has no slice report (evaluated before slices "
+                "were configured?); run evaluate again"
+            ],
+            None,
+        )
+    judged = slices.check(slices.SliceReport.from_dict(report), sl)
+    return not judged.violations, judged.violations + judged.notes, judged.to_dict()
+
+
 def decide(
     spec: PipelineSpec,
     challenger: dict[str, float],
@@ -212,8 +246,10 @@ def decide(
     force: bool = False,
     forced_by: str | None = None,
     force_reason: str | None = None,
+    slices: dict[str, Any] | None = None,
 ) -> GateDecision:
-    """Apply floors, then the bootstrap margin over the champion (none on the first run), then the override."""
+    """Apply floors, then the bootstrap margin over the champion (none on the first run), then the
+    slice checks (``evaluation.slices``, on the slice report ``slices``), then the override."""
     name = spec.evaluation.primary_metric
     margin = spec.evaluation.min_improvement
     ok, reasons = _floor_reasons(spec, challenger)
@@ -239,6 +275,11 @@ def decide(
             f"({boot.n_valid}/{boot.n_resamples} resamples); required lower bound > {margin:g}: "
             + ("met" if beats else "NOT met, the champion stays")
         )
+    judged = None
+    if spec.evaluation.slices is not None:
+        passed, slice_reasons, judged = _slice_reasons(spec, slices)
+        ok &= passed
+        reasons += slice_reasons
     decision = GateDecision(
         promote=ok,
         reasons=reasons,
@@ -248,6 +289,7 @@ def decide(
         champion_version=champion_version,
         bootstrap=asdict(boot) if boot else None,
         floors=dict(spec.evaluation.floors),
+        slices=judged,
     )
     if force:
         if not (force_reason and force_reason.strip()):

@@ -128,7 +128,11 @@ def _load_champion(spec: PipelineSpec) -> tuple[Any, str | None]:
 
 
 def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: str) -> dict[str, Any]:
-    """Score challenger and champion on the same holdout; metrics + paired bootstrap, logged to MLflow."""
+    """Score challenger and champion on the same holdout; metrics + paired bootstrap, logged to MLflow.
+
+    With ``evaluation.slices``, also the slice report (``slices`` in the result, ``slices.json`` and
+    ``slice.<slice>.<metric>`` metrics on the run) that the gate judges.
+    """
     import mlflow
     import pandas as pd
 
@@ -136,13 +140,17 @@ def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: st
 
     tracking.configure()
     hold = storage.read_frame(trained["holdout_uri"])
+    if spec.evaluation.slices is not None:  # before any scoring: a missing slice column is a spec error
+        from mlops_core import slices
+
+        slices.check_columns(spec, list(hold.columns), trained["holdout_uri"])
     X, y = hold.drop(columns=[spec.target]), hold[spec.target].to_numpy()
     pos = trained.get("positive_class")
     model = registry.load_unregistered(trained["model_uri"], allow_pickle=spec.model.allow_pickle)
     challenger = evaluation.score(model, X, spec.problem_type, pos)
     chall_metrics = evaluation.all_metrics(spec, y, challenger, pos)
     champ_model, champ_version = _load_champion(spec)
-    champ_metrics, boot, champ_error = None, None, None
+    champ_metrics, boot, champ_error, champion = None, None, None, None
     frames = {"predictions": pd.DataFrame({"prediction": challenger.pred})}
     if champ_model is not None:
         try:
@@ -164,6 +172,12 @@ def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: st
                 seed=b.seed,
             )
             frames["champion_predictions"] = pd.DataFrame({"prediction": champion.pred})
+    report = None
+    if spec.evaluation.slices is not None:  # the champion's slices beside the challenger's, for comparison
+        report = slices.compute(
+            spec, hold, y, challenger, pos, champion=champion, champion_version=champ_version
+        )
+        log.info("slices: %s", "; ".join(report.violations) or "no violation")
     manifest = storage.write_partition(
         frames, lake_root, spec.name, "evaluation", ds, extra={"run_id": trained["run_id"]}
     )
@@ -177,7 +191,10 @@ def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: st
             mlflow.log_metrics(
                 {"improvement": boot.delta, "improvement_ci_low": boot.low, "improvement_ci_high": boot.high}
             )
-    return {
+        if report is not None:
+            mlflow.log_metrics(report.mlflow_metrics())
+            mlflow.log_dict(report.to_dict(), "slices.json")
+    result = {
         "challenger": _clean(chall_metrics),
         "champion": _clean(champ_metrics) if champ_metrics else None,
         "champion_version": champ_version,
@@ -185,6 +202,9 @@ def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: st
         "bootstrap": boot.__dict__ if boot else None,
         "predictions_uri": manifest.uri,
     }
+    if report is not None:
+        result["slices"] = report.to_dict()
+    return result
 
 
 def gate(
@@ -212,6 +232,7 @@ def gate(
         force=force,
         forced_by=forced_by,
         force_reason=force_reason,
+        slices=evaluated.get("slices"),
     )
     tracking.configure()
     with mlflow.start_run(run_id=run_id):

@@ -610,11 +610,11 @@ class PipelineSpec(_Model):
         sl = self.evaluation.slices
         if sl is None:
             return
-        if self.problem_type == "regression":
+        if self.problem_type != "binary":  # rates of the positive class (fairlearn's are binary only)
             fair = [m for m in sl.metrics if m in SLICE_ONLY_METRICS]
             if fair:
-                raise ValueError(f"evaluation.slices.metrics: {fair} apply to classification only")
-        names = set(allowed) | (set(SLICE_ONLY_METRICS) if self.problem_type != "regression" else set())
+                raise ValueError(f"evaluation.slices.metrics: {fair} apply to binary problems only")
+        names = set(allowed) | (set(SLICE_ONLY_METRICS) if self.problem_type == "binary" else set())
         for where, metric in [("metrics", m) for m in sl.metrics] + [
             (key, m) for key in ("floors", "max_gap") for m in getattr(sl, key)
         ]:
