@@ -98,3 +98,63 @@ def put_metrics(
     cloudwatch = clients("cloudwatch")
     for start in range(0, len(data), METRIC_BATCH):
         cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[start : start + METRIC_BATCH])
+
+
+# -- alarm on the realized metric (alerts.metric_alarm) ---------------------------------------------
+
+ALARM_PERIOD_SECONDS = 86_400  # the performance step exports one realized value per monitored day
+
+
+def alarm_name(pipeline: str, metric: str) -> str:
+    """``mlops-<pipeline>-<metric>``: one alarm per pipeline and exported metric (create-or-update)."""
+    return f"mlops-{pipeline}-{metric}"[:255]
+
+
+def metric_alarm_request(
+    profile: CloudProfile,
+    pipeline: str,
+    metric: str,
+    threshold: float,
+    *,
+    higher_is_better: bool,
+    dimensions: dict[str, str],
+    topic_arn: str | None = None,
+    description: str = "",
+) -> dict[str, Any]:
+    """The ``PutMetricAlarm`` request that watches ``metric`` exactly as :func:`put_metrics` writes it.
+
+    Same namespace, name and dimension set (``Pipeline`` plus ``dimensions``, e.g.
+    ``Stage=performance``: CloudWatch matches a metric on all its dimensions). The alarm fires
+    when a day's average is on the wrong side of ``threshold`` (below it for higher-is-better
+    metrics, above it for the others); a day without a value (no labels yet) leaves the state as
+    it is. ``topic_arn`` receives both the ALARM and the OK transition.
+    """
+    namespace = profile.settings.get("metric_namespace") or DEFAULT_NAMESPACE
+    dims = [{"Name": "Pipeline", "Value": pipeline}] + [
+        {"Name": str(k), "Value": str(v)} for k, v in dimensions.items() if k != "Pipeline"
+    ]
+    actions = [topic_arn] if topic_arn else []
+    return {
+        "AlarmName": alarm_name(pipeline, metric),
+        "AlarmDescription": description[:1024],
+        "ActionsEnabled": True,
+        "AlarmActions": actions,
+        "OKActions": actions,
+        "Namespace": namespace,
+        "MetricName": metric,
+        "Dimensions": dims,
+        "Statistic": "Average",
+        "Period": ALARM_PERIOD_SECONDS,
+        "EvaluationPeriods": 1,
+        "DatapointsToAlarm": 1,
+        "Threshold": float(threshold),
+        "ComparisonOperator": "LessThanThreshold" if higher_is_better else "GreaterThanThreshold",
+        "TreatMissingData": "missing",
+        # no Tags: PutMetricAlarm with tags also needs cloudwatch:TagResource (README "Least permissions")
+    }
+
+
+def put_metric_alarm(clients: ClientFactory, request: dict[str, Any]) -> str:
+    """Create or update the alarm (``PutMetricAlarm`` is both); returns its name."""
+    clients("cloudwatch").put_metric_alarm(**request)
+    return str(request["AlarmName"])

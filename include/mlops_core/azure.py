@@ -575,3 +575,109 @@ def _post_metric(session: Any, url: str, body: dict[str, Any]) -> None:
             raise AzureMLError("POST", url, response.status_code, code, message, retry_after(response))
 
     retry_call(once, what=f"Azure POST {url}")
+
+
+# -- metric alert on the realized metric (alerts.metric_alarm) --------------------------------------
+
+# Microsoft.Insights/metricAlerts: the newest GA version of the metric alert rules API.
+METRIC_ALERTS_API_VERSION = "2018-03-01"
+
+
+def metric_alert_name(pipeline: str, metric: str) -> str:
+    """``mlops-<pipeline>-<metric>``: the rule's name, its key for create-or-update."""
+    return f"mlops-{pipeline}-{metric}"
+
+
+def metric_alert_url(profile: CloudProfile, name: str, api_root: str | None = None) -> str:
+    """The rule's ARM id as a URL, in the profile's subscription and resource group."""
+    root = (api_root or profile.settings.get("api_endpoint") or ARM_ROOT).rstrip("/")
+    return (
+        f"{root}/subscriptions/{quote(profile.setting('subscription_id'))}/resourceGroups/"
+        f"{quote(profile.setting('resource_group'))}/providers/Microsoft.Insights/metricAlerts/{quote(name)}"
+    )
+
+
+def metric_alert_body(
+    profile: CloudProfile,
+    pipeline: str,
+    metric: str,
+    threshold: float,
+    *,
+    higher_is_better: bool,
+    dims: dict[str, str],
+    description: str = "",
+) -> dict[str, Any]:
+    """The metric alert rule on the custom metric ``MLOps/<metric>`` as :func:`write_metrics` writes it.
+
+    Scope: ``settings.metrics_resource_id``; dimensions: ``pipeline`` plus ``dims`` (each pinned
+    to its value). It fires when the day's average (a 24 h window, evaluated hourly) is on the
+    wrong side of ``threshold``; ``skipMetricValidation`` because a custom metric only exists
+    once its first value lands. Actions: the profile's ``settings.alert_action_group_ids``
+    (comma-separated action group ids; none: the alert is only in the portal).
+    """
+    dimensions = {"pipeline": pipeline, **{str(k): str(v) for k, v in dims.items()}}
+    groups = [
+        g.strip() for g in (profile.settings.get("alert_action_group_ids") or "").split(",") if g.strip()
+    ]
+    return {
+        "location": "global",
+        "tags": {"mlops-pipeline": pipeline, "mlops-metric": metric},
+        "properties": {
+            "description": description[:2048],
+            "severity": 2,
+            "enabled": True,
+            "scopes": [profile.setting("metrics_resource_id")],
+            "evaluationFrequency": "PT1H",
+            "windowSize": "PT24H",
+            "criteria": {
+                "odata.type": "Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria",
+                "allOf": [
+                    {
+                        "criterionType": "StaticThresholdCriterion",
+                        "name": metric,
+                        "metricName": metric,
+                        "metricNamespace": METRIC_NAMESPACE,
+                        "dimensions": [
+                            {"name": key, "operator": "Include", "values": [value]}
+                            for key, value in dimensions.items()
+                        ],
+                        "operator": "LessThan" if higher_is_better else "GreaterThan",
+                        "threshold": float(threshold),
+                        "timeAggregation": "Average",
+                        "skipMetricValidation": True,
+                    }
+                ],
+            },
+            "autoMitigate": True,
+            "actions": [{"actionGroupId": group} for group in groups],
+        },
+    }
+
+
+def put_metric_alert(
+    profile: CloudProfile, clients: ClientFactory, name: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Create or update the rule (an ARM PUT by name, safe to repeat); returns the rule ARM answered.
+
+    The session is ``clients("arm")`` (a token for ARM, not for metric ingestion); its root is the
+    profile's ``settings.api_endpoint``, else the session's own ``api_root``, else public ARM.
+    """
+    session = clients("arm")
+    url = metric_alert_url(
+        profile, name, profile.settings.get("api_endpoint") or getattr(session, "api_root", None)
+    )
+
+    def once() -> dict[str, Any]:
+        response = session.request(
+            "PUT", url, json=body, params={"api-version": METRIC_ALERTS_API_VERSION}, timeout=TIMEOUT
+        )
+        if response.status_code >= 400:
+            code, message = _error_of(response)
+            raise AzureMLError("PUT", url, response.status_code, code, message, retry_after(response))
+        try:
+            data = response.json()
+        except ValueError:
+            return {}
+        return dict(data) if isinstance(data, dict) else {}
+
+    return retry_call(once, what=f"Azure PUT {url}")

@@ -362,6 +362,15 @@ def deploy(spec: PipelineSpec, version: str, target: DeploymentTarget | None = N
     tracking.configure()
     name = spec.registered_model_name
     found = registry.check_deployable(name, version)
+    approval = spec.deployment.approval
+    if approval is not None and approval.required and found.tags.get(APPROVAL_TAG) != "approved":
+        got = found.tags.get(APPROVAL_TAG)
+        raise registry.DecisionRefused(
+            f"v{version} of {name} needs a person's approval (deployment.approval) and its {APPROVAL_TAG} "
+            f"tag is {got or 'absent'}; nothing was deployed. Approve it on the approval task's Required "
+            "Actions page, or re-run the training DAG",
+            got,
+        )
     registry.verify_artifact(name, version, found.tags)
     before = registry.alias_version(name, registry.CHAMPION)
     if before not in (version, found.evaluated_against):
@@ -403,6 +412,8 @@ def _target(spec: PipelineSpec, target: DeploymentTarget | None) -> DeploymentTa
 
     return target if target is not None else get_target(resolve_target_name(spec, None))
 
+
+APPROVAL_TAG = "mlops.approval"  # approved | rejected | timed_out | pending (mlops_airflow.approval)
 
 ROLLBACK_ATTEMPTS = 4
 ROLLBACK_BACKOFF_SECONDS = 2.0

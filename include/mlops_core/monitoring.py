@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HISTORY = "drift_history"
-HISTORY_COLUMNS = ("ds", "drift_share", "n_drifted", "n_columns", "rows", "run_type", "critical_drifted")
+HISTORY_COLUMNS = (
+    "ds",
+    "drift_share",
+    "n_drifted",
+    "n_columns",
+    "rows",
+    "run_type",
+    "critical_drifted",
+    "prediction_drift",
+)
 
 
 def reference_uri(spec: PipelineSpec) -> str:
@@ -131,10 +141,70 @@ def _mlflow_day_run(spec: PipelineSpec, ds: str, result: Any, html: str | None, 
         mlflow.log_metrics(
             {"drift_share": result.drift_share, "n_drifted": result.n_drifted, "rows": result.rows}
         )
+        out = result.extra.get("prediction_drift")
+        if out and out.get("statistic") is not None and not math.isnan(out["statistic"]):
+            mlflow.log_metrics(
+                {"prediction_drift_statistic": out["statistic"], "prediction_drifted": float(out["drifted"])}
+            )
         if html is not None:
             mlflow.log_text(html, "drift_report.html")
         mlflow.log_dict(result.summary(), "drift_summary.json")
     return str(run.info.run_id)
+
+
+def champion_predictions(spec: PipelineSpec) -> tuple[pd.DataFrame, str] | None:
+    """The champion's own holdout predictions (the evaluation partition its training run wrote).
+
+    Found through lineage: champion -> its run (``mlops.ds``) -> the version of
+    ``evaluation/ds=<ds>`` whose manifest names that run. None when there is none (an older run).
+    """
+    version = registry.alias_version(spec.registered_model_name, registry.CHAMPION)
+    if version is None:
+        return None
+    run_id = str(registry.client().get_model_version(spec.registered_model_name, version).run_id)
+    day = registry.client().get_run(run_id).data.tags.get("mlops.ds")
+    if not day:
+        return None
+    uri = storage.partition_uri(settings.lake_root(), spec.name, "evaluation", day)
+    for number in reversed(storage.versions(uri)):
+        manifest = storage.read_manifest(uri, version=number)
+        if manifest.extra.get("run_id") == run_id:
+            return storage.read_frame(uri, version=number, name="predictions"), f"{uri}@v{number}"
+    return None
+
+
+def prediction_drift(spec: PipelineSpec, lake_root: str, ds: str) -> dict[str, Any] | None:
+    """Output drift: today's predictions (``monitor_predictions``) against the champion's holdout predictions.
+
+    Predicted values for regression (``monitoring.numeric_method``), predicted class shares for
+    classification (``monitoring.categorical_method``), on the same bounded sample as the inputs.
+    None when either side is missing (the score step did not run, or the champion predates this).
+    """
+    from mlops_core import drift
+
+    try:
+        current = storage.read_frame(storage.partition_uri(lake_root, spec.name, "monitor_predictions", ds))
+    except FileNotFoundError:
+        return None
+    found = champion_predictions(spec)
+    if found is None or "prediction" not in current.columns:
+        return None
+    reference, ref_uri = found
+    m = spec.monitoring
+    numeric = spec.problem_type == "regression"
+    frames = [f[["prediction"]].astype(float if numeric else str) for f in (reference, current)]
+    result = drift.compute_drift(
+        frames[0],
+        frames[1],
+        ["prediction"] if numeric else [],
+        [] if numeric else ["prediction"],
+        numeric_method=m.numeric_method,
+        categorical_method=m.categorical_method,
+        sample_size=m.sample_size,
+        seed=m.seed,
+    )
+    col = result.columns[0]
+    return {**asdict(col), "reference_uri": ref_uri}
 
 
 def check(
@@ -200,6 +270,7 @@ def check(
         "reference_version": ref_version,
         "current_uri": current_uri,
         "run_type": run_type,
+        "prediction_drift": prediction_drift(spec, lake_root, ds),
     }
     written = storage.write_partition(
         {},
@@ -214,6 +285,7 @@ def check(
             ).encode(),
         },
     )
+    result.extra["prediction_drift"] = summary["prediction_drift"]
     frame = result.to_frame()
     for key in ("drift_share", "n_drifted", "rows", "run_type"):
         frame[key] = summary[key]
@@ -277,15 +349,25 @@ class PolicyDecision:
     reasons: list[str]
     ds: str
     evidence: dict[str, Any] = field(default_factory=dict)
+    # what would retrain: "drift", "performance" (model decay on realized labels) or both
+    trigger: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def decide(
-    cfg: MonitoringSpec, days: pd.DataFrame, ds: str, *, last_training: date | None, is_backfill: bool
+    cfg: MonitoringSpec,
+    days: pd.DataFrame,
+    ds: str,
+    *,
+    last_training: date | None,
+    is_backfill: bool,
+    decay: Any = None,
 ) -> PolicyDecision:
-    """Apply the drift policy to the history for day ``ds`` (pure: no I/O)."""
+    """Apply the policy for day ``ds`` (pure: no I/O): the drift streak OR the decay verdict
+    (:class:`mlops_core.feedback.DecayVerdict`, when the pipeline has ``feedback``), then the
+    cooldown and the backfill rule, which hold both."""
     day = date.fromisoformat(ds[:10])
     wanted = [(day - timedelta(days=i)).isoformat() for i in range(cfg.consecutive_days)]
     by_day = {str(r["ds"]): r for r in days.to_dict("records")} if len(days) else {}
@@ -309,6 +391,19 @@ def decide(
             f"{d}: {why}drift share {share:.2f} {'>=' if share >= cfg.drift_share else '<'} {cfg.drift_share:g}, "
             f"{rows} rows {'>=' if enough else '<'} min_rows {cfg.min_rows}"
         )
+    out = by_day.get(day.isoformat(), {}).get("prediction_drift")
+    if isinstance(out, dict) and out.get("method"):
+        stat = f"p={out['p_value']:.3g}" if out.get("p_value") is not None else f"{out['statistic']:.3g}"
+        reasons.append(
+            f"{day.isoformat()}: prediction drift ({out['method']} {stat} against the champion's holdout "
+            f"predictions): {'drifted' if out.get('drifted') else 'stable'} (reported; the policy acts on the inputs)"
+        )
+    drift_fires = ok
+    decay_fires = bool(decay is not None and decay.fire)
+    if decay is not None:
+        reasons += decay.reasons
+    ok = drift_fires or decay_fires
+    trigger = "+".join(t for t, on in (("drift", drift_fires), ("performance", decay_fires)) if on) or None
     if last_training is not None and (day - last_training).days < cfg.cooldown_days:
         ok = False
         reasons.append(
@@ -320,16 +415,28 @@ def decide(
             "backfill run: history filled, retraining not triggered (monitoring.retrain_on_backfill is false)"
         )
     today = by_day.get(day.isoformat(), {})
-    evidence = {"ds": day.isoformat(), "drift_share": today.get("drift_share"), "rows": today.get("rows")}
-    return PolicyDecision(ok, reasons, day.isoformat(), evidence)
+    evidence: dict[str, Any] = {
+        "ds": day.isoformat(),
+        "drift_share": today.get("drift_share"),
+        "rows": today.get("rows"),
+    }
+    if decay is not None:
+        evidence["performance"] = decay.evidence
+    return PolicyDecision(ok, reasons, day.isoformat(), evidence, trigger if ok else None)
 
 
 def policy(spec: PipelineSpec, lake_root: str, ds: str, *, is_backfill: bool) -> PolicyDecision:
-    """The policy on the stored history and the last training date."""
+    """The policy on the stored drift (and performance) history and the last training date."""
+    decay = None
+    if spec.feedback is not None:
+        from mlops_core import feedback
+
+        decay = feedback.decide(spec, feedback.history(spec, lake_root), ds)
     return decide(
         spec.monitoring,
         history(spec, lake_root),
         ds,
         last_training=last_training_ds(spec),
         is_backfill=is_backfill,
+        decay=decay,
     )

@@ -396,6 +396,12 @@ def _versions(fs: AbstractFileSystem, part: str) -> list[int]:
     return sorted(found)
 
 
+def versions(uri: str, storage_options: dict[str, Any] | None = None) -> list[int]:
+    """The partition's published version numbers, oldest first (empty when it was never written)."""
+    fs, path = filesystem(uri, storage_options)
+    return _versions(fs, path.rstrip("/"))
+
+
 def _load(fs: AbstractFileSystem, part: str, version: int) -> Manifest:
     name = MANIFEST if version == 0 else f"{MANIFESTS}/{version:020d}.json"
     return Manifest.from_json(fs.cat_file(f"{part}/{name}"))

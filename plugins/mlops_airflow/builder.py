@@ -16,6 +16,7 @@ from mlops_airflow.operators import (
     EvaluateOperator,
     GateOperator,
     IngestOperator,
+    PerformanceOperator,
     RegisterOperator,
     SmokeTestOperator,
     TrainOperator,
@@ -37,14 +38,22 @@ def _default_args(spec: PipelineSpec) -> dict[str, Any]:
     ``max_active_tis_per_dag=1`` holds across run types: ``max_active_runs`` does not bound
     backfill runs (Airflow counts them apart), so without it a backfill's ``deploy`` could race a
     scheduled run's. Steps of different runs still overlap (ingest of day 2 while day 1 trains).
+
+    With ``alerts`` listing ``task_failed``, every task's ``on_failure_callback`` sends it
+    (:func:`mlops_airflow.notifiers.failure_callback`; a cheap import, no provider loads at parse).
     """
-    return {
+    args: dict[str, Any] = {
         "owner": spec.owner,
         "retries": spec.retries,
         "retry_delay": timedelta(minutes=spec.retry_delay_minutes),
         "execution_timeout": timedelta(minutes=spec.task_timeout_minutes),
         "max_active_tis_per_dag": 1,
     }
+    if spec.alerts is not None and "task_failed" in spec.alerts.events:
+        from mlops_airflow.notifiers import failure_callback
+
+        args["on_failure_callback"] = failure_callback(spec)
+    return args
 
 
 def _timeouts(spec: PipelineSpec) -> dict[str, timedelta]:
@@ -218,6 +227,20 @@ def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG
         register = RegisterOperator(
             task_id="register", trained=train.output, decision=gate.output, pipeline=spec
         )
+        approval = None
+        if spec.deployment.approval is not None and spec.deployment.approval.required:
+            from mlops_airflow.approval import ModelApprovalOperator, approval_kwargs
+
+            approval = ModelApprovalOperator(
+                task_id="approval",
+                registered=register.output,
+                decision=gate.output,
+                evaluation=evaluate.output,
+                trained=train.output,
+                pipeline=spec,
+                retries=0,
+                **approval_kwargs(spec),
+            )
         deploy = DeployOperator(
             task_id="deploy",
             registered=register.output,
@@ -233,7 +256,17 @@ def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG
             pipeline=spec,
             execution_timeout=timeouts["smoke_test"],
         )
-        chain(ingest, validate, train, evaluate, gate, register, deploy, smoke)
+        chain(
+            ingest,
+            validate,
+            train,
+            evaluate,
+            gate,
+            register,
+            *([approval] if approval else []),
+            deploy,
+            smoke,
+        )
     if fileloc:
         dag.fileloc = fileloc
     return dag
@@ -330,6 +363,9 @@ Evidently `report.html` {dict(always="every day", drifted="on drifted days", nev
             task_id="drift_check", data=ingest.output, report="{{ params.report }}", **common
         )
         policy = DriftPolicyOperator(task_id="drift_policy", drift=check.output, **common)
+        if spec.feedback is not None:  # realized performance of the predictions made delay_days ago
+            performance = PerformanceOperator(task_id="performance", **common)
+            score >> performance >> policy
         emit = EmitDriftEventOperator(
             task_id="emit_drift_event",
             decision=policy.output,

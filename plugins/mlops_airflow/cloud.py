@@ -106,6 +106,9 @@ def cloud_context(spec: PipelineSpec, source_conn_id: str | None = None) -> Iter
         if source_conn:
             conns[_prefix(folder)] = source_conn
         conns.setdefault(f"{_scheme(source)}://", profile.conn_id)
+        if spec.feedback is not None and spec.feedback.conn_id:  # the labels' folder, likewise
+            labels = expand(spec.feedback.uri.split("{ds}", 1)[0]).rsplit("/", 1)[0]
+            conns[_prefix(labels)] = spec.feedback.conn_id
         token = _CONNS.set(conns)
         try:
             yield profile
@@ -145,11 +148,19 @@ def clients_for(profile: CloudProfile) -> ClientFactory:
 
 
 def export_metrics(
-    profile: CloudProfile, pipeline: str, metrics: dict[str, Any], dimensions: dict[str, str]
+    profile: CloudProfile,
+    pipeline: str,
+    metrics: dict[str, Any],
+    dimensions: dict[str, str],
+    *,
+    spec: PipelineSpec | None = None,
 ) -> None:
     """Also send ``metrics`` to the profile's monitoring service (MLflow has them already).
 
     A failure is logged, never raised: monitoring export must not fail a model's lifecycle.
+
+    :param spec: the pipeline; with ``alerts.metric_alarm``, exporting its realized metric
+        (``realized_<metric>``) also creates or updates the alarm on it (:func:`ensure_metric_alarm`).
     """
     if profile.monitoring_export == "none":
         return
@@ -173,3 +184,99 @@ def export_metrics(
         log.info("exported %d metric(s) of %s to %s", len(values), pipeline, profile.monitoring_export)
     except Exception:
         log.exception("could not export metrics of %s to %s", pipeline, profile.monitoring_export)
+    if spec is not None:
+        ensure_metric_alarm(profile, spec, values, dimensions)
+
+
+def realized_alarm(spec: PipelineSpec) -> tuple[str, float, bool] | None:
+    """(metric, threshold, higher is better) of the alarm on the realized metric, or None.
+
+    The metric is ``feedback.decay.metric`` (default: the primary one); the threshold its decay
+    floor, ``feedback.decay.floor``, else ``evaluation.floors[metric]``. No feedback or no floor:
+    no alarm (``max_drop`` is relative to each champion's holdout, not a fixed threshold).
+    """
+    from mlops_core.catalog import METRICS
+
+    if spec.feedback is None:
+        return None
+    decay = spec.feedback.decay
+    metric = decay.metric or spec.evaluation.primary_metric
+    floor = decay.floor if decay.floor is not None else spec.evaluation.floors.get(metric)
+    if floor is None:
+        return None
+    return metric, float(floor), METRICS[metric].higher_is_better
+
+
+def ensure_metric_alarm(
+    profile: CloudProfile, spec: PipelineSpec, metrics: dict[str, float], dimensions: dict[str, str]
+) -> str | None:
+    """Create or update the alarm on ``realized_<metric>`` when ``metrics`` exports it.
+
+    CloudWatch: a ``PutMetricAlarm`` whose actions are ``alerts.sns_topic_arn``; Cloud Monitoring:
+    an alert policy; Azure Monitor: a metric alert rule (see :mod:`mlops_core.aws`, ``gcp``,
+    ``azure``). Each watches the metric with exactly the dimensions it is exported with. Returns
+    the alarm's name (None: nothing to watch). A failure is logged, never raised.
+    """
+    if spec.alerts is None or not spec.alerts.metric_alarm or profile.monitoring_export == "none":
+        return None
+    found = realized_alarm(spec)
+    if found is None:
+        log.info("alerts.metric_alarm of %s: no floor for the realized metric, so no alarm", spec.name)
+        return None
+    metric, floor, higher = found
+    name = f"realized_{metric}"
+    if name not in metrics:
+        return None
+    side = "below" if higher else "above"
+    description = (
+        f"mlops pipeline {spec.name}: the champion's realized {metric} (on labels that arrived "
+        f"{spec.feedback.delay_days if spec.feedback else 0} day(s) after prediction) is {side} its floor {floor:g}"
+    )
+    try:
+        clients = clients_for(profile)
+        if profile.monitoring_export == "cloudwatch":
+            from mlops_core import aws
+
+            request = aws.metric_alarm_request(
+                profile,
+                spec.name,
+                name,
+                floor,
+                higher_is_better=higher,
+                dimensions=dimensions,
+                topic_arn=spec.alerts.sns_topic_arn,
+                description=description,
+            )
+            alarm = aws.put_metric_alarm(clients, request)
+        elif profile.monitoring_export == "cloud_monitoring":
+            from mlops_core import gcp
+
+            body = gcp.alert_policy_body(
+                profile,
+                spec.name,
+                name,
+                floor,
+                higher_is_better=higher,
+                labels=dimensions,
+                description=description,
+            )
+            alarm = str(gcp.upsert_alert_policy(profile, clients, body).get("name") or body["displayName"])
+        else:
+            from mlops_core import azure
+
+            alarm = azure.metric_alert_name(spec.name, name)
+            body = azure.metric_alert_body(
+                profile,
+                spec.name,
+                name,
+                floor,
+                higher_is_better=higher,
+                dims=dimensions,
+                description=description,
+            )
+            azure.put_metric_alert(profile, clients, alarm, body)
+    except Exception:
+        log.exception("could not create or update the %s alarm of %s", name, spec.name)
+        return None
+    log.info("alarm %s watches %s of %s (%s %g)", alarm, name, spec.name, side, floor)
+    return alarm

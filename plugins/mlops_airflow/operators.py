@@ -89,6 +89,28 @@ def data_day(context: Context) -> str:
     return (run.run_after - timedelta(days=1)).date().isoformat()
 
 
+def trigger_tags(evidence: dict[str, Any]) -> dict[str, str]:
+    """MLflow run tags of a run the drift Asset started: what fired (drift, performance or both) and its evidence."""
+    if not evidence:
+        return {}
+    tags = {
+        # drift, performance (model decay on realized labels) or drift+performance
+        "mlops.trigger": str(evidence.get("trigger") or "drift"),
+        "mlops.drift_ds": str(evidence.get("ds")),
+        "mlops.drift_share": str(evidence.get("drift_share")),
+        "mlops.drifted_columns": ",".join(evidence.get("drifted_columns") or []),
+        "mlops.monitoring_run_id": str(evidence.get("monitoring_run_id")),
+        "mlops.drift_report": str(evidence.get("report_uri")),
+    }
+    if "performance" in tags["mlops.trigger"]:
+        performance = evidence.get("performance") or {}
+        tags |= {
+            f"mlops.performance_{k}": str(performance.get(k))
+            for k in ("metric", "value", "low", "high", "holdout", "floor", "rows")
+        } | {"mlops.performance_days": ",".join(performance.get("days") or [])}
+    return tags
+
+
 def _in_cloud(method: Any) -> Any:
     @functools.wraps(method)
     def run(self: MlopsStep, *args: Any, **kwargs: Any) -> Any:
@@ -309,6 +331,9 @@ class ValidateOperator(MlopsStep, BaseOperator):
                 stage=self.stage,
             )
         except DataValidationFailed as err:
+            from mlops_airflow import notifiers
+
+            notifiers.notify_validation_failed(self.spec, context, err.report)
             raise AirflowFailException(str(err)) from err
         return {
             "success": report.success,
@@ -356,16 +381,7 @@ class TrainOperator(MlopsStep, BaseOperator):
         from mlops_core.training import TrainingDataError, train
 
         tags = {**self.lineage(context), **{k: str(v) for k, v in self.extra_tags.items()}}
-        evidence = drift_evidence(context)
-        if evidence:  # started by the drift policy: keep the evidence on the run
-            tags |= {
-                "mlops.trigger": "drift",
-                "mlops.drift_ds": str(evidence.get("ds")),
-                "mlops.drift_share": str(evidence.get("drift_share")),
-                "mlops.drifted_columns": ",".join(evidence.get("drifted_columns") or []),
-                "mlops.monitoring_run_id": str(evidence.get("monitoring_run_id")),
-                "mlops.drift_report": str(evidence.get("report_uri")),
-            }
+        tags |= trigger_tags(drift_evidence(context))
         backend: str = self.spec.training.backend
         if backend == "auto":
             backend = self.profile.training_backend
@@ -554,6 +570,10 @@ class GateOperator(MlopsStep, BaseOperator):
             )
         except ValueError as err:  # force_promote without a reason
             raise AirflowFailException(str(err)) from err
+        if not decision.promote:
+            from mlops_airflow import notifiers
+
+            notifiers.notify_gate_rejected(self.spec, context, decision.to_dict())
         return decision.to_dict()
 
 
@@ -655,11 +675,16 @@ class DeployOperator(MlopsStep, BaseOperator):
                 "nothing rolled back, the task retries and attaches to the same deployment"
             )
         if event.get("status") != "success":
+            from mlops_airflow import notifiers
+
             try:
                 lifecycle.rollback(self.spec, event["deployment"], target(self))
             except lifecycle.RollbackFailed as err:
+                notifiers.notify_rolled_back(self.spec, context, event["deployment"], err, ok=False)
                 raise AirflowFailException(f"deploy failed ({event.get('message')}); {err}") from err
-            raise AirflowFailException(f"deploy failed and was rolled back: {event.get('message')}")
+            message = f"deploy failed and was rolled back: {event.get('message')}"
+            notifiers.notify_rolled_back(self.spec, context, event["deployment"], message, ok=True)
+            raise AirflowFailException(message)
         return dict(event["deployment"])
 
 
@@ -712,6 +737,9 @@ class SmokeTestOperator(MlopsStep, BaseOperator):
                 target(self),
             )
         except Exception as err:  # rolled back already; a retry would deploy nothing
+            from mlops_airflow import notifiers
+
+            notifiers.notify_rolled_back(self.spec, context, self.deployment, err)
             raise AirflowFailException(str(err)) from err
         dep = self.spec.deployment
         if (
@@ -739,13 +767,18 @@ class SmokeTestOperator(MlopsStep, BaseOperator):
         return {**(smoke or {}), "deployment": self._promote()}
 
     def _promote(self) -> dict[str, Any]:
+        from mlops_airflow import notifiers
         from mlops_core import lifecycle
 
         try:
             return lifecycle.promote(self.spec, self.deployment, target(self))
-        except lifecycle.RollbackFailed as err:
+        except lifecycle.RollbackFailed as err:  # (context None: the running task's)
+            notifiers.notify_rolled_back(self.spec, None, self.deployment, err, ok=False)
             raise AirflowFailException(f"promotion failed; {err}") from err
         except Exception as err:  # rolled back already
+            notifiers.notify_rolled_back(
+                self.spec, None, self.deployment, f"promotion failed: {err}", ok=True
+            )
             raise AirflowFailException(f"promotion failed and was rolled back: {err}") from err
 
 
@@ -900,8 +933,74 @@ class EmitDriftEventOperator(MlopsStep, BaseOperator):
             "monitoring_run_id": context["ti"].run_id,
             "mlflow_run_id": drift.get("mlflow_run_id"),
             "reasons": self.decision.get("reasons"),
+            # what fired: drift, performance (decay on realized labels) or drift+performance
+            "trigger": self.decision.get("trigger") or "drift",
+            "performance": (self.decision.get("evidence") or {}).get("performance"),
         }
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra
         self.log.info("emitted drift event for %s: %s", self.spec.name, extra)
+        from mlops_airflow import notifiers
+
+        notifiers.notify_policy_fired(self.spec, context, extra)
         return extra
+
+
+class PerformanceOperator(MlopsStep, BaseOperator):
+    """Realized performance: the predictions made ``feedback.delay_days`` before the monitored day,
+    joined with the labels that have arrived, scored with an interval, recorded per prediction day.
+
+    Never fails for missing labels (the day is recorded as not evaluated, and the policy says
+    why); fails without retry on a labels file that cannot be read or joined.
+    """
+
+    template_fields: Sequence[str] = _PARTITIONED
+
+    def __init__(
+        self,
+        *,
+        pipeline: PipelineSpec | str,
+        partition_date: str | None = None,
+        lake_root: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.pipeline, self.partition_date, self.lake_root = pipeline, partition_date, lake_root
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow.cloud import export_metrics
+        from mlops_core import feedback
+        from mlops_core.clouds import CloudProfileError
+        from mlops_core.storage import SourceDataError
+
+        fb = self.spec.feedback
+        if fb is None:
+            raise AirflowSkipException(f"{self.spec.name} has no feedback section: no labels to join")
+        try:
+            self.profile.check_source(fb.uri)
+            day = feedback.evaluate_day(self.spec, self.lake, self.partition(context))
+        except (CloudProfileError, SourceDataError) as err:
+            raise AirflowFailException(str(err)) from err
+        uri = feedback.record(self.spec, self.lake, day)
+        run_id = feedback.log_to_mlflow(self.spec, day, self.lineage(context))
+        self.log.info("realized performance %s", day.describe())
+        if day.value is not None:
+            export_metrics(
+                self.profile,
+                self.spec.name,
+                {f"realized_{day.metric}": day.value, "labelled_rows": day.rows},
+                {"Stage": "performance"},
+                spec=self.spec,  # alerts.metric_alarm: the alarm on this series (mlops_airflow.cloud)
+            )
+        if day.decayed:
+            _notify_decay(self, context, day.to_dict())
+        return {**day.to_dict(), "history_uri": uri, "mlflow_run_id": run_id}
+
+
+def _notify_decay(step: MlopsStep, context: Context, evidence: dict[str, Any]) -> None:
+    """The ``metric_below_floor`` alert, when the pipeline routes alerts (mlops_airflow.notifiers)."""
+    if step.spec.alerts is None:
+        return
+    from mlops_airflow import notifiers
+
+    notifiers.notify_metric_below_floor(step.spec, context, evidence)

@@ -1,0 +1,213 @@
+"""The feedback loop on the real libraries: realized performance, late labels, decay, the policy.
+
+A champion is trained in-process on the breast cancer example. Its monitoring predictions for
+day T are written by ``lifecycle.batch_score`` (what the monitoring DAG's ``score`` step runs);
+labels land later in the landing zone as their own CSV. The performance step for D = T + delay
+joins them; decay is judged on the bootstrap interval, never the point estimate.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mlops_core import datasets, feedback, lifecycle, monitoring, registry, settings, storage
+from mlops_core.training import train
+from tests.helpers import example_spec
+
+pytestmark = pytest.mark.unit
+
+TRAIN_DS = "2026-01-31"
+DELAY = 3
+DAYS = [date(2026, 2, d) for d in (1, 2, 3)]  # prediction days T
+LABELS = "${MLOPS_LANDING}/fb/labels.csv"
+
+
+def _spec(**decay):
+    return example_spec(
+        name="fb_loop",
+        feedback={
+            "uri": LABELS,
+            "key_columns": ["record_id"],
+            "delay_days": DELAY,
+            "bootstrap": {"n_resamples": 200, "seed": 1},
+            "decay": {"days": 2, "min_rows": 50, "max_drop": 0.05, **decay},
+        },
+        monitoring={"cooldown_days": 3, "consecutive_days": 1},
+    )
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory):
+    """A champion and its monitoring predictions for three days (200 rows each, record_id keys)."""
+    local = tmp_path_factory.mktemp("feedback")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLOPS_LOCAL_DIR", str(local))
+        spec = _spec()
+        landing = settings.landing_root()
+        datasets.materialize("breast_cancer", landing)
+        lake = settings.lake_root()
+        raw = lifecycle.ingest(spec, TRAIN_DS, lake)["uri"]
+        trained = train(spec, raw, lake, TRAIN_DS, {}).to_dict()
+        decision = lifecycle.gate(spec, lifecycle.evaluate(spec, trained, lake, TRAIN_DS), trained["run_id"])
+        lifecycle.deploy(
+            spec, str(lifecycle.register(spec, trained, decision.to_dict(), "t/r", {})["version"])
+        )
+        truth = {}
+        for day in DAYS:
+            batch = datasets.daily_batch("breast_cancer", day)
+            batch["record_id"] = [f"{day:%m%d}-{i}" for i in range(len(batch))]  # unique keys per day
+            data = storage.write_partition({"data": batch}, lake, spec.name, "monitor", day.isoformat())
+            lifecycle.batch_score(spec, data.uri, lake, day.isoformat(), stage="monitor_predictions")
+            truth[day] = batch[["record_id", "diagnosis"]]
+        yield spec, lake, Path(landing.removeprefix("file://")), truth
+
+
+def _land_labels(folder: Path, frames: list[pd.DataFrame]) -> None:
+    (folder / "fb").mkdir(parents=True, exist_ok=True)
+    pd.concat(frames, ignore_index=True).to_csv(folder / "fb" / "labels.csv", index=False)
+
+
+def _run(spec, lake, prediction_day: date) -> feedback.DayPerformance:
+    d = (prediction_day + timedelta(days=DELAY)).isoformat()
+    day = feedback.evaluate_day(spec, lake, d)
+    feedback.record(spec, lake, day)
+    return day
+
+
+def _flip(labels: pd.DataFrame) -> pd.DataFrame:
+    flipped = labels.copy()
+    flipped["diagnosis"] = flipped["diagnosis"].map({"malignant": "benign", "benign": "malignant"})
+    return flipped
+
+
+def test_no_labels_yet_is_recorded_not_judged_and_the_policy_says_why(world):
+    spec, lake, landing, _ = world
+    (landing / "fb" / "labels.csv").unlink(missing_ok=True)
+    day = _run(spec, lake, DAYS[0])
+    assert day.status == "no_labels" and day.rows == 0 and not day.decayed
+    assert "no labels have arrived" in day.reasons[0]
+    verdict = feedback.decide(
+        spec, feedback.history(spec, lake), (DAYS[0] + timedelta(days=DELAY)).isoformat()
+    )
+    assert not verdict.fire and any("no labels" in r for r in verdict.reasons)
+
+
+def test_late_labels_are_joined_when_they_arrive_and_nothing_is_duplicated(world):
+    spec, lake, landing, truth = world
+    (landing / "fb" / "labels.csv").unlink(missing_ok=True)
+    assert _run(spec, lake, DAYS[0]).status == "no_labels"
+    _land_labels(landing, [truth[DAYS[0]]])  # the labels land after the first run
+    day = _run(spec, lake, DAYS[0])  # a backfill of that day
+    assert day.status == "evaluated" and day.rows == 200 and day.unlabelled == 0 and day.unmatched_labels == 0
+    assert day.value is not None and day.low <= day.value <= day.high and not day.decayed
+    part = storage.partition_uri(lake, spec.name, feedback.HISTORY, DAYS[0].isoformat())
+    assert len(storage.versions(part)) >= 2  # each run a new version of the same day
+    rows = [d for d in feedback.history(spec, lake) if d["ds"] == DAYS[0].isoformat()]
+    assert len(rows) == 1 and rows[0]["status"] == "evaluated" and rows[0]["rows"] == 200
+    holdout = (
+        registry.client()
+        .get_run(registry.client().get_model_version(spec.name, "1").run_id)
+        .data.metrics[f"holdout_{spec.evaluation.primary_metric}"]
+    )
+    assert day.holdout == pytest.approx(holdout) and day.model_version == "1"
+
+
+def test_labels_for_unknown_keys_are_counted_and_a_partial_join_scores_what_matched(world):
+    spec, lake, landing, truth = world
+    labels = truth[DAYS[1]].head(120)
+    strangers = pd.DataFrame({"record_id": [f"nobody-{i}" for i in range(30)], "diagnosis": "benign"})
+    _land_labels(landing, [labels, strangers])
+    day = _run(spec, lake, DAYS[1])
+    assert (day.rows, day.unmatched_labels, day.unlabelled, day.labels) == (120, 30, 80, 150)
+    _land_labels(landing, [strangers])
+    only_strangers = _run(spec, lake, DAYS[1])
+    assert (
+        only_strangers.status == "no_labels" and "30 label(s) for unknown keys" in only_strangers.reasons[0]
+    )
+
+
+def test_too_few_labelled_rows_are_reported_not_judged(world):
+    spec, lake, landing, truth = world
+    _land_labels(landing, [_flip(truth[DAYS[2]]).head(20)])
+    day = _run(spec, lake, DAYS[2])
+    assert day.status == "too_few_rows" and not day.decayed
+    assert "20 labelled rows < feedback.decay.min_rows 50" in day.reasons[0]
+
+
+def test_decay_is_judged_on_the_interval_and_fires_after_n_days(world):
+    spec, lake, landing, truth = world
+    # the world turned: every label is the opposite of what the model predicts well
+    _land_labels(landing, [_flip(truth[d]) for d in DAYS[1:]])
+    first = _run(spec, lake, DAYS[1])
+    assert first.decayed and first.high < first.holdout - 0.05
+    assert len(first.reasons) == 2 and "wholly below the floor 0.95" in first.reasons[0]
+    assert "wholly below the champion's holdout" in first.reasons[1]
+    last_d = (DAYS[1] + timedelta(days=DELAY)).isoformat()
+    one = feedback.decide(spec, feedback.history(spec, lake), last_d)
+    assert not one.fire  # days: 2 and the day before was not evaluated as decayed
+    second = _run(spec, lake, DAYS[2])
+    assert second.decayed
+    d = (DAYS[2] + timedelta(days=DELAY)).isoformat()
+    verdict = feedback.decide(spec, feedback.history(spec, lake), d)
+    assert verdict.fire and verdict.evidence["days"] == [DAYS[2].isoformat(), DAYS[1].isoformat()]
+    assert verdict.evidence["value"] == second.value and verdict.evidence["metric"] == "roc_auc"
+
+
+def test_a_floor_judges_the_upper_end_of_the_interval_not_the_point(world):
+    spec, lake, _, _ = world
+    strict = _spec(floor=0.99, max_drop=None)
+    day = feedback.DayPerformance(
+        ds="2026-02-09", evaluated_on="2026-02-12", status="evaluated", metric="roc_auc", rows=500
+    )
+    day.value, day.low, day.high, day.floor = 0.985, 0.975, 0.995, 0.99
+    assert not feedback.judge(strict, day).decayed  # the point is below, the interval is not
+    day2 = feedback.DayPerformance(
+        ds="2026-02-09", evaluated_on="2026-02-12", status="evaluated", metric="roc_auc", rows=500
+    )
+    day2.value, day2.low, day2.high, day2.floor = 0.97, 0.96, 0.985, 0.99
+    judged = feedback.judge(strict, day2)
+    assert judged.decayed and "wholly below the floor 0.99 (upper end 0.9850)" in judged.reasons[0]
+
+
+def test_the_policy_fires_on_performance_with_the_cooldown_holding_both(world):
+    spec, lake, _, _ = world
+    d = (DAYS[2] + timedelta(days=DELAY)).isoformat()
+    verdict = feedback.decide(spec, feedback.history(spec, lake), d)
+    assert verdict.fire  # from the previous test's days (module state)
+    stable = pd.DataFrame(
+        [{"ds": d, "drift_share": 0.0, "n_drifted": 0, "n_columns": 30, "rows": 200, "run_type": "scheduled"}]
+    )
+    fired = monitoring.decide(
+        spec.monitoring, stable, d, last_training=date(2026, 1, 31), is_backfill=False, decay=verdict
+    )
+    assert (
+        fired.fire and fired.trigger == "performance" and fired.evidence["performance"]["metric"] == "roc_auc"
+    )
+    held = monitoring.decide(
+        spec.monitoring, stable, d, last_training=date(2026, 2, 5), is_backfill=False, decay=verdict
+    )
+    assert not held.fire and held.trigger is None and any(r.startswith("cooldown") for r in held.reasons)
+    backfill = monitoring.decide(
+        spec.monitoring, stable, d, last_training=date(2026, 1, 31), is_backfill=True, decay=verdict
+    )
+    assert not backfill.fire
+
+
+def test_realized_metrics_reach_mlflow_once_per_prediction_day(world):
+    spec, lake, landing, truth = world
+    _land_labels(landing, [truth[DAYS[0]]])
+    for _ in range(2):  # a re-run re-logs the same day's run
+        day = _run(spec, lake, DAYS[0])
+        run_id = feedback.log_to_mlflow(spec, day, {"airflow.run_id": "t"})
+    runs = registry.client().search_runs(
+        [registry.client().get_experiment_by_name(f"mlops/{spec.name}/monitoring").experiment_id],
+        f"tags.`mlops.performance_ds` = '{DAYS[0].isoformat()}'",
+    )
+    assert [r.info.run_id for r in runs] == [run_id]
+    metrics = runs[0].data.metrics
+    assert metrics["realized_roc_auc"] == pytest.approx(day.value) and metrics["labelled_rows"] == 200
+    assert metrics["realized_roc_auc_low"] == pytest.approx(day.low)
