@@ -21,9 +21,7 @@ def configure() -> Any:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = settings.tracking_uri()
     if uri.startswith("sqlite:///"):
-        from pathlib import Path
-
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        _init_sqlite_store(uri)
     user_set = os.environ.get("MLFLOW_TRACKING_URI") == uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -35,6 +33,31 @@ def configure() -> Any:
         os.environ.pop("MLFLOW_REGISTRY_URI", None)
     _register_lake_source()
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@lru_cache(maxsize=32)
+def _init_sqlite_store(uri: str) -> None:
+    """Create (or migrate) a SQLite MLflow store under an exclusive file lock, once per process.
+
+    MLflow builds its tables with alembic the first time a process opens a store. Two processes
+    doing that at once on a new file (two tasks starting together on a fresh install) leave a
+    half-migrated store that every later open refuses ("table _alembic_tmp_experiments already
+    exists"): the embedded default would then fail closed for good. Under the lock one process
+    migrates and the others find the tables made.
+    """
+    import fcntl
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+
+    db = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{db}.init-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @lru_cache(maxsize=1)
