@@ -95,25 +95,31 @@ class ModelApprovalOperator(MlopsStep, ApprovalOperator):
         return super().execute(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        """Record the answer on the version (approved, rejected or timed out), then skip deploy unless approved."""
+        """Record the answer on the version (approved, rejected or timed out), then let the
+        ApprovalOperator skip deploy unless approved.
+
+        Recorded first: on Reject, Airflow 3's ``skip`` ends the task by raising, so nothing
+        after the base class's ``execute_complete`` would run.
+        """
         from mlops_airflow.cloud import cloud_context
 
-        result = super().execute_complete(context, event)
-        chosen = (result.get("chosen_options") or [ApprovalOperator.REJECT])[0]
-        user = result.get("responded_by_user") or {}
-        when = result.get("responded_at")
-        if chosen == ApprovalOperator.APPROVE:
-            outcome = "approved"
-        else:
-            outcome = "timed_out" if event.get("timedout") else "rejected"
-        comment = str((result.get("params_input") or {}).get("comment") or "")[:1000]
-        version = str(self.registered["version"])
-        with cloud_context(self.spec):
-            self._record(version, outcome, str(user.get("name") or user.get("id") or ""), when, comment)
-        self.log.info(
-            "%s v%s: %s by %s", self.spec.name, version, outcome, user.get("name") or "nobody (timeout)"
-        )
-        return {**dict(result), "outcome": outcome, "version": version}
+        if "error" not in event:  # a timeout with no default never happens here (defaults=Reject)
+            chosen_options = list(event.get("chosen_options") or [])
+            self.validate_chosen_options(chosen_options)  # what the base class checks, before we record
+            chosen = (chosen_options or [ApprovalOperator.REJECT])[0]
+            user = event.get("responded_by_user") or {}
+            if chosen == ApprovalOperator.APPROVE:
+                outcome = "approved"
+            else:
+                outcome = "timed_out" if event.get("timedout") else "rejected"
+            comment = str((event.get("params_input") or {}).get("comment") or "")[:1000]
+            version = str(self.registered["version"])
+            with cloud_context(self.spec):
+                who = str(user.get("name") or user.get("id") or "")
+                self._record(version, outcome, who, event.get("responded_at"), comment)
+            self.log.info("%s v%s: %s by %s", self.spec.name, version, outcome, who or "nobody (timeout)")
+        result = super().execute_complete(context, event)  # on Reject this skips deploy by raising
+        return {**dict(result), "outcome": "approved", "version": str(self.registered["version"])}
 
     def _record(self, version: str, outcome: str, who: str, when: Any, comment: str) -> None:
         from mlops_core import registry

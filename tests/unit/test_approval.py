@@ -102,8 +102,8 @@ def test_the_answer_is_recorded_on_the_version(
     with DAG("appr_training", schedule=None):
         op = _operator(spec, *registered)
         op >> EmptyOperator(task_id="deploy")
-    skipped = []
-    monkeypatch.setattr(op, "skip", lambda ti, tasks: skipped.extend(t.task_id for t in tasks))
+    pushed = []
+    ti = SimpleNamespace(map_index=-1, xcom_push=lambda key, value: pushed.append(value))
     when = datetime(2026, 2, 1, 9, 30, tzinfo=UTC)
     event = {
         "chosen_options": [chosen],
@@ -112,15 +112,22 @@ def test_the_answer_is_recorded_on_the_version(
         "responded_by_user": user,
         "timedout": timedout,
     }
-    context = {**_context(), "ti": SimpleNamespace(), "task": op}
-    result = op.execute_complete(context, event)
+    context = {**_context(), "ti": ti, "task": op}
+    if outcome == "approved":
+        result = op.execute_complete(context, event)
+        assert result["outcome"] == "approved" and pushed == []
+    else:  # Airflow 3's skip ends the task by raising; the answer is on the version already
+        from airflow.sdk.exceptions import DownstreamTasksSkipped
+
+        with pytest.raises(DownstreamTasksSkipped) as skipped:
+            op.execute_complete(context, event)
+        assert list(skipped.value.tasks) == ["deploy"] and pushed == [{"skipped": ["deploy"]}]
     version = registered[3]["version"]
     tags = registry.client().get_model_version("appr", version).tags
-    assert result["outcome"] == outcome and tags["mlops.approval"] == outcome
+    assert tags["mlops.approval"] == outcome
     assert tags["mlops.approved_by"] == (user or {}).get("name", "")
     assert tags["mlops.approved_at"] == when.isoformat()
     assert tags["mlops.approval_comment"] == ("looks right" if user else "")
-    assert skipped == ([] if outcome == "approved" else ["deploy"])  # reject and timeout skip deploy
 
 
 def test_deploy_refuses_a_version_no_person_approved(spec, registered):
