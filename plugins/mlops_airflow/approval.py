@@ -67,8 +67,13 @@ class ModelApprovalOperator(MlopsStep, ApprovalOperator):
         kwargs.setdefault("subject", "Promote this model to champion?")
         # the DAG's own params arrive here too (HITLOperator keeps only the task's in its form)
         params = kwargs.pop("params", None) or {}
+        # null-able: the form treats an empty required string as missing and would keep Approve disabled
         params["comment"] = Param(
-            "", type="string", maxLength=1000, title="Comment", description="Recorded on the model version."
+            None,
+            type=["null", "string"],
+            maxLength=1000,
+            title="Comment",
+            description="Optional; recorded on the model version.",
         )
         super().__init__(
             defaults=ApprovalOperator.REJECT,  # no answer within the timeout is a rejection

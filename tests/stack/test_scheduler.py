@@ -18,14 +18,16 @@ drift hand-off could then only be shown by a second scheduled training after it.
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 
 from mlops_airflow.localstack import AirflowStack
 from mlops_core import datasets, monitoring, registry, settings, storage
 from mlops_core.spec import load_spec
-from tests.helpers import pipeline_folder
+from tests.helpers import example_data, pipeline_folder
 from tests.integration.test_training_dag import assert_lineage
 
 pytestmark = pytest.mark.scheduler
@@ -39,6 +41,8 @@ TRAIN_DAY = TODAY - timedelta(days=10)  # the data day of the scheduled training
 TRAINING_CRON = f"0 0 {(TRAIN_DAY + timedelta(days=1)).day} * *"  # monthly, the day after TRAIN_DAY
 START = TRAIN_DAY - timedelta(days=92)  # before the interval that ends after TRAIN_DAY (<= 2 months)
 STABLE = [TRAIN_DAY + timedelta(days=d) for d in range(1, 6)]
+# pipelines with deployment.approval, each answered differently (the last one not at all)
+APPROVALS = {"apr_yes": 60, "apr_no": 60, "apr_late": 1}
 DRIFT_DAY = TRAIN_DAY + timedelta(days=6)  # > cooldown_days after TRAIN_DAY
 
 
@@ -55,6 +59,16 @@ def stack(tmp_path_factory):
             start_date=START.isoformat(),
             monitoring={"schedule": "@daily", "consecutive_days": 1, "cooldown_days": 3, "min_rows": 100},
         )
+        # three pipelines whose promotions a person answers: approve, reject, and no answer at all
+        for name, minutes in APPROVALS.items():
+            data = example_data(
+                name=name,
+                schedule=None,
+                start_date=START.isoformat(),
+                monitoring={"enabled": False},
+                deployment={"approval": {"assigned_users": ["admin"], "timeout_minutes": minutes}},
+            )
+            (dags / "pipelines" / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
         # the month up to TRAIN_DAY for training; five stable days; one day with the documented shift
         landing = settings.landing_root()
         datasets.materialize(
@@ -225,3 +239,84 @@ DRIFT_TAGS = (
     "mlops.monitoring_run_id",
     "mlops.drift_report",
 )
+
+
+def _awaiting(stack, dag_id: str, timeout: float = 600) -> dict:
+    """The run of ``dag_id`` once its approval task waits for a person (Airflow 3.3's awaiting_input)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for run in stack.runs(dag_id):
+            task = stack.tasks(dag_id, run["dag_run_id"]).get("approval", {})
+            if task.get("state") == "awaiting_input":
+                return run
+            if run["state"] == "failed":
+                raise AssertionError(stack.tasks(dag_id, run["dag_run_id"]))
+        time.sleep(3)
+    raise TimeoutError(f"{dag_id}: the approval task never waited for input\n{stack.log_tail('scheduler')}")
+
+
+def test_a_person_approves_rejects_or_does_not_answer_through_the_rest_api(stack):
+    """The approval task waits with the evidence on its page; the REST answer (what the Required
+    Actions page sends) deploys or skips, and the scheduler's timeout sweep rejects an unanswered one.
+    Each outcome, who and when is on the model version."""
+    for name in APPROVALS:
+        stack.wait_for_dag(f"{name}_training")
+        stack.unpause(f"{name}_training")
+        stack.trigger(f"{name}_training", f"{TRAIN_DAY}T00:00:00Z")
+    runs = {name: _awaiting(stack, f"{name}_training") for name in APPROVALS}
+    details = {
+        d["task_instance"]["dag_id"]: d
+        for d in stack.api("GET", "/dags/~/dagRuns/~/hitlDetails?limit=50")["hitl_details"]
+        if d["task_instance"]["dag_id"].startswith("apr_")
+    }
+    page = details["apr_yes_training"]
+    assert page["subject"] == "Promote apr_yes v1 to champion?" and page["options"] == ["Approve", "Reject"]
+    assert "**Holdout metrics**" in page["body"] and "| roc_auc |" in page["body"], page["body"]
+    assert page["assigned_users"] == [{"id": "admin", "name": "admin"}] and page["defaults"] == ["Reject"]
+    assert registry.client().get_model_version("apr_yes", "1").tags["mlops.approval"] == "pending"
+    for name, answer in (("apr_yes", "Approve"), ("apr_no", "Reject")):
+        run_id = runs[name]["dag_run_id"]
+        stack.api(
+            "PATCH",
+            f"/dags/{name}_training/dagRuns/{run_id}/taskInstances/approval/-1/hitlDetails",
+            {"chosen_options": [answer], "params_input": {"comment": f"{answer} from the test"}},
+        )
+    outcomes = {}
+    for name in APPROVALS:
+        (done,) = stack.wait_runs(f"{name}_training", 1, timeout=600)
+        tasks = stack.tasks(f"{name}_training", done["dag_run_id"])
+        tags = registry.client().get_model_version(name, "1").tags
+        outcomes[name] = (
+            done["state"],
+            tasks["approval"]["state"],
+            tasks["deploy"]["state"],
+            tasks["smoke_test"]["state"],
+            tags["mlops.approval"],
+            tags["mlops.approved_by"],
+            tags["mlops.approval_comment"],
+            registry.alias_version(name, registry.CHAMPION),
+        )
+        assert tags["mlops.approved_at"][:4] == str(TODAY.year)
+    assert outcomes == {
+        "apr_yes": (
+            "success",
+            "success",
+            "success",
+            "success",
+            "approved",
+            "admin",
+            "Approve from the test",
+            "1",
+        ),
+        "apr_no": (
+            "success",
+            "success",
+            "skipped",
+            "skipped",
+            "rejected",
+            "admin",
+            "Reject from the test",
+            None,
+        ),
+        "apr_late": ("success", "success", "skipped", "skipped", "timed_out", "", "", None),
+    }

@@ -12,14 +12,16 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mlops_airflow.localstack import AirflowStack
 from mlops_core import datasets, settings
-from tests.helpers import REPO, pipeline_folder
+from tests.helpers import REPO, example_data, pipeline_folder
 
 pytestmark = pytest.mark.stack
 
 NAME = "team"
+APPROVAL = "team_apr"
 BACKFILL = [date(2026, 2, d) for d in (1, 2, 3)]
 SCREENSHOTS = REPO / ".local" / "screenshots"
 
@@ -36,6 +38,15 @@ def stack(tmp_path_factory):
             monitoring={"enabled": False},
             scoring={"schedule": "@daily", "lookback_days": 7},
         )
+        # a pipeline whose promotion a person approves in the UI (the Required Actions page)
+        approval = example_data(
+            name=APPROVAL,
+            schedule=None,
+            monitoring={"enabled": False},
+            scoring={"schedule": None},
+            deployment={"approval": {"assigned_users": ["admin"], "timeout_minutes": 60}},
+        )
+        (dags / "pipelines" / f"{APPROVAL}.yaml").write_text(yaml.safe_dump(approval, sort_keys=False))
         landing = settings.landing_root()
         datasets.materialize("breast_cancer", landing)
         yesterday = datetime.now(UTC).date() - timedelta(days=1)
@@ -154,3 +165,40 @@ def test_browser_sees_dags_docs_and_the_trigger_form_params(stack):
     for title in ("Run Parameters", "Force promote", "Reason", "Partition date"):
         assert title in seen["form_text"], seen["form_text"][:2000]
     assert (SCREENSHOTS / "trigger_form.png").stat().st_size > 10_000
+
+
+def test_a_person_approves_the_promotion_on_the_required_actions_page(stack):
+    """The approval task waits; headless Chromium opens its Required Actions page (the evidence in
+    Markdown), saves a screenshot (docs/approval_page.png) and presses Approve; deploy then runs."""
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.fail("Debian's chromium is not installed: run `make browser` (apt-get install chromium)")
+    from mlflow import MlflowClient
+
+    from tests.stack.ui import approve_in_the_required_actions_page
+
+    dag_id = f"{APPROVAL}_training"
+    stack.wait_for_dag(dag_id)
+    stack.unpause(dag_id)
+    stack.trigger(dag_id, "2026-01-31T00:00:00Z")
+    deadline = time.monotonic() + 600
+    run = None
+    while time.monotonic() < deadline and run is None:
+        for candidate in stack.runs(dag_id):
+            if (
+                stack.tasks(dag_id, candidate["dag_run_id"]).get("approval", {}).get("state")
+                == "awaiting_input"
+            ):
+                run = candidate
+        time.sleep(3)
+    assert run is not None, stack.runs(dag_id)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    seen = approve_in_the_required_actions_page(stack, chromium, dag_id, run["dag_run_id"], SCREENSHOTS)
+    assert seen["approve_enabled"] and "Holdout metrics" in seen["text"] and "Gate reasons" in seen["text"]
+    assert f"Promote {APPROVAL} v1 to champion?" in seen["text"]
+    (done,) = stack.wait_runs(dag_id, 1, timeout=600)
+    tasks = stack.tasks(dag_id, done["dag_run_id"])
+    assert (done["state"], tasks["deploy"]["state"], tasks["smoke_test"]["state"]) == ("success",) * 3, tasks
+    tags = MlflowClient(tracking_uri=stack.mlflow_url).get_model_version(APPROVAL, "1").tags
+    assert (tags["mlops.approval"], tags["mlops.approved_by"]) == ("approved", "admin")
+    assert tags["mlops.approval_comment"] == "approved in the browser"

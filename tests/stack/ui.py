@@ -60,3 +60,40 @@ def trigger_form_screenshot(stack: AirflowStack, chromium: str, dag_id: str, out
         dialog.screenshot(path=str(out / "trigger_form.png"))
         browser.close()
     return seen
+
+
+def _login(page: Any, stack: AirflowStack) -> None:
+    password = json.loads((stack.home / "passwords.json").read_text())["admin"]
+    page.goto(f"{stack.url}/", wait_until="networkidle")
+    page.locator("input[name=username]").fill("admin")
+    page.locator("input[name=password]").fill(password)
+    page.locator("button[type=submit]").click()
+    page.wait_for_url(lambda u: "/auth/login" not in u, wait_until="networkidle")
+
+
+def approve_in_the_required_actions_page(
+    stack: AirflowStack, chromium: str, dag_id: str, run_id: str, out: Path
+) -> dict[str, Any]:
+    """Open the approval task's Required Actions page, read the evidence, save it, press Approve."""
+    from urllib.parse import quote
+
+    from playwright.sync_api import sync_playwright
+
+    seen: dict[str, Any] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        _login(page, stack)
+        url = f"{stack.url}/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/approval/required_actions"
+        page.goto(url, wait_until="networkidle")
+        page.get_by_text("Holdout metrics").first.wait_for(timeout=60_000)
+        seen["text"] = page.inner_text("body")
+        page.screenshot(path=str(out / "approval_page.png"), full_page=True)
+        button = page.get_by_role("button", name="Approve").first
+        seen["approve_enabled"] = button.is_enabled()  # the comment is optional: enabled at once
+        page.get_by_role("textbox").last.fill("approved in the browser")
+        button.click()
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(out / "approval_answered.png"), full_page=True)
+        browser.close()
+    return seen
