@@ -28,7 +28,6 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.emulators.sagemaker_runtime import SageMakerRuntime
+from tests.emulators.steps import first_event, task_context
 from tests.helpers import example_spec
 
 if TYPE_CHECKING:
@@ -102,19 +102,7 @@ def aws_env(
 
 
 def _context(try_number: int = 1, run_id: str = "manual__1") -> dict[str, Any]:
-    run_after = datetime(2026, 1, 31, tzinfo=UTC)
-    return {
-        "ti": SimpleNamespace(dag_id="sm_training", run_id=run_id, try_number=try_number),
-        "dag_run": SimpleNamespace(run_type="manual", triggering_user_name="tester", run_after=run_after),
-        "logical_date": run_after,
-        "triggering_asset_events": {},
-    }
-
-
-async def _first_event(trigger: Any) -> Any:
-    async for event in trigger.run():
-        return event
-    raise AssertionError("the trigger ended without an event")
+    return task_context("sm_training", run_id, try_number)
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +144,7 @@ def remote_training(aws_env: dict[str, Any]) -> SimpleNamespace:
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    event = asyncio.run(_first_event(deferred.value.trigger))
+    event = asyncio.run(first_event(deferred.value.trigger))
     assert event.payload["status"] == "success", event.payload
     trained = train.remote_complete(_context(), event=event.payload, folder=folder)
     return SimpleNamespace(
@@ -239,7 +227,7 @@ def _deploy(
         deploy.execute(_context(run_id=run_id))
     trigger = deferred.value.trigger
     assert isinstance(trigger, EndpointTrigger)
-    event = asyncio.run(_first_event(trigger))  # the triggerer's code, polling DescribeEndpoint
+    event = asyncio.run(first_event(trigger))  # the triggerer's code, polling DescribeEndpoint
     assert event.payload["status"] == "success", event.payload
     return registered, deploy.deploy_complete(_context(run_id=run_id), event=event.payload)
 

@@ -34,7 +34,6 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -42,6 +41,7 @@ import pytest
 from mlops_core.azure import API_VERSION
 from tests.emulators.azureml_api import MONITOR_SCOPE, AzureMLAPI, blob_reader
 from tests.emulators.conftest import AZURITE_ACCOUNT
+from tests.emulators.steps import first_event, ingest_on_the_cloud, start_training, task_context
 from tests.helpers import example_spec
 
 if TYPE_CHECKING:
@@ -117,51 +117,24 @@ def azure_env(
 
 
 def _context(run_id: str = "manual__1", try_number: int = 1) -> dict[str, Any]:
-    run_after = datetime(2026, 1, 31, tzinfo=UTC)
-    return {
-        "ti": SimpleNamespace(dag_id="az_training", run_id=run_id, try_number=try_number),
-        "dag_run": SimpleNamespace(run_type="manual", triggering_user_name="tester", run_after=run_after),
-        "logical_date": run_after,
-        "triggering_asset_events": {},
-    }
-
-
-async def _first_event(trigger: Any) -> Any:
-    async for event in trigger.run():
-        return event
-    raise AssertionError("the trigger ended without an event")
+    return task_context("az_training", run_id, try_number)
 
 
 def _ingest(spec: Any) -> dict[str, Any]:
-    from mlops_airflow.cloud import cloud_context
-    from mlops_core import datasets, lifecycle
-
-    with cloud_context(spec) as profile:
-        assert profile.training_backend == "azureml" and profile.deploy_target == "azureml"
-        datasets.materialize("breast_cancer", profile.landing, filename="breast_cancer.csv")
-        return lifecycle.ingest(spec, DS, profile.lake)
+    return ingest_on_the_cloud(spec, "azureml")
 
 
 def _start_training(spec: Any, raw: dict[str, Any], run_id: str) -> tuple[Any, Any, str]:
-    """``TrainOperator.execute``: (operator, AzureMLJobTrigger, job folder)."""
-    from airflow.sdk.exceptions import TaskDeferred
-
     from mlops_airflow.azureml import AzureMLJobTrigger
-    from mlops_airflow.operators import TrainOperator
 
-    train = TrainOperator(task_id="train", pipeline=spec, data=raw, partition_date=DS, poll_seconds=0.2)
-    with pytest.raises(TaskDeferred) as deferred:
-        train.execute(_context(run_id))
-    assert isinstance(deferred.value.trigger, AzureMLJobTrigger)
-    assert deferred.value.method_name == "remote_complete"
-    return train, deferred.value.trigger, deferred.value.kwargs["folder"]
+    return start_training(spec, raw, _context(run_id), AzureMLJobTrigger)
 
 
 def _train_while_the_trigger_waits(api: AzureMLAPI, trigger: Any, fail: bool = False) -> Any:
     """The triggerer's loop runs while the job's command runs (or the job fails on demand)."""
 
     async def both() -> Any:
-        waiting = asyncio.create_task(_first_event(trigger))
+        waiting = asyncio.create_task(first_event(trigger))
         await asyncio.sleep(0.5)  # the trigger sees the job queued first
         container = api.start_container(trigger.job_name, fail=fail)
         event = await asyncio.wait_for(waiting, 300)
@@ -185,7 +158,7 @@ def _deploy(spec: Any, registered: dict[str, Any], decision: dict[str, Any]) -> 
         deploy.execute(_context())
     trigger = deferred.value.trigger
     assert isinstance(trigger, EndpointTrigger) and deferred.value.method_name == "deploy_complete"
-    return deploy, asyncio.run(_first_event(trigger))
+    return deploy, asyncio.run(first_event(trigger))
 
 
 def _deployed(spec: Any, registered: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
