@@ -515,7 +515,7 @@ ALERT_EVENTS: tuple[AlertEvent, ...] = AlertEvent.__args__  # type: ignore[attr-
 
 class AlertsSpec(_Model):
     """Where events go: Airflow notifiers (email through the smtp provider, SNS through the
-    amazon provider) and, where the cloud profile exports metrics, a metric alarm on the
+    amazon provider, Slack through the slack provider's incoming-webhook notifier) and, where the cloud profile exports metrics, a metric alarm on the
     realized primary metric. Recipients are addresses and topic ARNs, never credentials: the
     SMTP server and the AWS account come from Airflow connections."""
 
@@ -524,6 +524,8 @@ class AlertsSpec(_Model):
         Field([], max_length=50)
     )
     smtp_conn_id: str = Field("smtp_default", min_length=1, max_length=250)
+    # an Airflow connection of type Slack Incoming Webhook (the webhook URL is its secret)
+    slack_conn_id: str | None = Field(None, min_length=1, max_length=250)
     sns_topic_arn: str | None = Field(
         None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$"
     )
@@ -531,8 +533,10 @@ class AlertsSpec(_Model):
 
     @model_validator(mode="after")
     def _somewhere(self) -> AlertsSpec:
-        if not self.email and not self.sns_topic_arn and not self.metric_alarm:
-            raise ValueError("alerts need at least one destination: email, sns_topic_arn or metric_alarm")
+        if not self.email and not self.sns_topic_arn and not self.slack_conn_id and not self.metric_alarm:
+            raise ValueError(
+                "alerts need at least one destination: email, sns_topic_arn, slack_conn_id or metric_alarm"
+            )
         return self
 
 

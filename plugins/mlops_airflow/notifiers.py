@@ -11,8 +11,10 @@ wants and where they go. :func:`notify` routes one event, when it is listed, to
   profile's connection when the pipeline runs on ``cloud: aws`` (else ``aws_default``), in the
   topic's own region, with the attributes ``pipeline`` and ``event`` for subscription filters.
 
-There is no Slack or Teams provider in this project's lock; an SNS topic reaches either through
-AWS Chatbot or an HTTPS subscription.
+* Slack: the slack provider's ``SlackWebhookNotifier`` on ``alerts.slack_conn_id`` (an Incoming
+  Webhook connection; the text escaped as Slack asks, no link unfurling).
+
+There is no Microsoft Teams provider; an SNS topic or a Slack-compatible webhook reaches it.
 
 The notifiers' ``notify`` is called directly, never their ``__call__``: that would render the
 subject and body as Jinja templates, and those carry data values (column names, run ids, exception
@@ -312,7 +314,29 @@ def _channels(
             )
 
         channels.append((f"sns ({topic})", sns))
+    if alerts.slack_conn_id:
+        conn_id = alerts.slack_conn_id
+
+        def slack() -> Any:
+            from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+
+            return SlackWebhookNotifier(
+                slack_webhook_conn_id=conn_id,
+                text=slack_text(render_text(spec, event, subject, body_markdown, facts, where)),
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+
+        channels.append((f"slack ({conn_id})", slack))
     return channels
+
+
+def slack_text(text: str) -> str:
+    """Text Slack shows as written: ``&``, ``<`` and ``>`` escaped as Slack asks, so a value cannot
+    make a link (``<http://x|click>``), a mention (``<!channel>``) or a user ping; capped at
+    Slack's 40,000 characters."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return escaped if len(escaped) <= 40_000 else escaped[:39_980] + "\n... (truncated)"
 
 
 def notify(

@@ -479,3 +479,40 @@ def test_a_task_failing_in_the_task_runner_mails_its_log_link(
     assert "AirflowFailException: " in page and "source.wait_minutes" in page
     assert '<a href="http://localhost:8080/dags/alerts_dagtest_training/runs/' in page
     assert "/tasks/ingest?try_number=1" in page
+
+
+def test_slack_gets_the_event_through_its_webhook_connection_and_no_value_makes_a_link(
+    inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real HTTP receiver on loopback stands in for Slack's incoming webhook; the URL lives in the
+    ``slack_alerts`` connection (type slackwebhook), as a deployment's secret would."""
+    import json as _json
+
+    from tests.emulators.loopback import LoopbackAPI
+
+    api = LoopbackAPI("slack").start()
+    posts: list[dict] = []
+
+    @api.route("POST", r"/services/T000/B000/secret")
+    def receive(request: Any) -> tuple[int, Any]:
+        posts.append(request.body)
+        return 200, None
+
+    try:
+        conn = {"conn_type": "slackwebhook", "password": f"{api.url}/services/T000/B000/secret"}
+        monkeypatch.setenv("AIRFLOW_CONN_SLACK_ALERTS", _json.dumps(conn))
+        spec = _spec(slack_conn_id="slack_alerts")
+        step = EmitDriftEventOperator(
+            task_id="emit_drift_event",
+            pipeline=spec,
+            decision=_fired(["mean_radius", "<!channel> <http://x|y>"]),
+        )
+        step.execute(_context("emit_drift_event"))
+    finally:
+        api.stop()
+    assert api.violations == [] and len(posts) == 1
+    text = posts[0]["text"]
+    assert text.startswith("[mlops] breast_cancer: policy_fired - drift policy fired on 2026-02-04")
+    assert "&lt;!channel&gt; &lt;http://x|y&gt;" in text and "<!channel>" not in text
+    assert posts[0]["unfurl_links"] is False
+    assert inbox.one()["Subject"].startswith("[mlops] breast_cancer: policy_fired")  # e-mail too
