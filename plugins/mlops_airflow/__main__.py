@@ -1,0 +1,9 @@
+"""``python -m mlops_airflow``: the same as the ``mlops-airflow`` console script (:mod:`mlops_airflow.cli`)."""
+
+from __future__ import annotations
+
+import sys
+
+from mlops_airflow.cli import main
+
+sys.exit(main())

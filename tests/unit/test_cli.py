@@ -1,0 +1,309 @@
+"""``mlops-airflow`` (validate, dagbag, schema, new) and the pre-commit hook, run as users run them.
+
+The CLI runs as a subprocess (real exit codes, real stderr); ``validate`` must print the very
+messages the DAG folder's loader records as import errors; the published JSON Schema must equal
+the one generated from the spec and accept every example while refusing what the spec refuses;
+the pre-commit hook is installed and run by pre-commit itself in a throwaway repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path  # noqa: TC003 - used at run time by the helpers below
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.unit
+
+CLI = [sys.executable, "-m", "mlops_airflow"]
+EXAMPLES = sorted((REPO / "dags" / "pipelines").glob("*.yaml")) + sorted(
+    (REPO / "include" / "examples").glob("*.yaml")
+)
+PUBLISHED = REPO / "include" / "schema" / "pipeline.schema.json"
+
+
+def run(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], cwd=cwd, capture_output=True, text=True, env=env or os.environ.copy(), timeout=300
+    )
+
+
+def as_json(path: Path) -> Any:
+    """The YAML as a schema-aware editor sees it (dates as their text)."""
+    return json.loads(json.dumps(yaml.safe_load(path.read_text()), default=str))
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Any]:
+    return json.loads(PUBLISHED.read_text())
+
+
+def broken_copy(tmp_path: Path, edit: Any) -> Path:
+    data = yaml.safe_load((REPO / "dags" / "pipelines" / "breast_cancer.yaml").read_text())
+    edit(data)
+    path = tmp_path / "breast_cancer.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+# --- schema -------------------------------------------------------------------------------------
+
+
+def test_the_published_schema_is_the_one_the_spec_generates(tmp_path: Path) -> None:
+    from mlops_core.schema import dumps
+
+    assert PUBLISHED.read_text() == dumps(), (
+        "regenerate: mlops-airflow schema -o include/schema/pipeline.schema.json"
+    )
+    ok = run("schema", "--check", str(PUBLISHED))
+    assert ok.returncode == 0, ok.stderr
+    stale = tmp_path / "stale.json"
+    stale.write_text(PUBLISHED.read_text().replace('"title": "airflow-mlops pipeline"', '"title": "old"'))
+    refused = run("schema", "--check", str(stale))
+    assert refused.returncode == 1 and "regenerate it" in refused.stderr
+
+
+def test_the_schema_is_valid_and_accepts_every_example(schema: dict[str, Any]) -> None:
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    assert EXAMPLES
+    for path in EXAMPLES:
+        errors = [e.message for e in validator.iter_errors(as_json(path))]
+        assert not errors, f"{path.name}: {errors}"
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        (lambda d: d.update(scheduel="@daily"), "unknown top-level field"),
+        (lambda d: d["model"].update(family="os.system"), "estimator outside the allow-list"),
+        (
+            lambda d: d["expectations"].append({"expect_row_condition_to_run": {"column": "x"}}),
+            "unknown expectation",
+        ),
+        (lambda d: d["monitoring"].update(drift_share=1.5), "out of bounds"),
+        (lambda d: d.pop("target"), "missing required field"),
+        (lambda d: d["source"].update(format="pickle"), "format outside the allowed set"),
+    ],
+)
+def test_the_schema_and_the_spec_refuse_the_same_mistakes(
+    tmp_path: Path, schema: dict[str, Any], edit: Any, why: str
+) -> None:
+    from mlops_core.spec import SpecError, load_spec
+
+    path = broken_copy(tmp_path, edit)
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(as_json(path))), (
+        f"schema let through: {why}"
+    )
+    with pytest.raises(SpecError):
+        load_spec(path)
+
+
+def test_short_forms_are_accepted_by_the_schema(schema: dict[str, Any]) -> None:
+    validator = jsonschema.Draft202012Validator(schema)
+    data = as_json(REPO / "dags" / "pipelines" / "breast_cancer.yaml")
+    data["expectations"] = [
+        {"expect_column_values_to_not_be_null": {"column": "mean_radius"}},
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "record_id"}},
+    ]
+    data["evaluation"]["slices"] = {
+        "columns": ["mean_radius", {"column": "mean_area", "bins": [0, 500, 3000]}]
+    }
+    assert not [e.message for e in validator.iter_errors(data)]
+    data["expectations"].append({"expect_column_values_to_be_unique": {}, "expect_column_to_exist": {}})
+    assert [e.message for e in validator.iter_errors(data)], "two expectations in one short-form item"
+
+
+# --- validate -----------------------------------------------------------------------------------
+
+
+def test_validate_passes_the_shipped_pipelines_and_builds_their_dags() -> None:
+    out = run("validate", "dags/pipelines", "include/examples")
+    assert out.returncode == 0, out.stderr
+    assert f"{len(EXAMPLES)} of {len(EXAMPLES)} pipeline file(s) valid" in out.stdout
+    assert "DAG(s) built" in out.stdout
+
+
+def test_validate_prints_the_import_errors_messages_and_fails(tmp_path: Path) -> None:
+    from mlops_airflow.loader import load_dags
+
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    shutil.copy(REPO / "dags" / "pipelines" / "diabetes.yaml", folder)
+    broken_copy(folder, lambda d: d.update(scheduel="@daily", retries=99))
+    (folder / "diabetes_again.yaml").write_text(
+        (REPO / "dags" / "pipelines" / "diabetes.yaml")
+        .read_text()
+        .replace("name: diabetes", "name: diabetes_again")
+    )
+    placeholder = load_dags(folder)["mlops__invalid_pipelines"]
+    for flags in ([], ["--spec-only"]):
+        out = run("validate", *flags, str(folder))
+        assert out.returncode == 1
+        assert "breast_cancer.yaml is not a valid pipeline spec" in out.stderr
+        assert "scheduel: unknown field; allowed here:" in out.stderr
+        assert "retries: Input should be less than or equal to 10" in out.stderr
+        assert "2 of 3 pipeline file(s) valid" in out.stdout
+    # the same text Airflow shows under "DAG Import Errors" for that file
+    full = run("validate", str(folder))
+    spec_error = full.stderr.strip()
+    assert spec_error in placeholder.description
+
+
+def test_validate_spec_only_never_imports_airflow() -> None:
+    code = (
+        "import sys; from mlops_airflow.cli import main; rc = main(['validate', '--spec-only', 'dags/pipelines']);"
+        "print('AIRFLOW' if any(m == 'airflow' or m.startswith('airflow.') for m in sys.modules) else 'CLEAN', rc)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split()[-2:] == ["CLEAN", "0"], out.stdout + out.stderr
+
+
+def test_validate_usage_errors(tmp_path: Path) -> None:
+    missing = run("validate", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "no such file or folder" in missing.stderr
+    empty = run("validate", str(tmp_path))
+    assert empty.returncode == 1 and "no *.yaml files" in empty.stderr
+
+
+# --- dagbag -------------------------------------------------------------------------------------
+
+
+def test_dagbag_fails_on_an_import_error_and_passes_the_repo(tmp_path: Path) -> None:
+    ok = run("dagbag", "dags")
+    assert ok.returncode == 0, ok.stderr
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "broken_dag.py").write_text("from airflow.sdk import dag\nimport not_a_module_anywhere\n")
+    bad = run("dagbag", str(folder))
+    assert bad.returncode == 1
+    assert "not_a_module_anywhere" in bad.stderr and "1 import error(s)" in bad.stdout
+
+
+# --- new ----------------------------------------------------------------------------------------
+
+
+def write_csv(path: Path, rows: int = 300) -> Path:
+    lines = ["customer_id,signup_date,plan,tenure_months,monthly_spend,churned"]
+    for i in range(rows):
+        plan = ["basic", "plus", "pro"][i % 3]
+        spend = "" if i % 50 == 7 else f"{20 + (i * 7) % 80}.5"
+        lines.append(
+            f"C{i:05d},2026-01-{1 + i % 28:02d},{plan},{i % 60},{spend},{'yes' if i % 4 == 0 else 'no'}"
+        )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_new_scaffolds_a_valid_pipeline_that_builds(tmp_path: Path) -> None:
+    from mlops_core.spec import load_spec
+
+    csv = write_csv(tmp_path / "churn.csv")
+    out = run("new", "churn", "--csv", str(csv), "--target", "churned", "-o", str(tmp_path / "pipelines"))
+    assert out.returncode == 0, out.stderr
+    path = tmp_path / "pipelines" / "churn.yaml"
+    spec = load_spec(path)
+    assert spec.problem_type == "binary" and spec.positive_class == "yes"
+    assert spec.features.id_columns == ["customer_id"]
+    assert spec.features.time_columns == ["signup_date"]
+    assert spec.features.categorical == ["plan"]
+    assert spec.source.partition.mode == "column" and spec.source.partition.column == "signup_date"
+    not_null = {
+        e.kwargs["column"] for e in spec.expectations if e.type == "expect_column_values_to_not_be_null"
+    }
+    assert "monthly_spend" not in not_null and {"plan", "churned"} <= not_null  # empty values seen
+    in_set = next(e for e in spec.expectations if e.type == "expect_column_values_to_be_in_set")
+    assert in_set.kwargs == {"column": "churned", "value_set": ["no", "yes"]}
+    assert "yaml-language-server: $schema=" in path.read_text()
+    built = run("validate", str(path))
+    assert built.returncode == 0, built.stderr
+    again = run("new", "churn", "--csv", str(csv), "--target", "churned", "-o", str(tmp_path / "pipelines"))
+    assert again.returncode == 1 and "--force" in again.stderr
+
+
+def test_new_guesses_regression_and_explains_bad_input(tmp_path: Path) -> None:
+    from mlops_core.spec import load_spec
+
+    csv = tmp_path / "prices.csv"
+    csv.write_text(
+        "sqft,rooms,price\n" + "".join(f"{500 + i},{1 + i % 5},{1000 + i * 13.5}\n" for i in range(200))
+    )
+    assert run("new", "prices", "--csv", str(csv), "--target", "price", "-o", str(tmp_path)).returncode == 0
+    assert load_spec(tmp_path / "prices.yaml").problem_type == "regression"
+    wrong = run("new", "prices2", "--csv", str(csv), "--target", "cost", "-o", str(tmp_path))
+    assert (
+        wrong.returncode == 1
+        and "'cost' is not a column" in wrong.stderr
+        and "sqft, rooms, price" in wrong.stderr
+    )
+    bad_name = run("new", "Prices", "--csv", str(csv), "--target", "price", "-o", str(tmp_path))
+    assert bad_name.returncode == 1 and "lowercase" in bad_name.stderr
+    header_only = tmp_path / "empty.csv"
+    header_only.write_text("a,b\n")
+    none = run("new", "empty", "--csv", str(header_only), "--target", "b", "-o", str(tmp_path))
+    assert none.returncode == 1 and "no rows" in none.stderr
+
+
+# --- pre-commit ---------------------------------------------------------------------------------
+
+
+def test_the_pre_commit_hook_installs_and_runs(tmp_path: Path) -> None:
+    """pre-commit builds the hook's own environment from this package (as a user's repo would)."""
+    from pre_commit.clientlib import load_manifest
+
+    (hook,) = load_manifest(str(REPO / ".pre-commit-hooks.yaml"))
+    pins = dict(
+        line.split("==", 1) for line in (REPO / "requirements.txt").read_text().splitlines() if "==" in line
+    )
+    for dep in hook["additional_dependencies"]:
+        name, version = dep.split("==")
+        assert pins[name] == version, f"{dep}: the hook must pin what requirements.txt pins ({pins[name]})"
+    hook_repo = tmp_path / "hook-repo"
+    for part in ("pyproject.toml", "README.md", ".pre-commit-hooks.yaml"):
+        shutil.copy(REPO / part, hook_repo / part if hook_repo.exists() else _mkdir(hook_repo) / part)
+    shutil.copytree(REPO / "include" / "mlops_core", hook_repo / "include" / "mlops_core")
+    shutil.copytree(REPO / "plugins" / "mlops_airflow", hook_repo / "plugins" / "mlops_airflow")
+    git(hook_repo, "init", "-q")
+    git(hook_repo, "add", "-A")
+    git(hook_repo, "commit", "-qm", "hook")
+    user = _mkdir(tmp_path / "pipelines-repo" / "dags" / "pipelines").parents[1]
+    shutil.copy(REPO / "dags" / "pipelines" / "breast_cancer.yaml", user / "dags" / "pipelines")
+    git(user, "init", "-q")
+    git(user, "add", "-A")
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home")}
+    pre_commit = [
+        sys.executable,
+        "-m",
+        "pre_commit",
+        "try-repo",
+        str(hook_repo),
+        "mlops-validate",
+        "--all-files",
+    ]
+    ok = subprocess.run(pre_commit, cwd=user, capture_output=True, text=True, env=env, timeout=600)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    broken_copy(user / "dags" / "pipelines", lambda d: d["evaluation"].update(primary_metric="rmse"))
+    git(user, "add", "-A")
+    bad = subprocess.run(pre_commit, cwd=user, capture_output=True, text=True, env=env, timeout=600)
+    assert bad.returncode == 1
+    assert "evaluation.primary_metric: 'rmse' is not a binary metric" in bad.stdout
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def git(cwd: Path, *args: str) -> None:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
+    env["GIT_COMMITTER_EMAIL"] = "t@t"
+    subprocess.run(["git", *args], cwd=cwd, check=True, env=env, capture_output=True)
