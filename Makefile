@@ -16,7 +16,7 @@ export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(AIRFLOW_HOME)/airflow.db
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= True
 
-.PHONY: install lock browser emulators demo test test-fast test-stack test-clouds lint typecheck airflow mlflow-ui bench bench-quick clean
+.PHONY: install lock browser observability emulators demo test test-fast test-stack test-clouds lint typecheck airflow mlflow-ui bench bench-quick clean
 
 # The venv holds the dev lock (the runtime lock + test tools); the image holds requirements.txt only.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -49,6 +49,10 @@ typecheck: install
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# Debian's Prometheus (with promtool) and Pushgateway: the metrics tests run the real servers.
+observability:
+	@command -v promtool >/dev/null && command -v prometheus-pushgateway >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-pushgateway; }
+
 # Azurite (Azure Blob/ADLS emulator) from npm; moto and gcp-storage-emulator come with the lock.
 AZURITE := $(LOCAL)/azurite/node_modules/.bin/azurite-blob
 $(AZURITE):
@@ -59,11 +63,11 @@ emulators: install $(AZURITE)
 # The whole suite: DagBag, unit, dag.test() integration, cloud contract tests, the emulator tier
 # (moto, gcp-storage-emulator, Azurite), the scheduler tier and the team-stack tier (real Airflow
 # services, Celery on Redis, MLflow server; PostgreSQL at 127.0.0.1:5432).
-test: lint typecheck browser emulators
+test: lint typecheck browser observability emulators
 	$(BIN)/pytest
 
 # Everything but the tiers that start servers (no PostgreSQL, Redis or browser needed).
-test-fast: lint typecheck
+test-fast: lint typecheck observability
 	$(BIN)/pytest -m "not scheduler and not stack and not emulator"
 
 # Only the cloud tiers: contract tests and the lake on the emulators.
@@ -71,7 +75,7 @@ test-clouds: emulators
 	$(BIN)/pytest -m "contract or emulator"
 
 # Only the team-stack tier (PostgreSQL + Redis + Celery + MLflow server + Chromium).
-test-stack: install browser
+test-stack: install browser observability
 	$(BIN)/pytest -m stack
 
 airflow: install

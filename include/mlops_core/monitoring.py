@@ -270,6 +270,7 @@ def check(
         "reference_version": ref_version,
         "current_uri": current_uri,
         "run_type": run_type,
+        "drifted": drifted,  # share >= monitoring.drift_share, or a critical column drifted
         "prediction_drift": prediction_drift(spec, lake_root, ds),
     }
     written = storage.write_partition(

@@ -511,7 +511,7 @@ class EvaluateOperator(MlopsStep, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_airflow.cloud import export_metrics
-        from mlops_core import lifecycle
+        from mlops_core import lifecycle, prometheus
 
         result = lifecycle.evaluate(self.spec, self.trained, self.lake, self.partition(context))
         export_metrics(
@@ -520,6 +520,7 @@ class EvaluateOperator(MlopsStep, BaseOperator):
             {f"holdout_{k}": v for k, v in result["challenger"].items()},
             {"Stage": "evaluation"},
         )
+        prometheus.push_evaluation(self.spec.name, result["challenger"])
         return result
 
 
@@ -554,7 +555,7 @@ class GateOperator(MlopsStep, BaseOperator):
         self.reason = reason
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_core import lifecycle
+        from mlops_core import lifecycle, prometheus
 
         force = _as_bool(self.force_promote)
         reason = None if self.reason in (None, "None") else str(self.reason)
@@ -570,6 +571,7 @@ class GateOperator(MlopsStep, BaseOperator):
             )
         except ValueError as err:  # force_promote without a reason
             raise AirflowFailException(str(err)) from err
+        prometheus.push_gate(self.spec.name, self.spec.registered_model_name, decision.promote)
         if not decision.promote:
             from mlops_airflow import notifiers
 
@@ -680,8 +682,10 @@ class DeployOperator(MlopsStep, BaseOperator):
             try:
                 lifecycle.rollback(self.spec, event["deployment"], target(self))
             except lifecycle.RollbackFailed as err:
+                _push_deploy(self, rollback_failed=True)
                 notifiers.notify_rolled_back(self.spec, context, event["deployment"], err, ok=False)
                 raise AirflowFailException(f"deploy failed ({event.get('message')}); {err}") from err
+            _push_deploy(self, rollback_failed=False)
             message = f"deploy failed and was rolled back: {event.get('message')}"
             notifiers.notify_rolled_back(self.spec, context, event["deployment"], message, ok=True)
             raise AirflowFailException(message)
@@ -736,9 +740,10 @@ class SmokeTestOperator(MlopsStep, BaseOperator):
                 self.evaluation["predictions_uri"],
                 target(self),
             )
-        except Exception as err:  # rolled back already; a retry would deploy nothing
+        except Exception as err:  # rolled back already (or the rollback failed); a retry would deploy nothing
             from mlops_airflow import notifiers
 
+            _push_deploy(self, rollback_failed=isinstance(err, lifecycle.RollbackFailed))
             notifiers.notify_rolled_back(self.spec, context, self.deployment, err)
             raise AirflowFailException(str(err)) from err
         dep = self.spec.deployment
@@ -771,15 +776,26 @@ class SmokeTestOperator(MlopsStep, BaseOperator):
         from mlops_core import lifecycle
 
         try:
-            return lifecycle.promote(self.spec, self.deployment, target(self))
+            done = lifecycle.promote(self.spec, self.deployment, target(self))
         except lifecycle.RollbackFailed as err:  # (context None: the running task's)
+            _push_deploy(self, rollback_failed=True)
             notifiers.notify_rolled_back(self.spec, None, self.deployment, err, ok=False)
             raise AirflowFailException(f"promotion failed; {err}") from err
         except Exception as err:  # rolled back already
+            _push_deploy(self, rollback_failed=False)
             notifiers.notify_rolled_back(
                 self.spec, None, self.deployment, f"promotion failed: {err}", ok=True
             )
             raise AirflowFailException(f"promotion failed and was rolled back: {err}") from err
+        _push_deploy(self, rollback_failed=False)
+        return done
+
+
+def _push_deploy(step: MlopsStep, *, rollback_failed: bool) -> None:
+    """Champion, deploy and rollback counts to the Pushgateway (when set; never raises)."""
+    from mlops_core import prometheus
+
+    prometheus.push_deploy(step.spec.name, step.spec.registered_model_name, rollback_failed=rollback_failed)
 
 
 class BatchScoreOperator(MlopsStep, BaseOperator):
@@ -844,7 +860,7 @@ class DriftCheckOperator(MlopsStep, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_airflow.cloud import export_metrics
-        from mlops_core import monitoring
+        from mlops_core import monitoring, prometheus
 
         run_type = _run_type(context)
         try:
@@ -865,6 +881,7 @@ class DriftCheckOperator(MlopsStep, BaseOperator):
             {"drift_share": result.get("drift_share"), "drifted_columns": result.get("n_drifted")},
             {"Stage": "monitoring"},
         )
+        prometheus.push_drift(self.spec.name, result)
         return result
 
 
@@ -969,7 +986,7 @@ class PerformanceOperator(MlopsStep, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_airflow.cloud import export_metrics
-        from mlops_core import feedback
+        from mlops_core import feedback, prometheus
         from mlops_core.clouds import CloudProfileError
         from mlops_core.storage import SourceDataError
 
@@ -992,6 +1009,7 @@ class PerformanceOperator(MlopsStep, BaseOperator):
                 {"Stage": "performance"},
                 spec=self.spec,  # alerts.metric_alarm: the alarm on this series (mlops_airflow.cloud)
             )
+        prometheus.push_performance(self.spec.name, day.to_dict(), feedback.decay_floor(self.spec))
         if day.decayed:
             _notify_decay(self, context, day.to_dict())
         return {**day.to_dict(), "history_uri": uri, "mlflow_run_id": run_id}
