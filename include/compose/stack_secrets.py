@@ -63,6 +63,7 @@ RULES: dict[str, Rule] = {
     "mlflow_admin_password": Rule(16),
     "mlflow_airflow_password": Rule(16),
     "mlflow_flask_secret_key": Rule(32),
+    "grafana_admin_password": Rule(16),
 }
 
 # Values shipped by docs, images and examples (compared lower-cased, '-' and '_' removed).

@@ -117,7 +117,7 @@ def registry_samples(model_name: str) -> list[Sample]:
     for mv in versions:
         tags = mv.tags or {}
         gate = tags.get(registry.GATE_TAG)
-        if gate in decisions and registry.SUPERSEDED_TAG not in tags:
+        if gate in decisions:  # every version ever judged (superseded too): never goes down
             decisions[gate] += 1
         promoted += tags.get("mlops.promoted") == "true"
         rolled_back += tags.get("mlops.rolled_back") == "true"

@@ -206,6 +206,8 @@ SECRET_USERS: dict[str, set[str]] = {
     "mlflow_admin_password": {"secrets-check", "mlflow", "mlflow-init"},
     "mlflow_airflow_password": {"secrets-check", "mlflow-init", "airflow-worker"},
     "mlflow_flask_secret_key": {"secrets-check", "mlflow"},
+    # The Grafana UI's admin, read once when Grafana creates its database.
+    "grafana_admin_password": {"secrets-check", "grafana"},
 }  # fmt: skip
 AIRFLOW_SERVICES = {
     "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
@@ -628,9 +630,10 @@ def test_redis_started_by_the_script_refuses_clients_without_the_password(good_s
         server.wait(timeout=30)
 
 
-# An exact release: 1.2.3[-variant], MinIO's RELEASE.<timestamp>, or a digest. PostgreSQL (10+)
-# numbers its releases major.minor, so 16.10 is exact and 16 floats.
-EXACT_TAG = re.compile(r"^(\d+\.\d+\.\d+([.-][\w.-]+)?|RELEASE\.\d{4}-\d{2}-\d{2}T[\w-]+)$")
+# An exact release: 1.2.3[-variant] (v1.2.3 for the images that tag so, e.g. prom/*), MinIO's
+# RELEASE.<timestamp>, or a digest. PostgreSQL (10+) numbers its releases major.minor, so 16.10 is
+# exact and 16 floats.
+EXACT_TAG = re.compile(r"^(v?\d+\.\d+\.\d+([.-][\w.-]+)?|RELEASE\.\d{4}-\d{2}-\d{2}T[\w-]+)$")
 EXACT_POSTGRES_TAG = re.compile(r"^\d{2,}\.\d+(-[\w.-]+)?$")
 
 

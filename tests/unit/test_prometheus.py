@@ -104,14 +104,16 @@ def test_counters_come_from_the_registry_so_retries_never_double_count(
     register("loans", {registry.GATE_TAG: "reject"})
     register("loans", {registry.GATE_TAG: "promote", "mlops.rolled_back": "true"})
     v4 = register("loans", {registry.GATE_TAG: "forced", "mlops.promoted": "true"})
-    register("loans", {registry.GATE_TAG: "promote", registry.SUPERSEDED_TAG: "6"})  # a cleared train
+    register(
+        "loans", {registry.GATE_TAG: "promote", registry.SUPERSEDED_TAG: "6"}
+    )  # a cleared train: still counted
     registry.client().set_registered_model_alias("loans", registry.CHAMPION, v4)
     for _ in range(3):  # a task retried three times pushes the same totals
         assert prometheus.push_gate("loans", "loans", promote=True)
         assert prometheus.push_deploy("loans", "loans", rollback_failed=False)
     got = scrape(gateway)
     assert got[key("mlops_gate_accepted", "loans", "gate")] == ("gauge", 1.0)
-    assert got[key("mlops_gate_decisions_total", "loans", "gate", decision="promote")] == ("counter", 2.0)
+    assert got[key("mlops_gate_decisions_total", "loans", "gate", decision="promote")] == ("counter", 3.0)
     assert got[key("mlops_gate_decisions_total", "loans", "gate", decision="reject")] == ("counter", 1.0)
     assert got[key("mlops_gate_decisions_total", "loans", "gate", decision="forced")] == ("counter", 1.0)
     assert got[key("mlops_champion_version", "loans", "deploy")] == ("gauge", float(v4))
