@@ -208,6 +208,31 @@ def check_params(name: str, params: dict[str, Any], problem: str) -> None:
         raise ValueError("; ".join(problems))
 
 
+def is_whole(key: str) -> bool:
+    """A parameter searched as an integer (its bounds are whole numbers)."""
+    bound = PARAM_BOUNDS.get(key)
+    return isinstance(bound, tuple) and all(isinstance(b, int) for b in bound)
+
+
+def check_search(name: str, fixed: dict[str, Any], search: Any, problem: str) -> None:
+    """``model.search.params``: allowed for the family, not also fixed, and every bound or choice an
+    allowed value (so no trial can ask for what a YAML could not ask for directly)."""
+    overlap = sorted(set(search.params) & set(fixed))
+    if overlap:
+        raise ValueError(f"model.search.params {overlap} are also fixed under model.params; keep one")
+    for key, space in search.params.items():
+        values = list(space.choices) if space.choices is not None else [space.low, space.high]
+        if space.choices is None and is_whole(key):
+            if not all(float(v).is_integer() for v in values):
+                raise ValueError(f"model.search.params.{key}: a whole-number parameter needs whole low/high")
+            values = [int(v) for v in values]
+        try:
+            for value in values:
+                check_params(name, {key: value}, problem)
+        except ValueError as err:
+            raise ValueError(str(err).replace("model.params", "model.search.params")) from None
+
+
 def build_estimator(name: str, problem: str, params: dict[str, Any], seed: int) -> Any:
     """Instantiate the allow-listed class for ``problem`` with ``params`` and ``seed``."""
     check_params(name, params, problem)

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlops_core.catalog import EXPECTATIONS, METRICS, ProblemType, check_expectation_args, metrics_for
-from mlops_core.estimators import check_params, families
+from mlops_core.estimators import check_params, check_search, families
 
 Scalar = str | int | float | bool | None
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_ .\-]*$", max_length=128)]
@@ -217,6 +217,50 @@ class ContractSpec(_Model):
     extra_columns: Literal["allow", "refuse"] = "allow"
 
 
+class SearchParam(_Model):
+    """One searched parameter: a range (``low``..``high``, ``log`` for a log scale) or ``choices``.
+
+    Whole-number parameters (``n_estimators``, ``max_depth``...) are searched as integers. Every
+    bound and choice must itself be an allowed value of the parameter (estimators.PARAM_BOUNDS).
+    """
+
+    low: float | None = Field(None, allow_inf_nan=False)
+    high: float | None = Field(None, allow_inf_nan=False)
+    log: bool = False
+    choices: list[Scalar] | None = Field(None, min_length=2, max_length=20)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SearchParam:
+        ranged = self.low is not None or self.high is not None
+        if ranged == (self.choices is not None):
+            raise ValueError("give either low and high, or choices")
+        if ranged:
+            if self.low is None or self.high is None or not self.low < self.high:
+                raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+            if self.log and self.low <= 0:
+                raise ValueError("a log-scale range needs low > 0")
+        elif self.log:
+            raise ValueError("log applies to a range, not to choices")
+        return self
+
+
+class SearchSpec(_Model):
+    """A bounded hyperparameter search (Optuna, seeded TPE) on the *training* rows only.
+
+    Each trial is scored by ``cv_folds``-fold cross-validation on the training rows (the holdout
+    is split off before and never seen), on ``evaluation.primary_metric``; a trial whose running
+    mean falls below the median of earlier trials at the same fold is pruned. The best trial's
+    params (over ``model.params``) train the challenger, which goes through the same gate. Cost:
+    at most ``trials`` x ``cv_folds`` fits, and never longer than ``timeout_minutes``.
+    """
+
+    params: dict[str, SearchParam] = Field(min_length=1, max_length=10)
+    trials: int = Field(20, ge=1, le=200)
+    cv_folds: int = Field(3, ge=2, le=10)
+    timeout_minutes: int = Field(30, ge=1, le=24 * 60)
+    pruning: bool = True
+
+
 class ModelSpec(_Model):
     """An allow-listed estimator family, its constructor params and the seed."""
 
@@ -226,6 +270,7 @@ class ModelSpec(_Model):
     # Save (and load) the model with cloudpickle when skops cannot: unpickling runs code, so
     # anyone who can write the artifact store could run code on the workers. Off by default.
     allow_pickle: bool = False
+    search: SearchSpec | None = None
 
     @field_validator("family")
     @classmethod
@@ -598,6 +643,13 @@ class PipelineSpec(_Model):
                     f"{where}: {name!r} is not a {self.problem_type} metric; choose one of: {', '.join(allowed)}"
                 )
         check_params(self.model.family, dict(self.model.params), self.problem_type)
+        if self.model.search is not None:
+            check_search(self.model.family, dict(self.model.params), self.model.search, self.problem_type)
+            if self.model.search.timeout_minutes >= self.training.timeout_minutes:
+                raise ValueError(
+                    f"model.search.timeout_minutes ({self.model.search.timeout_minutes}) must be below "
+                    f"training.timeout_minutes ({self.training.timeout_minutes}): the final fit needs time too"
+                )
         if self.problem_type != "binary" and self.evaluation.threshold is not None:
             raise ValueError("evaluation.threshold applies to binary problems only")
         if self.problem_type == "regression" and self.positive_class is not None:

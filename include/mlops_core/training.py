@@ -104,8 +104,13 @@ def split_holdout(spec: PipelineSpec, df: pd.DataFrame) -> tuple[pd.DataFrame, p
     return train.reset_index(drop=True), hold.reset_index(drop=True)
 
 
-def build_pipeline(spec: PipelineSpec, numeric: list[str], categorical: list[str]) -> Any:
-    """Imputation (+ scaling for linear models) for numbers, imputation + one-hot for categories, then the estimator."""
+def build_pipeline(
+    spec: PipelineSpec, numeric: list[str], categorical: list[str], *, params: dict[str, Any] | None = None
+) -> Any:
+    """Imputation (+ scaling for linear models) for numbers, imputation + one-hot for categories, then the estimator.
+
+    :param params: the estimator's params (default ``model.params``; a search trial's own).
+    """
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
@@ -123,7 +128,8 @@ def build_pipeline(spec: PipelineSpec, numeric: list[str], categorical: list[str
         remainder="drop",
         verbose_feature_names_out=False,
     )
-    model = build_estimator(spec.model.family, spec.problem_type, dict(spec.model.params), spec.model.seed)
+    chosen = dict(spec.model.params) if params is None else params
+    model = build_estimator(spec.model.family, spec.problem_type, chosen, spec.model.seed)
     return Pipeline([("preprocess", pre), ("model", model)])
 
 
@@ -209,6 +215,37 @@ def feature_importance(pipe: Any, X: pd.DataFrame, y: Any, seed: int, rows: int 
     }
 
 
+def _search(
+    spec: PipelineSpec, X: pd.DataFrame, y: pd.Series, numeric: list[str], categorical: list[str], pos: Any
+) -> dict[str, Any]:
+    """The best trial's params when ``model.search`` is set (logged on the active run), else {}."""
+    if spec.model.search is None:
+        return {}
+    import mlflow
+
+    from mlops_core.search import run_search
+
+    found = run_search(spec, X, y, numeric, categorical, pos)
+    mlflow.set_tags(
+        {
+            "mlops.search": f"{len(found.trials)} trials, {found.completed} complete, {found.pruned} pruned",
+            "mlops.search_best": ", ".join(f"{k}={v}" for k, v in found.best_params.items()),
+        }
+    )
+    mlflow.log_metrics(
+        {
+            f"search_best_cv_{found.metric}": found.best_value,
+            "search_trials": float(len(found.trials)),
+            "search_pruned": float(found.pruned),
+            "search_seconds": found.seconds,
+        }
+    )
+    mlflow.log_dict(
+        {"metric": found.metric, "best_params": found.best_params, "trials": found.trials}, "search.json"
+    )
+    return found.best_params
+
+
 def train(
     spec: PipelineSpec,
     raw_uri: str,
@@ -247,10 +284,7 @@ def train(
         },
         storage_options=storage_options,
     )
-    pipe = build_pipeline(spec, numeric, categorical)
     X, y = train_df[features], train_df[spec.target]
-    # fits; with evaluation.threshold the model carries its decision threshold (binary only)
-    pipe, chosen_threshold = threshold.apply(spec, pipe, X, y, pos)
 
     exp_id = tracking.experiment_id(spec.name)
     run_tags = {
@@ -266,14 +300,19 @@ def train(
         "mlops.code_version": tracking.code_version(),
         "mlops.ds": ds,
     }
-    if chosen_threshold is not None:
-        run_tags["mlops.threshold"] = str(chosen_threshold)
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{spec.name}-{ds}", tags=run_tags) as run:
+        # model.search: trials on the training rows only (child runs), the best params win
+        params = {**spec.model.params, **_search(spec, X, y, numeric, categorical, pos)}
+        pipe = build_pipeline(spec, numeric, categorical, params=params)
+        # fits; with evaluation.threshold the model carries its decision threshold (binary only)
+        pipe, chosen_threshold = threshold.apply(spec, pipe, X, y, pos)
+        if chosen_threshold is not None:
+            mlflow.set_tag("mlops.threshold", str(chosen_threshold))
         mlflow.log_params(
             {
                 "family": spec.model.family,
                 "seed": spec.model.seed,
-                **{f"param.{k}": v for k, v in spec.model.params.items()},
+                **{f"param.{k}": v for k, v in params.items()},
                 "n_train": len(train_df),
                 "n_holdout": len(hold_df),
                 "n_numeric": len(numeric),
