@@ -36,9 +36,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 60.0) -> None:
+def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until ``url`` answers 200, from ``proc`` itself: a server that exited (its port was
+    taken after :func:`free_port` chose it) is an error, not a stranger's server answering."""
     deadline = time.monotonic() + timeout
     while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} before {url} answered")
         try:
             with urllib.request.urlopen(url, timeout=2) as reply:
                 if reply.status == 200:
@@ -56,11 +60,18 @@ def pushgateway(workdir: Path) -> Iterator[str]:
     port = free_port()
     log = (workdir / "pushgateway.log").open("wb")
     proc = subprocess.Popen(
-        [binary(PUSHGATEWAY), f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT
+        # Debian's build persists to /var/lib/prometheus/pushgateway.data by default: every run
+        # would start with the groups of the runs before it
+        [binary(PUSHGATEWAY), f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{url}/-/ready")
+        wait_http(f"{url}/-/ready", proc=proc)
+        time.sleep(0.5)
+        if proc.poll() is not None:  # bound nothing: the answer came from another process
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}; see {workdir}")
         yield url
     finally:
         proc.terminate()
@@ -99,9 +110,50 @@ def prometheus(workdir: Path, pushgateway_url: str) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{url}/-/ready")
+        wait_http(f"{url}/-/ready", proc=proc)
+        time.sleep(0.5)
+        if proc.poll() is not None:  # bound nothing: the answer came from another process
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}; see {workdir}")
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+class StatsdReceiver:
+    """A UDP socket on loopback that keeps every StatsD line Airflow sends (``name:value|type``):
+    what prom/statsd-exporter would receive in the compose stack (no exporter binary here)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(65535)
+            except OSError:
+                return
+            with self._lock:
+                self.lines.extend(line for line in data.decode(errors="replace").splitlines() if line)
+
+    def seen(self) -> dict[str, str]:
+        """StatsD name -> type (c, g, ms) of every line received so far."""
+        with self._lock:
+            lines = list(self.lines)
+        out = {}
+        for line in lines:
+            name, _, rest = line.partition(":")
+            out[name] = rest.split("|")[1] if "|" in rest else ""
+        return out
+
+    def close(self) -> None:
+        self.sock.close()

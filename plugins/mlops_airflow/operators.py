@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from mlops_airflow import links
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -300,6 +302,7 @@ class ValidateOperator(MlopsStep, BaseOperator):
     """
 
     template_fields: Sequence[str] = (*_PARTITIONED, "data")
+    operator_extra_links = (links.ValidationReportLink(),)
 
     def __init__(
         self,
@@ -333,14 +336,20 @@ class ValidateOperator(MlopsStep, BaseOperator):
         except DataValidationFailed as err:
             from mlops_airflow import notifiers
 
+            self._link(err.report.html_uri)
             notifiers.notify_validation_failed(self.spec, context, err.report)
             raise AirflowFailException(str(err)) from err
+        self._link(report.html_uri)
         return {
             "success": report.success,
             "evaluated": report.evaluated,
             "html_uri": report.html_uri,
             "json_uri": report.json_uri,
         }
+
+    def _link(self, html_uri: str | None) -> None:
+        url = links.report_url(self.spec.name, html_uri, self.lake)
+        links.remember(self, links.ValidationReportLink.name, url)
 
 
 class TrainOperator(MlopsStep, BaseOperator):
@@ -359,6 +368,7 @@ class TrainOperator(MlopsStep, BaseOperator):
 
     template_fields: Sequence[str] = (*_PARTITIONED, "data", "extra_tags")
     template_fields_renderers = {"extra_tags": "json"}
+    operator_extra_links = (links.MLflowRunLink(),)
 
     def __init__(
         self,
@@ -388,9 +398,10 @@ class TrainOperator(MlopsStep, BaseOperator):
         if backend != "in_worker":
             return self._train_remote(context, backend, tags)
         try:
-            return train(self.spec, _uri(self.data), self.lake, self.partition(context), tags).to_dict()
+            result = train(self.spec, _uri(self.data), self.lake, self.partition(context), tags).to_dict()
         except TrainingDataError as err:
             raise AirflowFailException(str(err)) from err
+        return _with_run_link(self, result)
 
     def _train_remote(self, context: Context, backend: str, tags: dict[str, str]) -> dict[str, Any]:
         """Write the job folder, start (or find) the job named after pipeline + date + try, defer."""
@@ -483,9 +494,16 @@ class TrainOperator(MlopsStep, BaseOperator):
         if event.get("status") not in ("success", None):
             raise AirflowFailException(f"training job failed: {event.get('message') or event}")
         try:
-            return remote.read_result(folder)
+            return _with_run_link(self, remote.read_result(folder))
         except remote.RemoteJobFailed as err:
             raise AirflowFailException(str(err)) from err
+
+
+def _with_run_link(step: Any, result: dict[str, Any]) -> dict[str, Any]:
+    links.remember(
+        step, links.MLflowRunLink.name, links.run_url(result.get("experiment_id"), result.get("run_id"))
+    )
+    return result
 
 
 class EvaluateOperator(MlopsStep, BaseOperator):
@@ -555,7 +573,7 @@ class GateOperator(MlopsStep, BaseOperator):
         self.reason = reason
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_core import lifecycle, prometheus
+        from mlops_core import lifecycle
 
         force = _as_bool(self.force_promote)
         reason = None if self.reason in (None, "None") else str(self.reason)
@@ -571,7 +589,6 @@ class GateOperator(MlopsStep, BaseOperator):
             )
         except ValueError as err:  # force_promote without a reason
             raise AirflowFailException(str(err)) from err
-        prometheus.push_gate(self.spec.name, self.spec.registered_model_name, decision.promote)
         if not decision.promote:
             from mlops_airflow import notifiers
 
@@ -583,6 +600,7 @@ class RegisterOperator(MlopsStep, BaseOperator):
     """Register the challenger as a model version (once per Airflow run), with lineage and gate tags."""
 
     template_fields: Sequence[str] = ("trained", "decision")
+    operator_extra_links = (links.MLflowModelVersionLink(),)
 
     def __init__(self, *, pipeline: PipelineSpec | str, trained: Any, decision: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -591,12 +609,18 @@ class RegisterOperator(MlopsStep, BaseOperator):
         self.decision = decision
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_core import lifecycle
+        from mlops_core import lifecycle, prometheus
 
         ti = context["ti"]
-        return lifecycle.register(
+        result = lifecycle.register(
             self.spec, self.trained, self.decision, f"{ti.dag_id}/{ti.run_id}", self.lineage(context)
         )
+        url = links.version_url(self.spec.registered_model_name, result.get("version"))
+        links.remember(self, links.MLflowModelVersionLink.name, url)
+        # after registration, so the counts include this version's decision (tagged on it now)
+        promote = _as_bool((self.decision or {}).get("promote"))
+        prometheus.push_gate(self.spec.name, self.spec.registered_model_name, promote)
+        return result
 
 
 class DeployOperator(MlopsStep, BaseOperator):
@@ -842,6 +866,7 @@ class DriftCheckOperator(MlopsStep, BaseOperator):
     """
 
     template_fields: Sequence[str] = (*_PARTITIONED, "data", "report")
+    operator_extra_links = (links.DriftReportLink(),)
 
     def __init__(
         self,
@@ -882,6 +907,8 @@ class DriftCheckOperator(MlopsStep, BaseOperator):
             {"Stage": "monitoring"},
         )
         prometheus.push_drift(self.spec.name, result)
+        report = result.get("report_uri") or result.get("verdicts_uri")
+        links.remember(self, links.DriftReportLink.name, links.report_url(self.spec.name, report, self.lake))
         return result
 
 

@@ -4,6 +4,7 @@ performance step, and model decay emitting the pipeline's drift Asset with ``tri
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def _at(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def test_late_labels_are_scored_and_decay_emits_the_drift_asset(airflow_db, landing):
+def test_late_labels_are_scored_and_decay_emits_the_drift_asset(airflow_db, landing, monkeypatch):
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
 
@@ -83,3 +84,35 @@ def test_late_labels_are_scored_and_decay_emits_the_drift_asset(airflow_db, land
     )
     part = storage.partition_uri(settings.lake_root(), spec.name, "performance_history", FEB1.isoformat())
     assert storage.read_manifest(part).extra["metric"] == "roc_auc"
+
+    # what the UI shows for this run: the drift step's extra link opens its report through the
+    # package's view, and the Models view charts the realized metric with its interval and floor
+    from airflow.models.xcom import XComModel
+
+    with create_session() as session:
+        link = session.scalar(
+            XComModel.get_many(
+                run_id=third.run_id,
+                key="_link_DriftReportLink",
+                dag_ids=monitor.dag_id,
+                task_ids="drift_check",
+            ).with_only_columns(XComModel.value)
+        )
+    url = json.loads(link) if isinstance(link, str) and link.startswith('"') else link
+    assert url.startswith(f"/mlops/reports/{spec.name}?path=reports%2Fdrift%2Fds%3D2026-02-03%2F"), url
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi.testclient import TestClient
+
+    from mlops_airflow import views
+
+    app = views.create_app()
+    app.dependency_overrides[get_user] = lambda: None
+    monkeypatch.setattr(views, "_allowed", lambda user, s: s.name == spec.name)
+    client = TestClient(app)
+    served = client.get(url.removeprefix("/mlops"))
+    assert served.status_code == 200, served.text
+    assert served.headers["content-security-policy"].startswith("sandbox")
+    assert "drift_share" in served.text
+    page = client.get("/models").text
+    assert f'<section id="{spec.name}">' in page and "realized roc_auc by prediction day" in page
+    assert 'class="band"' in page and 'class="thr"' in page

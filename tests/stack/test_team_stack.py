@@ -1,13 +1,19 @@
 """The team topology without Docker: Airflow on PostgreSQL with the CeleryExecutor (Redis broker,
-a Celery worker process), scheduler, dag-processor, triggerer, api-server, and an MLflow tracking
-server on PostgreSQL serving the artifacts. Started once for this module, checked through the
-REST API, the Celery result backend and the MLflow server.
+a Celery worker process), scheduler, dag-processor, triggerer, api-server, an MLflow tracking
+server on PostgreSQL serving the artifacts, and Prometheus scraping a Pushgateway (Debian's
+binaries, the compose stack's config and alert rules). Started once for this module, checked
+through the REST API, the Celery result backend, the MLflow server, PromQL and the browser.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +22,7 @@ import yaml
 
 from mlops_airflow.localstack import AirflowStack
 from mlops_core import datasets, settings
+from tests import promstack
 from tests.helpers import REPO, example_data, pipeline_folder
 
 pytestmark = pytest.mark.stack
@@ -29,7 +36,11 @@ SCREENSHOTS = REPO / ".local" / "screenshots"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("team")
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, contextlib.ExitStack() as servers:
+        gateway = servers.enter_context(promstack.pushgateway(root))
+        prom = servers.enter_context(promstack.prometheus(root, gateway))
+        statsd = promstack.StatsdReceiver()
+        servers.callback(statsd.close)
         mp.setenv("MLOPS_LOCAL_DIR", str(root / "local"))
         dags = pipeline_folder(
             root / "dags",
@@ -58,8 +69,18 @@ def stack(tmp_path_factory):
             executor="CeleryExecutor",
             mlflow_server=True,
             services=("scheduler", "dag-processor", "triggerer", "api-server", "celery-worker"),
-            extra_env={"MLOPS_LOCAL_DIR": str(root / "local")},
+            extra_env={
+                "MLOPS_LOCAL_DIR": str(root / "local"),
+                "MLOPS_PROMETHEUS_PUSHGATEWAY": gateway,
+                # what docker-compose.yaml sets: Airflow's own metrics over StatsD
+                "AIRFLOW__METRICS__STATSD_ON": "True",
+                "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+                "AIRFLOW__METRICS__STATSD_PORT": str(statsd.port),
+                "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+            },
         )
+        stack.prometheus_url = prom
+        stack.statsd = statsd
         stack.start()
         mp.setenv("MLFLOW_TRACKING_URI", stack.mlflow_url)
         try:
@@ -202,3 +223,126 @@ def test_a_person_approves_the_promotion_on_the_required_actions_page(stack):
     tags = MlflowClient(tracking_uri=stack.mlflow_url).get_model_version(APPROVAL, "1").tags
     assert (tags["mlops.approval"], tags["mlops.approved_by"]) == ("approved", "admin")
     assert tags["mlops.approval_comment"] == "approved in the browser"
+
+
+def promql(stack: AirflowStack, expr: str) -> list[dict]:
+    url = f"{stack.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        answer = json.loads(reply.read())
+    assert answer["status"] == "success", answer
+    return answer["data"]["result"]
+
+
+def wait_promql(stack: AirflowStack, expr: str, timeout: float = 90) -> float:
+    """The single value of ``expr`` once Prometheus has scraped it (pushes land within a scrape)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = promql(stack, expr)
+        if result or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert len(result) == 1, (expr, result)
+    return float(result[0]["value"][1])
+
+
+def test_model_metrics_reach_prometheus_and_the_alert_rules_load(stack):
+    """The training run's evaluate, gate and promote steps pushed to the Pushgateway (from the
+    Celery worker); real Prometheus scraped them, with the compose stack's alert rules loaded."""
+    team = f'pipeline="{NAME}",job="mlops"'
+    auc = wait_promql(stack, f'mlops_holdout_metric{{{team},metric="roc_auc",stage="evaluation"}}')
+    assert 0.9 < auc <= 1.0
+    assert wait_promql(stack, f'mlops_gate_accepted{{{team},stage="gate"}}') == 1.0
+    assert wait_promql(stack, f'mlops_gate_decisions_total{{{team},decision="promote"}}') >= 1.0
+    assert wait_promql(stack, f'mlops_champion_version{{{team},stage="deploy"}}') == 1.0
+    assert wait_promql(stack, f"mlops_deployments_total{{{team}}}") == 1.0
+    assert wait_promql(stack, f"mlops_rollback_failed{{{team}}}") == 0.0
+    with urllib.request.urlopen(f"{stack.prometheus_url}/api/v1/rules", timeout=10) as reply:
+        groups = json.loads(reply.read())["data"]["groups"]
+    rules = {r["name"]: r for g in groups for r in g["rules"]}
+    assert {"MlopsModelDecay", "MlopsRollbackFailed"} <= set(rules), sorted(rules)
+    assert all(r["health"] == "ok" for r in rules.values()), rules
+    assert rules["MlopsRollbackFailed"]["state"] == "inactive", rules["MlopsRollbackFailed"]["alerts"]
+
+
+def get(stack: AirflowStack, path: str, token: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    req = urllib.request.Request(f"{stack.url}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as reply:
+            return reply.status, {k.lower(): v for k, v in reply.headers.items()}, reply.read()
+    except urllib.error.HTTPError as err:
+        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+
+def test_extra_links_open_the_mlflow_run_the_version_and_the_gx_report(stack):
+    run = next(r for r in stack.runs(f"{NAME}_training") if r["state"] == "success")
+    base = f"/dags/{NAME}_training/dagRuns/{urllib.parse.quote(run['dag_run_id'])}/taskInstances"
+    train = stack.api("GET", f"{base}/train/links")["extra_links"]
+    register = stack.api("GET", f"{base}/register/links")["extra_links"]
+    validate = stack.api("GET", f"{base}/validate/links")["extra_links"]
+    from mlflow import MlflowClient
+
+    version = MlflowClient(tracking_uri=stack.mlflow_url).get_model_version(NAME, "1")
+    experiment = MlflowClient(tracking_uri=stack.mlflow_url).get_run(version.run_id).info.experiment_id
+    assert train["MLflow run"] == f"{stack.mlflow_url}/#/experiments/{experiment}/runs/{version.run_id}"
+    assert register["MLflow model version"] == f"{stack.mlflow_url}/#/models/{NAME}/versions/1"
+    report = validate["GX validation report"]
+    assert report.startswith(f"/mlops/reports/{NAME}?path=validation%2Fds%3D2026-01-31%2F"), report
+    status, headers, body = get(stack, report, stack.token)
+    assert status == 200 and b"<html" in body.lower() and b"expect_column_values_to_be_in_set" in body
+    assert headers["content-security-policy"].startswith("sandbox allow-scripts")
+    # the view serves reports only to a signed-in user, and only report files of that pipeline
+    assert get(stack, report)[0] == 401
+    for bad in (
+        "../team_apr/validation/x/result.html",
+        "validation/ds=2026-01-31/data.parquet",
+        "/etc/passwd",
+    ):
+        code, _, _ = get(
+            stack, f"/mlops/reports/{NAME}?" + urllib.parse.urlencode({"path": bad}), stack.token
+        )
+        assert code == 400, bad
+    assert get(stack, "/mlops/reports/not_a_pipeline?path=validation/result.html", stack.token)[0] == 404
+
+
+def test_the_models_view_shows_champion_history_and_charts(stack):
+    status, headers, body = get(stack, "/mlops/models", stack.token)
+    page = body.decode()
+    assert status == 200 and headers["cache-control"] == "no-store"
+    assert f'<section id="{NAME}">' in page and "champion v1" in page
+    assert 'aria-label="holdout roc_auc by version"' in page and "<polyline" in page
+    assert "promote" in page and "approved by admin" in page  # the approval pipeline's decision
+    assert get(stack, "/mlops/models")[0] == 401
+    plugins = stack.api("GET", "/plugins")["plugins"]
+    (mlops,) = [p for p in plugins if p["name"] == "mlops"]
+    assert mlops["external_views"][0]["href"] == "/mlops/models"
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    from tests.stack.ui import models_view_screenshot
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    seen = models_view_screenshot(stack, chromium, SCREENSHOTS)
+    # Airflow's page for the external view (/plugin/<url_route>) embeds ours: its text is the iframe's
+    assert "Browse" in seen["nav"] and seen["text"].startswith("Models") and "champion v1" in seen["text"], (
+        seen
+    )
+    assert (SCREENSHOTS / "models_view.png").stat().st_size > 10_000
+
+
+def test_airflow_statsd_metrics_map_to_the_dashboards_series(stack):
+    """Every Airflow service sent StatsD; the compose stack's statsd_exporter mapping turns the
+    real names into the labelled series the Grafana dashboard queries."""
+    from tests.unit.test_observability_config import statsd_map
+
+    seen = stack.statsd.seen()
+    mapped = {name: statsd_map(name, kind) for name, kind in seen.items()}
+
+    def series(name: str, **labels: str) -> bool:
+        want = set(labels.items())
+        return any(m is not None and m.name == name and want <= set(m.labels) for m in mapped.values())
+
+    assert series("airflow_dagrun_duration_seconds", dag_id=f"{NAME}_training", status="success"), sorted(
+        seen
+    )
+    assert series("airflow_ti_finish_total", dag_id=f"{NAME}_training", task_id="train", state="success")
+    for heartbeat in ("scheduler", "triggerer", "dag_processor"):
+        assert series(f"airflow_{heartbeat}_heartbeat_total"), sorted(seen)[:200]

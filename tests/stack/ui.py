@@ -97,3 +97,22 @@ def approve_in_the_required_actions_page(
         page.screenshot(path=str(out / "approval_answered.png"), full_page=True)
         browser.close()
     return seen
+
+
+def models_view_screenshot(stack: AirflowStack, chromium: str, out: Path) -> dict[str, Any]:
+    """Sign in, open "Models" from the Browse menu (the plugin's page inside Airflow's UI); save it."""
+    from playwright.sync_api import sync_playwright
+
+    seen: dict[str, Any] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1200})
+        _login(page, stack)
+        page.goto(f"{stack.url}/plugin/mlops-models", wait_until="networkidle")
+        seen["nav"] = page.inner_text("body")[:4000]
+        frame = page.frame_locator("iframe").first
+        frame.locator("h1").first.wait_for(timeout=60_000)
+        seen["text"] = frame.locator("body").inner_text()
+        page.screenshot(path=str(out / "models_view.png"), full_page=True)
+        browser.close()
+    return seen
