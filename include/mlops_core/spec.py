@@ -405,6 +405,33 @@ class ApprovalSpec(_Model):
     timeout_minutes: int = Field(24 * 60, ge=1, le=30 * 24 * 60)
 
 
+class AutoscalingSpec(_Model):
+    """Instances between ``min_instances`` and ``max_instances``, scaled on one target.
+
+    SageMaker: Application Auto Scaling on the variant (target tracking on invocations per
+    instance, or on the variant's CPU utilisation). Vertex AI: the deployed model's min/max
+    replicas (CPU target; Vertex's default 60 % when unset). Azure ML: ``TargetUtilization``
+    scale settings (CPU; 70 % when unset). Invocations per instance is SageMaker's only.
+    """
+
+    min_instances: int = Field(1, ge=1, le=100)
+    max_instances: int = Field(ge=1, le=100)
+    target_cpu_percent: int | None = Field(None, ge=1, le=100)
+    target_invocations_per_instance: float | None = Field(None, gt=0, le=1_000_000, allow_inf_nan=False)
+    scale_in_cooldown_seconds: int = Field(300, ge=0, le=3600)
+    scale_out_cooldown_seconds: int = Field(60, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingSpec:
+        if self.min_instances > self.max_instances:
+            raise ValueError(
+                f"min_instances ({self.min_instances}) is above max_instances ({self.max_instances})"
+            )
+        if self.target_cpu_percent is not None and self.target_invocations_per_instance is not None:
+            raise ValueError("scale on one target: target_cpu_percent or target_invocations_per_instance")
+        return self
+
+
 class DeploymentSpec(_Model):
     """Where the champion goes. ``auto``: the cloud profile's target.
 
@@ -423,6 +450,7 @@ class DeploymentSpec(_Model):
     smoke_rows: int = Field(50, ge=1, le=100_000)
     tolerance: float = Field(1e-6, ge=0.0, le=1.0)
     approval: ApprovalSpec | None = None
+    autoscaling: AutoscalingSpec | None = None
 
     @model_validator(mode="after")
     def _strategy(self) -> DeploymentSpec:
@@ -431,7 +459,27 @@ class DeploymentSpec(_Model):
                 f"deployment.strategy {self.strategy!r} needs an endpoint target (sagemaker, vertex, azureml); "
                 "the local target moves the champion alias all at once"
             )
+        if self.autoscaling is not None:
+            if self.target == "local":
+                raise ValueError(
+                    "deployment.autoscaling needs an endpoint target (sagemaker, vertex, azureml)"
+                )
+            if self.instance_count != 1:
+                raise ValueError(
+                    "deployment.instance_count and deployment.autoscaling both size the endpoint; "
+                    "with autoscaling, set autoscaling.min_instances instead"
+                )
+            if self.target in ("vertex", "azureml") and self.autoscaling.target_invocations_per_instance:
+                raise ValueError(
+                    f"deployment.autoscaling.target_invocations_per_instance is SageMaker's; {self.target} "
+                    "scales on CPU: set target_cpu_percent"
+                )
         return self
+
+    @property
+    def initial_instances(self) -> int:
+        """Instances a new deployment starts with: ``autoscaling.min_instances`` or ``instance_count``."""
+        return self.autoscaling.min_instances if self.autoscaling is not None else self.instance_count
 
 
 class ScoringSpec(_Model):

@@ -760,3 +760,47 @@ def test_core_modules_import_no_airflow() -> None:
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         assert not [n for n in names if n.split(".")[0] == "airflow"], path
+
+
+def test_autoscaling_puts_target_utilization_scale_settings(rec: Recorder, store: Any) -> None:
+    """Validated against azure-ai-ml's REST models (TargetUtilizationScaleSettings) by the recorder."""
+    t = target(rec)
+    rec.expect(*model_put("1"), 201, model_version("1"))
+    rec.expect("GET", EP_PATH, 404, not_found("endpoint"))
+    rec.expect("PUT", EP_PATH, 201, endpoint({}, "Creating"), {"Azure-AsyncOperation": OP})
+    rec.expect(
+        "PUT",
+        f"{EP_PATH}/deployments/green-v1",
+        201,
+        deployment_resource("Creating"),
+        {"Azure-AsyncOperation": OP},
+    )
+    scaled = example_spec(
+        cloud="azure",
+        deployment={
+            "target": "azureml",
+            "strategy": "canary",
+            "autoscaling": {"min_instances": 2, "max_instances": 5, "target_cpu_percent": 60},
+        },
+    )
+    dep = t.deploy(scaled, "1")
+    body = rec.calls[3].json
+    assert body["sku"] == {"name": "Default", "capacity": 2}  # starts at min_instances
+    assert body["properties"]["scaleSettings"] == {
+        "scaleType": "TargetUtilization",
+        "minInstances": 2,
+        "maxInstances": 5,
+        "targetUtilizationPercentage": 60,
+        "pollingInterval": "PT1M",
+    }
+    assert dep.extra["autoscaling"]["max_instances"] == 5  # what a delayed PUT (status) sends again
+    rec.done()
+    wrong = {
+        **body,
+        "properties": {
+            **body["properties"],
+            "scaleSettings": {**body["properties"]["scaleSettings"], "maxInstance": 5},
+        },
+    }
+    url = f"{ROOT}{WSID}/{EP_PATH}/deployments/green-v1?api-version={API_VERSION}"
+    assert azure_models.request_errors("PUT", url, wrong), "the validator must refuse a misspelt field"

@@ -151,7 +151,7 @@ class StubbedClients:
         self.calls: list[str] = []
         self.clients = {
             name: boto3.client(name, region_name=REGION)
-            for name in ("sagemaker", "sagemaker-runtime", "cloudwatch")
+            for name in ("sagemaker", "sagemaker-runtime", "cloudwatch", "application-autoscaling")
         }
         self.stubs = {name: Stubber(client) for name, client in self.clients.items()}
         for client in self.clients.values():
@@ -240,10 +240,15 @@ def endpoint(status: str, config: str, **more: Any) -> dict[str, Any]:
 
 
 def expect_create_model_and_config(
-    aws: StubbedClients, version: str, previous: str | None, exists: bool = False
+    aws: StubbedClients,
+    version: str,
+    previous: str | None,
+    exists: bool = False,
+    instance_type: str = "ml.m5.large",
+    count: int = 1,
 ) -> str:
     """CreateModel + CreateEndpointConfig with their full parameters (or "already existing" errors)."""
-    model, config, variant = names(version)
+    model, config, variant = names(version, instance_type, count)
     model_params = {
         "ModelName": model,
         "ExecutionRoleArn": ROLE,
@@ -732,3 +737,200 @@ def test_put_metrics_batches_by_1000_and_skips_nan(aws: StubbedClients) -> None:
     )
     put_metrics(aws_profile(), aws, NAME, metrics, {"Stage": "monitoring"})
     assert aws.calls == ["cloudwatch.PutMetricData"] * 2
+
+
+# -- autoscaling (Application Auto Scaling) -----------------------------------------------------
+
+SCALABLE = {
+    "ServiceNamespace": "sagemaker",
+    "ResourceId": f"endpoint/{ENDPOINT}/variant/AllTraffic",
+    "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+}
+
+
+def expect_autoscaling(aws: StubbedClients, policy: dict[str, Any], low: int = 2, high: int = 6) -> None:
+    stub = aws.stubs["application-autoscaling"]
+    stub.add_response("register_scalable_target", {}, {**SCALABLE, "MinCapacity": low, "MaxCapacity": high})
+    stub.add_response(
+        "put_scaling_policy",
+        {"PolicyARN": f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:scalingPolicy:x:resource/sagemaker/y"},
+        {
+            **SCALABLE,
+            "PolicyName": f"{ENDPOINT}-target-tracking",
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": policy,
+        },
+    )
+
+
+def test_first_deploy_with_autoscaling_starts_at_min_and_scales_on_invocations(
+    aws: StubbedClients, champion: Any
+) -> None:
+    champion(None)
+    target = Target(aws_profile(), aws)
+    spec = spec_for(
+        "all_at_once",
+        autoscaling={"min_instances": 2, "max_instances": 6, "target_invocations_per_instance": 500},
+    )
+    aws.sm_error(
+        "describe_endpoint", f'Could not find endpoint "{ENDPOINT_ARN}".', {"EndpointName": ENDPOINT}
+    )
+    config = expect_create_model_and_config(aws, "1", previous=None, count=2)  # starts at min_instances
+    aws.sm(
+        "create_endpoint",
+        {"EndpointArn": ENDPOINT_ARN},
+        {
+            "EndpointName": ENDPOINT,
+            "EndpointConfigName": config,
+            "Tags": [{"Key": "mlops:pipeline", "Value": NAME}],
+        },
+    )
+    aws.sm("describe_endpoint", endpoint("InService", config), {"EndpointName": ENDPOINT})
+    aws.sm("describe_endpoint", endpoint("InService", config), {"EndpointName": ENDPOINT})
+    expect_autoscaling(
+        aws,
+        {
+            "TargetValue": 500.0,
+            "PredefinedMetricSpecification": {
+                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+            },
+            "ScaleInCooldown": 300,
+            "ScaleOutCooldown": 60,
+        },
+    )
+    dep = target.deploy(spec, "1")
+    assert target.status(dep) == READY
+    target.promote(spec, dep)
+    assert aliases() == ("1", None)
+    # registered before the champion moves: a promotion is all of the spec or none of it
+    assert aws.calls[-2:] == [
+        "application-auto-scaling.RegisterScalableTarget",
+        "application-auto-scaling.PutScalingPolicy",
+    ]
+
+
+def test_autoscaling_that_cannot_be_applied_leaves_the_champion_where_it_was(
+    aws: StubbedClients, champion: Any
+) -> None:
+    champion("1")
+    target = Target(aws_profile(), aws)
+    spec = spec_for("all_at_once", autoscaling={"min_instances": 2, "max_instances": 6})
+    _, config, _ = names("2", count=2)
+    aws.sm("describe_endpoint", endpoint("InService", config), {"EndpointName": ENDPOINT})
+    aws.stubs["application-autoscaling"].add_client_error(
+        "register_scalable_target", "AccessDeniedException", "not allowed", http_status_code=400
+    )
+    dep = Deployment(
+        "sagemaker", NAME, "2", "1", ENDPOINT, "all_at_once", UPDATING, {"endpoint_config": config}
+    )
+    with pytest.raises(Exception, match="not allowed"):
+        target.promote(spec, dep)
+    assert aliases()[0] == "1"
+
+
+def test_a_new_instance_type_deregisters_autoscaling_before_the_update_and_cpu_policy_after(
+    aws: StubbedClients, champion: Any
+) -> None:
+    champion("1")
+    target = Target(aws_profile(), aws)
+    spec = spec_for(
+        "all_at_once",
+        instance_type="ml.c5.xlarge",
+        autoscaling={"min_instances": 2, "max_instances": 6, "target_cpu_percent": 55},
+    )
+    aws.sm("describe_endpoint", endpoint("InService", OLD_CONFIG), {"EndpointName": ENDPOINT})
+    config = expect_create_model_and_config(
+        aws, "2", previous=OLD_CONFIG, instance_type="ml.c5.xlarge", count=2
+    )
+    aws.stubs["cloudwatch"].add_response("put_metric_alarm", {}, None)
+    aws.sm(
+        "describe_endpoint_config",
+        {
+            "EndpointConfigName": OLD_CONFIG,
+            "EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/{OLD_CONFIG}",
+            "ProductionVariants": [
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": "mlops-breast-cancer-v1",
+                    "InstanceType": "ml.m5.large",
+                }
+            ],
+            "CreationTime": NOW,
+        },
+        {"EndpointConfigName": OLD_CONFIG},
+    )
+    aas = aws.stubs["application-autoscaling"]
+    aas.add_response(
+        "describe_scalable_targets",
+        {
+            "ScalableTargets": [
+                {**SCALABLE, "MinCapacity": 1, "MaxCapacity": 4, "RoleARN": ROLE, "CreationTime": NOW}
+            ]
+        },
+        {
+            "ServiceNamespace": "sagemaker",
+            "ResourceIds": [SCALABLE["ResourceId"]],
+            "ScalableDimension": SCALABLE["ScalableDimension"],
+        },
+    )
+    aas.add_response("deregister_scalable_target", {}, SCALABLE)
+    aws.sm("update_endpoint", {"EndpointArn": ENDPOINT_ARN}, None)
+    dep = target.deploy(spec, "2")
+    assert aws.calls[-4:] == [
+        "sagemaker.DescribeEndpointConfig",
+        "application-auto-scaling.DescribeScalableTargets",
+        "application-auto-scaling.DeregisterScalableTarget",
+        "sagemaker.UpdateEndpoint",
+    ]
+    aws.sm("describe_endpoint", endpoint("InService", config), {"EndpointName": ENDPOINT})
+    expect_autoscaling(
+        aws,
+        {
+            "TargetValue": 55.0,
+            "CustomizedMetricSpecification": {
+                "MetricName": "CPUUtilization",
+                "Namespace": "/aws/sagemaker/Endpoints",
+                "Dimensions": [
+                    {"Name": "EndpointName", "Value": ENDPOINT},
+                    {"Name": "VariantName", "Value": "AllTraffic"},
+                ],
+                "Statistic": "Average",
+                "Unit": "Percent",
+            },
+            "ScaleInCooldown": 300,
+            "ScaleOutCooldown": 60,
+        },
+    )
+    target.promote(spec, dep)
+    assert aliases() == ("2", "1")
+
+
+def test_a_new_model_on_the_same_instance_type_keeps_autoscaling_registered(
+    aws: StubbedClients, champion: Any
+) -> None:
+    champion("1")
+    target = Target(aws_profile(), aws)
+    spec = spec_for("all_at_once", autoscaling={"min_instances": 2, "max_instances": 6})
+    aws.sm("describe_endpoint", endpoint("InService", OLD_CONFIG), {"EndpointName": ENDPOINT})
+    expect_create_model_and_config(aws, "2", previous=OLD_CONFIG, count=2)
+    aws.stubs["cloudwatch"].add_response("put_metric_alarm", {}, None)
+    aws.sm(
+        "describe_endpoint_config",
+        {
+            "EndpointConfigName": OLD_CONFIG,
+            "EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/{OLD_CONFIG}",
+            "ProductionVariants": [
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": "mlops-breast-cancer-v1",
+                    "InstanceType": "ml.m5.large",
+                }
+            ],
+            "CreationTime": NOW,
+        },
+        {"EndpointConfigName": OLD_CONFIG},
+    )
+    aws.sm("update_endpoint", {"EndpointArn": ENDPOINT_ARN}, None)
+    target.deploy(spec, "2")
+    assert "application-auto-scaling.DeregisterScalableTarget" not in aws.calls
+    assert aws.calls[-2:] == ["sagemaker.DescribeEndpointConfig", "sagemaker.UpdateEndpoint"]

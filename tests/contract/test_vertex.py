@@ -684,3 +684,48 @@ def test_write_metrics_batches_200_series() -> None:
     session = Recorder({}, {})
     gcp.write_metrics(PROFILE, lambda service: session, NAME, {f"m{i:03d}": float(i) for i in range(250)}, {})
     assert [len(c[2]["timeSeries"]) for c in session.calls] == [200, 50]
+
+
+def test_autoscaling_sets_the_replica_range_and_the_cpu_target(champion: Any) -> None:
+    """Validated against aiplatform v1's discovery document by the recorder, like every request."""
+    champion(None)
+    session = Recorder(
+        {},
+        {"name": f"{MODEL_V2}/operations/1", "done": True, "response": UPLOADED},
+        {},
+        {"name": f"{EP}/operations/2", "done": True, "response": {**ENDPOINT_TYPE, "name": EP}},
+        {"name": DEPLOY_OP, "done": False},
+    )
+    spec = canary_spec(autoscaling={"min_instances": 2, "max_instances": 8, "target_cpu_percent": 65})
+    Target(session).deploy(spec, "2")
+    method, url, body, _ = session.calls[-1]
+    assert (method, url) == ("POST", f"{ROOT}/{EP}:deployModel")
+    assert body["deployedModel"]["dedicatedResources"] == {
+        "machineSpec": DEPLOYED_V2["dedicatedResources"]["machineSpec"],
+        "minReplicaCount": 2,
+        "maxReplicaCount": 8,
+        "autoscalingMetricSpecs": [
+            {"metricName": "aiplatform.googleapis.com/prediction/online/cpu/utilization", "target": 65}
+        ],
+    }
+    session.done()
+    # the validator refuses a misspelt field of the same body: the check above can fail
+    wrong = {
+        **body["deployedModel"]["dedicatedResources"],
+        "autoscalingMetricSpecs": [{"metric": "cpu", "target": 65}],
+    }
+    errors = discovery.request_errors(
+        "POST",
+        f"{ROOT}/{EP}:deployModel",
+        {"deployedModel": {**body["deployedModel"], "dedicatedResources": wrong}},
+    )
+    assert any("metric" in e for e in errors), errors
+
+
+def test_invocations_per_instance_is_refused_on_vertex() -> None:
+    from mlops_core.spec import SpecError
+
+    with pytest.raises(SpecError, match="target_invocations_per_instance is SageMaker's"):
+        canary_spec(
+            autoscaling={"min_instances": 1, "max_instances": 3, "target_invocations_per_instance": 100}
+        )

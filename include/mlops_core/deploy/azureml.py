@@ -138,9 +138,28 @@ class AzureMLTarget(EndpointTarget):
     # -- deploy ---------------------------------------------------------------------------------
 
     def deployment_body(
-        self, model_id: str, instance_type: str | None, instance_count: int
+        self, model_id: str, instance_type: str | None, instance_count: int, autoscaling: Any = None
     ) -> dict[str, Any]:
-        """A managed deployment of an MLflow model (no scoring script or environment needed)."""
+        """A managed deployment of an MLflow model (no scoring script or environment needed).
+
+        :param autoscaling: ``deployment.autoscaling``: ``TargetUtilization`` scale settings (CPU),
+            starting at ``min_instances``; else a fixed ``instance_count``.
+        """
+        scale: dict[str, Any] = {"scaleType": "Default"}
+        if autoscaling is not None:
+            if autoscaling.target_invocations_per_instance is not None:
+                raise ValueError(
+                    "deployment.autoscaling.target_invocations_per_instance is SageMaker's; Azure ML "
+                    "scales on CPU: set target_cpu_percent"
+                )
+            instance_count = autoscaling.min_instances
+            scale = {
+                "scaleType": "TargetUtilization",
+                "minInstances": autoscaling.min_instances,
+                "maxInstances": autoscaling.max_instances,
+                "targetUtilizationPercentage": autoscaling.target_cpu_percent or 70,
+                "pollingInterval": "PT1M",
+            }
         return {
             "location": self.profile.setting("location"),
             "kind": "Managed",
@@ -149,7 +168,7 @@ class AzureMLTarget(EndpointTarget):
                 "endpointComputeType": "Managed",
                 "model": model_id,
                 "instanceType": instance_type or self.profile.setting("instance_type"),
-                "scaleSettings": {"scaleType": "Default"},
+                "scaleSettings": scale,
             },
         }
 
@@ -188,7 +207,10 @@ class AzureMLTarget(EndpointTarget):
         operation = None
         try:
             body = self.deployment_body(
-                model_id, spec.deployment.instance_type, spec.deployment.instance_count
+                model_id,
+                spec.deployment.instance_type,
+                spec.deployment.instance_count,
+                spec.deployment.autoscaling,
             )
             _, operation = client.put_deployment(endpoint, green, body)
         except AzureMLError as exc:
@@ -215,6 +237,12 @@ class AzureMLTarget(EndpointTarget):
                 "canary_percent": spec.deployment.canary_percent,
                 "instance_type": spec.deployment.instance_type,
                 "instance_count": spec.deployment.instance_count,
+                # (only when set: what status() needs to PUT a deployment a busy endpoint delayed)
+                **(
+                    {"autoscaling": spec.deployment.autoscaling.model_dump()}
+                    if spec.deployment.autoscaling is not None
+                    else {}
+                ),
             },
         )
 
@@ -237,10 +265,14 @@ class AzureMLTarget(EndpointTarget):
         ep = client.get_endpoint(endpoint) or {}
         if ep.get("properties", {}).get("provisioningState") != "Succeeded":
             return UPDATING
+        from mlops_core.spec import AutoscalingSpec
+
+        scaling = deployment.extra.get("autoscaling")
         body = self.deployment_body(
             deployment.extra["model_id"],
             deployment.extra.get("instance_type"),
             int(deployment.extra.get("instance_count") or 1),
+            AutoscalingSpec(**scaling) if scaling else None,
         )
         deployment.extra["operation"] = client.put_deployment(endpoint, green, body)[1]
         return UPDATING

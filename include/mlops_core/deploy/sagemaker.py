@@ -54,6 +54,7 @@ SERVING_ENV = {"MLFLOW_DEPLOYMENT_FLAVOR_NAME": "python_function", "SERVING_ENVI
 PREVIOUS_TAG = "mlops:previous-endpoint-config"
 ROWS_PER_REQUEST = 1000  # keeps an InvokeEndpoint body well under SageMaker's 6 MB limit
 
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 _BUSY = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
 _FAILED = {"Failed", "RollingBack", "UpdateRollbackFailed", "OutOfService", "Deleting"}
 
@@ -107,7 +108,7 @@ class SageMakerTarget(EndpointTarget):
             "VariantName": VARIANT,
             "ModelName": model_name,
             "InstanceType": spec.deployment.instance_type or self.profile.setting("instance_type"),
-            "InitialInstanceCount": spec.deployment.instance_count,
+            "InitialInstanceCount": spec.deployment.initial_instances,
         }
 
     @staticmethod
@@ -145,6 +146,102 @@ class SageMakerTarget(EndpointTarget):
             },
             "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": alarm}]},
         }
+
+    # -- autoscaling (Application Auto Scaling on the variant) ---------------------------------
+
+    @staticmethod
+    def scalable_resource(endpoint: str) -> str:
+        return f"endpoint/{endpoint}/variant/{VARIANT}"
+
+    def scaling_policy(self, spec: PipelineSpec, endpoint: str) -> dict[str, Any]:
+        """The target-tracking configuration: invocations per instance, or the variant's CPU."""
+        scaling = spec.deployment.autoscaling
+        assert scaling is not None
+        config: dict[str, Any] = {
+            "ScaleInCooldown": scaling.scale_in_cooldown_seconds,
+            "ScaleOutCooldown": scaling.scale_out_cooldown_seconds,
+        }
+        if scaling.target_cpu_percent is not None:
+            config["TargetValue"] = float(scaling.target_cpu_percent)
+            config["CustomizedMetricSpecification"] = {
+                "MetricName": "CPUUtilization",
+                "Namespace": "/aws/sagemaker/Endpoints",
+                "Dimensions": [
+                    {"Name": "EndpointName", "Value": endpoint},
+                    {"Name": "VariantName", "Value": VARIANT},
+                ],
+                "Statistic": "Average",
+                "Unit": "Percent",
+            }
+        else:  # SageMaker's own metric; 1000 invocations a minute per instance unless the spec says
+            config["TargetValue"] = float(scaling.target_invocations_per_instance or 1000.0)
+            config["PredefinedMetricSpecification"] = {
+                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+            }
+        return config
+
+    def apply_autoscaling(self, spec: PipelineSpec, endpoint: str) -> None:
+        """Register the variant between min and max instances and put its policy (both idempotent)."""
+        scaling = spec.deployment.autoscaling
+        if scaling is None:
+            return
+        aas = self.clients("application-autoscaling")
+        target = {
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": self.scalable_resource(endpoint),
+            "ScalableDimension": SCALABLE_DIMENSION,
+        }
+        aas.register_scalable_target(
+            **target, MinCapacity=scaling.min_instances, MaxCapacity=scaling.max_instances
+        )
+        aas.put_scaling_policy(
+            PolicyName=f"{endpoint}-target-tracking",
+            PolicyType="TargetTrackingScaling",
+            TargetTrackingScalingPolicyConfiguration=self.scaling_policy(spec, endpoint),
+            **target,
+        )
+        log.info(
+            "SageMaker endpoint %s scales between %d and %d instances",
+            endpoint,
+            scaling.min_instances,
+            scaling.max_instances,
+        )
+
+    def _release_autoscaling(
+        self, spec: PipelineSpec, endpoint: str, previous_config: str | None, variant: dict[str, Any]
+    ) -> None:
+        """SageMaker refuses an update that changes the instance type of a variant under autoscaling:
+        deregister it first (a new model on the same instance type needs nothing). The promotion
+        registers it again; a rollback of such an update leaves the variant unscaled until then."""
+        if spec.deployment.autoscaling is None or previous_config is None:
+            return
+        old = self.clients("sagemaker").describe_endpoint_config(EndpointConfigName=previous_config)
+        old_type = next(
+            (
+                v.get("InstanceType")
+                for v in old.get("ProductionVariants", [])
+                if v.get("VariantName") == VARIANT
+            ),
+            None,
+        )
+        if old_type == variant["InstanceType"]:
+            return
+        aas = self.clients("application-autoscaling")
+        target = {
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": self.scalable_resource(endpoint),
+            "ScalableDimension": SCALABLE_DIMENSION,
+        }
+        found = aas.describe_scalable_targets(
+            ServiceNamespace="sagemaker",
+            ResourceIds=[target["ResourceId"]],
+            ScalableDimension=SCALABLE_DIMENSION,
+        )
+        if found.get("ScalableTargets"):
+            aas.deregister_scalable_target(**target)
+            log.info(
+                "deregistered %s from autoscaling: %s -> %s", endpoint, old_type, variant["InstanceType"]
+            )
 
     # -- the seam a contract test overrides ---------------------------------------------------
 
@@ -278,6 +375,7 @@ class SageMakerTarget(EndpointTarget):
                 )
             else:
                 alarm = self._put_alarm(endpoint)
+                self._release_autoscaling(spec, endpoint, previous_config, variant)
                 sm.update_endpoint(
                     EndpointName=endpoint,
                     EndpointConfigName=config_name,
@@ -377,6 +475,7 @@ class SageMakerTarget(EndpointTarget):
         """SageMaker already shifted the traffic: check it kept the new config, then move ``champion``."""
         described = self._describe(deployment.endpoint) or {}
         self._check_serving(deployment, described)
+        self.apply_autoscaling(spec, deployment.endpoint)  # before champion moves: all of the spec or none
         registry.promote(deployment.model_name, deployment.version)
         log.info("SageMaker endpoint %s serves v%s; champion moved", deployment.endpoint, deployment.version)
         return replace(deployment, state=READY)

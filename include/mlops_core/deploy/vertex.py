@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from mlops_core.spec import PipelineSpec
 
 log = logging.getLogger(__name__)
+# the one autoscaling metric Vertex AI supports for CPU serving (plus accelerator duty cycle)
+VERTEX_CPU_METRIC = "aiplatform.googleapis.com/prediction/online/cpu/utilization"
 
 SERVING_PORT = 8080  # MLflow's scoring server in the images `mlflow models build-docker` makes
 
@@ -159,14 +161,28 @@ class VertexTarget(EndpointTarget):
     def _deployed_model(self, spec: PipelineSpec, version: str, model: str) -> dict[str, Any]:
         machine = spec.deployment.instance_type or self.profile.setting("machine_type")
         count = spec.deployment.instance_count
+        resources: dict[str, Any] = {
+            "machineSpec": {"machineType": machine},
+            "minReplicaCount": count,
+            "maxReplicaCount": count,
+        }
+        scaling = spec.deployment.autoscaling
+        if scaling is not None:  # Vertex AI scales the replicas itself between the two counts
+            resources["minReplicaCount"] = scaling.min_instances
+            resources["maxReplicaCount"] = scaling.max_instances
+            if scaling.target_invocations_per_instance is not None:
+                raise ValueError(
+                    "deployment.autoscaling.target_invocations_per_instance is SageMaker's; Vertex AI "
+                    "scales on CPU: set target_cpu_percent"
+                )
+            if scaling.target_cpu_percent is not None:
+                resources["autoscalingMetricSpecs"] = [
+                    {"metricName": VERTEX_CPU_METRIC, "target": scaling.target_cpu_percent}
+                ]
         return {
             "model": model,
             "displayName": self.model_display_name(spec, version),
-            "dedicatedResources": {
-                "machineSpec": {"machineType": machine},
-                "minReplicaCount": count,
-                "maxReplicaCount": count,
-            },
+            "dedicatedResources": resources,
         }
 
     def _model(self, spec: PipelineSpec, version: str) -> str:
