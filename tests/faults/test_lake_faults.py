@@ -40,7 +40,26 @@ def checkpoint(step):
         time.sleep(120)
 
 storage._checkpoint = checkpoint
+# paced (a 7th argument: a file where a reader counts its reads): each rewrite waits until the
+# reader has read a few more times, so the reads interleave with the rewrites however loaded the
+# machine is, instead of racing a fixed number of rewrites
+paced = sys.argv[6] if len(sys.argv) > 6 else None
+
+best = 0
+
+def reads():  # the highest count seen: a read of the file mid-rewrite may find it empty
+    global best
+    try:
+        best = max(best, int(open(paced).read() or 0))
+    except (OSError, ValueError):
+        pass
+    return best
+
 for i in range(times):
+    if paced:
+        target, deadline = reads() + 3, time.monotonic() + 30
+        while reads() < target and time.monotonic() < deadline:
+            time.sleep(0.002)
     rows = n + i
     frame = pd.DataFrame({"a": range(rows), "b": [f"w{n}-{i}"] * rows})
     storage.write_partition({"data": frame, "copy": frame}, root, "p", "raw", sys.argv[5], files={"n.txt": str(rows).encode()})
@@ -48,10 +67,22 @@ print("DONE", flush=True)
 """
 
 
-def _writer(root: str, n: int, times: int = 1, pause_at: str = "-") -> subprocess.Popen[str]:
+def _writer(
+    root: str, n: int, times: int = 1, pause_at: str = "-", paced: Path | None = None
+) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(["include", os.environ.get("PYTHONPATH", "")])}
     return subprocess.Popen(
-        [sys.executable, "-c", WRITER, root, str(n), str(times), pause_at, DS],
+        [
+            sys.executable,
+            "-c",
+            WRITER,
+            root,
+            str(n),
+            str(times),
+            pause_at,
+            DS,
+            *([str(paced)] if paced else []),
+        ],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -123,8 +154,10 @@ def test_racing_writer_processes_publish_whole_versions(tmp_path):
 
 def test_reader_never_sees_an_error_or_a_mismatch_during_rewrites(tmp_path):
     uri = _first_version(tmp_path)
-    # enough rewrites that the reader's 200 reads fit inside them on a fast or a loaded machine
-    writer = _writer(tmp_path.as_uri(), 30, times=90)
+    # 90 rewrites, each after at least 3 more reads (the writer paces itself on the reader's
+    # count): 270+ reads interleaved with the rewrites, on a fast or a loaded machine
+    counter = tmp_path / "reads"
+    writer = _writer(tmp_path.as_uri(), 30, times=90, paced=counter)
     seen: list[tuple[int, int]] = []
     errors: list[BaseException] = []
     stop = threading.Event()
@@ -135,6 +168,7 @@ def test_reader_never_sees_an_error_or_a_mismatch_during_rewrites(tmp_path):
                 seen.append(_whole(uri))
             except BaseException as exc:  # noqa: BLE001 - every failure is the finding
                 errors.append(exc)
+            counter.write_text(str(len(seen) + len(errors)))
 
     reader = threading.Thread(target=read_loop)
     reader.start()
