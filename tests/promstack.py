@@ -55,17 +55,10 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | N
 
 
 @contextmanager
-def pushgateway(workdir: Path) -> Iterator[str]:
-    """A Pushgateway on a free loopback port; yields its base URL."""
-    port = free_port()
-    log = (workdir / "pushgateway.log").open("wb")
-    proc = subprocess.Popen(
-        # Debian's build persists to /var/lib/prometheus/pushgateway.data by default: every run
-        # would start with the groups of the runs before it
-        [binary(PUSHGATEWAY), f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+def _serve(workdir: Path, name: str, args: list[str], port: int) -> Iterator[str]:
+    """Run ``args`` (a server on loopback ``port``), wait until it is ready, stop it afterwards."""
+    log = (workdir / f"{name}.log").open("wb")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/-/ready", proc=proc)
@@ -77,6 +70,17 @@ def pushgateway(workdir: Path) -> Iterator[str]:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+@contextmanager
+def pushgateway(workdir: Path) -> Iterator[str]:
+    """A Pushgateway on a free loopback port; yields its base URL."""
+    port = free_port()
+    # Debian's build persists to /var/lib/prometheus/pushgateway.data by default: every run
+    # would start with the groups of the runs before it
+    args = [binary(PUSHGATEWAY), f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="]
+    with _serve(workdir, "pushgateway", args, port) as url:
+        yield url
 
 
 @contextmanager
@@ -97,28 +101,14 @@ def prometheus(workdir: Path, pushgateway_url: str) -> Iterator[str]:
     path = workdir / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
     port = free_port()
-    log = (workdir / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            binary(PROMETHEUS),
-            f"--config.file={path}",
-            f"--storage.tsdb.path={workdir / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/-/ready", proc=proc)
-        time.sleep(0.5)
-        if proc.poll() is not None:  # bound nothing: the answer came from another process
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}; see {workdir}")
+    args = [
+        binary(PROMETHEUS),
+        f"--config.file={path}",
+        f"--storage.tsdb.path={workdir / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    with _serve(workdir, "prometheus", args, port) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 class StatsdReceiver:

@@ -150,8 +150,13 @@ class SageMakerTarget(EndpointTarget):
     # -- autoscaling (Application Auto Scaling on the variant) ---------------------------------
 
     @staticmethod
-    def scalable_resource(endpoint: str) -> str:
-        return f"endpoint/{endpoint}/variant/{VARIANT}"
+    def scalable_target(endpoint: str) -> dict[str, str]:
+        """The variant as Application Auto Scaling names it (every call's first three params)."""
+        return {
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": f"endpoint/{endpoint}/variant/{VARIANT}",
+            "ScalableDimension": SCALABLE_DIMENSION,
+        }
 
     def scaling_policy(self, spec: PipelineSpec, endpoint: str) -> dict[str, Any]:
         """The target-tracking configuration: invocations per instance, or the variant's CPU."""
@@ -186,11 +191,7 @@ class SageMakerTarget(EndpointTarget):
         if scaling is None:
             return
         aas = self.clients("application-autoscaling")
-        target = {
-            "ServiceNamespace": "sagemaker",
-            "ResourceId": self.scalable_resource(endpoint),
-            "ScalableDimension": SCALABLE_DIMENSION,
-        }
+        target = self.scalable_target(endpoint)
         aas.register_scalable_target(
             **target, MinCapacity=scaling.min_instances, MaxCapacity=scaling.max_instances
         )
@@ -227,11 +228,7 @@ class SageMakerTarget(EndpointTarget):
         if old_type == variant["InstanceType"]:
             return
         aas = self.clients("application-autoscaling")
-        target = {
-            "ServiceNamespace": "sagemaker",
-            "ResourceId": self.scalable_resource(endpoint),
-            "ScalableDimension": SCALABLE_DIMENSION,
-        }
+        target = self.scalable_target(endpoint)
         found = aas.describe_scalable_targets(
             ServiceNamespace="sagemaker",
             ResourceIds=[target["ResourceId"]],
