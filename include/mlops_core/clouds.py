@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any, Literal, get_args
 
 CloudName = Literal["local", "aws", "gcp", "azure"]
 TrainingBackend = Literal["in_worker", "sagemaker", "vertex", "azureml"]
-DeployTargetName = Literal["local", "sagemaker", "vertex", "azureml"]
+DeployTargetName = Literal["local", "sagemaker", "vertex", "azureml", "kserve"]
 MonitoringExport = Literal["none", "cloudwatch", "cloud_monitoring", "azure_monitor"]
 
 CLOUDS: tuple[str, ...] = get_args(CloudName)
@@ -52,7 +53,14 @@ class CloudProfile:
 
     def check_source(self, uri: str) -> str:
         """The run-time half of the URI policy: a source must lie under the landing zone or one of
-        the profile's ``source_roots`` (never the lake, whose prefixes belong to pipelines)."""
+        the profile's ``source_roots`` (never the lake, whose prefixes belong to pipelines).
+
+        A ``dvc://`` URI is a path inside ``source.dvc.repo`` (the spec refuses ``..`` and absolute
+        paths in it): the repository is what is checked, by :meth:`check_dvc_repo`, when
+        :mod:`mlops_core.dvc_source` opens it.
+        """
+        if scheme(uri) == "dvc":
+            return uri
         expanded = _normal(uri)
         roots = [_normal(r) for r in (self.landing, *self.source_roots) if r]
         if not any(expanded.startswith(root.rstrip("/") + "/") for root in roots):
@@ -62,6 +70,36 @@ class CloudProfile:
                 f"add its root to source_roots of the profile in {profiles_file()}"
             )
         return expanded
+
+    def check_dvc_repo(self, repo: str) -> str:
+        """The run-time policy of a DVC source's repository (``source.dvc.repo``, expanded).
+
+        A local repository (a path or ``file://``) must lie under the landing zone or a
+        ``source_roots`` entry, like any source. A git URL (``https://``, ``ssh://``) must be a
+        ``source_roots`` entry (a trailing ``.git`` aside) or lie under one
+        (``https://github.com/acme`` admits the acme repositories): the landing zone never admits
+        a URL. The repository's committed ``.dvc/config`` then chooses the DVC remotes.
+
+        :return: the local path (for a local repository) or the git URL, to open.
+        """
+        local = scheme(repo) == "file"
+        kinds = ("file",) if local else ("https", "ssh")
+        target = _normal(repo)
+        roots = [
+            _normal(r).rstrip("/")
+            for r in ((self.landing, *self.source_roots) if local else self.source_roots)
+            if r and scheme(r) in kinds
+        ]
+        if not any(_same_repo(target, root, local) or target.startswith(root + "/") for root in roots):
+            allowed = ", ".join(_redacted(r) for r in roots) or "no git URL"
+            raise CloudProfileError(
+                f"DVC repository {_redacted(_normal(repo))} is outside the roots cloud profile {self.name!r} "
+                f"allows for it ({allowed}); move it under the landing zone, or list it (a git URL: it or its "
+                f"owner's URL, e.g. https://github.com/<org>) under source_roots of the profile in {profiles_file()}"
+            )
+        from mlops_core.settings import expand
+
+        return _normal(repo).removeprefix("file://") if local else expand(repo)
 
     def setting(self, key: str) -> str:
         """A required platform setting; a missing or empty one is an error naming its variable."""
@@ -155,10 +193,25 @@ def _normal(uri: str) -> str:
     return f"{head.lower()}://{path}" if head != "file" else f"file://{path}"
 
 
+def _same_repo(repo: str, root: str, local: bool) -> bool:
+    """``repo`` is ``root`` (git URLs: ``x`` and ``x.git`` are one repository on every git host)."""
+    return repo == root if local else repo.removesuffix(".git") == root.removesuffix(".git")
+
+
 def _redacted(uri: str) -> str:
     from mlops_core.settings import redact
 
     return redact(uri)
+
+
+# The profile :func:`using` made active: the core's own run-time checks (a DVC source's
+# repository, opened deep in the reader) apply its roots.
+_ACTIVE: ContextVar[CloudProfile | None] = ContextVar("mlops_profile", default=None)
+
+
+def active() -> CloudProfile | None:
+    """The profile of the enclosing :func:`using` block, if any."""
+    return _ACTIVE.get()
 
 
 @contextmanager
@@ -167,9 +220,11 @@ def using(profile: CloudProfile) -> Iterator[CloudProfile]:
     from mlops_core import settings
 
     token = settings.ROOTS.set({"MLOPS_LAKE": profile.lake, "MLOPS_LANDING": profile.landing})
+    current = _ACTIVE.set(profile)
     try:
         yield profile
     finally:
+        _ACTIVE.reset(current)
         settings.ROOTS.reset(token)
 
 

@@ -26,6 +26,10 @@ class EstimatorFamily:
     :param seed_param: the constructor parameter that receives ``model.seed`` (None if deterministic).
     :param scale_numeric: standardise numeric columns first (linear models need it, trees do not).
     :param defaults: parameters applied unless the YAML sets them.
+    :param bounds: bounds of this family's own params, over :data:`PARAM_BOUNDS` (a framework's
+        ``epochs`` or ``hidden_units``); a param with no bound anywhere takes any scalar.
+    :param framework: a family registered with :func:`register_framework` (training callable,
+        state codec, MLflow flavor), built as :class:`mlops_core.framework_model.FrameworkClassifier`.
     """
 
     name: str
@@ -35,6 +39,35 @@ class EstimatorFamily:
     seed_param: str | None = "random_state"
     scale_numeric: bool = False
     defaults: dict[str, Any] = field(default_factory=dict)
+    bounds: dict[str, tuple[float, float] | frozenset[Any]] = field(default_factory=dict)
+    framework: Framework | None = None
+
+
+@dataclass(frozen=True)
+class Framework:
+    """A model family trained by code of its own (PyTorch, TensorFlow, a native booster...).
+
+    Every field is a ``"module:function"`` path, imported only when a model is trained or used:
+
+    :param fit: ``fit(X, y, params, seed, problem) -> native``. ``X`` is the preprocessed float
+        matrix (numpy), ``y`` the labels encoded ``0..k-1`` (classification) or the float target.
+    :param predict: ``predict(native, X) -> array``: class probabilities ``(n, k)`` (or ``(n,)`` of
+        the positive class for binary), or the predictions for regression.
+    :param dump: ``dump(native) -> bytes``: the fitted model as *data* (weights, a model string);
+        never a pickle.
+    :param load: ``load(bytes) -> native``: the inverse of ``dump``; it must not unpickle either.
+    :param flavor: an MLflow flavor module (``mlflow.pytorch``, ``mlflow.lightgbm``...): the native
+        model is also logged with it as ``native_model``, for the framework's own serving. The
+        package never loads that copy (a flavor's loader may unpickle).
+    :param requirements: pip names the model needs to load (pinned from this environment).
+    """
+
+    fit: str
+    predict: str
+    dump: str
+    load: str
+    flavor: str | None = None
+    requirements: tuple[str, ...] = ()
 
 
 _TREE_PARAMS = frozenset(
@@ -123,12 +156,62 @@ def register_estimator(family: EstimatorFamily) -> None:
     _REGISTRY[family.name] = family
 
 
+def register_framework(
+    name: str,
+    framework: Framework,
+    *,
+    params: dict[str, tuple[float, float] | frozenset[Any]],
+    scale_numeric: bool = True,
+) -> None:
+    """Add a code-trained family to the allow-list: the YAML names it like any other family.
+
+    :param params: every param a YAML may set, each with its bounds (a ``(low, high)`` range or the
+        allowed values), so no YAML can ask for what the family's author did not allow.
+
+    The model is saved the way every model here is (skops, no pickle): an sklearn-compatible
+    adapter (:mod:`mlops_core.framework_model`) holds ``dump``'s bytes and the family's *name*.
+    Loading looks the name up in this process's registry and calls its ``load``, so an artifact
+    can never choose which code runs. Register the family wherever the model is loaded too (the
+    workers, the serving image): from code imported before the DAGs are built, or through the
+    ``mlops_airflow.frameworks`` entry point group (a callable that registers).
+    """
+    register_estimator(
+        EstimatorFamily(
+            name,
+            classifier="mlops_core.framework_model:FrameworkClassifier",
+            regressor="mlops_core.framework_model:FrameworkRegressor",
+            params=frozenset(params),
+            seed_param=None,
+            scale_numeric=scale_numeric,
+            bounds=dict(params),
+            framework=framework,
+        )
+    )
+
+
+_ENTRY_POINTS_LOADED = False
+
+
+def _load_entry_points() -> None:
+    """Families installed packages register (``[project.entry-points."mlops_airflow.frameworks"]``)."""
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group="mlops_airflow.frameworks"):
+        point.load()()
+
+
 def families() -> list[str]:
     """Allowed ``model.family`` values, sorted."""
+    _load_entry_points()
     return sorted(_REGISTRY)
 
 
 def get_family(name: str) -> EstimatorFamily:
+    _load_entry_points()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -166,14 +249,14 @@ PARAM_BOUNDS: dict[str, tuple[float, float] | frozenset[Any]] = {
 _ALSO = {"max_features": (0.0, 1.0), "max_depth": None}
 
 
-def _value_problem(key: str, value: Any) -> str | None:
-    bound = PARAM_BOUNDS.get(key)
+def _value_problem(key: str, value: Any, own: dict[str, Any] | None = None) -> str | None:
+    bound = (own or {}).get(key, PARAM_BOUNDS.get(key))
     if bound is None:
         return None
-    if key in _ALSO and _ALSO[key] is None and value is None:
+    if key in _ALSO and key not in (own or {}) and _ALSO[key] is None and value is None:
         return None
     if isinstance(bound, frozenset):
-        if not isinstance(value, bool | str | type(None)) and key in _ALSO:
+        if not isinstance(value, bool | str | type(None)) and key in _ALSO and key not in (own or {}):
             low, high = _ALSO[key]  # type: ignore[misc]
             if isinstance(value, int | float) and math.isfinite(value) and low < value <= high:
                 return None
@@ -203,14 +286,15 @@ def check_params(name: str, params: dict[str, Any], problem: str) -> None:
         raise ValueError(
             f"model.params {bad} not allowed for family {name!r} ({kind}); allowed: {', '.join(allowed)}"
         )
-    problems = [p for k, v in params.items() if (p := _value_problem(k, v))]
+    problems = [p for k, v in params.items() if (p := _value_problem(k, v, fam.bounds))]
     if problems:
         raise ValueError("; ".join(problems))
 
 
-def is_whole(key: str) -> bool:
+def is_whole(key: str, family: str | None = None) -> bool:
     """A parameter searched as an integer (its bounds are whole numbers)."""
-    bound = PARAM_BOUNDS.get(key)
+    own = get_family(family).bounds if family else {}
+    bound = own.get(key, PARAM_BOUNDS.get(key))
     return isinstance(bound, tuple) and all(isinstance(b, int) for b in bound)
 
 
@@ -222,7 +306,7 @@ def check_search(name: str, fixed: dict[str, Any], search: Any, problem: str) ->
         raise ValueError(f"model.search.params {overlap} are also fixed under model.params; keep one")
     for key, space in search.params.items():
         values = list(space.choices) if space.choices is not None else [space.low, space.high]
-        if space.choices is None and is_whole(key):
+        if space.choices is None and is_whole(key, name):
             if not all(float(v).is_integer() for v in values):
                 raise ValueError(f"model.search.params.{key}: a whole-number parameter needs whole low/high")
             values = [int(v) for v in values]
@@ -240,6 +324,8 @@ def build_estimator(name: str, problem: str, params: dict[str, Any], seed: int) 
     target = fam.regressor if problem == "regression" else fam.classifier
     module_name, class_name = target.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
+    if fam.framework is not None:  # the adapter: the family's name, its params, the seed
+        return cls(family=name, params={**fam.defaults, **params}, seed=seed)
     kwargs = {**fam.defaults, **params}
     if fam.seed_param:
         kwargs[fam.seed_param] = seed

@@ -10,12 +10,13 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
-from mlops_core import registry, settings, storage
+from mlops_core import features, registry, settings, storage
 from mlops_core.evaluation import Bootstrap, GateDecision
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from mlops_core.clouds import ClientFactory
     from mlops_core.deploy import DeploymentTarget
     from mlops_core.spec import PipelineSpec
 
@@ -61,11 +62,23 @@ def ingest(
     lookback_days: int | None = None,
     source_options: dict[str, Any] | None = None,
     lake_options: dict[str, Any] | None = None,
+    clients: ClientFactory | None = None,
 ) -> dict[str, Any]:
-    """Source rows for ``ds`` -> ``<lake>/<name>/<stage>/ds=<ds>/data.parquet`` (atomic, with manifest)."""
-    frame, rejected = storage.read_source_strict(spec.source, ds, source_options, lookback_days=lookback_days)
+    """Source rows for ``ds`` -> ``<lake>/<name>/<stage>/ds=<ds>/data.parquet`` (atomic, with manifest).
+
+    With ``feature_store``, each join (:mod:`mlops_core.features`) adds its features as of every
+    row's event time before the partition is written; ``clients`` reach SageMaker Feature Store.
+
+    The manifest's ``extra`` holds the source's lineage next to the data's sha256: for a DVC
+    source, ``dvc`` (repository, revision, its full commit sha, remote, each file's DVC md5);
+    the result carries its summary (``dvc``: commit, and the md5 when one file was read).
+    """
+    frame, rejected, lineage = storage.read_source_with_lineage(
+        spec.source, ds, source_options, lookback_days=lookback_days
+    )
     source_uri = settings.redact(storage.expand(spec.source.uri))
     check_header(spec, list(frame.columns), source_uri, with_target=stage == "raw")
+    frame, joined = features.apply(spec, frame, clients=clients, storage_options=source_options)
     manifest = storage.write_partition(
         {"data": frame},
         lake_root,
@@ -73,7 +86,7 @@ def ingest(
         stage,
         ds,
         # the expanded URI lands in the lake: credentials in it (user:pass@, ?sig=) are redacted
-        extra={"source_uri": source_uri, "mode": spec.source.partition.mode},
+        extra={"source_uri": source_uri, "mode": spec.source.partition.mode, **lineage, **joined},
         storage_options=lake_options,
     )
     log.info(
@@ -84,6 +97,11 @@ def ingest(
         manifest.sha256[:12],
     )
     result = {"uri": manifest.uri, "rows": manifest.rows, "sha256": manifest.sha256, "rejected_rows": 0}
+    if "dvc" in lineage:  # XCom gets the summary; the manifest has every file
+        dvc, files = lineage["dvc"], lineage["dvc"]["files"]
+        result["dvc"] = {k: dvc[k] for k in ("repo", "rev", "commit", "remote")} | (
+            {"md5": files[0]["md5"]} if len(files) == 1 else {"files": len(files)}
+        )
     if len(rejected):
         # malformed rows within source.max_rejected_share: quarantined as their text, never coerced
         quarantine = storage.write_partition(
@@ -92,7 +110,7 @@ def ingest(
             spec.name,
             "rejected",
             ds,
-            extra={"source_uri": source_uri, "raw_uri": manifest.uri},
+            extra={"source_uri": source_uri, "raw_uri": manifest.uri, **lineage},
             storage_options=lake_options,
         )
         log.warning(

@@ -45,11 +45,11 @@ class SearchResult:
         return sum(t["state"] == "PRUNED" for t in self.trials)
 
 
-def _suggest(trial: Any, key: str, space: Any) -> Any:
+def _suggest(trial: Any, key: str, space: Any, family: str) -> Any:
     if space.choices is not None:
         # Optuna's categorical choices must be None, bool, int, float or str: the spec's Scalar is
         return trial.suggest_categorical(key, list(space.choices))
-    if is_whole(key):
+    if is_whole(key, family):
         return trial.suggest_int(key, int(space.low), int(space.high), log=space.log)
     return trial.suggest_float(key, float(space.low), float(space.high), log=space.log)
 
@@ -101,7 +101,7 @@ def run_search(
     experiment = parent.info.experiment_id if parent is not None else None
 
     def objective(trial: Any) -> float:
-        params = {k: _suggest(trial, k, space) for k, space in search.params.items()}
+        params = {k: _suggest(trial, k, space, spec.model.family) for k, space in search.params.items()}
         scores: list[float] = []
         # (the parent's experiment: a nested run otherwise lands in the default one)
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, experiment_id=experiment):

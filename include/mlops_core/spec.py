@@ -61,6 +61,69 @@ def check_source_uri(value: str) -> str:
     return value
 
 
+# A DVC source's repository: a local one (a ${VAR} path such as ${MLOPS_LANDING}/..., or file://)
+# or a git URL. Never http, git://, scp-style user@host:path, credentials or a query.
+DVC_REPO_SCHEMES = frozenset({"file", "https", "ssh"})
+DVC_SCHEME = "dvc://"
+_GIT_REF = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]*$")
+_DVC_REMOTE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+def check_dvc_repo(value: str, *, expanded: bool = False) -> str:
+    """The parse-time rules of ``source.dvc.repo`` (re-applied at run time to the expanded value).
+
+    ``${VAR}/...`` (a local repository, e.g. under ``${MLOPS_LANDING}``), ``file:///...``, or a git
+    URL ``https://host/org/repo.git`` / ``ssh://git@host/org/repo.git``; no password or token in
+    the URL (an ``ssh://`` user name is allowed), no query or fragment, no ``..``. ``expanded``:
+    the value after ``${VAR}`` expansion, where an absolute local path is allowed too.
+    """
+    if any(c.isspace() or ord(c) < 32 for c in value) or "\\" in value or "?" in value or "#" in value:
+        raise ValueError(
+            "a DVC repo may not hold whitespace, control characters, '\\', a query ('?') or a fragment ('#')"
+        )
+    if value.startswith("${") and "}" in value and not expanded:
+        rest = value.split("}", 1)[1]
+    elif "://" in value:
+        scheme, rest = value.split("://", 1)
+        if scheme.lower() not in DVC_REPO_SCHEMES:
+            raise ValueError(
+                f"scheme {scheme.lower()!r} is not allowed for a DVC repo; use one of: "
+                f"{', '.join(sorted(DVC_REPO_SCHEMES))}"
+            )
+        user, at, _ = rest.split("/", 1)[0].rpartition("@")
+        if at and (scheme.lower() != "ssh" or ":" in user):
+            raise ValueError(
+                "a DVC repo URL may not carry credentials (user:password@, or a token as the user of an "
+                "https URL): the worker's git credential helper or ssh agent provides them"
+            )
+        if scheme.lower() == "file" and not rest.startswith("/"):
+            raise ValueError("a file:// DVC repo is an absolute path: file:///srv/repos/data")
+    elif expanded and value.startswith("/"):
+        rest = value
+    else:
+        raise ValueError(
+            "source.dvc.repo is a local repository such as ${MLOPS_LANDING}/<name>/repo or file:///..., or a "
+            "git URL https://host/org/repo.git or ssh://git@host/org/repo.git (no relative or bare paths, no "
+            "scp-style user@host:path)"
+        )
+    if ".." in rest.split("/"):
+        raise ValueError("a DVC repo may not contain '..'")
+    return value
+
+
+def check_dvc_path(uri: str) -> str:
+    """``source.uri`` of a DVC source: ``dvc://<path inside the repo>``, relative, no ``..``."""
+    path = uri[len(DVC_SCHEME) :]
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        raise ValueError(
+            "with source.dvc, source.uri is a path inside the repository, e.g. dvc://data/train.csv "
+            "(relative: no leading '/', no empty, '.' or '..' parts)"
+        )
+    if any(ord(c) < 32 for c in path) or any(c in path for c in "\\$?#"):
+        raise ValueError("a dvc:// path may not hold control characters, '\\', '$', '?' or '#'")
+    return uri
+
+
 def check_env_refs(data: Any, declared: set[str], where: str = "") -> list[str]:
     """``${VAR}`` references a YAML may use: ``MLOPS_*`` and the names listed under ``env:``.
 
@@ -128,8 +191,53 @@ class PartitionSpec(_Model):
         return self
 
 
+class DvcSpec(_Model):
+    """A DVC-tracked source: ``source.uri`` is ``dvc://<path in the repo>``, read at ``rev``.
+
+    ``repo``: the DVC repository (:func:`check_dvc_repo`; at run time also the cloud profile's
+    roots: a local repo under the landing zone or a ``source_roots`` entry, a git URL only when
+    ``source_roots`` lists it). ``rev``: a tag, branch or commit; lineage records the full commit
+    sha it resolves to and each file's DVC md5. ``remote``: a remote named in the repository's
+    ``.dvc/config`` (default: its default remote). Credentials for the remote come from the
+    worker's environment or the repository's own DVC config, never from this YAML.
+    """
+
+    repo: str = Field(min_length=1, max_length=1024)
+    rev: str = Field(min_length=1, max_length=128)
+    remote: str | None = Field(None, min_length=1, max_length=64)
+
+    @field_validator("repo")
+    @classmethod
+    def _repo_policy(cls, value: str) -> str:
+        return check_dvc_repo(value)
+
+    @field_validator("rev")
+    @classmethod
+    def _git_ref(cls, value: str) -> str:
+        # a plain ref name: never an option (git reads a leading '-' as one) nor rev syntax (@{ ~ ^ :)
+        if not _GIT_REF.match(value) or ".." in value or "//" in value or value.endswith(("/", ".", ".lock")):
+            raise ValueError(
+                "rev is a git tag, branch or commit: letters, digits and '_' first, then also '.', '-', '/'; "
+                "no '..', '//', or a trailing '/', '.', '.lock'"
+            )
+        return value
+
+    @field_validator("remote")
+    @classmethod
+    def _remote_name(cls, value: str | None) -> str | None:
+        if value is not None and not _DVC_REMOTE.match(value):
+            raise ValueError(
+                "remote is the name of a DVC remote in the repository's .dvc/config: letters, digits and '_' "
+                "first, then also '.', '-'"
+            )
+        return value
+
+
 class SourceSpec(_Model):
     """Where raw data comes from. ``uri`` may use ``${ENV_VAR}``; ``conn_id`` names an Airflow connection.
+
+    ``dvc``: the source is a DVC-tracked path (``uri: dvc://data/train.csv``) in that repository
+    at that revision (:class:`DvcSpec`); snapshot, column and files modes all apply.
 
     ``wait_minutes``: a day with no rows yet is *not ready*, not failed: ``ingest`` waits
     (deferred, polling) until the rows arrive or until ``wait_minutes`` after the day ended,
@@ -145,16 +253,229 @@ class SourceSpec(_Model):
     # column): up to this share of the rows is quarantined to the ``rejected`` stage; above it,
     # ingest fails naming the lines. 0: any malformed row fails ingest.
     max_rejected_share: float = Field(0.0, ge=0.0, le=0.2)
+    dvc: DvcSpec | None = None
 
     @field_validator("uri")
     @classmethod
     def _uri_policy(cls, value: str) -> str:
+        if value[: len(DVC_SCHEME)].lower() == DVC_SCHEME:
+            return value  # a path inside source.dvc's repository: checked with it in _dvc_source
         return check_source_uri(value)
 
     @model_validator(mode="after")
     def _files_template(self) -> SourceSpec:
         if self.partition.mode == "files" and "{ds}" not in self.uri:
             raise ValueError("partition.mode 'files' needs '{ds}' in source.uri (e.g. .../events_{ds}.csv)")
+        return self
+
+    @model_validator(mode="after")
+    def _dvc_source(self) -> SourceSpec:
+        in_repo = self.uri[: len(DVC_SCHEME)].lower() == DVC_SCHEME
+        if self.dvc is None:
+            if in_repo:
+                raise ValueError(
+                    "a dvc:// source.uri needs source.dvc: {repo: ..., rev: ...} (the repository and the git "
+                    "revision to read it at)"
+                )
+            return self
+        if not in_repo:
+            raise ValueError(
+                "with source.dvc, source.uri is the path inside the repository: dvc://<path>, e.g. dvc://data/train.csv"
+            )
+        check_dvc_path(self.uri)
+        if self.conn_id:
+            raise ValueError(
+                "source.conn_id is not used with source.dvc: DVC reads its remote with credentials from the "
+                "worker's environment or the repository's .dvc/config.local; remove source.conn_id"
+            )
+        return self
+
+
+_JOB_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$"
+_JOB_PARAM = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
+JobParameter = Annotated[str, Field(max_length=2048)] | int | float | bool
+IngestionDag = Literal["training", "batch_scoring", "monitoring"]
+INGESTION_DAGS: tuple[IngestionDag, ...] = ("training", "batch_scoring", "monitoring")
+
+
+def _check_job_parameters(value: dict[str, Any]) -> dict[str, Any]:
+    """Names a job can take; values are data (``{ds}`` is the only placeholder), never templates."""
+    if len(value) > 50:
+        raise ValueError(f"at most 50 parameters (got {len(value)})")
+    for name, item in value.items():
+        if not _JOB_PARAM.match(name.removeprefix("--")):
+            raise ValueError(f"parameter name {name!r} is not a plain identifier (letters, digits, _ . -)")
+        if isinstance(item, str) and ("{{" in item or "{%" in item):
+            raise ValueError(
+                f"parameter {name!r}: Jinja markup is not evaluated in a pipeline YAML; use {{ds}} for the data day"
+            )
+    return value
+
+
+class GlueIngestion(_Model):
+    """An AWS Glue job (defined beforehand, by Terraform, CDK or the console), run once per data day
+    through the amazon provider's ``GlueJobOperator`` (deferrable and durable: a retry attaches to
+    the run its first try started). ``arguments`` become the run's ``--name`` arguments."""
+
+    job_name: str = Field(pattern=_JOB_NAME)
+    arguments: dict[str, JobParameter] = {}
+    conn_id: str | None = Field(None, min_length=1, max_length=250)  # default: the cloud profile's
+    region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+
+    _params = field_validator("arguments")(classmethod(lambda cls, v: _check_job_parameters(v)))
+
+
+class DataflowIngestion(_Model):
+    """A Dataflow flex template (a Beam pipeline packaged as a container) launched once per data day
+    through the google provider's ``DataflowStartFlexTemplateOperator`` (deferrable). The job is
+    named after the pipeline, the day and the Airflow run, so a retry finds the job its first try
+    launched instead of starting a second one."""
+
+    template: str = Field(max_length=1024)  # the flex template's spec file: containerSpecGcsPath
+    parameters: dict[str, JobParameter] = {}
+    location: str = Field("us-central1", pattern=r"^[a-z]+-[a-z]+\d+$")
+    project_id: str | None = Field(None, pattern=r"^[a-z][a-z0-9\-]{4,28}[a-z0-9]$")
+    conn_id: str | None = Field(None, min_length=1, max_length=250)  # default: the cloud profile's
+    max_workers: int | None = Field(None, ge=1, le=1000)
+    service_account_email: str | None = Field(
+        None, pattern=r"^[^@\s]+@[a-z0-9\-]+\.iam\.gserviceaccount\.com$"
+    )
+
+    _params = field_validator("parameters")(classmethod(lambda cls, v: _check_job_parameters(v)))
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        if not re.match(r"^gs://[a-z0-9][a-z0-9._\-]{1,221}[a-z0-9]/[^\s]+\.json$", value) or ".." in value:
+            raise ValueError(
+                "template is the flex template's spec file in Cloud Storage, e.g. "
+                "gs://my-bucket/templates/export.json (built by `gcloud dataflow flex-template build`)"
+            )
+        return value
+
+
+class DataFactoryIngestion(_Model):
+    """An Azure Data Factory pipeline run once per data day through the microsoft-azure provider's
+    ``AzureDataFactoryRunPipelineOperator`` (deferrable). The pipeline must declare two string
+    parameters: the data day (``ds_parameter``) and ``mlops_run_key``, by which a retry finds the
+    run its first try started."""
+
+    pipeline_name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_\-. ]{0,259}$")
+    resource_group_name: str = Field(pattern=r"^[A-Za-z0-9_\-.()]{1,90}$")
+    factory_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9\-]{1,61}[A-Za-z0-9]$")
+    parameters: dict[str, JobParameter] = {}
+    conn_id: str = Field("azure_data_factory_default", min_length=1, max_length=250)
+
+    _params = field_validator("parameters")(classmethod(lambda cls, v: _check_job_parameters(v)))
+
+
+class IngestionSpec(_Model):
+    """A managed job that lands the day's data before ``ingest`` reads it: exactly one of ``glue``,
+    ``dataflow`` or ``data_factory``. The job gets the data day as parameter ``ds_parameter``
+    (Glue: ``--<ds_parameter>``), and ``{ds}`` in any parameter value is replaced by it; it must
+    write where ``source.uri`` reads (typically ``partition.mode: files`` with ``{ds}`` in the URI).
+    ``dags``: which of the pipeline's DAGs run it before their ``ingest``."""
+
+    glue: GlueIngestion | None = None
+    dataflow: DataflowIngestion | None = None
+    data_factory: DataFactoryIngestion | None = None
+    ds_parameter: str = Field("ds", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    timeout_minutes: int = Field(120, ge=1, le=2 * 24 * 60)
+    poll_seconds: int = Field(60, ge=5, le=3600)
+    dags: list[IngestionDag] = Field(list(INGESTION_DAGS), min_length=1, max_length=3)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> IngestionSpec:
+        given = [k for k in ("glue", "dataflow", "data_factory") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"exactly one of glue, dataflow or data_factory is needed (got {', '.join(given) or 'none'})"
+            )
+        job = getattr(self, given[0])
+        params = job.arguments if given[0] == "glue" else job.parameters
+        reserved = {self.ds_parameter, "mlops_run_key", "airflow_task_uuid"}
+        clash = sorted(n for n in params if n.removeprefix("--") in reserved)
+        if clash:
+            raise ValueError(
+                f"ingestion.{given[0]}: {clash} are set by the package (the data day is "
+                f"{self.ds_parameter!r}, the run key 'mlops_run_key'); remove them"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("glue", "dataflow", "data_factory") if getattr(self, k) is not None)
+
+
+ColumnName = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class FeatureJoin(_Model):
+    """One point-in-time join from an offline feature store (:mod:`mlops_core.features`).
+
+    ``store: sagemaker``: the offline store of SageMaker Feature Store group ``feature_group`` (the
+    aws profile's connection). ``store: table``: an offline table of your own (``table``: Parquet or
+    CSV under the landing zone or a source root). Each source row gets ``features`` as of its
+    ``event_time``: the latest record of its ``entity_columns`` at or before it (no later value can
+    leak into training), at most ``max_age_days`` old.
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    store: Literal["sagemaker", "table"]
+    feature_group: str | None = Field(None, pattern=r"^[a-zA-Z0-9]([_-]*[a-zA-Z0-9]){0,63}$")
+    table: str | None = None
+    entity_columns: list[ColumnName] = Field(min_length=1, max_length=5)
+    store_entity_columns: list[ColumnName] | None = Field(None, min_length=1, max_length=5)
+    event_time: ColumnName
+    store_event_time: ColumnName | None = None  # default: the same name as event_time
+    features: list[ColumnName] = Field(min_length=1, max_length=200)
+    max_age_days: int | None = Field(None, ge=1, le=3650)
+
+    @field_validator("table")
+    @classmethod
+    def _table_policy(cls, value: str | None) -> str | None:
+        return None if value is None else check_source_uri(value)
+
+    @model_validator(mode="after")
+    def _store(self) -> FeatureJoin:
+        if self.store == "sagemaker" and (self.feature_group is None or self.table is not None):
+            raise ValueError("store 'sagemaker' needs feature_group (and no table)")
+        if self.store == "table" and (self.table is None or self.feature_group is not None):
+            raise ValueError("store 'table' needs table (and no feature_group)")
+        if self.store_entity_columns is not None and len(self.store_entity_columns) != len(
+            self.entity_columns
+        ):
+            raise ValueError("store_entity_columns must name one store column per entity_columns entry")
+        if len(set(self.features)) != len(self.features):
+            raise ValueError("features lists a column twice")
+        overlap = set(self.features) & {*self.entity_columns, self.event_time}
+        if overlap:
+            raise ValueError(f"features {sorted(overlap)} are also the join's keys or time")
+        return self
+
+    @property
+    def store_keys(self) -> list[str]:
+        return list(self.store_entity_columns or self.entity_columns)
+
+    @property
+    def store_time(self) -> str:
+        return self.store_event_time or self.event_time
+
+
+class FeatureStoreSpec(_Model):
+    """Offline feature-store joins ``ingest`` applies, in order, before it writes the day's partition."""
+
+    joins: list[FeatureJoin] = Field(min_length=1, max_length=10)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> FeatureStoreSpec:
+        names = [j.name for j in self.joins]
+        if len(set(names)) != len(names):
+            raise ValueError("feature_store.joins: each join needs its own name")
+        features = [f for j in self.joins for f in j.features]
+        twice = sorted({f for f in features if features.count(f) > 1})
+        if twice:
+            raise ValueError(f"feature_store.joins: {twice} come from more than one join")
         return self
 
 
@@ -411,7 +732,10 @@ class AutoscalingSpec(_Model):
     SageMaker: Application Auto Scaling on the variant (target tracking on invocations per
     instance, or on the variant's CPU utilisation). Vertex AI: the deployed model's min/max
     replicas (CPU target; Vertex's default 60 % when unset). Azure ML: ``TargetUtilization``
-    scale settings (CPU; 70 % when unset). Invocations per instance is SageMaker's only.
+    scale settings (CPU; 70 % when unset). KServe: the predictor's ``minReplicas`` /
+    ``maxReplicas``, and ``scaleMetric: cpu`` with ``scaleTarget`` for a CPU target (Knative's
+    concurrency scaling when unset). Invocations per instance is SageMaker's only; the cooldowns
+    are SageMaker's too (the others scale on their own timings).
     """
 
     min_instances: int = Field(1, ge=1, le=100)
@@ -432,16 +756,39 @@ class AutoscalingSpec(_Model):
         return self
 
 
+# A Kubernetes resource quantity as people write CPU and memory: 500m, 1, 1.5, 512Mi, 2Gi, 1G
+_QUANTITY = r"^[0-9]{1,6}(\.[0-9]{1,3})?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
+
+
+class KServeSpec(_Model):
+    """The predictor's pod on the ``kserve`` target (``deployment.kserve``); all optional.
+
+    ``cpu`` / ``memory`` are the container's requests, ``cpu_limit`` / ``memory_limit`` its limits
+    (default: the requests); with none of them the ServingRuntime's defaults apply. ``runtime``
+    names a ServingRuntime (default: the one KServe picks for ``mlflow`` on the V2 protocol,
+    ``kserve-mlserver``). Cluster-wide values (namespace, service account, ingress) are the cloud
+    profile's ``kserve_*`` settings, not the pipeline's.
+    """
+
+    cpu: str | None = Field(None, pattern=_QUANTITY)
+    memory: str | None = Field(None, pattern=_QUANTITY)
+    cpu_limit: str | None = Field(None, pattern=_QUANTITY)
+    memory_limit: str | None = Field(None, pattern=_QUANTITY)
+    runtime: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
 class DeploymentSpec(_Model):
     """Where the champion goes. ``auto``: the cloud profile's target.
 
     ``local``: the MLflow alias ``champion`` is the deployment (one model, nothing to split, so
     ``canary``/``blue_green`` act as ``all_at_once`` there). Endpoint targets (``sagemaker``,
-    ``vertex``, ``azureml``) shift ``canary_percent`` of the traffic to the new version, smoke-test
-    the endpoint, then promote it to 100 % or roll back.
+    ``vertex``, ``azureml``, ``kserve``) shift ``canary_percent`` of the traffic to the new
+    version, smoke-test the endpoint, then promote it to 100 % or roll back. ``kserve``: a KServe
+    InferenceService on the cluster of the profile's ``kubernetes_conn_id``; ``instance_type`` is
+    then a node selector on ``node.kubernetes.io/instance-type`` and ``kserve`` sizes the pod.
     """
 
-    target: Literal["auto", "local", "sagemaker", "vertex", "azureml"] = "auto"
+    target: Literal["auto", "local", "sagemaker", "vertex", "azureml", "kserve"] = "auto"
     strategy: Literal["all_at_once", "blue_green", "canary"] = "all_at_once"
     canary_percent: int = Field(10, ge=1, le=50)
     canary_wait_minutes: int = Field(10, ge=0, le=24 * 60)
@@ -451,25 +798,34 @@ class DeploymentSpec(_Model):
     tolerance: float = Field(1e-6, ge=0.0, le=1.0)
     approval: ApprovalSpec | None = None
     autoscaling: AutoscalingSpec | None = None
+    kserve: KServeSpec | None = None
 
     @model_validator(mode="after")
     def _strategy(self) -> DeploymentSpec:
         if self.target == "local" and self.strategy != "all_at_once":
             raise ValueError(
-                f"deployment.strategy {self.strategy!r} needs an endpoint target (sagemaker, vertex, azureml); "
-                "the local target moves the champion alias all at once"
+                f"deployment.strategy {self.strategy!r} needs an endpoint target (sagemaker, vertex, azureml, "
+                "kserve); the local target moves the champion alias all at once"
+            )
+        if self.kserve is not None and self.target not in ("auto", "kserve"):
+            raise ValueError(
+                f"deployment.kserve sizes a KServe predictor; target {self.target!r} does not read it "
+                "(set target: kserve, or remove the kserve block)"
             )
         if self.autoscaling is not None:
             if self.target == "local":
                 raise ValueError(
-                    "deployment.autoscaling needs an endpoint target (sagemaker, vertex, azureml)"
+                    "deployment.autoscaling needs an endpoint target (sagemaker, vertex, azureml, kserve)"
                 )
             if self.instance_count != 1:
                 raise ValueError(
                     "deployment.instance_count and deployment.autoscaling both size the endpoint; "
                     "with autoscaling, set autoscaling.min_instances instead"
                 )
-            if self.target in ("vertex", "azureml") and self.autoscaling.target_invocations_per_instance:
+            if (
+                self.target in ("vertex", "azureml", "kserve")
+                and self.autoscaling.target_invocations_per_instance
+            ):
                 raise ValueError(
                     f"deployment.autoscaling.target_invocations_per_instance is SageMaker's; {self.target} "
                     "scales on CPU: set target_cpu_percent"
@@ -650,10 +1006,12 @@ class PipelineSpec(_Model):
     env: list[Annotated[str, Field(pattern=_ENV_NAME.pattern)]] = Field([], max_length=20)
 
     source: SourceSpec
+    ingestion: IngestionSpec | None = None
     target: str
     problem_type: ProblemType
     positive_class: str | int | None = None
     features: FeaturesSpec = FeaturesSpec()
+    feature_store: FeatureStoreSpec | None = None
     expectations: list[ExpectationSpec] = []
     contract: ContractSpec = ContractSpec()
     model: ModelSpec
@@ -708,7 +1066,15 @@ class PipelineSpec(_Model):
             raise ValueError(f"target {self.target!r} cannot be a feature (remove it from features.include)")
         self._check_slices(allowed)
         self._check_feedback(allowed)
+        self._check_feature_store()
         return self
+
+    def _check_feature_store(self) -> None:
+        if self.feature_store is None:
+            return
+        joined = {f for j in self.feature_store.joins for f in j.features}
+        if self.target in joined:
+            raise ValueError(f"feature_store: the target {self.target!r} cannot be a joined feature")
 
     def _check_slices(self, allowed: list[str]) -> None:
         sl = self.evaluation.slices

@@ -162,6 +162,10 @@ def filesystem(uri: str, storage_options: dict[str, Any] | None = None) -> tuple
     from fsspec.core import url_to_fs
 
     uri = expand(uri)
+    if uri[:6].lower() == "dvc://":  # fsspec would open a DVC repo in the working directory
+        raise SourceDataError(
+            f"{uri} is a path inside source.dvc's repository; it is read by mlops_core.dvc_source"
+        )
     if _resolver is not None and (found := _resolver(uri, storage_options)) is not None:
         return found
     return url_to_fs(uri, **(storage_options or {}))
@@ -642,18 +646,64 @@ def read_source_strict(
     :class:`SourceNotReady` (its writer may still be writing); a file that is not parquet is a
     :class:`SourceDataError` naming it.
     """
+    frame, rejected, _ = read_source_with_lineage(source, ds, storage_options, lookback_days, columns=columns)
+    return frame, rejected
+
+
+def read_source_with_lineage(
+    source: SourceSpec,
+    ds: str | date,
+    storage_options: dict[str, Any] | None = None,
+    lookback_days: int | None = None,
+    *,
+    columns: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """:func:`read_source_strict`'s ``(rows, rejected)`` and the source's lineage for the manifest.
+
+    A plain source's lineage is ``{}``. A DVC source (``source.dvc``) is fetched first
+    (:func:`mlops_core.dvc_source.fetch`: the revision resolved to its full commit sha, the window's
+    files checked against their DVC md5s) and then read like a local file; its lineage is
+    ``{"dvc": {"repo", "rev", "commit", "remote", "files": [{"path", "md5", "size", "hash"}]}}``.
+    """
+    day = _as_date(ds)
+    lookback = lookback_days or source.partition.lookback_days
+    if source.dvc is None:
+        frame, rejected = _read_strict(
+            source, day, lookback, columns, lambda uri: filesystem(uri, storage_options)
+        )
+        return frame, rejected, {}
+    from mlops_core import dvc_source
+
+    uris = _window_uris(source, day, lookback)
+    with dvc_source.fetch(source, uris, required=source.partition.mode != "files") as fetched:
+        frame, rejected = _read_strict(source, day, lookback, columns, fetched.locate)
+        return frame, rejected, {"dvc": fetched.lineage()}
+
+
+def _window_uris(source: SourceSpec, day: date, lookback: int) -> list[str]:
+    """The URIs a run reads: one per day of the window in ``files`` mode, else the source's."""
+    if source.partition.mode != "files":
+        return [source.uri]
+    return [source.uri.replace("{ds}", (day - timedelta(days=i)).isoformat()) for i in range(lookback)]
+
+
+def _read_strict(
+    source: SourceSpec,
+    day: date,
+    lookback: int,
+    columns: Sequence[str] | None,
+    locate: Callable[[str], tuple[AbstractFileSystem, str]],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`read_source_strict` on the filesystems ``locate`` gives for the source's URIs."""
     import pandas as pd
 
-    day = _as_date(ds)
     part = source.partition
-    lookback = lookback_days or part.lookback_days
     wanted = list(columns) if columns else None
     rejects = _Rejects()
     if part.mode == "files":
-        days = [day - timedelta(days=i) for i in range(lookback)]
-        uris = [source.uri.replace("{ds}", d.isoformat()) for d in days]
-        fs, _ = filesystem(uris[0], storage_options)
-        found = sorted((filesystem(u, storage_options)[1], u) for u in uris)
+        uris = _window_uris(source, day, lookback)
+        fs, _ = locate(uris[0])
+        found = sorted((locate(u)[1], u) for u in uris)
         found = [(p, u) for p, u in found if fs.exists(p)]
         if not found:
             raise SourceNotReady(
@@ -668,7 +718,7 @@ def read_source_strict(
             )
 
     else:
-        fs, path = filesystem(source.uri, storage_options)
+        fs, path = locate(source.uri)
         if not fs.exists(path):
             raise SourceNotReady(
                 f"source {redact(expand(source.uri))} does not exist; check source.uri and its connection"

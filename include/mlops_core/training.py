@@ -190,6 +190,9 @@ def pip_requirements(spec: PipelineSpec) -> list[str]:
     names = ["mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy", "cloudpickle"]
     if spec.model.family == "lightgbm":
         names.append("lightgbm")
+    framework = get_family(spec.model.family).framework
+    if framework is not None:
+        names += list(framework.requirements)
     pins = []
     for name in names:
         try:
@@ -197,6 +200,25 @@ def pip_requirements(spec: PipelineSpec) -> list[str]:
         except PackageNotFoundError:
             continue
     return pins
+
+
+def _log_native(spec: PipelineSpec, pipe: Any) -> None:
+    """A framework family with an MLflow flavor: its native model, logged with that flavor as
+    ``native_model`` (for the framework's own serving; the package itself never loads it)."""
+    import importlib
+
+    import mlflow
+
+    framework = get_family(spec.model.family).framework
+    if framework is None or framework.flavor is None:
+        return
+    model = pipe
+    while not hasattr(model, "steps"):  # FixedThresholdClassifier (evaluation.threshold) wraps the pipeline
+        model = getattr(model, "estimator_", None) or model.estimator
+    info = importlib.import_module(framework.flavor).log_model(
+        model.steps[-1][1].native(), name="native_model"
+    )
+    mlflow.set_tag("mlops.native_model_uri", info.model_uri)
 
 
 def feature_importance(pipe: Any, X: pd.DataFrame, y: Any, seed: int, rows: int = 2000) -> dict[str, float]:
@@ -358,6 +380,7 @@ def train(
             pip_requirements=pip_requirements(spec),
             **_serialization(pipe, spec.model.allow_pickle),
         )
+        _log_native(spec, pipe)
     log.info(
         "trained %s on %d rows (%d held out); run %s",
         spec.model.family,

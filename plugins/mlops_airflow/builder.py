@@ -165,7 +165,7 @@ def doc_md(spec: PipelineSpec) -> str:
 
 {expectations}
 
-**Flow**: ingest -> validate -> train -> evaluate -> gate -> register -> deploy -> smoke_test.
+**Flow**: {"managed_ingestion (" + spec.ingestion.kind + ") -> " if spec.ingestion and "training" in spec.ingestion.dags else ""}ingest -> validate -> train -> evaluate -> gate -> register -> deploy -> smoke_test.
 A rejected challenger is still registered (alias `challenger`, tag `mlops.gate=reject`) but deploy and smoke_test skip; the run stays green and the reasons are in the gate task's log and XCom.
 
 **Trigger**: UI "Trigger" (form: force_promote, reason, partition_date) or
@@ -187,6 +187,18 @@ def training_schedule(spec: PipelineSpec) -> Any:
     return AssetOrTimeSchedule(timetable=cron(spec.schedule), assets=drift_asset(spec))
 
 
+def _managed_ingestion(spec: PipelineSpec, dag: str, ingest: Any) -> None:
+    """``managed_ingestion >> ingest`` when the spec runs a Glue, Dataflow or Data Factory job for
+    this DAG (the provider operator is imported only then: a spec without one loads nothing)."""
+    if spec.ingestion is None or dag not in spec.ingestion.dags:
+        return
+    from mlops_airflow.ingestion import managed_ingestion
+
+    job = managed_ingestion(spec, dag, partition_date=PARTITION)
+    if job is not None:
+        job >> ingest
+
+
 def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG:
     """``<name>_training``: ingest -> validate -> train -> evaluate -> gate -> register -> deploy -> smoke_test."""
     with DAG(
@@ -202,6 +214,7 @@ def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG
         ingest = IngestOperator(
             task_id="ingest", partition_date=PARTITION, pipeline=spec, execution_timeout=timeouts["ingest"]
         )
+        _managed_ingestion(spec, "training", ingest)
         validate = ValidateOperator(
             task_id="validate", data=ingest.output, partition_date=PARTITION, pipeline=spec
         )
@@ -292,6 +305,7 @@ def build_batch_scoring_dag(spec: PipelineSpec, *, fileloc: str | None = None) -
             partition_date=PARTITION,
             execution_timeout=_timeouts(spec)["ingest"],
         )
+        _managed_ingestion(spec, "batch_scoring", ingest)
         validate = ValidateOperator(
             task_id="validate",
             data=ingest.output,
@@ -355,6 +369,7 @@ Evidently `report.html` {dict(always="every day", drifted="on drifted days", nev
             execution_timeout=_timeouts(spec)["ingest"],
             **common,
         )
+        _managed_ingestion(spec, "monitoring", ingest)
         validate = ValidateOperator(
             task_id="validate", data=ingest.output, with_target=False, stage="monitor_validation", **common
         )

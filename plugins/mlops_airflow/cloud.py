@@ -117,12 +117,48 @@ def cloud_context(spec: PipelineSpec, source_conn_id: str | None = None) -> Iter
 
 
 def clients_for(profile: CloudProfile) -> ClientFactory:
-    """SDK clients from the profile's Airflow connection.
+    """SDK clients from the profile's Airflow connections, each built when first asked for.
 
     AWS: boto3 clients from ``AwsBaseHook`` (region and endpoint from the connection). Google
     Cloud: an ``AuthorizedSession`` from ``GoogleBaseHook``'s credentials. Azure: the Azure ML
-    connection's service principal (:class:`~mlops_airflow.azureml.AzureMLHook`).
+    connection's service principal (:class:`~mlops_airflow.azureml.AzureMLHook`). On every cloud,
+    ``clients("kubernetes")`` is a ``kubernetes.client.CustomObjectsApi`` on the cluster of
+    ``settings.kubernetes_conn_id`` (:func:`kubernetes_client`, the ``kserve`` target's client).
+    Lazily: a pipeline deploying to KServe on GKE needs no Google Cloud connection for it.
     """
+    if profile.name not in ("aws", "gcp", "azure"):
+        raise ValueError(f"cloud {profile.name!r} has no API clients (the local profile needs none)")
+    built: dict[str, Any] = {}
+
+    def clients(service: str) -> Any:
+        if service == "kubernetes":
+            if "kubernetes" not in built:
+                built["kubernetes"] = kubernetes_client(profile)
+            return built["kubernetes"]
+        if "platform" not in built:
+            built["platform"] = _platform_clients(profile)
+        return built["platform"](service)
+
+    return clients
+
+
+def kubernetes_client(profile: CloudProfile) -> Any:
+    """``CustomObjectsApi`` on the API client of ``KubernetesHook(conn_id=settings.kubernetes_conn_id)``.
+
+    The connection (type *Kubernetes Cluster Connection*) holds the kubeconfig, its path, or
+    in-cluster configuration; nothing else reads a cluster credential. Default connection id:
+    ``kubernetes_default`` (the hook's, which falls back to in-cluster or ``~/.kube/config``).
+    """
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+    from kubernetes import client
+
+    hook = KubernetesHook(
+        conn_id=profile.settings.get("kubernetes_conn_id") or KubernetesHook.default_conn_name
+    )
+    return client.CustomObjectsApi(api_client=hook.api_client)
+
+
+def _platform_clients(profile: CloudProfile) -> ClientFactory:
     if profile.name == "aws":
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 

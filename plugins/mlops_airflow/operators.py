@@ -246,10 +246,15 @@ class IngestOperator(MlopsStep, BaseOperator):
     def _ingest(self, context: Context) -> dict[str, Any]:
         from mlops_core import lifecycle
         from mlops_core.clouds import CloudProfileError
+        from mlops_core.features import FeatureStoreError
         from mlops_core.storage import SourceDataError, SourceNotReady
 
+        joins = self.spec.feature_store.joins if self.spec.feature_store else []
         try:
             self.profile.check_source(self.spec.source.uri)
+            for join in joins:  # an offline table is a source too: under the profile's roots
+                if join.table is not None:
+                    self.profile.check_source(join.table)
         except CloudProfileError as err:  # the URI policy: no retry can make it allowed
             raise AirflowFailException(str(err)) from err
         day = self.partition(context)
@@ -259,14 +264,19 @@ class IngestOperator(MlopsStep, BaseOperator):
                 "would read today's data under that day's name; use mode 'column' (a date column) or "
                 "'files' ({ds} in the URI) to backfill"
             )
+        clients = None
+        if any(join.store == "sagemaker" for join in joins):
+            from mlops_airflow.cloud import clients_for
+
+            clients = clients_for(self.profile)
         try:
             return lifecycle.ingest(
-                self.spec, day, self.lake, stage=self.stage, lookback_days=self.lookback_days
+                self.spec, day, self.lake, stage=self.stage, lookback_days=self.lookback_days, clients=clients
             )
         except SourceNotReady as err:
             self._wait_or_fail(day, err)
             raise  # unreachable: _wait_or_fail defers or raises
-        except SourceDataError as err:  # retrying will not make the data right
+        except (SourceDataError, FeatureStoreError) as err:  # retrying will not make the data right
             raise AirflowFailException(str(err)) from err
 
     def _wait_or_fail(self, day: str, err: Exception) -> None:
@@ -774,7 +784,7 @@ class SmokeTestOperator(MlopsStep, BaseOperator):
         if (
             dep.strategy == "canary"
             and dep.canary_wait_minutes > 0
-            and self.deployment["target"] in ("vertex", "azureml")
+            and self.deployment["target"] in ("vertex", "azureml", "kserve")
         ):
             from datetime import timedelta
 

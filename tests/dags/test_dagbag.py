@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.dags
 
-HEAVY = ("pandas", "numpy", "sklearn", "mlflow", "great_expectations", "evidently", "scipy", "pyarrow")
+HEAVY = ("pandas", "numpy", "sklearn", "mlflow", "great_expectations", "evidently", "scipy", "pyarrow", "dvc")
 
 PROBE = """
 import json, sys

@@ -25,7 +25,7 @@ import json, sys
 from airflow import plugins_manager
 plugins_manager.ensure_plugins_loaded()
 stems = {p.stem for p in __import__("pathlib").Path(sys.argv[1]).rglob("*.py")} - {"__main__"}
-heavy = ("pandas", "sklearn", "mlflow", "great_expectations", "evidently")
+heavy = ("pandas", "sklearn", "mlflow", "great_expectations", "evidently", "dvc")
 print("RESULT" + json.dumps({
     "bare": sorted(m for m in sys.modules if m in stems),
     "heavy": [m for m in heavy if m in sys.modules],

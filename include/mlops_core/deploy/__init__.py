@@ -2,7 +2,8 @@
 
 ``local`` (:mod:`mlops_core.deploy.local`) moves the MLflow alias ``champion``. Endpoint targets
 (:mod:`~mlops_core.deploy.sagemaker`, :mod:`~mlops_core.deploy.vertex`,
-:mod:`~mlops_core.deploy.azureml`) put a new version behind a managed endpoint:
+:mod:`~mlops_core.deploy.azureml`, :mod:`~mlops_core.deploy.kserve`) put a new version behind a
+managed endpoint (KServe: an InferenceService on the team's own Kubernetes cluster):
 
 1. ``deploy`` starts it (create-or-update, idempotent: a retry finds what the first try made)
    and returns a :class:`Deployment` in state ``updating``;
@@ -218,4 +219,8 @@ def get_target(
         from mlops_core.deploy.azureml import AzureMLTarget
 
         return AzureMLTarget(profile, clients)
-    raise ValueError(f"deployment target {name!r} is not one of: local, sagemaker, vertex, azureml")
+    if name == "kserve":
+        from mlops_core.deploy.kserve import KServeTarget
+
+        return KServeTarget(profile, clients)
+    raise ValueError(f"deployment target {name!r} is not one of: local, sagemaker, vertex, azureml, kserve")
