@@ -22,3 +22,7 @@ COPY --chown=airflow:0 include/ /opt/mlops/include/
 COPY --chown=airflow:0 plugins/ /opt/mlops/plugins/
 COPY --chown=airflow:0 dags/ /opt/mlops/dags/
 RUN pip install --no-cache-dir --no-deps -e /opt/mlops
+
+# Airflow's entry point for every service; `train` with MLOPS_JOB_FOLDER set is a SageMaker
+# tuning trial (include/compose/entrypoint.sh), which cannot name an entry point of its own.
+ENTRYPOINT ["/opt/mlops/include/compose/entrypoint.sh"]

@@ -511,6 +511,20 @@ def submit_training(
     return {"job": job.name}
 
 
+def submit_tuning(
+    profile: CloudProfile, clients: ClientFactory, job: JobRequest, spec: PipelineSpec | None = None
+) -> dict[str, Any]:
+    """Start (or attach to) the sweep job of ``job``'s search (:func:`mlops_core.tuning.azure_sweep_body`);
+    returns ``{"job": <sweep job name>}``, polled like a command job."""
+    from mlops_core.tuning import azure_sweep_body, tuning_job_name
+
+    name = tuning_job_name(job.name)
+    client_for(profile, clients).submit_job(
+        name, azure_sweep_body(profile, spec or remote_job_spec(job.folder), job)
+    )
+    return {"job": name}
+
+
 def training_state(profile: CloudProfile, clients: ClientFactory, handle: dict[str, Any]) -> str:
     """RUNNING or SUCCEEDED; :class:`~mlops_core.remote.RemoteJobFailed` with the job's error."""
     return client_for(profile, clients).job_state(str(handle["job"]))

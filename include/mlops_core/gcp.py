@@ -310,26 +310,33 @@ class VertexClient:
         """``endpoints.predict``: ``{"predictions": [...], "deployedModelId": <who served it>}``."""
         return self.call("POST", f"{self.url(endpoint)}:predict", {"instances": instances})
 
-    # -- custom jobs
+    # -- custom jobs and hyperparameter tuning jobs
     def find_custom_jobs(self, display_name: str) -> list[dict[str, Any]]:
         return self._list("customJobs", display_name)
 
     def create_custom_job(self, job: dict[str, Any]) -> dict[str, Any]:
         """``customJobs.create`` (synchronous); before a retry a live job of the same display name is the answer."""
+        return self._create_job("customJobs", job)
 
+    def create_tuning_job(self, job: dict[str, Any]) -> dict[str, Any]:
+        """``hyperparameterTuningJobs.create``, made safe to retry like :meth:`create_custom_job`."""
+        return self._create_job("hyperparameterTuningJobs", job)
+
+    def _create_job(self, collection: str, job: dict[str, Any]) -> dict[str, Any]:
         def started(_: BaseException) -> dict[str, Any] | None:
             if not job.get("displayName"):
                 return None
             live = [
                 j
-                for j in self.find_custom_jobs(str(job["displayName"]))
+                for j in self._list(collection, str(job["displayName"]))
                 if j.get("state") not in _DEAD_JOB_STATES
             ]
             return max(live, key=lambda j: str(j.get("createTime", ""))) if live else None
 
-        return self.call("POST", f"{self.parent}/customJobs", job, recover=started)
+        return self.call("POST", f"{self.parent}/{collection}", job, recover=started)
 
     def get_custom_job(self, name: str) -> dict[str, Any]:
+        """``customJobs.get`` or ``hyperparameterTuningJobs.get``: the resource name says which."""
         return self.call("GET", self.url(name))
 
 
@@ -367,16 +374,34 @@ def submit_training(
     Idempotent: a job with the same display name that has not failed or been cancelled is the one
     an earlier try started, and is reused. ``spec`` defaults to the one in the job folder.
     """
-    vertex = VertexClient.for_profile(profile, clients)
+    body = custom_job_body(profile, spec or remote_job_spec(job.folder), job)
+    return _submit(VertexClient.for_profile(profile, clients), "customJobs", body)
+
+
+def submit_tuning(
+    profile: CloudProfile, clients: ClientFactory, job: JobRequest, spec: PipelineSpec | None = None
+) -> dict[str, Any]:
+    """Start (or attach to) the hyperparameter tuning job of ``job``'s search
+    (:func:`mlops_core.tuning.vertex_tuning_body`); the handle polls like a training job's."""
+    from mlops_core.tuning import vertex_tuning_body
+
+    body = vertex_tuning_body(profile, spec or remote_job_spec(job.folder), job)
+    return _submit(VertexClient.for_profile(profile, clients), "hyperparameterTuningJobs", body)
+
+
+def _submit(vertex: VertexClient, collection: str, body: dict[str, Any]) -> dict[str, Any]:
+    name = str(body["displayName"])
     existing = sorted(
-        vertex.find_custom_jobs(job.name), key=lambda j: str(j.get("createTime", "")), reverse=True
+        vertex._list(collection, name), key=lambda j: str(j.get("createTime", "")), reverse=True
     )
     for found in existing:
         if found.get("state") not in _DEAD_JOB_STATES:
-            log.info("custom job %s already exists (%s); attaching to it", found["name"], found.get("state"))
+            log.info(
+                "%s %s already exists (%s); attaching to it", collection, found["name"], found.get("state")
+            )
             return {"job": str(found["name"])}
-    created = vertex.create_custom_job(custom_job_body(profile, spec or remote_job_spec(job.folder), job))
-    log.info("started Vertex AI custom job %s (%s)", created.get("name"), job.name)
+    created = vertex._create_job(collection, body)
+    log.info("started Vertex AI %s %s (%s)", collection, created.get("name"), name)
     return {"job": str(created["name"])}
 
 
@@ -389,9 +414,10 @@ def training_state(profile: CloudProfile, clients: ClientFactory, handle: dict[s
         return SUCCEEDED
     if state in _DEAD_JOB_STATES or state == "JOB_STATE_PARTIALLY_SUCCEEDED":
         message = (job.get("error") or {}).get("message") or "no error message"
+        kind = "hyperparameter tuning job" if "/hyperparameterTuningJobs/" in name else "custom job"
         raise RemoteJobFailed(
-            f"Vertex AI custom job {name} ended {state}: {message}; "
-            "see its logs (Vertex AI > Training > Custom jobs, or Cloud Logging)"
+            f"Vertex AI {kind} {name} ended {state}: {message}; "
+            "see its logs (Vertex AI > Training, or Cloud Logging)"
         )
     return RUNNING  # PENDING, QUEUED, RUNNING, UPDATING, PAUSED, UNSPECIFIED
 

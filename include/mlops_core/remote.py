@@ -31,18 +31,18 @@ class RemoteJobFailed(RuntimeError):
     """The platform reports the job failed or was stopped; the message carries its reason."""
 
 
-def job_name(pipeline: str, ds: str | date, try_number: int, run_key: str = "") -> str:
-    """``mlops-<pipeline>-<yyyymmdd>[-<run hash>]-t<try>``: valid on SageMaker, Vertex AI and Azure ML (<= 63 chars).
+def job_name(pipeline: str, ds: str | date, try_number: int, run_key: str = "", kind: str = "") -> str:
+    """``mlops-<pipeline>[-<kind>]-<yyyymmdd>[-<run hash>]-t<try>``: valid on SageMaker, Vertex AI and Azure ML (<= 63 chars).
 
     ``run_key`` (``dag_id/run_id``) adds 8 hex digits of its sha256, so each Airflow run has
-    job names of its own.
+    job names of its own; ``kind`` (``hpo``: a search) keeps a search's folder apart from training's.
     """
     import hashlib
 
     day = str(ds)[:10].replace("-", "")
     stem = re.sub(r"[^a-z0-9-]", "-", pipeline.lower())
     run = f"-{hashlib.sha256(run_key.encode()).hexdigest()[:8]}" if run_key else ""
-    suffix = f"-{day}{run}-t{int(try_number)}"
+    suffix = (f"-{kind}" if kind else "") + f"-{day}{run}-t{int(try_number)}"
     return f"mlops-{stem}"[: 63 - len(suffix)] + suffix
 
 
@@ -57,6 +57,8 @@ class JobRequest:
     ds: str
     tags: dict[str, str]
     env: dict[str, str] = field(default_factory=dict)  # MLFLOW_TRACKING_URI etc. for the container
+    raw_version: int | None = None  # the partition's manifest version a search's trials read
+    search: dict[str, Any] | None = None  # a platform search's result: its best params train the model
 
     @property
     def command(self) -> list[str]:
@@ -79,13 +81,19 @@ def prepare(
     try_number: int,
     env: dict[str, str] | None = None,
     run_key: str = "",
+    *,
+    kind: str = "",
+    raw_version: int | None = None,
+    search: dict[str, Any] | None = None,
 ) -> JobRequest:
     """Write the job folder (spec + request) and return the request. Idempotent per name."""
     from mlops_core import storage
 
-    name = job_name(spec.name, ds, try_number, run_key)
+    name = job_name(spec.name, ds, try_number, run_key, kind)
     folder = storage.join(lake_root, spec.name, "jobs", name)
-    req = JobRequest(name, folder, raw_uri, lake_root, str(ds)[:10], dict(tags), dict(env or {}))
+    req = JobRequest(
+        name, folder, raw_uri, lake_root, str(ds)[:10], dict(tags), dict(env or {}), raw_version, search
+    )
     fs, base = storage.filesystem(folder)
     fs.makedirs(base, exist_ok=True)
     fs.pipe(f"{base}/spec.json", spec.model_dump_json().encode())
@@ -124,7 +132,7 @@ def run(folder: str) -> dict[str, Any]:
     fs, base = storage.filesystem(folder)
     req = JobRequest(**json.loads(fs.cat_file(f"{base}/request.json")))
     tags = {**req.tags, "mlops.training_backend_job": req.name}
-    result = train(spec, req.raw_uri, req.lake_root, req.ds, tags).to_dict()
+    result = train(spec, req.raw_uri, req.lake_root, req.ds, tags, searched=req.search).to_dict()
     fs.pipe(f"{base}/result.json", json.dumps(result, sort_keys=True, default=str).encode())
     return result
 

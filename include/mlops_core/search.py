@@ -21,6 +21,8 @@ from mlops_core.catalog import METRICS
 from mlops_core.estimators import is_whole
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
 
     from mlops_core.spec import PipelineSpec
@@ -54,6 +56,46 @@ def _suggest(trial: Any, key: str, space: Any, family: str) -> Any:
     return trial.suggest_float(key, float(space.low), float(space.high), log=space.log)
 
 
+class NotFinite(ValueError):
+    """A fold's score is NaN or infinite: the trial ends without a value."""
+
+
+def cv_scores(
+    spec: PipelineSpec,
+    X: pd.DataFrame,
+    y: pd.Series,
+    numeric: list[str],
+    categorical: list[str],
+    positive: Any,
+    params: dict[str, Any],
+    splits: list[Any],
+    report: Callable[[int, float, float], None] | None = None,
+) -> list[float]:
+    """Each fold's ``evaluation.primary_metric`` of ``params`` (over ``model.params``) on ``splits``
+    of the training rows; ``report(fold, value, running mean)`` after each fold may raise to stop."""
+    from mlops_core import evaluation
+    from mlops_core.training import build_pipeline
+
+    metric = spec.evaluation.primary_metric
+    scores: list[float] = []
+    for fold, (fit_idx, val_idx) in enumerate(splits):
+        pipe = build_pipeline(spec, numeric, categorical, params={**spec.model.params, **params})
+        pipe.fit(X.iloc[fit_idx], y.iloc[fit_idx])
+        scored = evaluation.score(pipe, X.iloc[val_idx], spec.problem_type, positive)
+        value = evaluation.metric(metric, spec.problem_type, y.iloc[val_idx].to_numpy(), scored, positive)
+        if not math.isfinite(value):
+            raise NotFinite(f"{metric} is not finite on fold {fold}")
+        scores.append(value)
+        if report is not None:
+            report(fold, value, sum(scores) / len(scores))
+    return scores
+
+
+def folds(spec: PipelineSpec, X: pd.DataFrame, y: pd.Series) -> list[Any]:
+    """The (fit, validate) index pairs every trial is scored on: seeded, stratified for classifiers."""
+    return list(_folds(spec, y).split(X, y))
+
+
 def _folds(spec: PipelineSpec, y: Any) -> Any:
     from sklearn.model_selection import KFold, StratifiedKFold
 
@@ -76,14 +118,11 @@ def run_search(
     import mlflow
     import optuna
 
-    from mlops_core import evaluation
-    from mlops_core.training import build_pipeline
-
     search = spec.model.search
     assert search is not None
     metric = spec.evaluation.primary_metric
     better = METRICS[metric].higher_is_better
-    splits = list(_folds(spec, y).split(X, y))
+    splits = folds(spec, X, y)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner: Any = (
         optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
@@ -102,26 +141,22 @@ def run_search(
 
     def objective(trial: Any) -> float:
         params = {k: _suggest(trial, k, space, spec.model.family) for k, space in search.params.items()}
-        scores: list[float] = []
+
+        def report(fold: int, value: float, running: float) -> None:
+            mlflow.log_metric(f"cv_{metric}", value, step=fold)
+            trial.report(running, fold)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after fold {fold}")
+
         # (the parent's experiment: a nested run otherwise lands in the default one)
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, experiment_id=experiment):
             mlflow.set_tag("mlops.search_trial", str(trial.number))
             mlflow.log_params({f"param.{k}": v for k, v in params.items()})
             try:
-                for fold, (fit_idx, val_idx) in enumerate(splits):
-                    pipe = build_pipeline(spec, numeric, categorical, params={**spec.model.params, **params})
-                    pipe.fit(X.iloc[fit_idx], y.iloc[fit_idx])
-                    scored = evaluation.score(pipe, X.iloc[val_idx], spec.problem_type, positive)
-                    value = evaluation.metric(
-                        metric, spec.problem_type, y.iloc[val_idx].to_numpy(), scored, positive
-                    )
-                    if not math.isfinite(value):
-                        raise optuna.TrialPruned(f"{metric} is not finite on fold {fold}")
-                    scores.append(value)
-                    mlflow.log_metric(f"cv_{metric}", value, step=fold)
-                    trial.report(sum(scores) / len(scores), fold)
-                    if trial.should_prune():
-                        raise optuna.TrialPruned(f"pruned after fold {fold}")
+                scores = cv_scores(spec, X, y, numeric, categorical, positive, params, splits, report)
+            except NotFinite as err:
+                mlflow.set_tag("mlops.search_state", "PRUNED")
+                raise optuna.TrialPruned(str(err)) from None
             except optuna.TrialPruned:
                 mlflow.set_tag("mlops.search_state", "PRUNED")
                 raise

@@ -573,6 +573,13 @@ class SearchSpec(_Model):
     mean falls below the median of earlier trials at the same fold is pruned. The best trial's
     params (over ``model.params``) train the challenger, which goes through the same gate. Cost:
     at most ``trials`` x ``cv_folds`` fits, and never longer than ``timeout_minutes``.
+
+    ``tuner``: ``local`` runs the trials with Optuna inside the training process (the worker, or
+    the remote training job); ``platform`` runs each trial as a job of the training backend's own
+    tuning service (SageMaker automatic model tuning, Vertex AI hyperparameter tuning, an Azure ML
+    sweep), ``parallel_trials`` at a time, in a ``search`` task before ``train``
+    (:mod:`mlops_core.tuning`). The trials score the same folds of the same training rows either
+    way. Platform cost: at most ``trials`` jobs of at most ``timeout_minutes`` each.
     """
 
     params: dict[str, SearchParam] = Field(min_length=1, max_length=10)
@@ -580,6 +587,19 @@ class SearchSpec(_Model):
     cv_folds: int = Field(3, ge=2, le=10)
     timeout_minutes: int = Field(30, ge=1, le=24 * 60)
     pruning: bool = True
+    tuner: Literal["local", "platform"] = "local"
+    parallel_trials: int = Field(2, ge=1, le=20)  # tuner platform: trials at a time
+
+    @model_validator(mode="after")
+    def _parallel(self) -> SearchSpec:
+        if "parallel_trials" in self.model_fields_set and self.parallel_trials > self.trials:
+            raise ValueError(f"parallel_trials ({self.parallel_trials}) cannot exceed trials ({self.trials})")
+        return self
+
+    @property
+    def concurrent(self) -> int:
+        """Trials at a time (the default 2 never above ``trials``)."""
+        return min(self.parallel_trials, self.trials)
 
 
 class ModelSpec(_Model):
@@ -1049,13 +1069,7 @@ class PipelineSpec(_Model):
                     f"{where}: {name!r} is not a {self.problem_type} metric; choose one of: {', '.join(allowed)}"
                 )
         check_params(self.model.family, dict(self.model.params), self.problem_type)
-        if self.model.search is not None:
-            check_search(self.model.family, dict(self.model.params), self.model.search, self.problem_type)
-            if self.model.search.timeout_minutes >= self.training.timeout_minutes:
-                raise ValueError(
-                    f"model.search.timeout_minutes ({self.model.search.timeout_minutes}) must be below "
-                    f"training.timeout_minutes ({self.training.timeout_minutes}): the final fit needs time too"
-                )
+        self._check_search()
         if self.problem_type != "binary" and self.evaluation.threshold is not None:
             raise ValueError("evaluation.threshold applies to binary problems only")
         if self.problem_type == "regression" and self.positive_class is not None:
@@ -1068,6 +1082,23 @@ class PipelineSpec(_Model):
         self._check_feedback(allowed)
         self._check_feature_store()
         return self
+
+    def _check_search(self) -> None:
+        search = self.model.search
+        if search is None:
+            return
+        check_search(self.model.family, dict(self.model.params), search, self.problem_type)
+        if search.tuner == "platform" and self.training.backend == "in_worker":
+            raise ValueError(
+                "model.search.tuner: platform runs trials on the training backend's tuning service; "
+                "training.backend in_worker has none (use sagemaker, vertex, azureml or auto on a cloud "
+                "profile, or tuner: local)"
+            )
+        if search.tuner == "local" and search.timeout_minutes >= self.training.timeout_minutes:
+            raise ValueError(
+                f"model.search.timeout_minutes ({search.timeout_minutes}) must be below "
+                f"training.timeout_minutes ({self.training.timeout_minutes}): the final fit needs time too"
+            )
 
     def _check_feature_store(self) -> None:
         if self.feature_store is None:

@@ -237,17 +237,49 @@ def feature_importance(pipe: Any, X: pd.DataFrame, y: Any, seed: int, rows: int 
     }
 
 
+def training_rows(
+    spec: PipelineSpec,
+    raw_uri: str,
+    *,
+    version: int | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> tuple[pd.DataFrame, pd.Series, list[str], list[str], Any]:
+    """``X``, ``y`` of the training rows (the holdout split off exactly as :func:`train` does),
+    the numeric and categorical features and the positive class: what a search trial scores on."""
+    from mlops_core import storage
+
+    raw = storage.read_frame(raw_uri, storage_options=storage_options, version=version)
+    train_df, _, numeric, categorical, pos = _prepare(spec, raw)
+    return train_df[numeric + categorical], train_df[spec.target], numeric, categorical, pos
+
+
 def _search(
-    spec: PipelineSpec, X: pd.DataFrame, y: pd.Series, numeric: list[str], categorical: list[str], pos: Any
+    spec: PipelineSpec,
+    X: pd.DataFrame,
+    y: pd.Series,
+    numeric: list[str],
+    categorical: list[str],
+    pos: Any,
+    searched: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The best trial's params when ``model.search`` is set (logged on the active run), else {}."""
     if spec.model.search is None:
         return {}
     import mlflow
 
-    from mlops_core.search import run_search
+    from mlops_core.search import SearchResult, run_search
 
-    found = run_search(spec, X, y, numeric, categorical, pos)
+    if searched is not None:
+        found = SearchResult(
+            best_params=dict(searched["best_params"]),
+            best_value=float(searched["best_value"]),
+            metric=str(searched["metric"]),
+            trials=list(searched.get("trials") or []),
+            seconds=float(searched.get("seconds") or 0.0),
+        )
+        _log_platform_trials(found, searched)
+    else:
+        found = run_search(spec, X, y, numeric, categorical, pos)
     mlflow.set_tags(
         {
             "mlops.search": f"{len(found.trials)} trials, {found.completed} complete, {found.pruned} pruned",
@@ -268,6 +300,27 @@ def _search(
     return found.best_params
 
 
+def _log_platform_trials(found: Any, searched: dict[str, Any]) -> None:
+    """A platform search's trials as child runs of the training run, as the local search logs its own."""
+    import mlflow
+
+    parent = mlflow.active_run()
+    experiment = parent.info.experiment_id if parent is not None else None
+    mlflow.set_tags({"mlops.search_tuner": str(searched.get("backend", "platform"))})
+    if searched.get("tuning_job"):
+        mlflow.set_tag("mlops.search_tuning_job", str(searched["tuning_job"]))
+    for trial in found.trials:
+        with mlflow.start_run(run_name=f"trial-{trial['trial']}", nested=True, experiment_id=experiment):
+            mlflow.set_tags(
+                {"mlops.search_trial": str(trial["trial"]), "mlops.search_state": str(trial["state"])}
+            )
+            mlflow.log_params({f"param.{k}": v for k, v in (trial.get("params") or {}).items()})
+            for fold, value in enumerate(trial.get("folds") or []):
+                mlflow.log_metric(f"cv_{found.metric}", float(value), step=fold)
+            if trial.get("value") is not None:
+                mlflow.log_metric(f"cv_mean_{found.metric}", float(trial["value"]))
+
+
 def train(
     spec: PipelineSpec,
     raw_uri: str,
@@ -276,11 +329,14 @@ def train(
     tags: dict[str, str],
     *,
     storage_options: dict[str, Any] | None = None,
+    searched: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Fit the spec's model on the partition at ``raw_uri`` and log everything to one MLflow run.
 
     The holdout rows are written to ``<lake>/<name>/holdout/ds=<ds>/`` so evaluation scores the
-    challenger and the champion on exactly the same rows.
+    challenger and the champion on exactly the same rows. ``searched``: the result of a search the
+    cloud's tuning service ran (:func:`mlops_core.tuning.collect`); its best params are used instead
+    of searching here, and only on the partition version its trials read.
     """
     import mlflow
     from mlflow.data.pandas_dataset import from_pandas
@@ -290,6 +346,12 @@ def train(
 
     # one version, pinned: a rewrite of the partition meanwhile cannot mix two versions in the lineage
     raw_manifest = storage.read_manifest(raw_uri, storage_options)
+    if searched is not None and searched.get("raw_version") not in (None, raw_manifest.version):
+        raise TrainingDataError(
+            f"the partition {raw_uri} is at version {raw_manifest.version} but the search ran on version "
+            f"{searched['raw_version']}: its best params were chosen on other rows; clear the search task "
+            "to search again"
+        )
     raw = storage.read_frame(raw_uri, storage_options=storage_options, version=raw_manifest.version)
     train_df, hold_df, numeric, categorical, pos = _prepare(spec, raw)
     features = numeric + categorical
@@ -324,7 +386,7 @@ def train(
     }
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{spec.name}-{ds}", tags=run_tags) as run:
         # model.search: trials on the training rows only (child runs), the best params win
-        params = {**spec.model.params, **_search(spec, X, y, numeric, categorical, pos)}
+        params = {**spec.model.params, **_search(spec, X, y, numeric, categorical, pos, searched)}
         pipe = build_pipeline(spec, numeric, categorical, params=params)
         # fits; with evaluation.threshold the model carries its decision threshold (binary only)
         pipe, chosen_threshold = threshold.apply(spec, pipe, X, y, pos)

@@ -25,6 +25,8 @@ from mlops_airflow.operators import (
 from mlops_core.catalog import METRICS
 
 if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+
     from mlops_core.spec import PipelineSpec
 
 # The Params form's date wins; otherwise the operator derives the data day from the run
@@ -199,6 +201,25 @@ def _managed_ingestion(spec: PipelineSpec, dag: str, ingest: Any) -> None:
         job >> ingest
 
 
+def _platform_search(spec: PipelineSpec, ingest: Any) -> BaseOperator | None:
+    """The ``search`` task when ``model.search.tuner`` is ``platform`` (imported only then)."""
+    search = spec.model.search
+    if search is None or search.tuner != "platform":
+        return None
+    from mlops_airflow.tuning import TASK_ID, SearchOperator
+
+    # the trigger's own bound (SearchOperator.wait_seconds) plus the step's
+    rounds = -(-search.trials // search.concurrent) if spec.training.backend in ("vertex", "auto") else 1
+    timeout = timedelta(minutes=spec.task_timeout_minutes + 10 + search.timeout_minutes * rounds)
+    return SearchOperator(
+        task_id=TASK_ID,
+        data=ingest.output,
+        partition_date=PARTITION,
+        pipeline=spec,
+        execution_timeout=timeout,
+    )
+
+
 def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG:
     """``<name>_training``: ingest -> validate -> train -> evaluate -> gate -> register -> deploy -> smoke_test."""
     with DAG(
@@ -218,12 +239,14 @@ def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG
         validate = ValidateOperator(
             task_id="validate", data=ingest.output, partition_date=PARTITION, pipeline=spec
         )
+        search = _platform_search(spec, ingest)
         train = TrainOperator(
             task_id="train",
             data=ingest.output,
             partition_date=PARTITION,
             pipeline=spec,
             execution_timeout=timeouts["train"],
+            search=search.output if search is not None else None,
         )
         evaluate = EvaluateOperator(
             task_id="evaluate", trained=train.output, partition_date=PARTITION, pipeline=spec
@@ -272,6 +295,7 @@ def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG
         chain(
             ingest,
             validate,
+            *([search] if search is not None else []),
             train,
             evaluate,
             gate,

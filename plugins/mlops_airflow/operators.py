@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from mlops_airflow import links
+from mlops_airflow import links, remote_jobs
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -142,7 +142,14 @@ class MlopsStep:
 
     # Methods a task runs (``execute`` and the resume methods after a deferral); each runs inside
     # the pipeline's cloud profile (lake, landing and connections: mlops_airflow.cloud).
-    _IN_CLOUD = ("execute", "resume_ingest", "remote_complete", "deploy_complete", "promote_after_bake")
+    _IN_CLOUD = (
+        "execute",
+        "resume_ingest",
+        "remote_complete",
+        "search_complete",
+        "deploy_complete",
+        "promote_after_bake",
+    )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -373,10 +380,12 @@ class TrainOperator(MlopsStep, BaseOperator):
 
     :param data: the ingest result (XCom) or the raw partition URI (templated).
     :param extra_tags: more MLflow run tags, e.g. the drift evidence that triggered this run (templated).
+    :param search: the ``search`` task's result (XCom) when ``model.search.tuner`` is ``platform``:
+        its best params train the model instead of a search here.
     :param poll_seconds: how often the trigger asks a remote job for its state.
     """
 
-    template_fields: Sequence[str] = (*_PARTITIONED, "data", "extra_tags")
+    template_fields: Sequence[str] = (*_PARTITIONED, "data", "extra_tags", "search")
     template_fields_renderers = {"extra_tags": "json"}
     operator_extra_links = (links.MLflowRunLink(),)
 
@@ -388,6 +397,7 @@ class TrainOperator(MlopsStep, BaseOperator):
         lake_root: str | None = None,
         data: Upstream,
         extra_tags: dict[str, str] | None = None,
+        search: Upstream | None = None,
         poll_seconds: float = 60,
         **kwargs: Any,
     ) -> None:
@@ -395,6 +405,7 @@ class TrainOperator(MlopsStep, BaseOperator):
         self.pipeline, self.partition_date, self.lake_root = pipeline, partition_date, lake_root
         self.data = data
         self.extra_tags = extra_tags or {}
+        self.search = search
         self.poll_seconds = poll_seconds
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -408,10 +419,29 @@ class TrainOperator(MlopsStep, BaseOperator):
         if backend != "in_worker":
             return self._train_remote(context, backend, tags)
         try:
-            result = train(self.spec, _uri(self.data), self.lake, self.partition(context), tags).to_dict()
+            result = train(
+                self.spec,
+                _uri(self.data),
+                self.lake,
+                self.partition(context),
+                tags,
+                searched=self._searched(),
+            ).to_dict()
         except TrainingDataError as err:
             raise AirflowFailException(str(err)) from err
         return _with_run_link(self, result)
+
+    def _searched(self) -> dict[str, Any] | None:
+        """The platform search's result; refused when the spec searches on the platform and none came."""
+        search = self.spec.model.search
+        if search is None or search.tuner != "platform":
+            return None
+        if not isinstance(self.search, dict) or "best_params" not in self.search:
+            raise AirflowFailException(
+                "model.search.tuner is platform but train got no search result: run the search task "
+                "first (the builder's DAG does) and pass its output as search="
+            )
+        return dict(self.search)
 
     def _train_remote(self, context: Context, backend: str, tags: dict[str, str]) -> dict[str, Any]:
         """Write the job folder, start (or find) the job named after pipeline + date + try, defer."""
@@ -432,67 +462,30 @@ class TrainOperator(MlopsStep, BaseOperator):
             context["ti"].try_number,
             env={"MLFLOW_TRACKING_URI": tracking, "MLOPS_LAKE": self.lake},
             run_key=f"{context['ti'].dag_id}/{context['ti'].run_id}",
+            search=self._searched(),
         )
         self.log.info("training %s as %s job %s (folder %s)", self.spec.name, backend, req.name, req.folder)
         timeout = self.spec.training.timeout_minutes * 60
         trigger: Any
         if backend == "sagemaker":
-            trigger = self._start_sagemaker(req, timeout)
+            from mlops_core import aws
+
+            config = aws.training_job_config(self.profile, self.spec, req)
+            trigger = remote_jobs.sagemaker(self, "training", req.name, config, timeout)
         elif backend == "vertex":
             from mlops_airflow.cloud import clients_for
-            from mlops_airflow.triggers import RemoteJobTrigger
             from mlops_core import gcp
 
             handle = gcp.submit_training(self.profile, clients_for(self.profile), req)
-            trigger = RemoteJobTrigger("gcp", handle, self.poll_seconds, timeout)
+            trigger = remote_jobs.vertex(self, handle, timeout)
         elif backend == "azureml":
-            from mlops_airflow.azureml import AzureMLHook, AzureMLJobTrigger
             from mlops_core import azure
 
-            conn_id = self.profile.setting("ml_conn_id")
-            azure.submit_training(self.profile, AzureMLHook(azure_ml_conn_id=conn_id).clients, req)
-            # the trigger polls the workspace the job went to: the profile's, not the connection's extras
-            trigger = AzureMLJobTrigger(
-                job_name=req.name,
-                azure_ml_conn_id=conn_id,
-                poke_interval=self.poll_seconds,
-                max_attempts=max(1, int(timeout // max(self.poll_seconds, 1))),
-                subscription_id=self.profile.setting("subscription_id"),
-                resource_group=self.profile.setting("resource_group"),
-                workspace=self.profile.setting("workspace"),
-                api_root=self.profile.settings.get("api_endpoint") or None,
-            )
+            azure.submit_training(self.profile, remote_jobs.azureml_clients(self), req)
+            trigger = remote_jobs.azureml(self, req.name, timeout)
         else:
             raise AirflowFailException(f"unknown training backend {backend!r}")
         self.defer(trigger=trigger, method_name="remote_complete", kwargs={"folder": req.folder})
-
-    def _start_sagemaker(self, req: Any, timeout: int) -> Any:
-        from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
-        from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
-        from botocore.exceptions import ClientError
-
-        from mlops_core import aws
-
-        hook = SageMakerHook(
-            aws_conn_id=self.profile.conn_id, region_name=self.profile.settings.get("region")
-        )
-        try:
-            hook.describe_training_job(req.name)
-            self.log.info("SageMaker job %s exists (a resumed try): waiting for it", req.name)
-        except ClientError as err:
-            if "ValidationException" not in str(err.response.get("Error", {}).get("Code", "")):
-                raise
-            hook.create_training_job(
-                aws.training_job_config(self.profile, self.spec, req), wait_for_completion=False
-            )
-        return SageMakerTrigger(
-            job_name=req.name,
-            job_type="training",
-            waiter_delay=int(self.poll_seconds),
-            waiter_max_attempts=max(1, int(timeout // max(self.poll_seconds, 1))),
-            aws_conn_id=self.profile.conn_id,
-            region_name=self.profile.settings.get("region"),
-        )
 
     def remote_complete(
         self, context: Context, event: dict[str, Any] | None = None, folder: str = ""

@@ -366,3 +366,73 @@ def test_smoke_test_of_an_endpoint_serving_another_artifact_rolls_back_to_the_ch
     tags = registry.client().get_model_version(name, version).tags
     assert tags["mlops.rolled_back"] == "true"
     assert "mlops.promoted" not in tags and "mlops.smoke_test" not in tags
+
+
+def test_a_platform_search_runs_as_a_sagemaker_tuning_job_and_its_best_trial_trains(
+    aws_env: dict[str, Any], tmp_path: Path
+) -> None:
+    """``model.search.tuner: platform``: the ``search`` task creates the tuning job on moto through
+    the provider's hook, the trials run as SageMaker would start them (the image's entry point with
+    ``train``, the values in ``hyperparameters.json``), reading and writing the lake on moto S3; the
+    provider's trigger polls moto, and the best trial's params train the challenger."""
+    from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from mlops_airflow.cloud import cloud_context
+    from mlops_airflow.tuning import SearchOperator
+    from mlops_core import datasets, lifecycle, training, tuning
+
+    space = {"n_estimators": {"low": 5, "high": 60}, "max_depth": {"choices": [2, 8]}}
+    search = {"params": space, "tuner": "platform", "trials": 2, "cv_folds": 2}
+    spec = example_spec(
+        name="sm_search",
+        cloud="aws",
+        model={"family": "random_forest", "params": {"n_jobs": 1}, "search": search},
+    )
+    with cloud_context(spec) as profile:
+        datasets.materialize("breast_cancer", profile.landing, filename="breast_cancer.csv")
+        raw = lifecycle.ingest(spec, DS, profile.lake)
+    op = SearchOperator(task_id="search", pipeline=spec, data=raw, partition_date=DS, poll_seconds=1)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(task_context("sm_search_training"))
+    trigger, kwargs = deferred.value.trigger, deferred.value.kwargs
+    assert isinstance(trigger, SageMakerTrigger) and trigger.job_type == "tuning"
+    described = aws_env["client"]("sagemaker").describe_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=kwargs["job"]
+    )
+    config = described["HyperParameterTuningJobConfig"]
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "cv_score"}
+    assert config["ParameterRanges"]["IntegerParameterRanges"][0]["Name"] == "n_estimators"
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": aws_env["endpoint"],
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "MLOPS_JOB_FOLDER": kwargs["folder"],
+        "SM_INPUT_CONFIG_DIR": str(tmp_path),
+    }
+    for trial, values in (
+        ("t-001", {"n_estimators": "5", "max_depth": "2"}),
+        ("t-002", {"n_estimators": "60", "max_depth": "8"}),
+    ):
+        (tmp_path / "hyperparameters.json").write_text(
+            json.dumps({**values, "_tuning_objective_metric": "cv_score"})
+        )
+        out = subprocess.run(
+            ["bash", str(REPO / "include" / "compose" / "entrypoint.sh"), "train"],
+            env={**env, "TRAINING_JOB_NAME": trial},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert tuning.METRIC_LINE in out.stdout
+    event = asyncio.run(first_event(trigger))  # moto reports the tuning job Completed
+    assert event.payload["status"] == "success", event.payload
+    found = op.search_complete(task_context("sm_search_training"), event=event.payload, **kwargs)
+    assert sorted(t["trial"] for t in found["trials"]) == ["t-001", "t-002"]
+    assert found["best_trial"] == max(found["trials"], key=lambda t: t["value"])["trial"]
+    with cloud_context(spec) as profile:
+        trained = training.train(spec, raw["uri"], profile.lake, DS, {}, searched=found)
+    assert trained.n_train > 0
