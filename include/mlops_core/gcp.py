@@ -339,6 +339,82 @@ class VertexClient:
         """``customJobs.get`` or ``hyperparameterTuningJobs.get``: the resource name says which."""
         return self.call("GET", self.url(name))
 
+    # -- feature store (Vertex AI Feature Store: feature groups over BigQuery)
+    def get_feature_group(self, group: str) -> dict[str, Any]:
+        return self.call("GET", f"{self.parent}/featureGroups/{group}")
+
+    def list_features(self, group: str) -> list[dict[str, Any]]:
+        """Every feature of feature group ``group`` (all pages)."""
+        params: dict[str, Any] = {}
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.call("GET", f"{self.parent}/featureGroups/{group}/features", params=params or None)
+            found.extend(page.get("features") or [])
+            token = page.get("nextPageToken")
+            if not token:
+                return found
+            params = {"pageToken": token}
+
+
+# -- BigQuery (the offline data of Vertex AI Feature Store)
+
+BIGQUERY_ROOT = "https://bigquery.googleapis.com/bigquery/v2"
+_BQ_PAGE = 10_000
+
+
+def bigquery_query(
+    profile: CloudProfile,
+    clients: ClientFactory,
+    sql: str,
+    parameters: list[dict[str, Any]],
+    *,
+    max_rows: int,
+) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+    """Run a read-only GoogleSQL query (``jobs.query``, named parameters) and read every page
+    (``jobs.getQueryResults``); returns the schema's fields and the rows' raw cell values.
+
+    More than ``max_rows`` rows is an error rather than a memory spike. ``clients("bigquery")`` is
+    the profile's authorised session; ``settings.bigquery_endpoint`` replaces the public root.
+    The query carries a ``requestId``, so a retried ``jobs.query`` runs it once.
+    """
+    import uuid
+
+    session = clients("bigquery")
+    root = (profile.settings.get("bigquery_endpoint") or BIGQUERY_ROOT).rstrip("/")
+    project = profile.setting("project")
+    body: dict[str, Any] = {
+        "query": sql,
+        "useLegacySql": False,
+        "parameterMode": "NAMED",
+        "queryParameters": parameters,
+        "maxResults": _BQ_PAGE,
+        "timeoutMs": 60_000,
+        "formatOptions": {"useInt64Timestamp": True},
+        "requestId": str(uuid.uuid4()),
+    }
+    page = call(session, "POST", f"{root}/projects/{project}/queries", body)
+    reference = page.get("jobReference") or {}
+    fields: list[dict[str, Any]] = list((page.get("schema") or {}).get("fields") or [])
+    rows: list[list[Any]] = []
+    while True:
+        if page.get("jobComplete", True):
+            fields = list((page.get("schema") or {}).get("fields") or fields)
+            rows.extend([cell.get("v") for cell in row.get("f") or []] for row in page.get("rows") or [])
+            if len(rows) > max_rows:
+                raise ValueError(
+                    f"the query returned more than {max_rows} rows; narrow it (max_age_days) or raise the bound"
+                )
+            if not page.get("pageToken"):
+                return fields, rows
+        params = {
+            "maxResults": _BQ_PAGE,
+            "timeoutMs": 60_000,
+            "formatOptions.useInt64Timestamp": True,
+            **({"location": reference["location"]} if reference.get("location") else {}),
+            **({"pageToken": page["pageToken"]} if page.get("pageToken") else {}),
+        }
+        page = call(session, "GET", f"{root}/projects/{project}/queries/{reference['jobId']}", params=params)
+
 
 # -- remote training
 

@@ -414,14 +414,17 @@ class FeatureJoin(_Model):
     """One point-in-time join from an offline feature store (:mod:`mlops_core.features`).
 
     ``store: sagemaker``: the offline store of SageMaker Feature Store group ``feature_group`` (the
-    aws profile's connection). ``store: table``: an offline table of your own (``table``: Parquet or
-    CSV under the landing zone or a source root). Each source row gets ``features`` as of its
+    aws profile's connection). ``store: vertex``: Vertex AI Feature Store group ``feature_group``
+    (its BigQuery source; the group's entity id and timestamp columns are the store's keys and
+    time, ``features`` are feature ids of the group; the gcp profile's connection). ``store:
+    table``: an offline table of your own (``table``: Parquet or CSV under the landing zone or a
+    source root). Each source row gets ``features`` as of its
     ``event_time``: the latest record of its ``entity_columns`` at or before it (no later value can
     leak into training), at most ``max_age_days`` old.
     """
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
-    store: Literal["sagemaker", "table"]
+    store: Literal["sagemaker", "vertex", "table"]
     feature_group: str | None = Field(None, pattern=r"^[a-zA-Z0-9]([_-]*[a-zA-Z0-9]){0,63}$")
     table: str | None = None
     entity_columns: list[ColumnName] = Field(min_length=1, max_length=5)
@@ -438,8 +441,8 @@ class FeatureJoin(_Model):
 
     @model_validator(mode="after")
     def _store(self) -> FeatureJoin:
-        if self.store == "sagemaker" and (self.feature_group is None or self.table is not None):
-            raise ValueError("store 'sagemaker' needs feature_group (and no table)")
+        if self.store in ("sagemaker", "vertex") and (self.feature_group is None or self.table is not None):
+            raise ValueError(f"store {self.store!r} needs feature_group (and no table)")
         if self.store == "table" and (self.table is None or self.feature_group is not None):
             raise ValueError("store 'table' needs table (and no feature_group)")
         if self.store_entity_columns is not None and len(self.store_entity_columns) != len(

@@ -272,7 +272,7 @@ class IngestOperator(MlopsStep, BaseOperator):
                 "'files' ({ds} in the URI) to backfill"
             )
         clients = None
-        if any(join.store == "sagemaker" for join in joins):
+        if any(join.store in ("sagemaker", "vertex") for join in joins):
             from mlops_airflow.cloud import clients_for
 
             clients = clients_for(self.profile)

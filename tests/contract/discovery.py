@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-APIS = ("aiplatform.v1", "monitoring.v3")
+APIS = ("aiplatform.v1", "monitoring.v3", "bigquery.v2")
 
 _REQUIRED = re.compile(r"^(Optional\.\s*)?Required\.")
 _OUTPUT_ONLY = re.compile(r"^(Optional\.\s*|Immutable\.\s*)?Output only\.")
@@ -151,6 +151,10 @@ class Api:
     def find(self, http_method: str, path: str) -> Method | None:
         """The method whose path template matches ``path`` (``v1/...``, no leading slash)."""
         path = path.lstrip("/")
+        prefix = str(self.doc.get("servicePath") or "")  # bigquery.v2: "bigquery/v2/", flat paths after it
+        if not path.startswith(prefix):
+            return None
+        path = path[len(prefix) :]
         found = [m for m in self.methods.get(http_method.upper(), []) if m.pattern.fullmatch(path)]
         if not found:
             return None

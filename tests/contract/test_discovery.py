@@ -192,7 +192,7 @@ def test_bodies_where_none_belongs_and_none_where_one_does() -> None:
 
 def test_a_path_no_method_answers_fails() -> None:
     assert errors("POST", f"{EP}:deploy", {}) == [
-        f"no method of aiplatform.v1, monitoring.v3 answers POST {EP.split('.com', 1)[1]}:deploy"
+        f"no method of aiplatform.v1, monitoring.v3, bigquery.v2 answers POST {EP.split('.com', 1)[1]}:deploy"
     ]
     (problem,) = errors("PUT", EP, {})
     assert "no method" in problem
