@@ -250,7 +250,7 @@ def _vertex_query(
         where.append(f"{join.store_time} >= @since")
         parameters.append(_bq_param("since", "TIMESTAMP", times.min() - pd.Timedelta(days=join.max_age_days)))
     for i, (column, store_key) in enumerate(zip(join.entity_columns, join.store_keys, strict=True)):
-        keys = sorted({str(v) for v in rows[column].dropna().unique()})
+        keys = sorted({_key_text(v) for v in rows[column].dropna().unique()})
         if len(keys) <= _MAX_KEY_FILTER:
             where.append(f"CAST({store_key} AS STRING) IN UNNEST(@keys_{i})")
             parameters.append(
@@ -262,6 +262,13 @@ def _vertex_query(
             )
     sql = f"SELECT {', '.join(select)} FROM {table} WHERE {' AND '.join(where)}"
     return sql, parameters
+
+
+def _key_text(value: Any) -> str:
+    """A key as ``CAST(key AS STRING)`` spells it: ``7``, not ``7.0`` (a key column with nulls is float)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _bq_param(name: str, kind: str, value: Any) -> dict[str, Any]:

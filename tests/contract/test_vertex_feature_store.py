@@ -240,6 +240,19 @@ def test_a_column_name_that_is_not_an_identifier_never_reaches_the_query() -> No
     assert len(session.calls) == 2
 
 
+def test_keys_are_matched_as_bigquery_spells_them() -> None:
+    # a key column with a null is float in pandas: 1.0 must still match CAST(1 AS STRING) = "1"
+    rows = source_rows().astype({"customer_id": "float64"})
+    rows.loc[2, "customer_id"] = None
+    _, parameters = features._vertex_query(
+        example_spec(feature_store={"joins": [JOIN]}).feature_store.joins[0],
+        "`p.d.t`",
+        {"spend_30d": "spend_30d"},
+        rows,
+    )
+    assert parameters[-1]["parameterValue"] == {"arrayValues": [{"value": "1"}, {"value": "2"}]}
+
+
 def test_a_vertex_join_needs_the_gcp_profile() -> None:
     spec = example_spec(feature_store={"joins": [JOIN]})
     with pytest.raises(features.FeatureStoreError, match="needs the gcp profile"):
