@@ -105,6 +105,9 @@ class AirflowStack:
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
                 "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "600",
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                # the log servers (8793, 8794 by default) of their own: stacks may run side by side
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             }
         )
         if self.executor == "CeleryExecutor":

@@ -41,8 +41,9 @@ TRAIN_DAY = TODAY - timedelta(days=10)  # the data day of the scheduled training
 TRAINING_CRON = f"0 0 {(TRAIN_DAY + timedelta(days=1)).day} * *"  # monthly, the day after TRAIN_DAY
 START = TRAIN_DAY - timedelta(days=92)  # before the interval that ends after TRAIN_DAY (<= 2 months)
 STABLE = [TRAIN_DAY + timedelta(days=d) for d in range(1, 6)]
-# pipelines with deployment.approval, each answered differently (the last one not at all)
-APPROVALS = {"apr_yes": 60, "apr_no": 60, "apr_late": 1}
+# pipelines with deployment.approval: one rejected, one never answered (an approval, answered on the
+# Required Actions page with the same REST call, deploys in the browser tier: tests/stack/test_team_stack.py)
+APPROVALS = {"apr_no": 60, "apr_late": 1}
 DRIFT_DAY = TRAIN_DAY + timedelta(days=6)  # > cooldown_days after TRAIN_DAY
 
 
@@ -255,10 +256,10 @@ def _awaiting(stack, dag_id: str, timeout: float = 600) -> dict:
     raise TimeoutError(f"{dag_id}: the approval task never waited for input\n{stack.log_tail('scheduler')}")
 
 
-def test_a_person_approves_rejects_or_does_not_answer_through_the_rest_api(stack):
+def test_a_person_rejects_or_does_not_answer_through_the_rest_api(stack):
     """The approval task waits with the evidence on its page; the REST answer (what the Required
-    Actions page sends) deploys or skips, and the scheduler's timeout sweep rejects an unanswered one.
-    Each outcome, who and when is on the model version."""
+    Actions page sends) skips deploy, and the scheduler's timeout sweep rejects an unanswered one.
+    Each outcome, who and when is on the model version (an approval: the browser tier)."""
     for name in APPROVALS:
         stack.wait_for_dag(f"{name}_training")
         stack.unpause(f"{name}_training")
@@ -269,16 +270,16 @@ def test_a_person_approves_rejects_or_does_not_answer_through_the_rest_api(stack
         for d in stack.api("GET", "/dags/~/dagRuns/~/hitlDetails?limit=50")["hitl_details"]
         if d["task_instance"]["dag_id"].startswith("apr_")
     }
-    page = details["apr_yes_training"]
-    assert page["subject"] == "Promote apr_yes v1 to champion?" and page["options"] == ["Approve", "Reject"]
+    page = details["apr_no_training"]
+    assert page["subject"] == "Promote apr_no v1 to champion?" and page["options"] == ["Approve", "Reject"]
     assert "**Holdout metrics**" in page["body"] and "| roc_auc |" in page["body"], page["body"]
     assert page["assigned_users"] == [{"id": "admin", "name": "admin"}] and page["defaults"] == ["Reject"]
-    assert registry.client().get_model_version("apr_yes", "1").tags["mlops.approval"] == "pending"
+    assert registry.client().get_model_version("apr_no", "1").tags["mlops.approval"] == "pending"
     # Airflow 3.3 loses an answer that lands before the executor has reported the task's pause
     # (the scheduler sees the resumed try "changed externally" and fails it); a person never
     # answers that fast, so the test waits as long as a person would at least take
     time.sleep(10)
-    for name, answer in (("apr_yes", "Approve"), ("apr_no", "Reject")):
+    for name, answer in (("apr_no", "Reject"),):
         run_id = runs[name]["dag_run_id"]
         stack.api(
             "PATCH",
@@ -302,16 +303,6 @@ def test_a_person_approves_rejects_or_does_not_answer_through_the_rest_api(stack
         )
         assert tags["mlops.approved_at"][:4] == str(TODAY.year)
     assert outcomes == {
-        "apr_yes": (
-            "success",
-            "success",
-            "success",
-            "success",
-            "approved",
-            "admin",
-            "Approve from the test",
-            "1",
-        ),
         "apr_no": (
             "success",
             "success",
