@@ -109,10 +109,12 @@ def models_view_screenshot(stack: AirflowStack, chromium: str, out: Path) -> dic
         page = browser.new_page(viewport={"width": 1500, "height": 1200})
         _login(page, stack)
         page.goto(f"{stack.url}/plugin/mlops-models", wait_until="networkidle")
-        seen["nav"] = page.inner_text("body")[:4000]
         frame = page.frame_locator("iframe").first
         frame.locator("h1").first.wait_for(timeout=60_000)
         seen["text"] = frame.locator("body").inner_text()
+        # Airflow's own navigation renders after the network is idle on a loaded machine: wait for it
+        page.wait_for_function("document.body.innerText.includes('Browse')", timeout=60_000)
+        seen["nav"] = page.inner_text("body")[:4000]
         page.screenshot(path=str(out / "models_view.png"), full_page=True)
         browser.close()
     return seen
