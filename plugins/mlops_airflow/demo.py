@@ -146,13 +146,21 @@ def run(stack: AirflowStack) -> int:
         f"champion: models:/{PIPELINE}@champion -> v{final['champion']} "
         f"({'new, was v' + str(initial['champion']) if moved else 'unchanged: the gate kept it'}); {_fmt_metrics(final['metrics'])}"
     )
+    # Left unpaused, the cron schedules would start runs for today (the data ends in February 2026)
+    # the moment `make airflow` starts the scheduler: the UI would open on red runs nobody asked for.
+    for dag_id in (training, monitor):
+        stack.pause(dag_id)
     local = settings.local_dir()
     print(f"""
 where to look
   lake           : {settings.lake_root()}/{PIPELINE}/   raw/ validation/ holdout/ evaluation/ reports/drift/ drift_history/
   drift report   : {report}
-  MLflow UI      : make mlflow-ui  -> http://localhost:5000   (experiments mlops/{PIPELINE} and mlops/{PIPELINE}/monitoring)
-  Airflow UI     : make airflow    -> http://localhost:8080   (AIRFLOW_HOME={local / "airflow"})
+  MLflow UI      : make mlflow-ui  -> http://127.0.0.1:5000   (experiments mlops/{PIPELINE} and mlops/{PIPELINE}/monitoring)
+  Airflow UI     : make airflow    -> http://127.0.0.1:8080   (AIRFLOW_HOME={local / "airflow"}; the Models view: /mlops/models)
+
+{training} and {monitor} are left paused: their data ends in February 2026, so a scheduled run
+for today would have nothing to read. The runs above, the champion history and the drift asset
+events are all in the UI; unpause a pipeline once its landing zone receives current data.
 """)
     return 0 if retrain["state"] == "success" and backfill and mon["state"] == "success" else 1
 
