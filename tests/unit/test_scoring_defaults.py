@@ -60,3 +60,15 @@ def test_a_day_of_32_rows_passes_batch_validation_and_the_logged_report_exists(l
     assert path == report.html_file and Path(path.removeprefix("file://")).is_file()
     assert "/result-" in path  # the version's stored name, not the logical result.html
     assert storage.read_file(report.html_uri or "") == Path(path.removeprefix("file://")).read_bytes()
+
+
+def test_a_history_folder_is_read_one_version_per_day(local_dir):
+    import pandas as pd
+
+    lake = settings.lake_root()
+    for ds, value in (("2026-02-01", 1.0), ("2026-02-01", 2.0), ("2026-02-02", 3.0)):  # a re-run of Feb 1
+        storage.write_partition({"data": pd.DataFrame({"ds": [ds], "value": [value]})}, lake, "p", "hist", ds)
+    folder = Path(storage.join(lake, "p", "hist").removeprefix("file://"))
+    assert len(list(folder.glob("ds=*/data-*.parquet"))) == 3  # what a plain glob reads: Feb 1 twice
+    days = storage.read_stage(lake, "p", "hist")
+    assert days.to_dict("records") == [{"ds": "2026-02-01", "value": 2.0}, {"ds": "2026-02-02", "value": 3.0}]
