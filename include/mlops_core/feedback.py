@@ -1,12 +1,15 @@
 """The feedback loop: realized performance once the ground truth arrives, and the decay policy.
 
 For monitored day D the performance step looks at the predictions made for T = D - ``delay_days``
-(``<lake>/<name>/monitor_predictions/ds=T``), joins the labels that have arrived by D (the
-``feedback`` source, read like ``source``) on ``key_columns``, and scores them with the problem
-type's metrics, plus a bootstrap percentile interval of the decay metric. The result is one row of
-``<lake>/<name>/performance_history/ds=T``: keyed by the *prediction* day, so a later run for the
-same T (a backfill once late labels landed) publishes a new version of that day, never a second
-row. Decay is judged on the interval, not the point estimate (:func:`judge`).
+(``<lake>/<name>/monitor_predictions/ds=T``; with a ``column``-partitioned source only the rows
+whose own date is T, column ``prediction_ds``, so consecutive prediction days share no row), joins
+the labels that have arrived by D (the ``feedback`` source, read like ``source``) on
+``key_columns``, and scores them with the problem type's metrics, plus a bootstrap percentile
+interval of the decay metric. The result is one row of ``<lake>/<name>/performance_history/ds=T``:
+keyed by the *prediction* day, so a later run for the same T (a backfill once late labels landed)
+publishes a new version of that day, never a second row. Decay is judged on the interval, not the
+point estimate, against the floor and the reference (:func:`judge`): by default the champion's own
+realized metric on its first ``decay.baseline_days`` evaluated days (:func:`realized_baseline`).
 
 Nothing here imports Airflow; :mod:`mlops_core.monitoring` combines the decay verdicts with the
 drift policy.
@@ -45,14 +48,20 @@ class DayPerformance:
     rows: int = 0  # labelled predictions (the join)
     predictions: int = 0
     labels: int = 0  # labels read for the window
-    unmatched_labels: int = 0  # labels whose key is in none of T's predictions
+    unmatched_labels: int = 0  # labels whose key is in none of T's predictions (labels of other days too)
+    orphan_labels: int = 0  # labels whose key is in no prediction of any monitored day they could be for
+    orphan_share: float | None = None  # orphan_labels / labels (feedback.max_unmatched_share alerts)
     unlabelled: int = 0  # predictions of T with no label yet
+    independent: bool = False  # T's predictions are T's rows only (column-partitioned source)
     model_version: str | None = None
     value: float | None = None
     low: float | None = None
     high: float | None = None
     confidence: float = 0.95
     holdout: float | None = None  # the same metric on the champion's holdout (its own run)
+    reference: str = "realized"  # feedback.decay.reference: realized | holdout | both
+    baseline: float | None = None  # the mean realized metric of the version's first baseline_days days
+    baseline_days: list[str] = field(default_factory=list)  # the prediction days that baseline is made of
     floor: float | None = None
     decayed: bool = False
     reasons: list[str] = field(default_factory=list)
@@ -64,10 +73,27 @@ class DayPerformance:
     def describe(self) -> str:
         if self.status != "evaluated":
             return f"{self.ds}: {'; '.join(self.reasons)}"
+        against = []
+        if self.baseline is not None:
+            against.append(f"realized baseline {self.baseline:.4f} ({len(self.baseline_days)} days)")
+        if self.holdout is not None:
+            against.append(f"holdout {self.holdout:.4f}")
         return (
             f"{self.ds}: realized {self.metric} {self.value:.4f} "
-            f"({self.confidence:.0%} interval [{self.low:.4f}, {self.high:.4f}], {self.rows} labelled rows); "
+            f"({self.confidence:.0%} interval [{self.low:.4f}, {self.high:.4f}], {self.rows} labelled rows"
+            + (f"; {', '.join(against)}" if against else "")
+            + "); "
             + ("; ".join(self.reasons) or "no decay")
+        )
+
+    def describe_labels(self) -> str:
+        """The join's counts, for the log: matched, unmatched for T, orphans, unlabelled."""
+        share = "" if self.orphan_share is None else f" ({self.orphan_share:.1%} of the labels read)"
+        return (
+            f"{self.ds}: {self.labels} label(s) read, {self.rows} matched a prediction of {self.ds}; "
+            f"{self.unmatched_labels} did not (labels of other days count here), {self.orphan_labels} "
+            f"match no prediction of any monitored day{share}; {self.unlabelled} of {self.predictions} "
+            "prediction(s) still unlabelled"
         )
 
 
@@ -199,8 +225,55 @@ def champion_holdout(spec: PipelineSpec, version: str | None, metric: str) -> fl
     return None if value is None else float(value)
 
 
+def realized_baseline(
+    spec: PipelineSpec, days: list[dict[str, Any]], version: str | None, metric: str, before: str
+) -> tuple[float | None, list[str]]:
+    """The champion's own reference: ``metric`` on the first ``decay.baseline_days`` evaluated
+    prediction days of ``version`` before ``before`` (the mean of their values), or None while
+    fewer exist. Days not judged (no labels, too few rows) do not count."""
+    assert spec.feedback is not None
+    n = spec.feedback.decay.baseline_days
+    own = sorted(
+        (
+            d
+            for d in days
+            if d.get("status") == "evaluated"
+            and str(d.get("model_version")) == str(version)
+            and d.get("metric") == metric
+            and d.get("value") is not None
+            and str(d["ds"]) < before
+        ),
+        key=lambda d: str(d["ds"]),
+    )[:n]
+    if version is None or len(own) < n:
+        return None, [str(d["ds"]) for d in own]
+    return round(sum(float(d["value"]) for d in own) / n, 6), [str(d["ds"]) for d in own]
+
+
+def _references(cfg: Any, day: DayPerformance) -> list[tuple[str, float]]:
+    """The values ``max_drop`` is measured from (``decay.reference``); a forming baseline says so."""
+    references = []
+    if cfg.reference in ("realized", "both"):
+        if day.baseline is not None:
+            references.append(("the champion's realized baseline", day.baseline))
+        elif cfg.max_drop is not None:
+            day.reasons.append(
+                f"realized baseline forming: {len(day.baseline_days)}/{cfg.baseline_days} evaluated day(s) of "
+                f"v{day.model_version}; only the floor judges until then"
+            )
+    if cfg.reference in ("holdout", "both") and day.holdout is not None:
+        references.append(("the champion's holdout", day.holdout))
+    return references
+
+
 def judge(spec: PipelineSpec, day: DayPerformance) -> DayPerformance:
-    """Decay on the interval: all of it worse than the floor, or worse than holdout by more than max_drop."""
+    """Decay on the interval: all of it worse than the floor, or worse than the reference by more than max_drop.
+
+    "Worse" is lower for a higher-is-better metric (bound ``reference - max_drop``, the interval's
+    upper end must be below it) and higher for a lower-is-better one (bound ``reference + max_drop``,
+    the interval's lower end must be above it). The reference is the realized baseline, the
+    holdout, or either (``feedback.decay.reference``).
+    """
     from mlops_core.catalog import METRICS
 
     assert spec.feedback is not None
@@ -225,13 +298,14 @@ def judge(spec: PipelineSpec, day: DayPerformance) -> DayPerformance:
             f"{day.metric} interval [{day.low:.4f}, {day.high:.4f}] is wholly {side} the floor {day.floor:g} "
             f"({end} end {worst:.4f})"
         )
-    if cfg.max_drop is not None and day.holdout is not None:
-        bound = day.holdout - cfg.max_drop if higher else day.holdout + cfg.max_drop
+    for name, ref in _references(cfg, day) if cfg.max_drop is not None else []:
+        assert cfg.max_drop is not None
+        bound = ref - cfg.max_drop if higher else ref + cfg.max_drop
         if worse(worst, bound):
             day.decayed = True
             day.reasons.append(
-                f"{day.metric} interval [{day.low:.4f}, {day.high:.4f}] is wholly {side} the champion's holdout "
-                f"{day.holdout:.4f} {'-' if higher else '+'} max_drop {cfg.max_drop:g} = {bound:.4f}"
+                f"{day.metric} interval [{day.low:.4f}, {day.high:.4f}] is wholly {side} {name} "
+                f"{ref:.4f} {'-' if higher else '+'} max_drop {cfg.max_drop:g} = {bound:.4f}"
             )
     return day
 
@@ -267,6 +341,9 @@ def evaluate_day(spec: PipelineSpec, lake_root: str, ds: str) -> DayPerformance:
             f"{[c for c in predictions.columns if not c.startswith('proba_')][:20]}: use the id columns, or "
             "row_key when the data has no id column"
         )
+    if "prediction_ds" in predictions.columns:  # the window's rows made for other days are judged on theirs
+        predictions = predictions.loc[predictions["prediction_ds"].astype(str) == target_day]
+        day.independent = True
     labels = read_labels(spec, ds)
     day.predictions, day.labels = len(predictions), len(labels)
     versions = (
@@ -280,6 +357,9 @@ def evaluate_day(spec: PipelineSpec, lake_root: str, ds: str) -> DayPerformance:
     )
     day.rows = len(joined)
     day.unlabelled = day.predictions - day.rows
+    if len(labels):
+        day.orphan_labels = _orphans(spec, lake_root, ds, _keys(labels, keys)[keys])
+        day.orphan_share = round(day.orphan_labels / len(labels), 6)
     if not len(labels):
         day.status = "no_labels"
         day.reasons.append(f"no labels have arrived by {ds[:10]} ({storage.redact(storage.expand(fb.uri))})")
@@ -308,7 +388,47 @@ def evaluate_day(spec: PipelineSpec, lake_root: str, ds: str) -> DayPerformance:
     low, high, _ = _interval(spec, metric, y, scored, positive)
     day.low, day.high = round(low, 6), round(high, 6)
     day.holdout = champion_holdout(spec, day.model_version, metric)
+    day.reference = fb.decay.reference
+    day.baseline, day.baseline_days = realized_baseline(
+        spec, history(spec, lake_root), day.model_version, metric, target_day
+    )
     return judge(spec, day)
+
+
+def _orphans(spec: PipelineSpec, lake_root: str, ds: str, labels: pd.DataFrame) -> int:
+    """Labels whose key is in no prediction of any monitored day they could be for.
+
+    The days searched: those whose labels can be in the window read at ``ds`` (the labels' lookback
+    plus ``delay_days`` plus the monitoring window; with a ``snapshot`` labels source, the last 366
+    monitored days). Labels of T's neighbours are not orphans; a wrong key column makes nearly all
+    labels orphans.
+    """
+    fb = spec.feedback
+    assert fb is not None
+    end = date.fromisoformat(ds[:10])
+    horizon = (
+        366
+        if fb.partition.mode == "snapshot"
+        else fb.partition.lookback_days + fb.delay_days + spec.monitoring.window_days
+    )
+    start = (end - timedelta(days=horizon)).isoformat()
+    fs, root = storage.filesystem(storage.join(lake_root, spec.name, PREDICTIONS))
+    days = []
+    if fs.exists(root):
+        for path in fs.ls(root, detail=False):
+            name = str(path).rstrip("/").rsplit("/", 1)[-1]
+            if name.startswith("ds=") and start < name[3:13] <= end.isoformat():
+                days.append(name[3:13])
+    keys = list(fb.key_columns)
+    known: set[tuple[Any, ...]] = set()
+    for d in days:
+        try:
+            frame = storage.read_frame(storage.partition_uri(lake_root, spec.name, PREDICTIONS, d))
+        except FileNotFoundError:
+            continue
+        if all(k in frame.columns for k in keys):
+            known.update(_keys(frame, keys)[keys].itertuples(index=False, name=None))
+    return sum(1 for k in labels.itertuples(index=False, name=None) if tuple(k) not in known)
 
 
 HISTORY_COLUMNS = (
@@ -321,9 +441,15 @@ HISTORY_COLUMNS = (
     "low",
     "high",
     "holdout",
+    "baseline",
     "floor",
     "decayed",
     "model_version",
+    "labels",
+    "unmatched_labels",
+    "orphan_labels",
+    "orphan_share",
+    "unlabelled",
 )
 
 
@@ -357,6 +483,15 @@ def history(spec: PipelineSpec, lake_root: str) -> list[dict[str, Any]]:
     return days
 
 
+def streak_stride(spec: PipelineSpec) -> int:
+    """Days between the prediction days a decay streak counts: 1 when each prediction day holds its
+    own rows (a ``column``-partitioned source), else the monitoring window, so no two counted days
+    share rows (``files`` mode reads the window's files as one partition)."""
+    if spec.source.partition.mode == "files":
+        return spec.monitoring.window_days
+    return 1
+
+
 @dataclass
 class DecayVerdict:
     """Whether decay alone would retrain (before cooldown and backfill rules), and why."""
@@ -378,9 +513,15 @@ def decide(spec: PipelineSpec, days: list[dict[str, Any]], ds: str) -> DecayVerd
     if not cfg.enabled:
         return DecayVerdict(False, ["decay policy off (feedback.decay.enabled: false)"])
     last = date.fromisoformat(ds[:10]) - timedelta(days=fb.delay_days)
-    wanted = [(last - timedelta(days=i)).isoformat() for i in range(cfg.days)]
+    stride = streak_stride(spec)
+    wanted = [(last - timedelta(days=i * stride)).isoformat() for i in range(cfg.days)]
     by_day = {str(d["ds"]): d for d in days}
     reasons: list[str] = []
+    if stride > 1:
+        reasons.append(
+            f"prediction days overlap (each holds the {stride}-day monitoring window: source.partition.mode "
+            f"is {spec.source.partition.mode!r}): the streak counts one prediction day per window"
+        )
     fire = True
     for d in wanted:
         row = by_day.get(d)
@@ -399,6 +540,8 @@ def decide(spec: PipelineSpec, days: list[dict[str, Any]], ds: str) -> DecayVerd
         "low": newest.get("low"),
         "high": newest.get("high"),
         "holdout": newest.get("holdout"),
+        "baseline": newest.get("baseline"),
+        "reference": cfg.reference,
         "floor": newest.get("floor"),
         "rows": newest.get("rows"),
     }
@@ -407,8 +550,8 @@ def decide(spec: PipelineSpec, days: list[dict[str, Any]], ds: str) -> DecayVerd
 
 def log_to_mlflow(spec: PipelineSpec, day: DayPerformance, tags: dict[str, str]) -> str | None:
     """Metrics of the prediction day in ``mlops/<name>/monitoring``, one run per day (re-logged on a re-run)."""
-    if day.status != "evaluated" or day.value is None:
-        return None
+    if day.status == "no_predictions" or (day.value is None and not day.labels):
+        return None  # nothing was joined: no run (a day whose labels all missed still logs its counts)
     import mlflow
 
     from mlops_core import tracking
@@ -426,7 +569,15 @@ def log_to_mlflow(spec: PipelineSpec, day: DayPerformance, tags: dict[str, str])
     ) as run:
         values: dict[str, float | None] = {f"realized_{k}": v for k, v in day.metrics.items()}
         values |= {f"realized_{day.metric}_low": day.low, f"realized_{day.metric}_high": day.high}
+        values |= {f"realized_{day.metric}_baseline": day.baseline, "orphan_share": day.orphan_share}
         logged = {k: float(v) for k, v in values.items() if v is not None}
-        mlflow.log_metrics({**logged, "labelled_rows": float(day.rows)})
+        counts = {
+            "labelled_rows": day.rows,
+            "labels": day.labels,
+            "unmatched_labels": day.unmatched_labels,
+            "orphan_labels": day.orphan_labels,
+            "unlabelled": day.unlabelled,
+        }
+        mlflow.log_metrics({**logged, **{k: float(v) for k, v in counts.items()}})
         mlflow.log_dict(day.to_dict(), "performance.json")
     return str(run.info.run_id)

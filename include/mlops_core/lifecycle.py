@@ -570,6 +570,10 @@ def batch_score(
         out.insert(
             0, "row_key", row_keys(frame.drop(columns=[c for c in [spec.target] if c in frame.columns]))
         )
+    day_column = spec.source.partition.column if spec.source.partition.mode == "column" else None
+    if day_column and day_column in frame.columns:  # the day each row was predicted for (a window holds many)
+        stamps = pd.to_datetime(frame[day_column], errors="coerce", utc=True).dt.tz_localize(None)
+        out["prediction_ds"] = stamps.dt.normalize().dt.strftime("%Y-%m-%d").astype("string")
     out["prediction"] = model.predict(X)
     if spec.problem_type != "regression" and hasattr(model, "predict_proba"):
         proba = model.predict_proba(X)

@@ -862,10 +862,18 @@ class DeploymentSpec(_Model):
 
 
 class ScoringSpec(_Model):
-    """The ``<name>_batch_scoring`` DAG: its schedule and how many days of source rows a run scores."""
+    """The ``<name>_batch_scoring`` DAG: its schedule and how many days of source rows a run scores.
+
+    ``lookback_days``: unset, the monitoring window (``monitoring.window_days``), so batch scoring
+    reads what monitoring reads. ``min_rows``: the row-count rule of a scoring batch (and of the
+    monitoring window's validation). A row-count expectation under ``expectations`` describes the
+    training table; the scoring steps check ``min_rows`` instead (default 1: any non-empty batch
+    scores; monitoring's own ``min_rows`` decides whether a day is judged for drift).
+    """
 
     schedule: str | None = "@daily"
-    lookback_days: int = Field(1, ge=1, le=366)
+    lookback_days: int | None = Field(None, ge=1, le=366)
+    min_rows: int = Field(1, ge=1, le=10_000_000)
 
     _schedule = field_validator("schedule")(classmethod(lambda cls, v: _check_schedule(v)))
 
@@ -930,18 +938,31 @@ class MonitoringSpec(_Model):
 
 class DecaySpec(_Model):
     """Retrain on model decay: the realized ``metric`` (default: the primary one) judged on its
-    bootstrap interval, never the point estimate. A day decays when the whole interval is on the
-    wrong side of ``floor`` (default: ``evaluation.floors[metric]``, if any) or worse than the
-    champion's holdout value by more than ``max_drop``. Retraining fires after ``days``
-    consecutive evaluated days that decayed, each with at least ``min_rows`` labelled rows (and
-    ``monitoring.cooldown_days`` since the last training, as for drift)."""
+    bootstrap interval, never the point estimate.
+
+    A day decays when the whole interval is on the wrong side of ``floor`` (default:
+    ``evaluation.floors[metric]``, if any), or worse than the ``reference`` by more than
+    ``max_drop`` (in the metric's own units; "worse" means lower for a higher-is-better metric,
+    so the bound is ``reference - max_drop``, and higher for a lower-is-better one such as rmse,
+    so the bound is ``reference + max_drop``).
+
+    ``reference``: ``realized`` (default) is the champion's own realized metric on its first
+    ``baseline_days`` evaluated prediction days after it was deployed (the mean of those days;
+    until they exist only the floor judges); ``holdout`` is the metric on the champion's holdout
+    at training (which may be harder or easier than production data); ``both`` decays on either.
+    Retraining fires after ``days`` consecutive evaluated days that decayed, each with at least
+    ``min_rows`` labelled rows (and ``monitoring.cooldown_days`` since the last training, as for
+    drift)."""
 
     enabled: bool = True
     metric: str | None = None
     floor: float | None = Field(None, allow_inf_nan=False, ge=-1e12, le=1e12)
+    reference: Literal["realized", "holdout", "both"] = "realized"
+    baseline_days: int = Field(7, ge=1, le=90)
     max_drop: float | None = Field(0.05, allow_inf_nan=False, ge=0.0, le=1e12)
     days: int = Field(2, ge=1, le=30)
-    min_rows: int = Field(100, ge=1, le=10_000_000)
+    # labelled rows a day needs to be judged: the interval carries the uncertainty of a small day
+    min_rows: int = Field(20, ge=1, le=10_000_000)
 
 
 class FeedbackSpec(_Model):
@@ -964,6 +985,8 @@ class FeedbackSpec(_Model):
     )
     label_column: str | None = None  # default: the pipeline's target
     delay_days: int = Field(7, ge=0, le=365)
+    # alert (labels_unmatched) when more than this share of the labels read match no prediction
+    max_unmatched_share: float | None = Field(0.5, ge=0.0, le=1.0)
     bootstrap: BootstrapSpec = BootstrapSpec()
     decay: DecaySpec = DecaySpec()
 
@@ -980,6 +1003,7 @@ AlertEvent = Literal[
     "validation_failed",
     "approval_waiting",
     "metric_below_floor",
+    "labels_unmatched",
     "task_failed",
 ]
 ALERT_EVENTS: tuple[AlertEvent, ...] = AlertEvent.__args__  # type: ignore[attr-defined]
@@ -1160,8 +1184,83 @@ class PipelineSpec(_Model):
                 "feedback.decay has nothing to judge against: set floor or max_drop, or a floor for "
                 f"{metric!r} under evaluation.floors"
             )
+        if fb.decay.enabled:
+            self._check_decay_bounds(metric)
         if fb.partition.mode == "files" and "{ds}" not in fb.uri:
             raise ValueError("feedback.partition.mode 'files' needs '{ds}' in feedback.uri")
+
+    def _check_decay_bounds(self, metric: str) -> None:
+        """Refuse a decay policy whose bounds make every day decay, or make decay impossible."""
+        fb = self.feedback
+        assert fb is not None
+        higher = METRICS[metric].higher_is_better
+        low, high = _METRIC_RANGE.get(metric, (None, None))
+        floor = fb.decay.floor if fb.decay.floor is not None else self.evaluation.floors.get(metric)
+        where = "feedback.decay.floor" if fb.decay.floor is not None else f"evaluation.floors.{metric}"
+        if floor is not None:
+            always = (high is not None and floor > high) if higher else (floor <= (low or 0.0))
+            never = (low is not None and floor <= low) if higher else (high is not None and floor >= high)
+            if always:
+                raise ValueError(
+                    f"{where}: {floor:g} puts every possible {metric} "
+                    f"{'below' if higher else 'above'} the floor, so every labelled day would decay; "
+                    f"{metric} is {'higher' if higher else 'lower'}-is-better"
+                    + (f" and lies in [{low:g}, {high:g}]" if low is not None and high is not None else "")
+                )
+            if never and fb.decay.max_drop is None:
+                raise ValueError(
+                    f"{where}: {floor:g} can never be crossed by {metric} and there is no max_drop: "
+                    "the decay policy could never fire"
+                )
+        drop = fb.decay.max_drop
+        if drop is not None and low is not None and high is not None and drop >= high - low and floor is None:
+            raise ValueError(
+                f"feedback.decay.max_drop: {drop:g} is the whole range of {metric} ([{low:g}, {high:g}]) "
+                "and there is no floor: the decay policy could never fire"
+            )
+
+    def warnings(self) -> list[str]:
+        """Legal but probably not meant: shown by ``mlops-airflow validate`` (the file still loads)."""
+        found: list[str] = []
+        fb = self.feedback
+        if fb is None or not fb.decay.enabled:
+            return found
+        metric = fb.decay.metric or self.evaluation.primary_metric
+        floor = fb.decay.floor if fb.decay.floor is not None else self.evaluation.floors.get(metric)
+        if fb.decay.reference == "holdout" and floor is None:
+            found.append(
+                "feedback.decay: judged only against the champion's holdout "
+                f"{metric} + max_drop, with no floor; when the holdout was harder than production data "
+                "(a time holdout of the window's end, a noisier season) a real worsening never fires. "
+                "Use reference: realized (the default) or both, or set feedback.decay.floor"
+            )
+        if fb.partition.mode != "snapshot" and fb.partition.lookback_days <= fb.delay_days:
+            found.append(
+                f"feedback.partition.lookback_days {fb.partition.lookback_days} <= delay_days {fb.delay_days}: "
+                f"the run for day D reads labels that arrived in (D - {fb.partition.lookback_days}, D], so "
+                f"labels of the prediction day D - {fb.delay_days} that arrived on that day or soon after are "
+                f"never read; set lookback_days to at least delay_days + 1 ({fb.delay_days + 1})"
+            )
+        if self.source.partition.mode == "snapshot":
+            found.append(
+                "source.partition.mode 'snapshot' with feedback: every monitored day scores the whole source, "
+                "so prediction days are not independent and decay.days counts the same rows again; use "
+                "mode 'column' (a date column) for one prediction day per day"
+            )
+        elif self.monitoring.window_days > 1 and self.source.partition.mode != "column":
+            found.append(
+                f"monitoring.window_days {self.monitoring.window_days} with source.partition.mode "
+                f"{self.source.partition.mode!r}: a monitored day's predictions cannot be split by day, so "
+                "consecutive prediction days overlap; the decay streak counts one prediction day per "
+                f"window ({self.monitoring.window_days} days apart). Use mode 'column' for one prediction "
+                "day per day"
+            )
+        return found
+
+    @property
+    def scoring_window(self) -> int:
+        """Days of source rows a batch scoring run reads: ``scoring.lookback_days``, else the monitoring window."""
+        return self.scoring.lookback_days or self.monitoring.window_days
 
     @property
     def slice_columns(self) -> list[str]:
@@ -1184,6 +1283,25 @@ class PipelineSpec(_Model):
 
     def tag_list(self) -> list[str]:
         return ["mlops", f"pipeline:{self.name}", self.problem_type, *self.tags]
+
+
+# the range a metric can take, where it is bounded (decay bounds outside it are refused)
+_METRIC_RANGE: dict[str, tuple[float | None, float | None]] = {
+    "roc_auc": (0.0, 1.0),
+    "average_precision": (0.0, 1.0),
+    "accuracy": (0.0, 1.0),
+    "balanced_accuracy": (0.0, 1.0),
+    "f1": (0.0, 1.0),
+    "precision": (0.0, 1.0),
+    "recall": (0.0, 1.0),
+    "f1_macro": (0.0, 1.0),
+    "f1_weighted": (0.0, 1.0),
+    "brier": (0.0, 1.0),
+    "log_loss": (0.0, None),
+    "rmse": (0.0, None),
+    "mae": (0.0, None),
+    "r2": (None, 1.0),
+}
 
 
 class SpecError(ValueError):

@@ -475,6 +475,34 @@ def read_frame(
     return pd.read_parquet(io.BytesIO(_read_entry(fs, path.rstrip("/"), uri, entry, verify)))
 
 
+def read_stage(
+    root: str,
+    pipeline: str,
+    stage: str,
+    name: str = "data",
+    storage_options: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Every day of a stage (``<root>/<pipeline>/<stage>/ds=*``), each from its newest version, oldest day first.
+
+    The way to read a history folder: a plain glob of ``*.parquet`` also reads the files of
+    superseded versions (a re-run or backfill of a day adds a version, it never overwrites), so it
+    counts such days twice. A day whose first write has not published is left out.
+    """
+    import pandas as pd
+
+    fs, base = filesystem(join(root, pipeline, stage), storage_options)
+    frames = []
+    for path in _children(fs, base.rstrip("/")):
+        day = path.rsplit("/", 1)[-1]
+        if not day.startswith("ds="):
+            continue
+        try:
+            frames.append(read_frame(join(root, pipeline, stage, day), name, storage_options))
+        except FileNotFoundError:
+            continue
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def read_file(uri: str, storage_options: dict[str, Any] | None = None) -> bytes:
     """Bytes at ``uri``; ``<partition>/<name>`` (e.g. ``result.html``) reads that file of the newest version."""
     fs, path = filesystem(uri, storage_options)

@@ -48,6 +48,7 @@ class ValidationReport:
     failed: list[FailedExpectation] = field(default_factory=list)
     json_uri: str | None = None
     html_uri: str | None = None
+    html_file: str | None = None
     contract: list[Violation] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -57,8 +58,8 @@ class ValidationReport:
         head = f"suite {self.suite}: {self.evaluated - len(self.failed)}/{self.evaluated} expectations passed"
         lines = [head] + [f"  FAILED {f.describe()}" for f in self.failed]
         lines += [f"  {'FAILED' if v.fatal else 'WARNING'} {v.describe()}" for v in self.contract]
-        if self.html_uri:
-            lines.append(f"  full report: {self.html_uri}")
+        if self.html_file or self.html_uri:
+            lines.append(f"  full report: {self.html_file or self.html_uri}")
         return "\n".join(lines)
 
 
@@ -70,11 +71,21 @@ class DataValidationFailed(Exception):
         super().__init__("data validation failed, nothing downstream will run:\n" + report.describe())
 
 
+ROW_COUNT = "expect_table_row_count_to_be_between"
+
+
 def suite_for(spec: PipelineSpec, *, with_target: bool = True) -> list[ExpectationSpec]:
-    """The spec's expectations plus the structural ones a trainable table needs."""
+    """The spec's expectations plus the structural ones a trainable table needs.
+
+    A scoring suite (``with_target=False``: batch scoring, monitoring) replaces the row-count rule
+    written for the training table with ``scoring.min_rows``: a day of 32 rows is scored, an
+    empty batch is not.
+    """
     from mlops_core.spec import ExpectationSpec
 
     implicit: list[ExpectationSpec] = []
+    if not with_target:
+        implicit.append(ExpectationSpec(type=ROW_COUNT, kwargs={"min_value": spec.scoring.min_rows}))
     if with_target:
         implicit.append(ExpectationSpec(type="expect_column_to_exist", kwargs={"column": spec.target}))
         implicit.append(
@@ -82,7 +93,11 @@ def suite_for(spec: PipelineSpec, *, with_target: bool = True) -> list[Expectati
         )
     for col in spec.features.include or []:
         implicit.append(ExpectationSpec(type="expect_column_to_exist", kwargs={"column": col}))
-    wanted = [e for e in spec.expectations if with_target or e.kwargs.get("column") != spec.target]
+    wanted = [
+        e
+        for e in spec.expectations
+        if with_target or (e.kwargs.get("column") != spec.target and e.type != ROW_COUNT)
+    ]
     seen = {(e.type, json.dumps(e.kwargs, sort_keys=True)) for e in wanted}
     return [e for e in implicit if (e.type, json.dumps(e.kwargs, sort_keys=True)) not in seen] + wanted
 
@@ -345,7 +360,8 @@ def validate_partition(
         storage_options=storage_options,
     )
     report.json_uri = join(manifest.uri, "result.json")
-    report.html_uri = join(manifest.uri, "result.html")
+    report.html_uri = join(manifest.uri, "result.html")  # the newest version's page (links, read_file)
+    report.html_file = manifest.file_uri("result.html")  # the stored file of this version (the log)
     log.info("%s", report.describe())
     if not report.success:
         raise DataValidationFailed(report)

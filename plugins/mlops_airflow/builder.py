@@ -318,13 +318,13 @@ def build_batch_scoring_dag(spec: PipelineSpec, *, fileloc: str | None = None) -
         **_dag_args(spec),
         params={"partition_date": _partition_param()},
         tags=spec.tag_list() + ["scoring"],
-        doc_md=f"Scores `{spec.name}` rows of the last {spec.scoring.lookback_days} day(s) with `models:/{spec.name}@champion`; "
+        doc_md=f"Scores `{spec.name}` rows of the last {spec.scoring_window} day(s) with `models:/{spec.name}@champion`; "
         f"writes `<lake>/{spec.name}/predictions/ds=<date>/` with the model version in every row.",
     ) as dag:
         ingest = IngestOperator(
             task_id="ingest",
             stage="batch",
-            lookback_days=spec.scoring.lookback_days,
+            lookback_days=spec.scoring_window,
             pipeline=spec,
             partition_date=PARTITION,
             execution_timeout=_timeouts(spec)["ingest"],

@@ -69,7 +69,21 @@ def validate(paths: Sequence[str], *, spec_only: bool = False) -> int:
         print(f"{len(files) - len(errors)} of {len(files)} pipeline file(s) valid; {len(dags)} DAG(s) built")
     for error in errors:
         print(error, file=sys.stderr)
+    _warn(files)
     return 1 if errors else 0
+
+
+def _warn(files: Sequence[Path]) -> None:
+    """Print what is valid but probably not meant (``PipelineSpec.warnings``); the status stays 0."""
+    from mlops_core.spec import SpecError, load_spec
+
+    for path in files:
+        try:
+            found = load_spec(path).warnings()
+        except SpecError:
+            continue  # already reported
+        for warning in found:
+            print(f"WARNING {path}: {warning}", file=sys.stderr)
 
 
 def dagbag(folder: str) -> int:

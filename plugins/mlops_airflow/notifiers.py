@@ -60,6 +60,7 @@ TITLES: dict[str, str] = {
     "validation_failed": "data validation failed",
     "approval_waiting": "a model version waits for approval",
     "metric_below_floor": "realized metric below its floor",
+    "labels_unmatched": "labels match no prediction",
     "task_failed": "task failed",
 }
 
@@ -611,6 +612,43 @@ def notify_metric_below_floor(
         metric=metric,
         **{k: v for k, v in evidence.items() if k not in ("metric", "reasons")},
         reasons=reasons or None,
+    )
+
+
+@_alert("labels_unmatched")
+def notify_labels_unmatched(
+    spec: PipelineSpec, context: Mapping[str, Any] | None, evidence: Mapping[str, Any]
+) -> list[str]:
+    """``labels_unmatched``: more than ``feedback.max_unmatched_share`` of the labels read match no
+    monitored prediction (a wrong key column, a key written differently, labels for unscored rows).
+
+    :param evidence: the performance step's day (``mlops_core.feedback.DayPerformance.to_dict()``).
+    """
+    fb = spec.feedback
+    limit = fb.max_unmatched_share if fb is not None else None
+    share = evidence.get("orphan_share")
+    shown = f"{float(share):.1%}" if isinstance(share, int | float) else str(share)
+    keys = ", ".join(fb.key_columns) if fb is not None else ""
+    return notify(
+        spec,
+        "labels_unmatched",
+        f"{evidence.get('orphan_labels')} of {evidence.get('labels')} labels ({shown}) match no prediction",
+        f"{shown} of the labels read on {evidence.get('evaluated_on')} match no prediction of any monitored "
+        f"day (limit: feedback.max_unmatched_share {limit}). Check `feedback.key_columns` ({keys}) and how "
+        "the key is written in the labels and in the scored data.",
+        context,
+        **{
+            k: evidence.get(k)
+            for k in (
+                "ds",
+                "evaluated_on",
+                "labels",
+                "rows",
+                "unmatched_labels",
+                "orphan_labels",
+                "orphan_share",
+            )
+        },
     )
 
 

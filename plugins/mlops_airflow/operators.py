@@ -1031,6 +1031,19 @@ class PerformanceOperator(MlopsStep, BaseOperator):
         uri = feedback.record(self.spec, self.lake, day)
         run_id = feedback.log_to_mlflow(self.spec, day, self.lineage(context))
         self.log.info("realized performance %s", day.describe())
+        self.log.info("labels %s", day.describe_labels())
+        limit = fb.max_unmatched_share
+        if limit is not None and day.orphan_share is not None and day.orphan_share > limit:
+            self.log.warning(
+                "%.1f%% of the labels read match no monitored prediction (> feedback.max_unmatched_share %g): "
+                "check feedback.key_columns and the key's format on both sides",
+                100 * day.orphan_share,
+                limit,
+            )
+            if self.spec.alerts is not None:
+                from mlops_airflow import notifiers
+
+                notifiers.notify_labels_unmatched(self.spec, context, day.to_dict())
         if day.value is not None:
             export_metrics(
                 self.profile,

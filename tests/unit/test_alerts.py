@@ -387,6 +387,32 @@ def test_metric_below_floor_mails_the_interval(inbox: Inbox) -> None:
     assert "<th>rows</th><td><code>480</code>" in page and "is below the floor 0.95" in page
 
 
+def test_labels_unmatched_mails_the_share_and_the_key_columns(inbox: Inbox) -> None:
+    spec = _spec()
+    spec = spec.model_copy(
+        update={
+            "feedback": example_spec(
+                feedback={"uri": "${MLOPS_LANDING}/x.csv", "key_columns": ["record_id"]}
+            ).feedback
+        }
+    )
+    evidence = {
+        "ds": "2026-02-01",
+        "evaluated_on": "2026-02-04",
+        "labels": 800,
+        "rows": 0,
+        "unmatched_labels": 800,
+        "orphan_labels": 790,
+        "orphan_share": 0.9875,
+    }
+    notifiers.notify_labels_unmatched(spec, _context("performance"), evidence)
+    message = inbox.one()
+    _check_envelope(message, "labels_unmatched")
+    assert "790 of 800 labels (98.8%) match no prediction" in message["Subject"]
+    page = _html(message)
+    assert "feedback.max_unmatched_share 0.5" in page and "record_id" in page
+
+
 def test_a_failed_task_mails_the_try_the_error_and_the_log(inbox: Inbox) -> None:
     context = {**_context("train", try_number=3), "exception": ValueError(f"column {SCRIPT} broke")}
     notifiers.failure_callback(_spec())(context)

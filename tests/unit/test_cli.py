@@ -159,6 +159,28 @@ def test_validate_prints_the_import_errors_messages_and_fails(tmp_path: Path) ->
     assert spec_error in placeholder.description
 
 
+def test_validate_warns_about_a_decay_policy_judged_only_on_the_holdout(tmp_path: Path) -> None:
+    import yaml
+
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    data = yaml.safe_load((REPO / "dags" / "pipelines" / "diabetes.yaml").read_text())
+    data["monitoring"] = {"enabled": True}
+    data["feedback"] = {
+        "uri": "${MLOPS_LANDING}/diabetes/labels.csv",
+        "key_columns": ["record_id"],
+        "decay": {"reference": "holdout"},
+    }
+    (folder / "diabetes.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    out = run("validate", "--spec-only", str(folder))
+    assert out.returncode == 0, out.stderr  # a warning, not an error
+    assert "1 of 1 pipeline file(s) valid" in out.stdout
+    assert (
+        f"WARNING {folder / 'diabetes.yaml'}: feedback.decay: judged only against the champion's holdout"
+        in (out.stderr)
+    )
+
+
 def test_validate_spec_only_never_imports_airflow() -> None:
     code = (
         "import sys; from mlops_airflow.cli import main; rc = main(['validate', '--spec-only', 'dags/pipelines']);"

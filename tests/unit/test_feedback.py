@@ -34,7 +34,7 @@ def _spec(**decay):
             "key_columns": ["record_id"],
             "delay_days": DELAY,
             "bootstrap": {"n_resamples": 200, "seed": 1},
-            "decay": {"days": 2, "min_rows": 50, "max_drop": 0.05, **decay},
+            "decay": {"days": 2, "min_rows": 50, "max_drop": 0.05, "reference": "holdout", **decay},
         },
         monitoring={"cooldown_days": 3, "consecutive_days": 1},
     )
@@ -123,11 +123,23 @@ def test_labels_for_unknown_keys_are_counted_and_a_partial_join_scores_what_matc
     _land_labels(landing, [labels, strangers])
     day = _run(spec, lake, DAYS[1])
     assert (day.rows, day.unmatched_labels, day.unlabelled, day.labels) == (120, 30, 80, 150)
+    assert (day.orphan_labels, day.orphan_share) == (30, 0.2)  # keys no monitored day ever predicted
+    recorded = [d for d in feedback.history(spec, lake) if d["ds"] == DAYS[1].isoformat()][0]
+    assert (recorded["unmatched_labels"], recorded["orphan_labels"], recorded["labels"]) == (30, 30, 150)
+    assert "30 did not (labels of other days count here), 30 match no prediction" in day.describe_labels()
     _land_labels(landing, [strangers])
     only_strangers = _run(spec, lake, DAYS[1])
     assert (
         only_strangers.status == "no_labels" and "30 label(s) for unknown keys" in only_strangers.reasons[0]
     )
+
+
+def test_labels_of_other_monitored_days_are_unmatched_for_t_but_not_orphans(world):
+    spec, lake, landing, truth = world
+    _land_labels(landing, [truth[DAYS[0]], truth[DAYS[1]]])
+    day = _run(spec, lake, DAYS[1])
+    assert day.independent  # column-partitioned source: each prediction carries its own day
+    assert (day.rows, day.unmatched_labels, day.orphan_labels, day.orphan_share) == (200, 200, 0, 0.0)
 
 
 def test_too_few_labelled_rows_are_reported_not_judged(world):
@@ -210,4 +222,5 @@ def test_realized_metrics_reach_mlflow_once_per_prediction_day(world):
     assert [r.info.run_id for r in runs] == [run_id]
     metrics = runs[0].data.metrics
     assert metrics["realized_roc_auc"] == pytest.approx(day.value) and metrics["labelled_rows"] == 200
+    assert (metrics["unmatched_labels"], metrics["orphan_labels"], metrics["labels"]) == (0, 0, 200)
     assert metrics["realized_roc_auc_low"] == pytest.approx(day.low)
