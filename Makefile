@@ -105,6 +105,7 @@ bench: install
 	$(BIN)/python benchmarks/parse.py
 	$(BIN)/python benchmarks/drift.py
 	$(BIN)/python benchmarks/memory.py
+	$(BIN)/python benchmarks/decay.py
 	$(BIN)/python benchmarks/lifecycle.py
 
 # Small sizes, one repeat: CI runs it so a benchmark cannot rot (fails on an error or a wrong result).
@@ -112,6 +113,7 @@ bench-quick: install
 	$(BIN)/python benchmarks/parse.py --n 5 --repeats 1 --scale 5,10
 	$(BIN)/python benchmarks/drift.py --rows 20000 --scales 10000
 	$(BIN)/python benchmarks/memory.py --quick
+	$(BIN)/python benchmarks/decay.py
 	$(BIN)/python benchmarks/lifecycle.py --quick
 
 clean:

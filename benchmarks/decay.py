@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 START = date(2026, 1, 1)
 NAME = "decay_rmse"
+STABLE_DAYS = 28
 HOLDOUT_RMSE = 34.9  # the champion's holdout: the window's last 20 %, harder than production
 
 
@@ -42,7 +43,7 @@ def table(
     seed: int = 0,
     days: int = 60,
     rows: int = 36,
-    stable_days: int = 28,
+    stable_days: int = STABLE_DAYS,
     sd_stable: float = 12.0,
     sd_end: float = 33.0,
     delay_days: int = 3,
@@ -167,6 +168,17 @@ def main() -> None:
             )
         for label, rows in results.items():
             print(f"reference {label}: first fires on {first_fire(rows) or 'never'}")
+        # A wrong result fails the run (CI runs this in bench-quick): the default fires, and only
+        # after the stable stretch; a holdout harder than production never fires (issue #30).
+        fired = first_fire(results["realized (default)"])
+        stable_end = (START + timedelta(days=STABLE_DAYS - 1)).isoformat()
+        if fired is None or fired <= stable_end:
+            raise SystemExit(f"WRONG: the default fired on {fired}, expected after {stable_end}")
+        if first_fire(results["holdout"]) is not None:
+            raise SystemExit(
+                "WRONG: the holdout reference fired; this table's holdout is harder than production"
+            )
+        print("decay benchmark: results correct")
 
 
 if __name__ == "__main__":
