@@ -38,12 +38,15 @@ NUMERIC_METHODS = ("ks", "wasserstein", "psi")
 CATEGORICAL_METHODS = ("chi2", "jensen_shannon")
 DEFAULT_THRESHOLDS = {"ks": 0.01, "chi2": 0.01, "wasserstein": 0.1, "psi": 0.2, "jensen_shannon": 0.1}
 P_VALUE_METHODS = {"ks", "chi2"}
-# The same tests under Evidently's names, so the HTML report agrees with the verdicts.
+# The same tests under Evidently's names, so the HTML report agrees with the verdicts. The
+# chi-square is the engine's own, registered with Evidently (:func:`_register_evidently_tests`):
+# Evidently's ``chisquare`` takes the reference's counts as expected ones, infinite (p = 0, and a
+# divide-by-zero warning naming no column) for a category the reference lacks.
 EVIDENTLY_NAMES = {
     "ks": "ks",
     "wasserstein": "wasserstein",
     "psi": "psi",
-    "chi2": "chisquare",
+    "chi2": "mlops_chi2",
     "jensen_shannon": "jensenshannon",
 }
 MISSING = "__missing__"
@@ -457,6 +460,30 @@ def calibrate(
     )
 
 
+def _evidently_chi2(
+    reference_data: pd.Series, current_data: pd.Series, feature_type: Any, threshold: float
+) -> Any:
+    _, p = _categorical(
+        "chi2",
+        reference_data.astype("string").fillna(MISSING),
+        current_data.astype("string").fillna(MISSING),
+    )
+    return p, p is not None and p < threshold
+
+
+def _register_evidently_tests() -> None:
+    """Evidently runs the engine's chi-square under the name ``mlops_chi2`` (idempotent)."""
+    from evidently.legacy.calculations.stattests.registry import StatTest, register_stattest
+    from evidently.legacy.core import ColumnType
+
+    test = StatTest(
+        name=EVIDENTLY_NAMES["chi2"],
+        display_name="chi-square p_value (two-sample, rare categories pooled)",
+        allowed_feature_types=[ColumnType.Categorical],
+    )
+    register_stattest(test, default_impl=_evidently_chi2)
+
+
 def evidently_report(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -474,6 +501,7 @@ def evidently_report(
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset, DataSummaryPreset
 
+    _register_evidently_tests()
     numeric = [c.column for c in result.columns if c.kind == "numeric"]
     categorical = [c.column for c in result.columns if c.kind == "categorical"]
     rng = np.random.default_rng(result.seed)

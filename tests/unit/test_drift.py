@@ -430,3 +430,17 @@ def test_new_defaults():
         MonitoringSpec(cooldown_from="rejection")
     with pytest.raises(ValidationError):
         MonitoringSpec(calibration={"quantile": 0.2})
+
+
+def test_the_report_runs_the_engines_chi_square_on_a_new_category_without_warnings():
+    """Evidently's own chisquare is infinite (p = 0, divide-by-zero warning) there; the report runs the engine's."""
+    import warnings
+
+    ref, cur = _cat_frames(only_current=3, n=500)
+    res = drift.compute_drift(ref, cur, [], ["plan"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        _, snapshot = drift.evidently_report(ref, cur, res)
+    ran = drift.report_drift_tests(snapshot)
+    assert ran["plan"]["method"] == "mlops_chi2"
+    assert ran["plan"]["value"] == pytest.approx(res.columns[0].p_value) and ran["plan"]["value"] > 0.01
