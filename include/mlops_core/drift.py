@@ -307,8 +307,9 @@ class Baseline:
 
     Each period of ``period_days`` days of the window is compared with the rest of the window,
     exactly as a monitored day is compared with the whole window (same methods, thresholds and
-    sample size). A column that drifts in more than ``1 - quantile`` of those periods varies with
-    the calendar (a weekly or yearly cycle): it gets a ``floor``, the ``quantile`` of its own
+    sample size). A column that drifts in more than ``1 - quantile`` of those periods (and in 3 at
+    least: chance alone does it in 1 or 2 of a few dozen) varies with the calendar (a weekly or
+    yearly cycle): it gets a ``floor``, the ``quantile`` of its own
     statistic times ``1 + statistic_margin``, which a monitored day's statistic must exceed to
     count. ``shares`` are the periods' drift shares with those floors; the policy's share
     threshold is at least their ``quantile`` plus ``share_margin`` (:meth:`share_threshold`).
@@ -433,11 +434,14 @@ def calibrate(
         for p, cur in currents.items()
     ]
     floors, rates = {}, {}
+    # a stable column's test fires by chance (p < 0.01 in 1 % of periods): with few periods, 2 such
+    # hits are above 5 %; at least 3 (and above the quantile's share) says the column really cycles
+    hits_needed = max(3, math.floor((1 - quantile) * len(results)) + 1)
     for i, col in enumerate(results[0].columns):
         stats_ = np.array([r.columns[i].statistic for r in results], dtype=float)
         drifted = np.array([r.columns[i].drifted for r in results])
         rates[col.column] = round(float(drifted.mean()), 6)
-        if drifted.mean() > 1 - quantile and np.isfinite(stats_).any():
+        if drifted.sum() >= hits_needed and np.isfinite(stats_).any():
             floors[col.column] = float(np.nanquantile(stats_, quantile) * (1 + statistic_margin))
     shares = [
         _share(
