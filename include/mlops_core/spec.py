@@ -914,8 +914,7 @@ class MonitoringSpec(_Model):
     run, promoted or not). Backfilled days fill the history but fire only with ``retrain_on_backfill``.
 
     ``report``: when the Evidently HTML report is built: every day (``always``), on drifted days
-    (``drifted``, the default: the day's share reached ``drift_share`` or a critical column
-    drifted), or only when a run asks for it (``never``; the monitoring DAG's ``report`` param
+    (``drifted``, the default: the day drifted, as above), or only when a run asks for it (``never``; the monitoring DAG's ``report`` param
     builds it for that run in every mode). The per-column verdicts (``drift.json``) are always written.
     """
 
