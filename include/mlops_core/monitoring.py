@@ -39,7 +39,9 @@ HISTORY_COLUMNS = (
     "run_type",
     "critical_drifted",
     "prediction_drift",
+    "share_threshold",
 )
+BASELINE_ARTIFACT = "drift_baseline.json"
 
 
 def reference_uri(spec: PipelineSpec) -> str:
@@ -111,6 +113,97 @@ def champion_importance(spec: PipelineSpec) -> dict[str, float]:
     return {str(k): max(float(v), 0.0) for k, v in raw.items() if isinstance(v, int | float)}
 
 
+def baseline_date_column(spec: PipelineSpec, columns: list[str]) -> str | None:
+    """The date that cuts the training window into periods (``monitoring.calibration.date_column``,
+    else the partition column, a time column, the time holdout's column), if the data has it."""
+    candidates = [
+        spec.monitoring.calibration.date_column,
+        spec.source.partition.column,
+        *spec.features.time_columns,
+        spec.evaluation.holdout.column,
+    ]
+    return next((c for c in candidates if c and c in columns), None)
+
+
+def training_baseline(
+    spec: PipelineSpec, raw: pd.DataFrame, pipe: Any, weights: dict[str, float] | None
+) -> dict[str, Any]:
+    """At training: how much the window drifts against itself (:func:`mlops_core.drift.calibrate`),
+    what monitoring reads back from the champion's run as ``drift_baseline.json``.
+
+    ``{"calibrated": false, "reason": ...}`` when it cannot be measured (no date, too few periods).
+    """
+    from mlops_core import drift
+
+    m, cal = spec.monitoring, spec.monitoring.calibration
+    date_column = baseline_date_column(spec, list(raw.columns))
+    if date_column is None:
+        return {
+            "calibrated": False,
+            "reason": "no date column (monitoring.calibration.date_column, source.partition.column, "
+            "features.time_columns or evaluation.holdout.column) to cut the window into periods",
+        }
+    numeric, categorical = _columns(spec, raw)
+    period_days = cal.period_days or m.window_days
+    from mlops_core.training import feature_columns
+
+    every = [c for pair in feature_columns(spec, raw) for c in pair]
+
+    def predict(rows: pd.DataFrame) -> Any:
+        return pipe.predict(raw.loc[rows.index, every])
+
+    baseline = drift.calibrate(
+        raw,
+        drift.period_labels(raw[date_column], period_days),
+        numeric,
+        categorical,
+        period_days=period_days,
+        weights=weights,
+        predict=predict if pipe is not None else None,
+        prediction_kind="numeric" if spec.problem_type == "regression" else "categorical",
+        quantile=cal.quantile,
+        share_margin=cal.share_margin,
+        statistic_margin=cal.statistic_margin,
+        max_periods=cal.max_periods,
+        date_column=date_column,
+        numeric_method=m.numeric_method,
+        categorical_method=m.categorical_method,
+        column_methods=dict(m.column_methods),
+        column_thresholds=dict(m.column_thresholds),
+        sample_size=m.sample_size,
+        seed=m.seed,
+    )
+    if baseline is None:
+        return {
+            "calibrated": False,
+            "reason": f"fewer than 4 periods of {period_days} day(s) with 10 rows or more in {date_column!r}",
+        }
+    log.info(
+        "%s drift baseline: %d periods of %d day(s) by %r; share quantile %.2f -> share threshold %.2f; "
+        "calibrated columns %s",
+        spec.name,
+        baseline.periods,
+        period_days,
+        date_column,
+        baseline.share_quantile,
+        baseline.share_threshold(m.drift_share),
+        sorted(baseline.floors) or "none",
+    )
+    return baseline.to_dict()
+
+
+def champion_baseline(spec: PipelineSpec) -> Any:
+    """The champion's :class:`mlops_core.drift.Baseline` (None: calibration off, or none recorded)."""
+    from mlops_core import drift
+
+    if not spec.monitoring.calibration.enabled:
+        return None
+    raw, _, _ = registry.champion_artifact(spec.registered_model_name, BASELINE_ARTIFACT)
+    if raw is not None and not raw.get("calibrated"):
+        log.info("%s: no drift baseline (%s); the configured thresholds apply", spec.name, raw.get("reason"))
+    return drift.Baseline.from_dict(raw or {})
+
+
 def _columns(spec: PipelineSpec, reference: pd.DataFrame) -> tuple[list[str], list[str]]:
     from mlops_core.training import feature_columns
 
@@ -173,12 +266,16 @@ def champion_predictions(spec: PipelineSpec) -> tuple[pd.DataFrame, str] | None:
     return None
 
 
-def prediction_drift(spec: PipelineSpec, lake_root: str, ds: str) -> dict[str, Any] | None:
+def prediction_drift(
+    spec: PipelineSpec, lake_root: str, ds: str, *, floor: float | None = None
+) -> dict[str, Any] | None:
     """Output drift: today's predictions (``monitor_predictions``) against the champion's holdout predictions.
 
     Predicted values for regression (``monitoring.numeric_method``), predicted class shares for
     classification (``monitoring.categorical_method``), on the same bounded sample as the inputs.
     None when either side is missing (the score step did not run, or the champion predates this).
+    ``floor``: the calibrated statistic the day must also exceed (the model's output varies with
+    the calendar in its own training window, :class:`mlops_core.drift.Baseline`).
     """
     from mlops_core import drift
 
@@ -202,6 +299,7 @@ def prediction_drift(spec: PipelineSpec, lake_root: str, ds: str) -> dict[str, A
         categorical_method=m.categorical_method,
         sample_size=m.sample_size,
         seed=m.seed,
+        floors={"prediction": floor} if floor is not None else None,
     )
     col = result.columns[0]
     return {**asdict(col), "reference_uri": ref_uri}
@@ -229,6 +327,9 @@ def check(
     reference, ref_uri, ref_version = read_reference(spec)
     current = storage.read_frame(current_uri)
     numeric, categorical = _columns(spec, reference)
+    baseline = champion_baseline(spec) if m.reference == "champion_training" else None
+    # a threshold the YAML sets for a column is the user's word: no floor under it
+    floors = {c: f for c, f in (baseline.floors if baseline else {}).items() if c not in m.column_thresholds}
     result = drift.compute_drift(
         reference,
         current,
@@ -240,6 +341,7 @@ def check(
         column_thresholds=dict(m.column_thresholds),
         sample_size=m.sample_size,
         seed=m.seed,
+        floors=floors,
     )
     result.critical = [c for c in m.critical_columns if c in numeric + categorical]
     if m.weighting == "importance":
@@ -249,7 +351,11 @@ def check(
                 "%s: the champion recorded no feature importance; drift share counts columns equally",
                 spec.name,
             )
-    drifted = result.drift_share >= m.drift_share or bool(result.critical_drifted)
+    share_threshold = baseline.share_threshold(m.drift_share) if baseline is not None else m.drift_share
+    output = prediction_drift(
+        spec, lake_root, ds, floor=baseline.floors.get(drift.PREDICTION) if baseline is not None else None
+    )
+    drifted, _ = day_drifted(m, result.drift_share, share_threshold, result.critical_drifted, output)
     html: str | None = None
     files: dict[str, bytes] = {}
     if report or m.report == "always" or (m.report == "drifted" and drifted):
@@ -270,8 +376,16 @@ def check(
         "reference_version": ref_version,
         "current_uri": current_uri,
         "run_type": run_type,
-        "drifted": drifted,  # share >= monitoring.drift_share, or a critical column drifted
-        "prediction_drift": prediction_drift(spec, lake_root, ds),
+        # share >= share_threshold, a critical column drifted, or (prediction_drift: policy) the output drifted
+        "drifted": drifted,
+        "share_threshold": share_threshold,
+        "calibrated_columns": sorted(floors),
+        "baseline": (
+            {"periods": baseline.periods, "share_quantile": round(baseline.share_quantile, 6)}
+            if baseline
+            else None
+        ),
+        "prediction_drift": output,
     }
     written = storage.write_partition(
         {},
@@ -294,12 +408,13 @@ def check(
     history = storage.write_partition({"data": frame}, lake_root, spec.name, HISTORY, ds, extra=summary)
     run_id = _mlflow_day_run(spec, ds, result, html, tags or {})
     log.info(
-        "drift %s ds=%s: %d/%d columns drifted (share %.2f) %s; report %s",
+        "drift %s ds=%s: %d/%d columns drifted (share %.2f, threshold %.2f) %s; report %s",
         spec.name,
         ds,
         result.n_drifted,
         len(result.columns),
         result.drift_share,
+        share_threshold,
         result.drifted_columns,
         written.uri,
     )
@@ -357,6 +472,61 @@ class PolicyDecision:
         return asdict(self)
 
 
+def day_drifted(
+    cfg: MonitoringSpec,
+    share: float,
+    share_threshold: float,
+    critical: list[str],
+    prediction: dict[str, Any] | None,
+) -> tuple[bool, list[str]]:
+    """Whether one monitored day drifted, and why (pure): the (weighted) share reached the share
+    threshold, a critical column drifted, or, with ``prediction_drift: policy``, the model's
+    output drifted against its holdout predictions. What :func:`check` records and
+    :func:`decide` reads back, and what the drift benchmark measures."""
+    why = []
+    if share >= share_threshold:
+        why.append(f"drift share {share:.2f} >= {share_threshold:g}")
+    if critical:
+        why.append(f"critical column(s) drifted: {', '.join(critical)}")
+    if cfg.prediction_drift == "policy" and isinstance(prediction, dict) and prediction.get("drifted"):
+        why.append("predictions drifted")
+    return bool(why), why
+
+
+def _prediction_note(out: Any, policy: bool) -> str:
+    stat = f"p={out['p_value']:.3g}" if out.get("p_value") is not None else f"{out['statistic']:.3g}"
+    acts = "counts in the policy" if policy else "reported; prediction_drift: report"
+    return (
+        f"prediction drift ({out['method']} {stat} against the champion's holdout predictions): "
+        f"{'drifted' if out.get('drifted') else 'stable'} ({acts})"
+    )
+
+
+def _day_reason(cfg: MonitoringSpec, d: str, row: dict[str, Any]) -> tuple[bool, str]:
+    rows, share = int(row["rows"] or 0), float(row["drift_share"] or 0.0)
+    found = row.get("critical_drifted")
+    critical = [str(c) for c in found] if isinstance(found, list | tuple) else []
+    recorded = row.get("share_threshold")
+    threshold = cfg.drift_share if recorded is None or math.isnan(float(recorded)) else float(recorded)
+    out = row.get("prediction_drift")
+    out = out if isinstance(out, dict) and out.get("method") else None
+    drifted, _ = day_drifted(cfg, share, threshold, critical, out)
+    enough = rows >= cfg.min_rows
+    why = f"critical column(s) drifted: {', '.join(critical)}; " if critical else ""
+    calibrated = (
+        f" (the window's own variability; drift_share {cfg.drift_share:g})"
+        if threshold > cfg.drift_share
+        else ""
+    )
+    reason = (
+        f"{d}: {why}drift share {share:.2f} {'>=' if share >= threshold else '<'} {threshold:g}{calibrated}, "
+        f"{rows} rows {'>=' if enough else '<'} min_rows {cfg.min_rows}"
+    )
+    if out is not None:
+        reason += "; " + _prediction_note(out, cfg.prediction_drift == "policy")
+    return enough and drifted, reason
+
+
 def decide(
     cfg: MonitoringSpec,
     days: pd.DataFrame,
@@ -365,10 +535,16 @@ def decide(
     last_training: date | None,
     is_backfill: bool,
     decay: Any = None,
+    last_promotion: date | None = None,
 ) -> PolicyDecision:
     """Apply the policy for day ``ds`` (pure: no I/O): the drift streak OR the decay verdict
     (:class:`mlops_core.feedback.DecayVerdict`, when the pipeline has ``feedback``), then the
-    cooldown and the backfill rule, which hold both."""
+    cooldown and the backfill rule, which hold both.
+
+    The cooldown counts from ``last_promotion`` (the current champion's training day) with
+    ``cooldown_from: promotion``, from ``last_training`` (the last attempt) with ``attempt``; with
+    no champion yet, from the last attempt either way.
+    """
     day = date.fromisoformat(ds[:10])
     wanted = [(day - timedelta(days=i)).isoformat() for i in range(cfg.consecutive_days)]
     by_day = {str(r["ds"]): r for r in days.to_dict("records")} if len(days) else {}
@@ -382,34 +558,19 @@ def decide(
                 f"no data is not 'no drift', and the policy needs {cfg.consecutive_days} consecutive monitored day(s)"
             )
             continue
-        rows, share = int(row["rows"] or 0), float(row["drift_share"] or 0.0)
-        found = row.get("critical_drifted")
-        critical = [str(c) for c in found] if isinstance(found, list | tuple) else []
-        enough, drifted = rows >= cfg.min_rows, share >= cfg.drift_share or bool(critical)
-        ok &= enough and drifted
-        why = f"critical column(s) drifted: {', '.join(critical)}; " if critical else ""
-        reasons.append(
-            f"{d}: {why}drift share {share:.2f} {'>=' if share >= cfg.drift_share else '<'} {cfg.drift_share:g}, "
-            f"{rows} rows {'>=' if enough else '<'} min_rows {cfg.min_rows}"
-        )
-    out = by_day.get(day.isoformat(), {}).get("prediction_drift")
-    if isinstance(out, dict) and out.get("method"):
-        stat = f"p={out['p_value']:.3g}" if out.get("p_value") is not None else f"{out['statistic']:.3g}"
-        reasons.append(
-            f"{day.isoformat()}: prediction drift ({out['method']} {stat} against the champion's holdout "
-            f"predictions): {'drifted' if out.get('drifted') else 'stable'} (reported; the policy acts on the inputs)"
-        )
+        drifted, reason = _day_reason(cfg, d, row)
+        ok &= drifted
+        reasons.append(reason)
     drift_fires = ok
     decay_fires = bool(decay is not None and decay.fire)
     if decay is not None:
         reasons += decay.reasons
     ok = drift_fires or decay_fires
     trigger = "+".join(t for t, on in (("drift", drift_fires), ("performance", decay_fires)) if on) or None
-    if last_training is not None and (day - last_training).days < cfg.cooldown_days:
+    cooling = _cooldown(cfg, day, last_training, last_promotion)
+    if cooling:
         ok = False
-        reasons.append(
-            f"cooldown: last training on {last_training}, {(day - last_training).days} day(s) ago < {cfg.cooldown_days}"
-        )
+        reasons.append(cooling)
     if is_backfill and not cfg.retrain_on_backfill:
         ok = False
         reasons.append(
@@ -419,11 +580,39 @@ def decide(
     evidence: dict[str, Any] = {
         "ds": day.isoformat(),
         "drift_share": today.get("drift_share"),
+        "share_threshold": today.get("share_threshold"),
         "rows": today.get("rows"),
     }
     if decay is not None:
         evidence["performance"] = decay.evidence
     return PolicyDecision(ok, reasons, day.isoformat(), evidence, trigger if ok else None)
+
+
+def _cooldown(cfg: MonitoringSpec, day: date, last_training: date | None, last_promotion: date | None) -> str:
+    """Why the cooldown holds the day ("" when it does not)."""
+    since: date | None = last_training
+    what = "the last training attempt"
+    if cfg.cooldown_from == "promotion" and last_promotion is not None:
+        since, what = last_promotion, "the champion's training (last promotion)"
+    if since is None or (day - since).days >= cfg.cooldown_days:
+        return ""
+    return (
+        f"cooldown: {what} on {since}, {(day - since).days} day(s) ago < {cfg.cooldown_days} "
+        f"(monitoring.cooldown_from: {cfg.cooldown_from})"
+    )
+
+
+def last_promotion_ds(spec: PipelineSpec) -> date | None:
+    """Data date of the current champion's training run (tag ``mlops.ds``): when the champion last changed.
+
+    A rejected retrain leaves it where it was; a rollback moves it back with the champion.
+    """
+    version = registry.alias_version(spec.registered_model_name, registry.CHAMPION)
+    if version is None:
+        return None
+    run_id = str(registry.client().get_model_version(spec.registered_model_name, version).run_id)
+    day = registry.client().get_run(run_id).data.tags.get("mlops.ds")
+    return date.fromisoformat(day[:10]) if day else None
 
 
 def policy(spec: PipelineSpec, lake_root: str, ds: str, *, is_backfill: bool) -> PolicyDecision:
@@ -440,4 +629,5 @@ def policy(spec: PipelineSpec, lake_root: str, ds: str, *, is_backfill: bool) ->
         last_training=last_training_ds(spec),
         is_backfill=is_backfill,
         decay=decay,
+        last_promotion=last_promotion_ds(spec) if spec.monitoring.cooldown_from == "promotion" else None,
     )

@@ -882,21 +882,47 @@ NumericMethod = Literal["ks", "wasserstein", "psi"]
 CategoricalMethod = Literal["chi2", "jensen_shannon"]
 
 
+class CalibrationSpec(_Model):
+    """Drift calibrated against the training window's own variability (:class:`mlops_core.drift.Baseline`).
+
+    At training, each period of ``period_days`` days (default: ``monitoring.window_days``) of the
+    window is compared with the rest of it, as a monitored day is compared with the whole window,
+    and the result is logged with the model (``drift_baseline.json``). A column that drifts in
+    more than ``1 - quantile`` of those periods (a weekly or yearly cycle) only counts on a day
+    whose statistic exceeds its window's ``quantile`` by ``statistic_margin`` (relative); the share
+    threshold is ``max(drift_share, quantile of the periods' shares + share_margin)``. The periods
+    come from ``date_column`` (default: ``source.partition.column``, then the first of
+    ``features.time_columns``, then ``evaluation.holdout.column``); without a date the configured
+    thresholds apply, and the run says so.
+    """
+
+    enabled: bool = True
+    date_column: str | None = Field(None, min_length=1, max_length=128)
+    period_days: int | None = Field(None, ge=1, le=90)
+    quantile: float = Field(0.95, ge=0.5, le=1.0)
+    share_margin: float = Field(0.1, ge=0.0, le=1.0)
+    statistic_margin: float = Field(0.25, ge=0.0, le=10.0)
+    max_periods: int = Field(60, ge=4, le=1000)
+
+
 class MonitoringSpec(_Model):
     """The ``<name>_monitoring`` DAG and the drift policy that triggers retraining.
 
     Drift is judged per column (``numeric_method`` / ``categorical_method``, thresholds from
-    :data:`mlops_core.drift.DEFAULT_THRESHOLDS` unless overridden); a day *drifts* when the share
-    of drifted columns is at least ``drift_share`` (``weighting: importance``: each column counts
-    with the champion's feature importance, recorded at training), or when any of
-    ``critical_columns`` drifted. Retraining fires when the last
-    ``consecutive_days`` days all drifted, each with at least ``min_rows`` rows, and the last
-    training is at least ``cooldown_days`` before the monitored day. Backfilled days fill the
-    history but fire only with ``retrain_on_backfill``.
+    :data:`mlops_core.drift.DEFAULT_THRESHOLDS` unless overridden, and, for a column that varies
+    with the calendar, above the training window's own variability: ``calibration``); a day
+    *drifts* when the share of drifted columns reaches the share threshold (``drift_share``, or
+    higher when the window drifts against itself that much), when any of ``critical_columns``
+    drifted, or (``prediction_drift: policy``, the default) when the model's predictions drifted
+    against its holdout predictions. ``weighting: importance`` (the default): each column counts
+    with the champion's feature importance, recorded at training (equal weights when it recorded
+    none). Retraining fires when the last ``consecutive_days`` days all drifted, each with at
+    least ``min_rows`` rows, and at least ``cooldown_days`` have passed since the current
+    champion's training day (``cooldown_from: promotion``; ``attempt``: since the last training
+    run, promoted or not). Backfilled days fill the history but fire only with ``retrain_on_backfill``.
 
     ``report``: when the Evidently HTML report is built: every day (``always``), on drifted days
-    (``drifted``, the default: the day's share reached ``drift_share`` or a critical column
-    drifted), or only when a run asks for it (``never``; the monitoring DAG's ``report`` param
+    (``drifted``, the default: the day drifted, as above), or only when a run asks for it (``never``; the monitoring DAG's ``report`` param
     builds it for that run in every mode). The per-column verdicts (``drift.json``) are always written.
     """
 
@@ -910,11 +936,17 @@ class MonitoringSpec(_Model):
     column_methods: dict[str, NumericMethod | CategoricalMethod] = {}
     column_thresholds: dict[str, Annotated[float, Field(ge=0.0, le=100.0)]] = {}
     drift_share: float = Field(0.3, gt=0.0, le=1.0)
-    weighting: Literal["equal", "importance"] = "equal"
+    weighting: Literal["equal", "importance"] = "importance"
+    # "policy": a day whose predictions drifted (against the champion's holdout predictions) drifts
+    prediction_drift: Literal["policy", "report"] = "policy"
+    calibration: CalibrationSpec = CalibrationSpec()
     critical_columns: list[str] = Field([], max_length=1000)
     min_rows: int = Field(100, ge=1, le=10_000_000)
     consecutive_days: int = Field(2, ge=1, le=30)
     cooldown_days: int = Field(7, ge=0, le=365)
+    # counted from the current champion's training day (a rejected retrain changes nothing) or
+    # from the last training attempt, whatever the gate said
+    cooldown_from: Literal["promotion", "attempt"] = "promotion"
     sample_size: int = Field(10_000, ge=100, le=1_000_000)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     retrain_on_backfill: bool = False

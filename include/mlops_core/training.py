@@ -237,6 +237,25 @@ def feature_importance(pipe: Any, X: pd.DataFrame, y: Any, seed: int, rows: int 
     }
 
 
+def _log_drift_baseline(spec: PipelineSpec, raw: pd.DataFrame, pipe: Any, X: pd.DataFrame, y: Any) -> None:
+    """What monitoring reads back from the champion's run: the feature importance its drift share
+    is weighted with (``weighting: importance``) and how much the window drifts against itself
+    (``drift_baseline.json``, ``monitoring.calibration``)."""
+    import mlflow
+
+    from mlops_core import monitoring
+
+    weights = None
+    if spec.monitoring.weighting == "importance":
+        weights = feature_importance(pipe, X, y, spec.model.seed)
+        mlflow.log_dict(weights, "feature_importance.json")
+    if spec.monitoring.calibration.enabled:
+        baseline = monitoring.training_baseline(spec, raw, pipe, weights)
+        mlflow.log_dict(baseline, monitoring.BASELINE_ARTIFACT)
+        if baseline.get("calibrated"):
+            mlflow.log_metric("drift_baseline_share_quantile", baseline["share_quantile"])
+
+
 def training_rows(
     spec: PipelineSpec,
     raw_uri: str,
@@ -409,8 +428,8 @@ def train(
         mlflow.log_dict({"numeric": numeric, "categorical": categorical}, "features.json")
         # what validate checks every new partition against while this model is the champion
         mlflow.log_dict(contract.learn(raw, spec), "contract.json")
-        if spec.monitoring.enabled and spec.monitoring.weighting == "importance":
-            mlflow.log_dict(feature_importance(pipe, X, y, spec.model.seed), "feature_importance.json")
+        if spec.monitoring.enabled:
+            _log_drift_baseline(spec, raw, pipe, X, y)
         mlflow.log_input(
             from_pandas(
                 raw,

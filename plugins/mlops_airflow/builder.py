@@ -373,9 +373,12 @@ scored with `models:/{spec.name}@champion`; then each of the model's features is
 champion's training snapshot on a seeded sample of at most {m.sample_size} rows per side
 (numeric: `{m.numeric_method}`, categorical: `{m.categorical_method}`).
 
-**Policy**: retraining fires when the drift share is >= {m.drift_share:g} on {m.consecutive_days}
-consecutive day(s), each with >= {m.min_rows} rows, and the last training is >= {m.cooldown_days}
-day(s) before. Backfill runs fill the history but {"may" if m.retrain_on_backfill else "never"} fire.
+**Policy**: a day drifts when the {"importance-weighted " if m.weighting == "importance" else ""}drift share
+is >= {m.drift_share:g}{" (or the champion's calibrated threshold, when higher)" if m.calibration.enabled else ""}, a
+critical column drifted{", or the predictions drifted" if m.prediction_drift == "policy" else ""}; retraining fires
+after {m.consecutive_days} consecutive drifted day(s), each with >= {m.min_rows} rows, when the
+{"champion's training (last promotion)" if m.cooldown_from == "promotion" else "last training attempt"} is >=
+{m.cooldown_days} day(s) before. Backfill runs fill the history but {"may" if m.retrain_on_backfill else "never"} fire.
 When it fires, `emit_drift_event` emits the Asset `{spec.drift_asset_uri}` and the scheduler starts
 `{spec.name}_training`.
 

@@ -310,6 +310,25 @@ def test_training_records_feature_importance_for_weighted_drift(raw_uri):
     assert "scikit-learn==" in text and "skops==" in text
 
 
+def test_training_records_the_drift_baseline_monitoring_reads(raw_uri):
+    """Defaults: the window's own drift by day of ``event_date`` (the partition column), the model's
+    output included, read back from the champion; the cooldown clock is the champion's training day."""
+    from datetime import date
+
+    from mlops_core import drift, monitoring
+
+    spec = example_spec()
+    trained, _, v = _train_and_register(spec, raw_uri, "dag/baseline")
+    registry.promote(spec.name, v["version"])
+    baseline = monitoring.champion_baseline(spec)
+    assert baseline is not None and baseline.date_column == "event_date" and baseline.periods >= 4
+    assert set(baseline.rates) == {*trained["numeric"], *trained["categorical"], drift.PREDICTION}
+    assert 0.0 <= baseline.share_threshold(spec.monitoring.drift_share) <= 1.0
+    assert monitoring.last_promotion_ds(spec) == date.fromisoformat(DS)
+    off = example_spec(monitoring={"calibration": {"enabled": False}})
+    assert monitoring.champion_baseline(off) is None
+
+
 def test_batch_predictions_carry_a_row_key_and_the_input_version(raw_uri):
     spec = example_spec(features={"id_columns": []})
     _, _, v = _train_and_register(spec, raw_uri, "dag/keys")
