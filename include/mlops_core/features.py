@@ -330,7 +330,7 @@ def _table_store(join: FeatureJoin, storage_options: Any) -> pd.DataFrame:
 
     assert join.table is not None
     columns = [*join.store_keys, join.store_time, *join.features]
-    fs, base = storage.filesystem(storage.expand(join.table), storage_options)
+    fs, base = storage.filesystem(join.table, storage_options)  # expands it (once)
     if base.endswith(".csv"):
         import pandas as pd
 
