@@ -669,7 +669,7 @@ def read_source_with_lineage(
     lookback = lookback_days or source.partition.lookback_days
     if source.dvc is None:
         frame, rejected = _read_strict(
-            source, day, lookback, columns, lambda uri: _no_link(*filesystem(uri, storage_options))
+            source, day, lookback, columns, lambda uri: no_link(*filesystem(uri, storage_options))
         )
         return frame, rejected, {}
     from mlops_core import dvc_source
@@ -680,7 +680,7 @@ def read_source_with_lineage(
         return frame, rejected, {"dvc": fetched.lineage()}
 
 
-def _no_link(fs: AbstractFileSystem, path: str) -> tuple[AbstractFileSystem, str]:
+def no_link(fs: AbstractFileSystem, path: str) -> tuple[AbstractFileSystem, str]:
     """``(fs, path)`` of a source, refused when it is local and reached through a symbolic link.
 
     A link in the landing zone (``ln -s /etc/passwd <landing>/demo/data.csv``) would hand the

@@ -69,3 +69,21 @@ def test_a_link_outside_every_root_is_refused(tmp_path, local_dir, outside):
     link.symlink_to(outside)
     with pytest.raises(storage.SourceDataError, match="symbolic link"):
         _read(link.as_uri())
+
+
+def test_a_feature_table_reached_through_a_link_is_refused(landing, outside):
+    from mlops_core import features
+    from mlops_core.spec import FeatureJoin
+
+    (landing / "features").symlink_to(outside.parent, target_is_directory=True)
+    join = FeatureJoin(
+        name="biopsies",
+        store="table",
+        table="${MLOPS_LANDING}/features/secret.csv",
+        entity_columns=["a"],
+        event_time="event_date",
+        store_event_time="ts",
+        features=["b"],
+    )
+    with pytest.raises(storage.SourceDataError, match="symbolic link"):
+        features._table_store(join, None)
