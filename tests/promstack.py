@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -36,15 +37,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_http(
+    url: str,
+    timeout: float = 60.0,
+    proc: subprocess.Popen[bytes] | None = None,
+    auth: tuple[str, str] | None = None,
+) -> None:
     """Wait until ``url`` answers 200, from ``proc`` itself: a server that exited (its port was
     taken after :func:`free_port` chose it) is an error, not a stranger's server answering."""
+    import base64
+
     deadline = time.monotonic() + timeout
+    request = urllib.request.Request(url)
+    if auth is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
     while True:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} before {url} answered")
         try:
-            with urllib.request.urlopen(url, timeout=2) as reply:
+            with urllib.request.urlopen(request, timeout=2) as reply:
                 if reply.status == 200:
                     return
         except OSError:
@@ -55,13 +66,15 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | N
 
 
 @contextmanager
-def _serve(workdir: Path, name: str, args: list[str], port: int) -> Iterator[str]:
+def _serve(
+    workdir: Path, name: str, args: list[str], port: int, auth: tuple[str, str] | None = None
+) -> Iterator[str]:
     """Run ``args`` (a server on loopback ``port``), wait until it is ready, stop it afterwards."""
     log = (workdir / f"{name}.log").open("wb")
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{url}/-/ready", proc=proc)
+        wait_http(f"{url}/-/ready", proc=proc, auth=auth)
         time.sleep(0.5)
         if proc.poll() is not None:  # bound nothing: the answer came from another process
             raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}; see {workdir}")
@@ -73,20 +86,35 @@ def _serve(workdir: Path, name: str, args: list[str], port: int) -> Iterator[str
 
 
 @contextmanager
-def pushgateway(workdir: Path) -> Iterator[str]:
-    """A Pushgateway on a free loopback port; yields its base URL."""
+def pushgateway(workdir: Path, auth: tuple[str, str] | None = None) -> Iterator[str]:
+    """A Pushgateway on a free loopback port; yields its base URL.
+
+    :param auth: ``(user, password)``: basic auth as the compose stack runs it, its web config
+        written by the stack's own ``include/compose/pushgateway_web.py``.
+    """
     port = free_port()
     # Debian's build persists to /var/lib/prometheus/pushgateway.data by default: every run
     # would start with the groups of the runs before it
     args = [binary(PUSHGATEWAY), f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="]
-    with _serve(workdir, "pushgateway", args, port) as url:
+    if auth is not None:
+        secret, web = workdir / "pushgateway_password", workdir / "pushgateway-web.yml"
+        secret.write_text(auth[1])
+        script = REPO / "include" / "compose" / "pushgateway_web.py"
+        subprocess.run([sys.executable, str(script), str(secret), str(web), auth[0]], check=True)
+        args.append(f"--web.config.file={web}")
+    with _serve(workdir, "pushgateway", args, port, auth) as url:
         yield url
 
 
 @contextmanager
-def prometheus(workdir: Path, pushgateway_url: str) -> Iterator[str]:
+def prometheus(
+    workdir: Path, pushgateway_url: str, pushgateway_password_file: Path | None = None
+) -> Iterator[str]:
     """Prometheus with the compose stack's config and rules, its pushgateway target rewritten to
-    ``pushgateway_url`` (the statsd-exporter job is dropped: no exporter binary here), 1 s scrapes."""
+    ``pushgateway_url`` (the statsd-exporter job is dropped: no exporter binary here), 1 s scrapes.
+
+    The stack's scrape authenticates with the ``pushgateway_password`` secret: its file is
+    ``pushgateway_password_file`` here (None: a gateway without auth, the basic_auth is dropped)."""
     config = yaml.safe_load((CONFIG / "prometheus.yml").read_text())
     config["global"] = {**config.get("global", {}), "scrape_interval": "1s", "evaluation_interval": "1s"}
     jobs = []
@@ -95,6 +123,10 @@ def prometheus(workdir: Path, pushgateway_url: str) -> Iterator[str]:
         if any("pushgateway" in t for t in targets):
             job = {**job, "static_configs": [{"targets": [pushgateway_url.removeprefix("http://")]}]}
             job["scrape_interval"] = "1s"
+            if pushgateway_password_file is None:
+                job.pop("basic_auth", None)
+            elif "basic_auth" in job:
+                job["basic_auth"] = {**job["basic_auth"], "password_file": str(pushgateway_password_file)}
             jobs.append(job)
     config["scrape_configs"] = jobs
     config["rule_files"] = [str(CONFIG / f) for f in config.get("rule_files", [])]

@@ -64,6 +64,8 @@ RULES: dict[str, Rule] = {
     "mlflow_airflow_password": Rule(16),
     "mlflow_flask_secret_key": Rule(32),
     "grafana_admin_password": Rule(16),
+    # basic auth of the Pushgateway (pushes from the workers, Prometheus' scrape)
+    "pushgateway_password": Rule(16),
 }
 
 # Values shipped by docs, images and examples (compared lower-cased, '-' and '_' removed).

@@ -59,9 +59,11 @@ class CloudProfile:
         paths in it): the repository is what is checked, by :meth:`check_dvc_repo`, when
         :mod:`mlops_core.dvc_source` opens it.
         """
+        from mlops_core.settings import expand
+
         if scheme(uri) == "dvc":
             return uri
-        expanded = _normal(uri)
+        expanded = _normal(expand(uri))  # the spec's value, expanded once; the roots already are
         roots = [_normal(r) for r in (self.landing, *self.source_roots) if r]
         if not any(expanded.startswith(root.rstrip("/") + "/") for root in roots):
             raise CloudProfileError(
@@ -82,13 +84,13 @@ class CloudProfile:
 
         :return: the local path (for a local repository) or the git URL, to open.
         """
-        local = scheme(repo) == "file"
+        local = _scheme_of(repo) == "file"
         kinds = ("file",) if local else ("https", "ssh")
         target = _normal(repo)
         roots = [
             _normal(r).rstrip("/")
             for r in ((self.landing, *self.source_roots) if local else self.source_roots)
-            if r and scheme(r) in kinds
+            if r and _scheme_of(r) in kinds
         ]
         if not any(_same_repo(target, root, local) or target.startswith(root + "/") for root in roots):
             allowed = ", ".join(_redacted(r) for r in roots) or "no git URL"
@@ -97,9 +99,7 @@ class CloudProfile:
                 f"allows for it ({allowed}); move it under the landing zone, or list it (a git URL: it or its "
                 f"owner's URL, e.g. https://github.com/<org>) under source_roots of the profile in {profiles_file()}"
             )
-        from mlops_core.settings import expand
-
-        return _normal(repo).removeprefix("file://") if local else expand(repo)
+        return _normal(repo).removeprefix("file://") if local else repo
 
     def setting(self, key: str) -> str:
         """A required platform setting; a missing or empty one is an error naming its variable."""
@@ -157,7 +157,7 @@ def resolve(name: str) -> CloudProfile:
 
     def text(key: str, default: str = "") -> str:
         value = raw.get(key, default)
-        return "" if value is None else expand(str(value))
+        return "" if value is None else expand(str(value), trusted=True)  # the operator's own file
 
     values = {key: text(key, "none" if key == "monitoring_export" else "") for key in _ALLOWED}
     for key, allowed in _ALLOWED.items():
@@ -173,19 +173,24 @@ def resolve(name: str) -> CloudProfile:
         lake=lake.rstrip("/"),
         landing=landing.rstrip("/"),
         conn_id=text("conn_id") or None,
-        settings={str(k): expand(str(v)) for k, v in (raw.get("settings") or {}).items() if v is not None},
-        source_roots=tuple(expand(str(r)).rstrip("/") for r in raw.get("source_roots") or [] if r),
+        settings={
+            str(k): expand(str(v), trusted=True)
+            for k, v in (raw.get("settings") or {}).items()
+            if v is not None
+        },
+        source_roots=tuple(
+            expand(str(r), trusted=True).rstrip("/") for r in raw.get("source_roots") or [] if r
+        ),
         **values,
     )
 
 
-def _normal(uri: str) -> str:
-    """Expanded, ``file://`` for local paths, ``.``/``..`` resolved, so a prefix test means containment."""
+def _normal(value: str) -> str:
+    """An expanded URI with ``file://`` for local paths, ``.``/``..`` resolved, so a prefix test
+    means containment. Never expands (the value already is: expanding twice is what lets a
+    variable's value smuggle in a reference)."""
     import posixpath
 
-    from mlops_core.settings import expand
-
-    value = expand(uri)
     head, sep, rest = value.partition("://")
     if not sep:
         head, rest = "file", value
@@ -232,5 +237,10 @@ def scheme(uri: str) -> str:
     """``s3``, ``gs``, ``abfs``... or ``file`` for a path or file:// URI."""
     from mlops_core.settings import expand
 
-    head, sep, _ = expand(uri).partition("://")
+    return _scheme_of(expand(uri))
+
+
+def _scheme_of(value: str) -> str:
+    """:func:`scheme` of an already expanded value."""
+    head, sep, _ = value.partition("://")
     return head if sep else "file"

@@ -330,7 +330,8 @@ def _table_store(join: FeatureJoin, storage_options: Any) -> pd.DataFrame:
 
     assert join.table is not None
     columns = [*join.store_keys, join.store_time, *join.features]
-    fs, base = storage.filesystem(storage.expand(join.table), storage_options)
+    # expands it (once); a local table reached through a symbolic link is refused like a source
+    fs, base = storage.no_link(*storage.filesystem(join.table, storage_options))
     if base.endswith(".csv"):
         import pandas as pd
 

@@ -9,6 +9,11 @@ push time, so a retried task cannot count twice and a restarted Pushgateway lose
 
 Enabled by ``MLOPS_PROMETHEUS_PUSHGATEWAY`` (e.g. ``http://pushgateway:9091``). A push failure is
 logged, never raised: monitoring must not fail a model's lifecycle.
+
+The Pushgateway of the compose stack takes pushes with basic auth only (its ``--web.config.file``),
+so fake drift or decay series cannot drive alerts. The push authenticates with
+``MLOPS_PROMETHEUS_PUSHGATEWAY_USER`` and ``MLOPS_PROMETHEUS_PUSHGATEWAY_PASSWORD`` (or
+``..._PASSWORD_FILE``: a Docker secret), else with the URL's own ``user:password@``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENV = "MLOPS_PROMETHEUS_PUSHGATEWAY"
+USER_ENV = f"{ENV}_USER"
+PASSWORD_ENV = f"{ENV}_PASSWORD"
+PASSWORD_FILE_ENV = f"{ENV}_PASSWORD_FILE"
 JOB = "mlops"
 TIMEOUT_SECONDS = 5.0
 
@@ -59,6 +67,24 @@ class Sample:
 def gateway() -> str | None:
     url = os.environ.get(ENV, "").strip()
     return url or None
+
+
+def credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """``(url without userinfo, (user, password) or None)``: the env vars first, then the URL's own."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    user = os.environ.get(USER_ENV, "").strip()
+    password = os.environ.get(PASSWORD_ENV, "")
+    if user and not password and os.environ.get(PASSWORD_FILE_ENV):
+        with open(os.environ[PASSWORD_FILE_ENV], encoding="utf-8") as handle:
+            password = handle.read().strip()
+    if user:
+        return bare, (user, password)
+    if parts.username is not None:
+        return bare, (unquote(parts.username), unquote(parts.password or ""))
+    return bare, None
 
 
 def _number(value: Any) -> float | None:
@@ -170,19 +196,32 @@ def push(pipeline: str, stage: str, samples: Iterable[Sample], url: str | None =
     if url is None or not samples:
         return False
     from prometheus_client import CollectorRegistry, push_to_gateway
+    from prometheus_client.exposition import basic_auth_handler, default_handler
 
     reg = CollectorRegistry(auto_describe=False)
     reg.register(_Collector(samples))
     try:
+        url, login = credentials(url)
+
+        def handler(url: str, method: str, timeout: float | None, headers: list[Any], data: bytes) -> Any:
+            if login is None:
+                return default_handler(url, method, timeout, headers, data)
+            return basic_auth_handler(url, method, timeout, headers, data, login[0], login[1])
+
         push_to_gateway(
             url,
             job=JOB,
             registry=reg,
             grouping_key={"pipeline": pipeline, "stage": stage},
             timeout=TIMEOUT_SECONDS,
+            handler=handler,
         )
     except Exception as err:  # never fail the lifecycle for a dashboard
-        log.warning("could not push %d metric(s) of %s/%s to %s: %s", len(samples), pipeline, stage, url, err)
+        from mlops_core.settings import redact
+
+        log.warning(
+            "could not push %d metric(s) of %s/%s to %s: %s", len(samples), pipeline, stage, redact(url), err
+        )
         return False
     log.info("pushed %d metric(s) of %s/%s to the Pushgateway", len(samples), pipeline, stage)
     return True

@@ -114,13 +114,88 @@ def read_result(req: JobRequest | str) -> dict[str, Any]:
     return dict(json.loads(fs.cat_file(path)))
 
 
+class JobFolderError(ValueError):
+    """A job folder's ``spec.json`` or ``request.json`` that the job must not act on.
+
+    The folder lives in the lake, which more than the worker can write: the job re-checks what
+    it reads exactly as the YAML path does (size cap, ``${VAR}`` names, the spec's rules) and keeps
+    the data it reads inside the pipeline's own lake prefix.
+    """
+
+
 def job_spec(folder: str) -> PipelineSpec:
-    """The spec :func:`prepare` wrote into the job folder."""
+    """The spec :func:`prepare` wrote into the job folder, checked like a pipeline YAML.
+
+    :raises JobFolderError: over the YAML size cap, not JSON, or a spec the YAML path refuses
+        (``${VAR}`` names outside the allow-list included).
+    """
     from mlops_core import storage
-    from mlops_core.spec import PipelineSpec
+    from mlops_core.spec import MAX_YAML_BYTES, SpecError, parse_spec
 
     fs, base = storage.filesystem(folder)
-    return PipelineSpec.model_validate_json(fs.cat_file(f"{base}/spec.json"))
+    where = f"{folder.rstrip('/')}/spec.json"
+    blob = fs.cat_file(f"{base}/spec.json")
+    if len(blob) > MAX_YAML_BYTES:
+        raise JobFolderError(
+            f"{where} is {len(blob)} bytes; a pipeline spec may hold at most {MAX_YAML_BYTES}"
+        )
+    try:
+        data = json.loads(blob)
+    except (ValueError, RecursionError) as err:
+        raise JobFolderError(
+            f"{where} is not a JSON spec ({type(err).__name__}); prepare the job again"
+        ) from None
+    try:
+        return parse_spec(data, where)
+    except SpecError as err:
+        raise JobFolderError(str(err)) from None
+
+
+def job_request(folder: str, spec: PipelineSpec) -> JobRequest:
+    """The request :func:`prepare` wrote, checked against the folder the job was started on.
+
+    ``folder`` (the job's command line) is the anchor: the request must name it, its lake root must
+    be the one the folder lies in (``<lake>/<pipeline>/jobs/<name>``), and ``raw_uri`` must lie in
+    the pipeline's own lake prefix (an expanded URI: no ``${``, no ``..``). A platform search's
+    best params go through the same allow-list as ``model.params``.
+
+    :raises JobFolderError: naming the field and what it must be.
+    """
+    import posixpath
+
+    from mlops_core import storage
+    from mlops_core.estimators import check_params
+
+    fs, base = storage.filesystem(folder)
+    where = f"{folder.rstrip('/')}/request.json"
+    try:
+        raw = json.loads(fs.cat_file(f"{base}/request.json"))
+        req = JobRequest(**raw)
+    except (ValueError, TypeError, RecursionError) as err:
+        raise JobFolderError(f"{where} is not a job request ({err}); prepare the job again") from None
+    folder = folder.rstrip("/")
+    own = storage.join(str(req.lake_root), spec.name)  # as prepare() built the folder
+    if req.folder.rstrip("/") != folder or folder != f"{own}/jobs/{req.name}":
+        raise JobFolderError(
+            f"{where}: folder {req.folder!r}, lake_root {req.lake_root!r} and name {req.name!r} do not "
+            f"describe the job folder {folder!r} (<lake_root>/{spec.name}/jobs/<name>)"
+        )
+    uri = str(req.raw_uri)
+    head, sep, rest = uri.partition("://")
+    normal = f"{head}{sep}{posixpath.normpath(rest)}" if sep else posixpath.normpath(uri)
+    if "${" in uri or ".." in uri.split("/") or normal != uri.rstrip("/") or not normal.startswith(own + "/"):
+        raise JobFolderError(
+            f"{where}: raw_uri {storage.redact(uri)!r} is outside the pipeline's own lake prefix {own}/; "
+            "a job reads only its pipeline's partitions"
+        )
+    if not (isinstance(req.tags, dict) and all(isinstance(v, str) for v in req.tags.values())):
+        raise JobFolderError(f"{where}: tags must map names to strings")
+    if req.search is not None:
+        try:
+            check_params(spec.model.family, dict(req.search["best_params"]), spec.problem_type)
+        except (ValueError, KeyError, TypeError) as err:
+            raise JobFolderError(f"{where}: search.best_params: {err}") from None
+    return req
 
 
 def run(folder: str) -> dict[str, Any]:
@@ -129,8 +204,8 @@ def run(folder: str) -> dict[str, Any]:
     from mlops_core.training import train
 
     spec = job_spec(folder)
+    req = job_request(folder, spec)
     fs, base = storage.filesystem(folder)
-    req = JobRequest(**json.loads(fs.cat_file(f"{base}/request.json")))
     tags = {**req.tags, "mlops.training_backend_job": req.name}
     result = train(spec, req.raw_uri, req.lake_root, req.ds, tags, searched=req.search).to_dict()
     fs.pipe(f"{base}/result.json", json.dumps(result, sort_keys=True, default=str).encode())

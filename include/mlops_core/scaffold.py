@@ -117,6 +117,12 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+def _one_line(text: str) -> str:
+    """``text`` safe inside a ``#`` comment: a line break (``\\n``, ``\\r``, U+0085, U+2028...) in a
+    file name would end the comment and start YAML keys, so every unprintable character is escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def scaffold(
     name: str,
     csv_path: str | Path,
@@ -191,9 +197,9 @@ def scaffold(
     parse_spec(spec, f"scaffold of {name}")  # the scaffold must itself be a valid pipeline
     header = (
         f"# {name}: scaffolded by `mlops-airflow new` from the header and first {SAMPLE_ROWS} rows of "
-        f"{path.name}.\n"
+        f"{_one_line(path.name)}.\n"
         f"# Guessed: problem_type {kind}"
-        + (f" (positive_class {labels[-1]!r}: check it)" if kind == "binary" else "")
+        + (f" (positive_class {_one_line(repr(labels[-1]))}: check it)" if kind == "binary" else "")
         + ", id/time/categorical columns, floors and expectations. Review every line, then run\n"
         f"#   mlops-airflow validate dags/pipelines/{name}.yaml\n"
         "# yaml-language-server: $schema=../../include/schema/pipeline.schema.json\n"

@@ -10,12 +10,14 @@ import os
 import re
 from contextvars import ContextVar
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
 
 # The active cloud profile's lake and landing roots (set by mlops_core.clouds.using); they take
 # precedence over the environment so one worker process can run pipelines of several profiles.
 ROOTS: ContextVar[dict[str, str]] = ContextVar("mlops_roots", default={})  # noqa: B039 - never mutated
-
-_VAR = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
 
 def home() -> Path:
@@ -73,16 +75,21 @@ def _defaults() -> dict[str, str]:
     }
 
 
-def expand(value: str) -> str:
-    """Expand ``${VAR}`` and ``${VAR:-default}`` from the environment.
+def expand(value: str, declared: Collection[str] | None = None, *, trusted: bool = False) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` from the environment, once.
 
+    The grammar and the name rules are :mod:`mlops_core.envref`'s, the same the spec is checked
+    with at parse time: no nesting, no credential-like name (unless ``trusted``: the operator's own
+    cloud profiles file), and with ``declared`` (a pipeline's ``env:``) only ``MLOPS_*`` and those.
     ``MLOPS_HOME``, ``MLOPS_LAKE`` and ``MLOPS_LANDING`` always resolve (to their defaults when
-    unset); any other unset variable without a default is an error that names it.
+    unset); any other unset variable without a default is a :class:`KeyError` that names it.
+    The result never holds ``${``, so expanding it again changes nothing.
     """
+    from mlops_core import envref
+
     defaults = _defaults()
 
-    def sub(match: re.Match[str]) -> str:
-        name, default = match.group("name"), match.group("default")
+    def lookup(name: str, default: str | None) -> str:
         if name in ROOTS.get():
             return ROOTS.get()[name]
         if name in os.environ:
@@ -95,7 +102,7 @@ def expand(value: str) -> str:
             f"environment variable {name} is not set (used in {value!r}); export it or write ${{{name}:-default}}"
         )
 
-    return _VAR.sub(sub, value)
+    return envref.expand(value, lookup, declared, trusted=trusted)
 
 
 _USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^/@:\s]*):(?P<secret>[^/@\s]*)@", re.I)

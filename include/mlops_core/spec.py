@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlops_core import envref
 from mlops_core.catalog import EXPECTATIONS, METRICS, ProblemType, check_expectation_args, metrics_for
 from mlops_core.estimators import check_params, check_search, families
 
@@ -30,12 +31,7 @@ _CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
 
 # Object stores and the local disk; never http(s), ftp, memory:// or a cloud metadata address.
 SOURCE_SCHEMES = frozenset({"file", "s3", "s3a", "gs", "gcs", "abfs", "abfss", "az"})
-_ENV_REF = re.compile(r"\$\{(?P<name>[^}:]*)(:-[^}]*)?\}")
-_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
-# Names a YAML may never expand, even declared: they hold credentials or Airflow's own settings.
-_SECRET_NAME = re.compile(
-    r"(^AIRFLOW|PASSW|SECRET|TOKEN|KEY|CREDENTIAL|FERNET|_CONN|SQL_ALCHEMY|DATABASE|^AWS_|^AZURE_|^GOOGLE_|SAS|AUTH)"
-)
+_ENV_NAME = re.compile(f"^{envref.NAME.pattern}$")
 MAX_YAML_BYTES = 256 * 1024
 
 
@@ -128,7 +124,9 @@ def check_env_refs(data: Any, declared: set[str], where: str = "") -> list[str]:
     """``${VAR}`` references a YAML may use: ``MLOPS_*`` and the names listed under ``env:``.
 
     Never names that look like credentials or Airflow settings, declared or not, so a YAML
-    author cannot copy a secret into a URI, a log line or the lake.
+    author cannot copy a secret into a URI, a log line or the lake. Every string is checked
+    against :mod:`mlops_core.envref`'s grammar (no nesting, no unclosed ``${``), the one
+    :func:`mlops_core.settings.expand` applies at run time.
     """
     problems: list[str] = []
     if isinstance(data, dict):
@@ -138,18 +136,8 @@ def check_env_refs(data: Any, declared: set[str], where: str = "") -> list[str]:
         for i, value in enumerate(data):
             problems += check_env_refs(value, declared, f"{where}.{i}")
     elif isinstance(data, str):
-        for match in _ENV_REF.finditer(data):
-            name = match.group("name")
-            if _SECRET_NAME.search(name):
-                problems.append(
-                    f"{where}: ${{{name}}} looks like a credential or an Airflow setting; a pipeline YAML "
-                    "cannot read it (put credentials in an Airflow connection and name it with conn_id)"
-                )
-            elif not (name.startswith("MLOPS_") or name in declared):
-                problems.append(
-                    f"{where}: ${{{name}}} is not a variable this pipeline may read; use an MLOPS_* "
-                    f"variable or declare it under env: [{name}]"
-                )
+        # the grammar and the names of mlops_core.envref: what the run-time expander accepts
+        problems += [f"{where}: {p}" for p in envref.problems(data, declared)]
     return problems
 
 

@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from mlops_core.settings import expand, redact
+from mlops_core.settings import expand, landing_root, redact
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -697,7 +697,7 @@ def read_source_with_lineage(
     lookback = lookback_days or source.partition.lookback_days
     if source.dvc is None:
         frame, rejected = _read_strict(
-            source, day, lookback, columns, lambda uri: filesystem(uri, storage_options)
+            source, day, lookback, columns, lambda uri: no_link(*filesystem(uri, storage_options))
         )
         return frame, rejected, {}
     from mlops_core import dvc_source
@@ -706,6 +706,44 @@ def read_source_with_lineage(
     with dvc_source.fetch(source, uris, required=source.partition.mode != "files") as fetched:
         frame, rejected = _read_strict(source, day, lookback, columns, fetched.locate)
         return frame, rejected, {"dvc": fetched.lineage()}
+
+
+def no_link(fs: AbstractFileSystem, path: str) -> tuple[AbstractFileSystem, str]:
+    """``(fs, path)`` of a source, refused when it is local and reached through a symbolic link.
+
+    A link in the landing zone (``ln -s /etc/passwd <landing>/demo/data.csv``) would hand the
+    reader any file the worker can read, whatever the URI checks said. Under a source root (the
+    landing zone, a local ``source_roots`` entry of the active profile) no part of the path below
+    the root may be a link and the resolved file must stay under the resolved root; elsewhere
+    (outside every root, which the operators' profile check refuses anyway) the file itself may
+    not be a link.
+    """
+    if not is_local(fs):
+        return fs, path
+    from mlops_core import clouds
+
+    profile = clouds.active()
+    roots = [landing_root(), *(profile.source_roots if profile else ())]
+    target = os.path.normpath(path)
+    shown = redact(target)
+    fix = "copy the file into the landing zone (symbolic links are not followed: one may point anywhere)"
+    for root in (
+        os.path.normpath(r.removeprefix("file://")) for r in roots if r.startswith(("/", "file://"))
+    ):
+        if not target.startswith(root.rstrip("/") + "/"):
+            continue
+        here = root
+        for part in os.path.relpath(target, root).split(os.sep):
+            here = os.path.join(here, part)
+            if os.path.islink(here):
+                raise SourceDataError(f"source {shown}: {redact(here)} is a symbolic link; {fix}")
+        real, real_root = os.path.realpath(target), os.path.realpath(root)
+        if not real.startswith(real_root.rstrip("/") + "/"):
+            raise SourceDataError(f"source {shown} resolves outside its root {redact(root)}; {fix}")
+        return fs, path
+    if os.path.islink(target):
+        raise SourceDataError(f"source {shown} is a symbolic link; {fix}")
+    return fs, path
 
 
 def _window_uris(source: SourceSpec, day: date, lookback: int) -> list[str]:

@@ -279,9 +279,9 @@ def run_trial(folder: str, raw: Mapping[str, Any]) -> dict[str, Any]:
 
     spec = remote.job_spec(folder)
     params = decode(spec, raw)
+    req = remote.job_request(folder, spec)  # checked: the raw partition is the pipeline's own
     fs, base = storage.filesystem(folder)
-    req = json.loads(fs.cat_file(f"{base}/request.json"))
-    X, y, numeric, categorical, pos = training_rows(spec, req["raw_uri"], version=req.get("raw_version"))
+    X, y, numeric, categorical, pos = training_rows(spec, req.raw_uri, version=req.raw_version)
     ident = trial_id(params)
     record: dict[str, Any] = {"trial": ident, "params": params, "n_rows": len(X), "state": "COMPLETE"}
     try:

@@ -157,8 +157,27 @@ def _ti_key(context: Mapping[str, Any] | None) -> tuple[str, ...] | None:
     return tuple(str(where.get(k)) for k in ("dag", "run", "task", "try")) + (str(map_index),)
 
 
+_URL = re.compile(r"https?://[^\s\"'<>@]+")
+
+
+def _link_bases() -> list[str]:
+    """Where the links this package builds point: Airflow's ``[api] base_url`` (task logs, the
+    approval page; Airflow's own default when unset) and the MLflow UI (:func:`links.mlflow_ui`)."""
+    from airflow.configuration import conf
+
+    from mlops_airflow.links import mlflow_ui
+
+    bases = [conf.get("api", "base_url", fallback="") or "http://localhost:8080", mlflow_ui() or ""]
+    return [b.strip().rstrip("/") for b in bases if _URL.fullmatch(b.strip().rstrip("/"))]
+
+
 def _is_link(value: Any) -> bool:
-    return isinstance(value, str) and bool(re.fullmatch(r"https?://[^\s\"'<>]+", value))
+    """Only URLs under the package's own bases become links: any other ``http(s)://`` value (a
+    column name, a reason, an exception message...) is text, so an alert cannot carry a phishing
+    link that looks like the pipeline's."""
+    if not (isinstance(value, str) and _URL.fullmatch(value)):
+        return False
+    return any(value == b or value.startswith((f"{b}/", f"{b}?", f"{b}#")) for b in _link_bases())
 
 
 def _markdown(text: str) -> str:
@@ -357,7 +376,7 @@ def notify(
     :param context: the task's Airflow context (dag, run, task, try and log link go in the message);
         None: the running task's, if any.
     :param facts: the evidence, one row each (lists of strings become bullet lists; links to
-        ``http(s)://`` become links; None is left out).
+        the package's own Airflow and MLflow URLs become links, any other value is text; None is left out).
     :return: the destinations that accepted the message. Never raises: a destination that fails is
         logged as a warning with its error, and the others are still tried.
     """

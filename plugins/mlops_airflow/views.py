@@ -39,7 +39,15 @@ REPORT_FILES = {
     "report.json": "application/json",
     "model_card.md": "text/markdown",
 }
-SANDBOX = "sandbox allow-scripts; default-src 'self' 'unsafe-inline' data: blob: https://cdn.jsdelivr.net"
+# Only Airflow's own UI may frame these pages (the nav view embeds /mlops/models): no other site
+# can overlay them (clickjacking).
+FRAME_ANCESTORS = "frame-ancestors 'self'"
+SANDBOX = (
+    "sandbox allow-scripts; default-src 'self' 'unsafe-inline' data: blob: https://cdn.jsdelivr.net; "
+    + FRAME_ANCESTORS
+)
+# The Models page: inline SVG and one inline stylesheet, no script, no form, nothing fetched.
+PAGE_CSP = f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; {FRAME_ANCESTORS}"
 
 
 def pipelines_folder() -> Path:
@@ -318,6 +326,14 @@ def create_app() -> Any:
     from fastapi.responses import HTMLResponse, Response
 
     app = FastAPI(title="airflow-mlops models", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def security_headers(request: Any, call_next: Any) -> Any:
+        # every response, errors (401, 403, 404) included; a report keeps its own sandbox policy
+        response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
 
     @app.get("/models", response_class=HTMLResponse)
     def models(user: Any = Depends(get_user)) -> HTMLResponse:

@@ -138,6 +138,13 @@ def inbox(smtp_server: tuple[int, Path], monkeypatch: pytest.MonkeyPatch) -> Inb
     return box
 
 
+@pytest.fixture
+def airflow_test(monkeypatch: pytest.MonkeyPatch) -> str:
+    """``[api] base_url`` of the fake task instances' log links: the package links only its own URLs."""
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.test")
+    return "http://airflow.test"
+
+
 def _html(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("html",))
     assert part is not None
@@ -182,7 +189,7 @@ def _check_envelope(message: EmailMessage, event: str) -> None:
 # -- each event from where it happens ---------------------------------------------------------------
 
 
-def test_gate_rejection_mails_the_reasons(inbox: Inbox, local_dir: Path) -> None:
+def test_gate_rejection_mails_the_reasons(inbox: Inbox, local_dir: Path, airflow_test: str) -> None:
     import mlflow
 
     from mlops_core import tracking
@@ -346,7 +353,7 @@ def test_drift_policy_fired_mails_the_evidence(inbox: Inbox) -> None:
     assert "reports/drift/ds=2026-02-04/report.html" in page
 
 
-def test_approval_waiting_links_the_decision_page(inbox: Inbox) -> None:
+def test_approval_waiting_links_the_decision_page(inbox: Inbox, airflow_test: str) -> None:
     url = "http://airflow.test/dags/breast_cancer_training/runs/r1/tasks/approve/required_actions"
     assert notifiers.notify_approval_waiting(_spec(), _context("approve"), "7", url) == [
         "email (smtp_default)"
@@ -413,7 +420,7 @@ def test_labels_unmatched_mails_the_share_and_the_key_columns(inbox: Inbox) -> N
     assert "feedback.max_unmatched_share 0.5" in page and "record_id" in page
 
 
-def test_a_failed_task_mails_the_try_the_error_and_the_log(inbox: Inbox) -> None:
+def test_a_failed_task_mails_the_try_the_error_and_the_log(inbox: Inbox, airflow_test: str) -> None:
     context = {**_context("train", try_number=3), "exception": ValueError(f"column {SCRIPT} broke")}
     notifiers.failure_callback(_spec())(context)
     message = inbox.one()

@@ -208,6 +208,11 @@ SECRET_USERS: dict[str, set[str]] = {
     "mlflow_flask_secret_key": {"secrets-check", "mlflow"},
     # The Grafana UI's admin, read once when Grafana creates its database.
     "grafana_admin_password": {"secrets-check", "grafana"},
+    # Basic auth of the Pushgateway: its web config (a bcrypt hash), the gateway's own healthcheck,
+    # Prometheus' scrape and the workers' pushes.
+    "pushgateway_password": {
+        "secrets-check", "pushgateway-web-config", "pushgateway", "prometheus", "airflow-worker",
+    },
 }  # fmt: skip
 AIRFLOW_SERVICES = {
     "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
@@ -277,7 +282,7 @@ def test_secrets_are_files_never_environment_values() -> None:
 
 def test_workers_hold_no_database_fernet_jwt_or_storage_secret() -> None:
     worker = load_compose()["services"]["airflow-worker"]
-    assert service_secrets(worker) == {"redis_password", "mlflow_airflow_password"}
+    assert service_secrets(worker) == {"redis_password", "mlflow_airflow_password", "pushgateway_password"}
     env = environment(worker)
     for key in env:
         assert not key.startswith(("AIRFLOW__DATABASE__", "AIRFLOW__CORE__FERNET", "AIRFLOW__API")), key
