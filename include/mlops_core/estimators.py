@@ -30,6 +30,11 @@ class EstimatorFamily:
         ``epochs`` or ``hidden_units``); a param with no bound anywhere takes any scalar.
     :param framework: a family registered with :func:`register_framework` (training callable,
         state codec, MLflow flavor), built as :class:`mlops_core.framework_model.FrameworkClassifier`.
+    :param state_types: types a *fitted* model of the family holds besides its two classes and what
+        skops trusts by default (a forest's ``sklearn.tree._tree.Tree``, LightGBM's ``Booster``), by
+        skops' fully qualified name. With the classes they make the family's part of
+        :func:`trusted_types`; ``tests/unit/test_model_loading.py`` fits every family and fails when
+        a library upgrade adds a type this list lacks.
     """
 
     name: str
@@ -41,6 +46,7 @@ class EstimatorFamily:
     defaults: dict[str, Any] = field(default_factory=dict)
     bounds: dict[str, tuple[float, float] | frozenset[Any]] = field(default_factory=dict)
     framework: Framework | None = None
+    state_types: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ _BUILTIN: tuple[EstimatorFamily, ...] = (
         classifier="sklearn.ensemble:RandomForestClassifier",
         regressor="sklearn.ensemble:RandomForestRegressor",
         params=_TREE_PARAMS,
+        state_types=frozenset({"sklearn.tree._tree.Tree"}),
     ),
     EstimatorFamily(
         "gradient_boosting",
@@ -104,6 +111,7 @@ _BUILTIN: tuple[EstimatorFamily, ...] = (
         params=frozenset(
             {"n_estimators", "learning_rate", "max_depth", "subsample", "min_samples_leaf", "max_features"}
         ),
+        state_types=frozenset({"sklearn.tree._tree.Tree"}),
     ),
     EstimatorFamily(
         "hist_gradient_boosting",
@@ -120,6 +128,7 @@ _BUILTIN: tuple[EstimatorFamily, ...] = (
                 "class_weight",
             }
         ),
+        state_types=frozenset({"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"}),
     ),
     EstimatorFamily(
         "lightgbm",
@@ -140,6 +149,8 @@ _BUILTIN: tuple[EstimatorFamily, ...] = (
             }
         ),
         defaults={"verbose": -1, "n_jobs": 1},
+        # the Booster is restored from its model string (__setstate__), its params in an OrderedDict
+        state_types=frozenset({"lightgbm.basic.Booster", "collections.OrderedDict"}),
     ),
 )
 
@@ -315,6 +326,42 @@ def check_search(name: str, fixed: dict[str, Any], search: Any, problem: str) ->
                 check_params(name, {key: value}, problem)
         except ValueError as err:
             raise ValueError(str(err).replace("model.params", "model.search.params")) from None
+
+
+# What every saved model holds around its estimator: the preprocessing pipeline
+# (:func:`mlops_core.training.build_pipeline`), the threshold wrapper (:mod:`mlops_core.threshold`)
+# and numpy dtypes. skops trusts the scikit-learn classes by default today; naming them keeps the
+# list the package's own if that default narrows.
+_AROUND_EVERY_MODEL = (
+    "sklearn.pipeline:Pipeline",
+    "sklearn.compose:ColumnTransformer",
+    "sklearn.impute:SimpleImputer",
+    "sklearn.preprocessing:StandardScaler",
+    "sklearn.preprocessing:OneHotEncoder",
+    "sklearn.model_selection:FixedThresholdClassifier",
+    "sklearn.frozen:FrozenEstimator",
+)
+_DATA_TYPES = frozenset({"numpy.dtype"})
+
+
+def _skops_name(path: str) -> str:
+    """``"module:Class"`` -> the name skops records for the class (its defining module + name)."""
+    module_name, class_name = path.split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return f"{cls.__module__}.{cls.__name__}"
+
+
+def trusted_types(name: str) -> frozenset[str]:
+    """The types a saved model of family ``name`` may contain, beyond what skops trusts by default.
+
+    Decided by this package (the catalogue, plus families registered in this process), never by
+    the artifact: a model's ``MLmodel`` lists ``skops_trusted_types`` too, but whoever can write
+    the artifact store can write that list (``posix.system`` included).
+    :func:`mlops_core.registry.load_verified` loads with this list only. Imports the family's classes.
+    """
+    fam = get_family(name)
+    classes = {_skops_name(p) for p in (fam.classifier, fam.regressor, *_AROUND_EVERY_MODEL)}
+    return frozenset(classes | fam.state_types | _DATA_TYPES)
 
 
 def build_estimator(name: str, problem: str, params: dict[str, Any], seed: int) -> Any:

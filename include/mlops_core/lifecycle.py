@@ -164,7 +164,10 @@ def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: st
         slices.check_columns(spec, list(hold.columns), trained["holdout_uri"])
     X, y = hold.drop(columns=[spec.target]), hold[spec.target].to_numpy()
     pos = trained.get("positive_class")
-    model = registry.load_unregistered(trained["model_uri"], allow_pickle=spec.model.allow_pickle)
+    # only the model the training run recorded (id, digest), with the types the package allows
+    model = registry.load_trained(
+        trained["model_uri"], trained["run_id"], allow_pickle=spec.model.allow_pickle
+    )
     challenger = evaluation.score(model, X, spec.problem_type, pos)
     chall_metrics = evaluation.all_metrics(spec, y, challenger, pos)
     champ_model, champ_version = _load_champion(spec)
@@ -349,7 +352,8 @@ def register(
         "mlops.pipeline": spec.name,
         "mlops.holdout_uri": trained["holdout_uri"],
         **_recorded_decision(trained["run_id"], decision),
-        registry.DIGEST_TAG: registry.artifact_digest(trained["model_uri"]),
+        # the digest the training run recorded, once the files were checked against it
+        registry.DIGEST_TAG: registry.verify_trained(trained["model_uri"], trained["run_id"]),
     }
     version, created = registry.register(
         spec.registered_model_name, trained["model_uri"], trained["run_id"], run_key, tags

@@ -16,7 +16,8 @@ Tags a registered version carries (besides the Airflow lineage tags)::
     mlops.run_id             MLflow run that trained it (one version per trained run)
     mlops.model_uri          the logged model it was registered from (models:/m-...)
     mlops.model_id           that logged model's id (m-...)
-    mlops.model_sha256       digest of the model's artifact files (checked again at deploy)
+    mlops.model_sha256       digest of the model's artifact files (a copy: loads and deploys check
+                             the run's param of the same name, which cannot be changed)
     mlops.gate               the gate outcome: promote | forced | reject
     mlops.gate_reasons       the gate's reasons
     mlops.evaluated_against  champion version the challenger was compared with, or "none"
@@ -199,76 +200,217 @@ def artifact_digest(model_uri: str) -> str:
 
 
 class ArtifactRefused(RuntimeError):
-    """A model's files do not match what was registered, or would load through pickle without opt-in."""
+    """A model that must not be loaded: its files or its origin do not match what its training run
+    recorded, it holds types the package does not allow, or it would load through pickle without opt-in."""
+
+
+# Recorded by training on the MLflow *run* (params cannot be changed once logged; registry tags can).
+DIGEST_PARAM = "mlops.model_sha256"
+MODEL_ID_PARAM = "mlops.model_id"
+FAMILY_PARAM = "family"
+
+
+def model_id_of(model_uri: str) -> str | None:
+    """``models:/m-...`` (a logged model, what training returns) -> ``m-...``; None for other URIs."""
+    if model_uri.startswith("models:/m-"):
+        rest = model_uri.removeprefix("models:/")
+        return rest if "/" not in rest and "@" not in rest else None
+    return None
+
+
+def record_trained(model_uri: str) -> str:
+    """Training: log the model's digest, id and family's trust on the active run; return the digest.
+
+    Every later load compares the files with this digest and the model's id with this id.
+    """
+    import mlflow
+
+    model_id = model_id_of(model_uri)
+    if model_id is None:
+        raise ArtifactRefused(f"training logged {model_uri!r}, not a logged model (models:/m-...)")
+    digest = artifact_digest(model_uri)
+    mlflow.log_params({DIGEST_PARAM: digest, MODEL_ID_PARAM: model_id})
+    return digest
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a training run recorded about the model it trained (its params, immutable)."""
+
+    run_id: str
+    model_id: str
+    digest: str
+    family: str
+
+
+def recorded(run_id: str, label: str) -> Recorded:
+    """The model identity training recorded on run ``run_id``; :class:`ArtifactRefused` when absent."""
+    import re
+
+    if not re.fullmatch(r"[0-9a-f]{32}", str(run_id)):
+        raise ArtifactRefused(f"{label}: {str(run_id)[:80]!r} is not an MLflow run id")
+    try:
+        params = dict(client().get_run(run_id).data.params)
+    except Exception as err:
+        if is_missing(err):
+            raise ArtifactRefused(f"{label}: its training run {run_id!r} does not exist") from err
+        raise unavailable(err, f"reading what run {run_id} recorded about its model") from err
+    missing = [k for k in (DIGEST_PARAM, MODEL_ID_PARAM, FAMILY_PARAM) if not params.get(k)]
+    if missing:
+        raise ArtifactRefused(
+            f"{label}: its training run {run_id} recorded no {', '.join(missing)} (trained before "
+            "models were recorded, or not by this package's training), so its files cannot be "
+            "verified; refusing to load it. Re-run the training DAG to train a verifiable model"
+        )
+    return Recorded(run_id, params[MODEL_ID_PARAM], params[DIGEST_PARAM], params[FAMILY_PARAM])
+
+
+def _flavor(root: Any) -> dict[str, Any]:
+    import yaml
+
+    meta = yaml.safe_load((root / "MLmodel").read_text()) or {}
+    found = (meta.get("flavors") or {}).get("sklearn")
+    return found if isinstance(found, dict) else {}
 
 
 def serialization_format(root: Any) -> str:
     """The sklearn flavor's serialization format written in a downloaded model's ``MLmodel``."""
-    import yaml
-
-    meta = yaml.safe_load((root / "MLmodel").read_text()) or {}
-    return str((meta.get("flavors") or {}).get("sklearn", {}).get("serialization_format") or "unknown")
+    return str(_flavor(root).get("serialization_format") or "unknown")
 
 
-def _load_quietly(root: Any) -> Any:
-    """``mlflow.sklearn.load_model`` without skops' type scan warnings (one per attribute it probes)."""
+def _model_file(root: Any, flavor: dict[str, Any], label: str) -> Any:
+    name = str(flavor.get("pickled_model") or "")
+    path = root / name
+    if not name or "/" in name or "\\" in name or name.startswith(".") or not path.is_file():
+        raise ArtifactRefused(f"{label}: its MLmodel names no model file in the model folder ({name!r})")
+    return path
+
+
+def _trusted_for(family: str, label: str) -> frozenset[str]:
+    from mlops_core import estimators
+
+    try:
+        return estimators.trusted_types(family)
+    except ValueError as err:  # a framework family this process has not registered
+        raise ArtifactRefused(f"{label}: {err}; register the family in this process to load it") from err
+
+
+def _check_declared(flavor: dict[str, Any], allowed: frozenset[str], family: str, label: str) -> None:
+    declared = flavor.get("skops_trusted_types") or []
+    extra = sorted({str(t) for t in declared} - allowed) if isinstance(declared, list) else [repr(declared)]
+    if extra:
+        raise ArtifactRefused(
+            f"{label}: its MLmodel asks skops to trust {extra}, which a {family!r} model never holds; "
+            "the package decides which types a model may contain, not the artifact. Refusing to load it"
+        )
+
+
+def _load_skops(path: Any, allowed: frozenset[str], label: str) -> Any:
     import warnings
 
-    import mlflow
-
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # see training._serialization: the import probes every module
         warnings.simplefilter("ignore")
-        return mlflow.sklearn.load_model(str(root))
+        import skops.io as sio
+        from skops.io.exceptions import UntrustedTypesFoundException
+
+        try:
+            return sio.load(path, trusted=sorted(allowed))
+        except UntrustedTypesFoundException as err:
+            raise ArtifactRefused(
+                f"{label}: its model file holds types the package does not allow ({err}); refusing to load it"
+            ) from err
 
 
-def _load_checked(model_uri: str, label: str, *, allow_pickle: bool, digest: str | None) -> Any:
-    """Download once; check the digest (when given) and the format on that copy; load that copy.
+def _load_root(root: Any, rec: Recorded, label: str, *, allow_pickle: bool) -> Any:
+    """Load a verified copy: skops with the package's trusted types, cloudpickle only on opt-in."""
+    flavor = _flavor(root)
+    fmt = str(flavor.get("serialization_format") or "unknown")
+    if fmt == "skops":
+        allowed = _trusted_for(rec.family, label)
+        _check_declared(flavor, allowed, rec.family, label)
+        return _load_skops(_model_file(root, flavor, label), allowed, label)
+    if fmt == "cloudpickle" and allow_pickle:
+        import cloudpickle
 
-    Nothing can change between the check and the load. A model saved with pickle/cloudpickle
-    loads only with ``allow_pickle`` (``model.allow_pickle``): unpickling runs code. skops models
-    load with the trusted types written in their ``MLmodel`` at training, which the digest covers.
-    """
+        log.warning("%s: loading with cloudpickle (model.allow_pickle: true); unpickling runs code", label)
+        with _model_file(root, flavor, label).open("rb") as f:
+            return cloudpickle.load(f)
+    raise ArtifactRefused(
+        f"{label} is saved with {fmt!r}, which runs code when loaded; only skops models load "
+        "unless the pipeline sets model.allow_pickle: true (see README 'Security catalogue')"
+    )
+
+
+@contextmanager
+def _verified_copy(download_uri: str, model_id: str | None, run_id: str, label: str) -> Iterator[Any]:
+    """Download once and check that copy: the model is the one run ``run_id`` recorded (its id),
+    its files hash to the digest that run recorded, and what its MLmodel declares is allowed.
+    Yields the folder and the record; nothing can change between the checks and the load."""
     import tempfile
     from pathlib import Path
 
     import mlflow
 
+    tracking.configure()
+    rec = recorded(run_id, label)
+    if model_id != rec.model_id:
+        raise ArtifactRefused(
+            f"{label}: model {model_id or download_uri!r} is not the model its training run {run_id} "
+            f"recorded ({rec.model_id}); refusing to load a model from another run"
+        )
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp))
-        if digest is not None and (got := _digest_dir(root)) != digest:
+        root = Path(mlflow.artifacts.download_artifacts(download_uri, dst_path=tmp))
+        if (got := _digest_dir(root)) != rec.digest:
             raise ArtifactRefused(
-                f"{label}: its artifact files changed since registration (sha256 {got[:12]} != "
-                f"recorded {digest[:12]}); refusing to load it. Restore the artifacts or re-run training"
+                f"{label}: its artifact files changed since training (sha256 {got[:12]} != "
+                f"{rec.digest[:12]} recorded on run {run_id}); refusing to load it. Restore the "
+                "artifacts or re-run training"
             )
-        fmt = serialization_format(root)
-        if fmt != "skops" and not allow_pickle:
-            raise ArtifactRefused(
-                f"{label} is saved with {fmt!r}, which runs code when loaded; only skops models load "
-                "unless the pipeline sets model.allow_pickle: true (see README 'Security catalogue')"
-            )
-        return _load_quietly(root)
+        flavor = _flavor(root)
+        if flavor.get("serialization_format") == "skops":
+            _check_declared(flavor, _trusted_for(rec.family, label), rec.family, label)
+        yield root, rec
 
 
-def load_unregistered(model_uri: str, *, allow_pickle: bool = False) -> Any:
-    """Load a just-trained model (no registered digest yet): skops only, unless ``allow_pickle``."""
-    return _load_checked(model_uri, model_uri, allow_pickle=allow_pickle, digest=None)
+def load_model(
+    download_uri: str, model_id: str | None, run_id: str, label: str, *, allow_pickle: bool
+) -> Any:
+    """The one verified load every path uses (challenger, champion, smoke test, batch scoring,
+    a remote job's result): :func:`_verified_copy`, then skops with the package's trusted types."""
+    with _verified_copy(download_uri, model_id, run_id, label) as (root, rec):
+        return _load_root(root, rec, label, allow_pickle=allow_pickle)
+
+
+def load_trained(model_uri: str, run_id: str, *, allow_pickle: bool = False) -> Any:
+    """Load a just-trained model (``trained.model_uri`` and ``run_id``, from XCom or a remote job's
+    ``result.json``): only the model that run recorded, verified like a registered one."""
+    return load_model(model_uri, model_id_of(model_uri), run_id, model_uri, allow_pickle=allow_pickle)
+
+
+def _version_origin(name: str, version: str) -> tuple[str, str | None]:
+    """(run_id, model_id) of a version, as MLflow set them when it was created (not its tags)."""
+    try:
+        mv = client().get_model_version(name, version)
+    except Exception as err:
+        raise unavailable(err, f"reading the origin of {name!r} v{version}") from err
+    if not mv.run_id:
+        raise ArtifactRefused(f"{name} v{version} has no training run, so its files cannot be verified")
+    model_id = getattr(mv, "model_id", None) or model_id_of(str(mv.source or ""))
+    return str(mv.run_id), model_id
 
 
 def load_verified(name: str, version: str, *, allow_pickle: bool = False) -> Any:
-    """Load ``name`` v``version`` only if its files hash to the digest recorded at registration."""
-    try:
-        tags = dict(client().get_model_version(name, version).tags)
-    except Exception as err:
-        raise unavailable(err, f"reading the artifact digest of {name!r} v{version}") from err
-    want = tags.get(DIGEST_TAG)
-    if not want:
-        raise ArtifactRefused(
-            f"{name} v{version} has no {DIGEST_TAG} tag (registered without an artifact digest), so "
-            "its files cannot be verified; re-run the training DAG to register a verifiable version"
-        )
-    return _load_checked(
-        f"models:/{name}/{version}", f"{name} v{version}", allow_pickle=allow_pickle, digest=want
+    """Load ``name`` v``version`` only if it is the model its training run recorded, byte for byte."""
+    run_id, model_id = _version_origin(name, version)
+    return load_model(
+        f"models:/{name}/{version}", model_id, run_id, f"{name} v{version}", allow_pickle=allow_pickle
     )
+
+
+def verify_trained(model_uri: str, run_id: str) -> str:
+    """The checks of :func:`load_trained` without loading; returns the recorded digest (register)."""
+    with _verified_copy(model_uri, model_id_of(model_uri), run_id, model_uri) as (_, rec):
+        return rec.digest
 
 
 def champion_artifact(name: str, path: str) -> tuple[dict[str, Any] | None, str | None, str | None]:
@@ -385,18 +527,17 @@ def check_deployable(name: str, version: str) -> Ruling:
 
 
 def verify_artifact(name: str, version: str, tags: dict[str, str]) -> None:
-    """Compare the version's artifact files with the digest recorded at registration."""
-    want = tags.get(DIGEST_TAG)
-    if not want:
-        log.warning("%s v%s has no %s tag; artifact not verified", name, version, DIGEST_TAG)
-        return
-    got = artifact_digest(f"models:/{name}/{version}")
-    if got != want:
-        raise DecisionRefused(
-            f"refusing to deploy {name} v{version}: its artifact files changed since registration "
-            f"(sha256 {got[:12]} != recorded {want[:12]}); re-run training",
-            tags.get(GATE_TAG),
-        )
+    """Deploy: the version's files are the model its training run recorded (digest, id, allowed types).
+
+    An endpoint's serving image loads the model with MLflow, which trusts the ``MLmodel``'s own
+    type list: checked here, before the files leave for any target.
+    """
+    run_id, model_id = _version_origin(name, version)
+    try:
+        with _verified_copy(f"models:/{name}/{version}", model_id, run_id, f"{name} v{version}"):
+            pass
+    except ArtifactRefused as err:
+        raise DecisionRefused(f"refusing to deploy {name} v{version}: {err}", tags.get(GATE_TAG)) from err
 
 
 @contextmanager

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops_core import __version__, settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def configure() -> Any:
@@ -19,6 +23,7 @@ def configure() -> Any:
 
     # the package downloads models to verify them: no progress bar per file in task logs
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    forbid_mlflow_unpickling()
     uri = settings.tracking_uri()
     if uri.startswith("sqlite:///"):
         _init_sqlite_store(uri)
@@ -33,6 +38,33 @@ def configure() -> Any:
         os.environ.pop("MLFLOW_REGISTRY_URI", None)
     _register_lake_source()
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+_PICKLE_ENV = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+
+
+def forbid_mlflow_unpickling() -> None:
+    """Switch MLflow's own model deserialisation off in this process.
+
+    MLflow's loaders (``mlflow.sklearn``/``pyfunc.load_model`` and others) unpickle, or pass the
+    artifact's own ``skops_trusted_types`` to skops. The package never calls them to load a model
+    (:func:`mlops_core.registry.load_model`), so nothing it runs may: with this variable
+    false MLflow refuses.
+    Called by :func:`configure`, which every step runs.
+    """
+    os.environ[_PICKLE_ENV] = "false"
+
+
+@contextmanager
+def own_fresh_model() -> Iterator[None]:
+    """Allow MLflow to load, only inside this block, the model training has just saved from the
+    object it holds (``log_model`` loads its local copy to check the input example serves).
+    Nothing outside has touched that copy; afterwards the switch is off again, whatever it was."""
+    os.environ[_PICKLE_ENV] = "true"
+    try:
+        yield
+    finally:
+        forbid_mlflow_unpickling()
 
 
 @lru_cache(maxsize=32)

@@ -152,8 +152,11 @@ def _prepare(
 
 
 def _serialization(pipe: Any, allow_pickle: bool = False) -> dict[str, Any]:
-    """skops (no pickle on load), trusting exactly the types of the model we just fitted ourselves.
+    """skops (no pickle on load); the ``MLmodel`` lists the types of the model we just fitted.
 
+    That list is for MLflow's own loaders (serving images). The package loads with the types its
+    catalogue allows for the family (:func:`mlops_core.estimators.trusted_types`) and refuses an
+    artifact whose list asks for more (:func:`mlops_core.registry.load_model`).
     Estimators skops cannot write fall back to cloudpickle only with ``model.allow_pickle``.
     """
     try:
@@ -361,7 +364,7 @@ def train(
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.models import infer_signature
 
-    from mlops_core import contract, storage, threshold, tracking
+    from mlops_core import contract, registry, storage, threshold, tracking
 
     # one version, pinned: a rewrite of the partition meanwhile cannot mix two versions in the lineage
     raw_manifest = storage.read_manifest(raw_uri, storage_options)
@@ -453,14 +456,17 @@ def train(
             tags={"sha256": hold_manifest.sha256, "manifest_version": str(hold_manifest.version)},
         )
         example = X.head(5)
-        info = mlflow.sklearn.log_model(
-            sk_model=pipe,
-            name="model",
-            signature=infer_signature(example, pipe.predict(example)),
-            input_example=example,
-            pip_requirements=pip_requirements(spec),
-            **_serialization(pipe, spec.model.allow_pickle),
-        )
+        with tracking.own_fresh_model():  # log_model loads the copy it just wrote from ``pipe``
+            info = mlflow.sklearn.log_model(
+                sk_model=pipe,
+                name="model",
+                signature=infer_signature(example, pipe.predict(example)),
+                input_example=example,
+                pip_requirements=pip_requirements(spec),
+                **_serialization(pipe, spec.model.allow_pickle),
+            )
+        # the model's id and digest as run params (immutable): every load checks both
+        registry.record_trained(info.model_uri)
         _log_native(spec, pipe)
     log.info(
         "trained %s on %d rows (%d held out); run %s",

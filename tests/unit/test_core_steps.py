@@ -263,14 +263,14 @@ def test_a_tampered_or_pickled_artifact_is_refused_at_load(spec, raw_uri):
     original = mlmodel.read_text()
     # the attacker switches the flavor to pickle (what ran code on load before)
     mlmodel.write_text(original.replace("serialization_format: skops", "serialization_format: cloudpickle"))
-    with pytest.raises(registry.ArtifactRefused, match="changed since registration"):
+    with pytest.raises(registry.ArtifactRefused, match="changed since training"):
         registry.load_verified(spec.name, version)
     mlmodel.write_text(original)
     # ... or replaces the model file's bytes
     model_file = next(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".skops", ".pkl"))
     blob = model_file.read_bytes()
     model_file.write_bytes(blob + b"\0")
-    with pytest.raises(registry.ArtifactRefused, match="changed since registration"):
+    with pytest.raises(registry.ArtifactRefused, match="changed since training"):
         lifecycle.batch_score(spec, raw_uri, settings.lake_root(), DS)
     model_file.write_bytes(blob)
     assert registry.load_verified(spec.name, version) is not None

@@ -76,7 +76,7 @@ def test_a_framework_model_goes_through_the_whole_lifecycle_saved_without_pickle
     assert flavor["serialization_format"] == "skops"
     assert "mlops_core.framework_model.FrameworkClassifier" in flavor["skops_trusted_types"]
 
-    model = registry.load_unregistered(trained.model_uri)  # skops, the trusted types of training
+    model = registry.load_trained(trained.model_uri, trained.run_id)  # skops, the types the package allows
     adapter = model.named_steps["model"]
     assert type(adapter.native()).__name__ == "Booster" and adapter.model_bytes_.startswith(b"tree")
 
@@ -107,7 +107,7 @@ def test_a_loaded_model_calls_only_the_code_registered_under_its_family_name(
     spec = spec_with()
     raw = lifecycle.ingest(spec, DS, settings.lake_root())
     trained = training.train(spec, raw["uri"], settings.lake_root(), DS, {"airflow.run_id": "f2"})
-    model = registry.load_unregistered(trained.model_uri)
+    model = registry.load_trained(trained.model_uri, trained.run_id)
     adapter = model.named_steps["model"]
     assert set(vars(adapter)) == {"family", "params", "seed", "classes_", "model_bytes_", "n_features_in_"}
     from mlops_core import framework_model

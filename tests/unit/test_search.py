@@ -62,7 +62,7 @@ def test_the_best_trial_trains_the_challenger_and_trials_are_child_runs(
     assert held and not (held & seen["rows"])
     assert len(seen["rows"]) == trained.n_train
     # the challenger is the best trial's model
-    model = registry.load_unregistered(trained.model_uri).named_steps["model"]
+    model = registry.load_trained(trained.model_uri, trained.run_id).named_steps["model"]
     for key, value in result.best_params.items():
         assert getattr(model, key) == value, key
     client = tracking.configure()

@@ -485,7 +485,7 @@ def test_slice_only_columns_are_not_model_features(lifecycle_runs):
     spec, _, runs = lifecycle_runs
     trained = runs[0][0]
     assert sorted(trained["numeric"] + trained["categorical"]) == ["x1", "x2", "x3"]
-    model = registry.load_unregistered(trained["model_uri"])
+    model = registry.load_trained(trained["model_uri"], trained["run_id"])
     assert list(model.named_steps["preprocess"].feature_names_in_) == ["x1", "x2", "x3"]
     features = _artifact(trained["run_id"], "features.json")
     assert "sex" not in json.dumps(features) and "age" not in json.dumps(features)

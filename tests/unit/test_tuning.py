@@ -239,7 +239,7 @@ def test_trials_report_to_their_platform_and_the_best_trains_the_challenger(
         spec, job.raw_uri, settings.lake_root(), DS, {"airflow.run_id": "p1"}, searched=searched
     )
     assert trained.n_train == len(X)
-    model = registry.load_unregistered(trained.model_uri).named_steps["model"]
+    model = registry.load_trained(trained.model_uri, trained.run_id).named_steps["model"]
     for key, value in found["best_params"].items():
         assert getattr(model, key) == value, key
     client = tracking.configure()
