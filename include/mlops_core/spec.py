@@ -650,16 +650,37 @@ class BootstrapSpec(_Model):
 
 
 class ThresholdSearch(_Model):
-    """Choose the decision threshold on validation folds of the training rows (never the holdout)."""
+    """Choose the decision threshold on validation folds of the training rows (never the holdout).
 
-    optimize: Literal["f1", "balanced_accuracy", "recall_at_precision"] = "f1"
+    The threshold is a cut on P(positive_class). ``f1`` / ``balanced_accuracy``: the best of that
+    metric. ``recall_at_precision`` (with ``min_precision``): the most recall whose precision stays
+    at or above it. ``precision_at_recall`` (with ``min_recall``): the most precision that still
+    finds ``min_recall`` of the positives (a target recall).
+    """
+
+    optimize: Literal["f1", "balanced_accuracy", "recall_at_precision", "precision_at_recall"] = "f1"
     min_precision: float | None = Field(None, gt=0.0, lt=1.0)  # for recall_at_precision
+    min_recall: float | None = Field(None, gt=0.0, lt=1.0)  # for precision_at_recall
     folds: int = Field(3, ge=2, le=10)
 
+    @field_validator("optimize", mode="before")
+    @classmethod
+    def _alone_is_degenerate(cls, value: Any) -> Any:
+        # recall alone is 1.0 at threshold 0 (every row positive), precision alone at the top score
+        if value in ("recall", "precision"):
+            raise ValueError(
+                f"optimize: {value} alone picks a degenerate threshold (recall is 1.0 when every row is "
+                "positive); to target a recall use optimize: precision_at_recall with min_recall: 0.8, "
+                "to get the most recall at a precision use optimize: recall_at_precision with min_precision"
+            )
+        return value
+
     @model_validator(mode="after")
-    def _precision(self) -> ThresholdSearch:
+    def _constraint(self) -> ThresholdSearch:
         if (self.optimize == "recall_at_precision") != (self.min_precision is not None):
             raise ValueError("optimize: recall_at_precision needs min_precision (and only it uses it)")
+        if (self.optimize == "precision_at_recall") != (self.min_recall is not None):
+            raise ValueError("optimize: precision_at_recall needs min_recall (and only it uses it)")
         return self
 
 
@@ -717,9 +738,10 @@ class EvaluationSpec(_Model):
     min_improvement: float = Field(0.0, ge=0.0, le=1e6, allow_inf_nan=False)
     bootstrap: BootstrapSpec = BootstrapSpec()
     holdout: HoldoutSpec = HoldoutSpec()
-    # binary only: the probability above which a row is the positive class. A number fixes it;
-    # {optimize: f1} chooses it on validation folds. The model itself carries it (sklearn's
-    # FixedThresholdClassifier), so scoring, the smoke test and endpoints all use it.
+    # binary only: the probability of positive_class at or above which a row is positive. A
+    # number fixes it; {optimize: ...} chooses it on validation folds (ThresholdSearch). The model
+    # itself carries it (sklearn's FixedThresholdClassifier), so scoring, the smoke test and
+    # endpoints all use it. docs/imbalanced.md explains each option.
     threshold: Annotated[float, Field(gt=0.0, lt=1.0)] | ThresholdSearch | None = None
     slices: SlicesSpec | None = None
 
