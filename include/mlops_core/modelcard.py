@@ -269,6 +269,28 @@ def _contract(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"rows": doc.get("rows"), "columns": rows}
 
 
+def _threshold(
+    spec: PipelineSpec,
+    run_tags: dict[str, str],
+    params: dict[str, str],
+    vtags: dict[str, str],
+    gate: dict[str, Any],
+) -> Any:
+    """The threshold the saved model applies, as training read it off the model object (the run's
+    tag; the version's copy, then the gate's record when the run is gone)."""
+    from mlops_core import threshold
+
+    if spec.problem_type != "binary":
+        return None
+    tag = run_tags.get(threshold.TAG) or vtags.get(threshold.TAG)
+    if tag is None and "threshold" in gate:
+        tag = threshold.DEFAULT if gate["threshold"] is None else str(gate["threshold"])
+    if tag is None:
+        return NOT_RECORDED
+    positive = params.get("positive_class") or gate.get("positive_class")
+    return threshold.describe(threshold.parse(tag), positive)
+
+
 def _metrics(
     spec: PipelineSpec, tags: dict[str, str], metrics: dict[str, float], gate: dict[str, Any]
 ) -> dict[str, Any]:
@@ -293,7 +315,7 @@ def _metrics(
         "champion": prefixed("champion_holdout_") or None,
         "champion_version": None if against in (None, "", registry.NO_CHAMPION) else against,
         "improvement": improvement,
-        "threshold": tags.get("mlops.threshold") or ("default" if spec.problem_type == "binary" else None),
+        "threshold": None,  # filled by build() from the run (see _threshold)
     }
 
 
@@ -375,7 +397,10 @@ def build(spec: PipelineSpec, name: str, version: str) -> ModelCard:
         data=_data(spec, tags, params, notes),
         features=_features(docs.get("features.json")),
         contract=_contract(docs.get("contract.json")),
-        metrics=_metrics(spec, vtags, run_metrics, decision),
+        metrics={
+            **_metrics(spec, vtags, run_metrics, decision),
+            "threshold": _threshold(spec, tags, params, vtags, decision),
+        },
         gate=_gate(spec, vtags, decision),
         approval=_approval(spec, vtags),
         lineage=_lineage(name, str(version), mv, run_id, tags),

@@ -185,6 +185,9 @@ def test_lineage_data_and_metrics_are_the_runs_and_the_manifests_by_value(store)
         metrics["improvement_ci_high"],
     )
     assert imp["confidence"] == 0.9 and imp["n_resamples"] == 100
+    # no evaluation.threshold: the card says what the saved model applies (its own predict)
+    assert tags["mlops.threshold"] == vtags["mlops.threshold"] == "default"
+    assert m["threshold"] == "default (0.5: the most probable class)"
     assert card.gate["outcome"] == vtags[registry.GATE_TAG] == "reject"
     assert card.gate["reasons"] == second["decision"]["reasons"]
     text = card.markdown()
