@@ -710,11 +710,15 @@ SLICE_ONLY_METRICS = ("selection_rate", "false_positive_rate", "false_negative_r
 class SlicesSpec(_Model):
     """Fairness and slices in the gate: each slice of each column is scored apart on the holdout.
 
-    A slice below a ``floors`` value, or a ``max_gap`` between the best and the worst slice above
-    its bound, rejects the challenger with the slice, the value and the bound in the reasons.
-    Slices with fewer than ``min_rows`` holdout rows are reported as not judged (``small: reject``
-    turns them into a rejection). Slice-only columns are never model features unless listed
-    under ``features.include``.
+    A slice whose whole interval (Wilson for proportions such as recall, precision, accuracy;
+    bootstrap otherwise) lies below a ``floors`` value (above it for a lower-is-better metric), or
+    a ``max_gap`` between the best and the worst slice above its bound, rejects the challenger with
+    the slice, the value, the interval and the bound in the reasons. Slices with fewer than
+    ``min_rows`` holdout rows are reported as not judged, and so are the metrics that depend on
+    the positive class (recall, precision, f1, false_negative_rate, roc_auc, average_precision)
+    on a slice with fewer than ``min_positives`` positive rows (``small: reject`` turns either
+    into a rejection). Slice-only columns are never model features unless listed under
+    ``features.include`` or ``features.categorical``.
     """
 
     columns: list[SliceColumn] = Field(min_length=1, max_length=10)
@@ -722,6 +726,8 @@ class SlicesSpec(_Model):
     floors: dict[str, Annotated[float, Field(allow_inf_nan=False, ge=-1e12, le=1e12)]] = {}
     max_gap: dict[str, Annotated[float, Field(allow_inf_nan=False, ge=0.0, le=1e12)]] = {}
     min_rows: int = Field(30, ge=1, le=1_000_000)
+    # binary: positive rows a slice needs before its positive-class metrics are judged
+    min_positives: int = Field(10, ge=0, le=1_000_000)
     small: Literal["report", "reject"] = "report"
 
 

@@ -41,8 +41,10 @@ def feature_columns(spec: PipelineSpec, df: pd.DataFrame) -> tuple[list[str], li
     from pandas.api import types
 
     f = spec.features
-    # slice columns are there to judge the model by, not to feed it (unless listed in include)
-    dropped = {spec.target, *f.exclude, *f.id_columns, *f.time_columns, *spec.slice_columns}
+    # slice columns are there to judge the model by, not to feed it, unless listed in include or
+    # in categorical (a column named as a categorical feature is one, slice or not)
+    judged_only = [c for c in spec.slice_columns if c not in f.categorical]
+    dropped = {spec.target, *f.exclude, *f.id_columns, *f.time_columns, *judged_only}
     if spec.source.partition.column:
         dropped.add(spec.source.partition.column)
     if spec.evaluation.holdout.column:
