@@ -1040,6 +1040,28 @@ class AlertsSpec(_Model):
         return self
 
 
+_PER_CLASS = re.compile(r"^(recall|precision|f1)_(?!macro$|weighted$)(.+)$")
+
+
+def _per_class_hint(name: str, problem: str) -> str:
+    """How to get a per-class metric (``recall_bad``) the gate does not name that way."""
+    match = _PER_CLASS.match(name)
+    if not match:
+        return ""
+    metric, label = match.groups()
+    if problem == "binary":
+        return (
+            f". Per-class metrics have no name of their own: {metric} is the {metric} of positive_class, so "
+            f"set positive_class: {label} and use {metric} (the other class's recall is "
+            "1 - false_positive_rate, a slice metric; balanced_accuracy is the mean recall of both)"
+        )
+    return (
+        f". Per-class metrics have no name of their own: f1_macro and balanced_accuracy weigh every "
+        f"class alike (a rare {label!r} counts as much as a common class); or frame {label!r} against "
+        "the rest as a binary pipeline with positive_class"
+    )
+
+
 class PipelineSpec(_Model):
     """One model's whole lifecycle. See README "The pipeline YAML" for every field."""
 
@@ -1098,6 +1120,7 @@ class PipelineSpec(_Model):
             if name not in allowed:
                 raise ValueError(
                     f"{where}: {name!r} is not a {self.problem_type} metric; choose one of: {', '.join(allowed)}"
+                    + _per_class_hint(name, self.problem_type)
                 )
         check_params(self.model.family, dict(self.model.params), self.problem_type)
         self._check_search()
