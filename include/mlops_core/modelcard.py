@@ -537,14 +537,17 @@ def _slice_table(column: str, listed: Any) -> _Table:
     champs = [_dict(e.get("champion")) for e in entries]
     names = list(dict.fromkeys(k for sc in scores for k in sc))
     with_champ = [n for n in names if any(n in c for c in champs)]
+    counted = any(e.get("positives") is not None for e in entries)  # binary: positive rows per slice
     rows = [
         [e.get("slice"), e.get("rows")]
+        + ([e.get("positives")] if counted else [])
         + [_interval(sc.get(n)) for n in names]
         + [ch.get(n) for n in with_champ]
         + [_show(e.get("judged")) + (f" ({_show(e['note'])})" if e.get("note") else "")]
         for e, sc, ch in zip(entries, scores, champs, strict=True)
     ]
-    header = ["slice", "rows", *names, *[f"champion {n}" for n in with_champ], "judged"]
+    header = ["slice", "rows", *(["positives"] if counted else []), *names]
+    header += [*[f"champion {n}" for n in with_champ], "judged"]
     return _Table(f"column {column}", header, rows)
 
 
@@ -567,6 +570,17 @@ def _gap_table(gaps: dict[str, Any]) -> _Table:
     )
 
 
+def _interval_kinds(slices: dict[str, Any]) -> str:
+    """Which interval each slice metric has: Wilson for proportions, the bootstrap otherwise."""
+    boot = f"{_show(slices.get('confidence'))} bootstrap, {_show(slices.get('n_resamples'))} resamples"
+    methods = _dict(slices.get("interval_methods"))
+    wilson = [str(m) for m, kind in methods.items() if kind == "wilson"]
+    if not wilson:
+        return boot
+    text = f"{_show(slices.get('confidence'))} Wilson score ({', '.join(wilson)})"
+    return text + (f"; {boot} (the others)" if len(wilson) < len(methods) else "")
+
+
 def _slices_section(slices: dict[str, Any]) -> _Section:
     """The gate's slice report (:class:`mlops_core.slices.SliceReport`): per column a table of
     slices, the gaps, then the violations and notes. A bare ``{column: [slices], violations}``
@@ -579,10 +593,8 @@ def _slices_section(slices: dict[str, Any]) -> _Section:
             ("metrics", slices.get("metrics")),
             ("min rows to judge a slice", slices.get("min_rows")),
             ("smaller slices", slices.get("small")),
-            (
-                "interval",
-                f"{_show(slices.get('confidence'))} bootstrap, {_show(slices.get('n_resamples'))} resamples",
-            ),
+            ("min positive rows to judge recall, precision...", slices.get("min_positives")),
+            ("interval", _interval_kinds(slices)),
             ("overall (challenger)", _pairs(_dict(slices.get("overall")))),
             ("overall (champion)", _pairs(_dict(slices.get("champion_overall"))) or None),
         ]

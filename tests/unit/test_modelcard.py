@@ -356,9 +356,10 @@ def test_a_gate_with_slices_configured_puts_its_report_on_the_card(store):
     decision = json.loads(_artifact(registered["run_id"], "gate_decision.json"))
     assert card.slices == decision["slices"] and set(card.slices["columns"]) == {"mean_radius"}
     text = _card_text(registered["model_card_uri"])
-    assert "## Slices" in text and "| slice | rows | recall | judged |" in text
+    assert "## Slices" in text and "| slice | rows | positives | recall | judged |" in text
+    assert "- **interval**: 0.9 Wilson score (recall)" in text
     for stat in card.slices["columns"]["mean_radius"]:
-        assert f"| {markdown(stat['slice'])} | {stat['rows']} | " in text
+        assert f"| {markdown(stat['slice'])} | {stat['rows']} | {stat['positives']} | " in text
 
 
 def test_approval_section_reads_the_version_tags(store):

@@ -205,6 +205,11 @@ def test_a_slice_with_few_positives_is_not_judged_on_recall_but_is_on_accuracy()
     assert "slice sex=R: 3 positive rows < min_positives 10, recall not judged" in report.notes
     assert report.violations == []
     assert report.interval_methods == {"recall": "wilson", "accuracy": "wilson"}
+    from mlops_core.modelcard import _slices_section
+
+    card = _slices_section(report.to_dict())
+    assert ("interval", "0.95 Wilson score (recall, accuracy)") in card.fields
+    assert card.tables[0].header[:3] == ["slice", "rows", "positives"]
     # the same slice with the rule off: its interval is still judged, and is confidently below
     strict = _report(_spec(min_positives=0, max_gap={}), *_table(*FAIR, _group("R", 30, 3, 70, 1)))
     assert any(v.startswith("slice sex=R: recall 0.10 < floor 0.70 (95% wilson") for v in strict.violations)
