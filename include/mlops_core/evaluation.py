@@ -3,7 +3,9 @@
 Challenger and champion are scored on the same holdout rows. The margin over the champion is
 judged by a *paired* bootstrap: the same resampled rows score both models, and the interval of
 the improvement (in the metric's better direction) must lie above ``min_improvement``. An equal
-model therefore never replaces the champion, and a noisy small win does not either. With
+model therefore never replaces the champion, and a noisy small win does not either. A binary
+challenger with recall or precision 0 on the positive class is refused (a ROC AUC floor alone passes
+such a model on a rare class). With
 ``evaluation.slices``, a slice below its floor, a gap between slices above ``max_gap`` (or a small
 slice under ``small: reject``) rejects too (:mod:`mlops_core.slices`).
 """
@@ -176,6 +178,9 @@ class GateDecision:
     force_reason: str | None = None
     # the slice report (mlops_core.slices.SliceReport.to_dict) as the gate judged it, with violations
     slices: dict[str, Any] | None = None
+    # binary: the threshold on P(positive_class) the saved model applies (None: its own predict)
+    threshold: float | None = None
+    positive_class: Any = None
 
     @property
     def outcome(self) -> str:
@@ -190,6 +195,10 @@ class GateDecision:
 
     def describe(self) -> str:
         head = f"gate decision: {self.outcome.upper()} on {self.primary_metric}"
+        if self.positive_class is not None:
+            from mlops_core import threshold
+
+            head += f"; decision threshold {threshold.describe(self.threshold, self.positive_class)}"
         lines = [head] + [f"  - {r}" for r in self.reasons]
         if self.slices:
             from mlops_core.slices import describe
@@ -208,6 +217,28 @@ def _floor_reasons(spec: PipelineSpec, challenger: dict[str, float]) -> tuple[bo
         op = ">=" if better else "<="
         reasons.append(f"floor {name} {op} {floor:g}: {value:.4f} {'passes' if passed else 'FAILS'}")
     return ok, reasons
+
+
+def _positive_class_reasons(
+    spec: PipelineSpec, challenger: dict[str, float], positive: Any
+) -> tuple[bool, list[str]]:
+    """A binary model that never finds the positive class (recall 0), or whose positive predictions
+    are all wrong (precision 0), is refused whatever its ROC AUC or accuracy: on a rare class those
+    stay high while the model is useless. ``force_promote`` (with a reason) is the way past it."""
+    if spec.problem_type != "binary":
+        return True, []
+    zero = [m for m in ("recall", "precision") if challenger.get(m) == 0.0]
+    if not zero:
+        return True, []
+    what = " and ".join(f"{m} 0.000" for m in zero)
+    label = positive if positive is not None else spec.positive_class
+    name = f"the positive class {label!r}" if label is not None else "the positive class"
+    return False, [
+        f"REFUSED: the challenger never finds {name} on the holdout ({what}); ROC AUC and accuracy "
+        "can pass while it does. Set "
+        "evaluation.threshold (e.g. {optimize: precision_at_recall, min_recall: 0.5}), a class_weight, "
+        "and a floor on recall or average_precision (docs/imbalanced.md)"
+    ]
 
 
 def _slice_reasons(
@@ -247,12 +278,17 @@ def decide(
     forced_by: str | None = None,
     force_reason: str | None = None,
     slices: dict[str, Any] | None = None,
+    threshold: float | None = None,
+    positive_class: Any = None,
 ) -> GateDecision:
     """Apply floors, then the bootstrap margin over the champion (none on the first run), then the
     slice checks (``evaluation.slices``, on the slice report ``slices``), then the override."""
     name = spec.evaluation.primary_metric
     margin = spec.evaluation.min_improvement
     ok, reasons = _floor_reasons(spec, challenger)
+    finds, why = _positive_class_reasons(spec, challenger, positive_class)
+    ok &= finds
+    reasons += why
     if champion_error:
         ok = False
         reasons.append(
@@ -290,6 +326,8 @@ def decide(
         bootstrap=asdict(boot) if boot else None,
         floors=dict(spec.evaluation.floors),
         slices=judged,
+        threshold=threshold,
+        positive_class=positive_class,
     )
     if force:
         if not (force_reason and force_reason.strip()):

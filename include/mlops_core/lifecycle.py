@@ -154,7 +154,7 @@ def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: st
     import mlflow
     import pandas as pd
 
-    from mlops_core import evaluation, tracking
+    from mlops_core import evaluation, threshold, tracking
 
     tracking.configure()
     hold = storage.read_frame(trained["holdout_uri"])
@@ -216,6 +216,9 @@ def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: st
             mlflow.log_metrics(report.mlflow_metrics())
             mlflow.log_dict(report.to_dict(), "slices.json")
     result = {
+        # what the saved model applies, read off the loaded object (the gate log shows it)
+        "threshold": threshold.of_model(model) if spec.problem_type == "binary" else None,
+        "positive_class": pos,
         "challenger": _clean(chall_metrics),
         "champion": _clean(champ_metrics) if champ_metrics else None,
         "champion_version": champ_version,
@@ -254,6 +257,8 @@ def gate(
         forced_by=forced_by,
         force_reason=force_reason,
         slices=evaluated.get("slices"),
+        threshold=evaluated.get("threshold"),
+        positive_class=evaluated.get("positive_class"),
     )
     tracking.configure()
     with mlflow.start_run(run_id=run_id):
@@ -296,6 +301,7 @@ _LINEAGE_KEYS = (
     "mlops.holdout_manifest_version",
     "mlops.code_version",
     "mlops.ds",
+    "mlops.threshold",  # the decision threshold the saved model applies (the Models view shows it)
 )
 
 

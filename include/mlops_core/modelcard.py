@@ -269,6 +269,28 @@ def _contract(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"rows": doc.get("rows"), "columns": rows}
 
 
+def _threshold(
+    spec: PipelineSpec,
+    run_tags: dict[str, str],
+    params: dict[str, str],
+    vtags: dict[str, str],
+    gate: dict[str, Any],
+) -> Any:
+    """The threshold the saved model applies, as training read it off the model object (the run's
+    tag; the version's copy, then the gate's record when the run is gone)."""
+    from mlops_core import threshold
+
+    if spec.problem_type != "binary":
+        return None
+    tag = run_tags.get(threshold.TAG) or vtags.get(threshold.TAG)
+    if tag is None and "threshold" in gate:
+        tag = threshold.DEFAULT if gate["threshold"] is None else str(gate["threshold"])
+    if tag is None:
+        return NOT_RECORDED
+    positive = params.get("positive_class") or gate.get("positive_class")
+    return threshold.describe(threshold.parse(tag), positive)
+
+
 def _metrics(
     spec: PipelineSpec, tags: dict[str, str], metrics: dict[str, float], gate: dict[str, Any]
 ) -> dict[str, Any]:
@@ -293,7 +315,7 @@ def _metrics(
         "champion": prefixed("champion_holdout_") or None,
         "champion_version": None if against in (None, "", registry.NO_CHAMPION) else against,
         "improvement": improvement,
-        "threshold": tags.get("mlops.threshold") or ("default" if spec.problem_type == "binary" else None),
+        "threshold": None,  # filled by build() from the run (see _threshold)
     }
 
 
@@ -375,7 +397,10 @@ def build(spec: PipelineSpec, name: str, version: str) -> ModelCard:
         data=_data(spec, tags, params, notes),
         features=_features(docs.get("features.json")),
         contract=_contract(docs.get("contract.json")),
-        metrics=_metrics(spec, vtags, run_metrics, decision),
+        metrics={
+            **_metrics(spec, vtags, run_metrics, decision),
+            "threshold": _threshold(spec, tags, params, vtags, decision),
+        },
         gate=_gate(spec, vtags, decision),
         approval=_approval(spec, vtags),
         lineage=_lineage(name, str(version), mv, run_id, tags),
@@ -512,14 +537,17 @@ def _slice_table(column: str, listed: Any) -> _Table:
     champs = [_dict(e.get("champion")) for e in entries]
     names = list(dict.fromkeys(k for sc in scores for k in sc))
     with_champ = [n for n in names if any(n in c for c in champs)]
+    counted = any(e.get("positives") is not None for e in entries)  # binary: positive rows per slice
     rows = [
         [e.get("slice"), e.get("rows")]
+        + ([e.get("positives")] if counted else [])
         + [_interval(sc.get(n)) for n in names]
         + [ch.get(n) for n in with_champ]
         + [_show(e.get("judged")) + (f" ({_show(e['note'])})" if e.get("note") else "")]
         for e, sc, ch in zip(entries, scores, champs, strict=True)
     ]
-    header = ["slice", "rows", *names, *[f"champion {n}" for n in with_champ], "judged"]
+    header = ["slice", "rows", *(["positives"] if counted else []), *names]
+    header += [*[f"champion {n}" for n in with_champ], "judged"]
     return _Table(f"column {column}", header, rows)
 
 
@@ -542,6 +570,17 @@ def _gap_table(gaps: dict[str, Any]) -> _Table:
     )
 
 
+def _interval_kinds(slices: dict[str, Any]) -> str:
+    """Which interval each slice metric has: Wilson for proportions, the bootstrap otherwise."""
+    boot = f"{_show(slices.get('confidence'))} bootstrap, {_show(slices.get('n_resamples'))} resamples"
+    methods = _dict(slices.get("interval_methods"))
+    wilson = [str(m) for m, kind in methods.items() if kind == "wilson"]
+    if not wilson:
+        return boot
+    text = f"{_show(slices.get('confidence'))} Wilson score ({', '.join(wilson)})"
+    return text + (f"; {boot} (the others)" if len(wilson) < len(methods) else "")
+
+
 def _slices_section(slices: dict[str, Any]) -> _Section:
     """The gate's slice report (:class:`mlops_core.slices.SliceReport`): per column a table of
     slices, the gaps, then the violations and notes. A bare ``{column: [slices], violations}``
@@ -554,10 +593,8 @@ def _slices_section(slices: dict[str, Any]) -> _Section:
             ("metrics", slices.get("metrics")),
             ("min rows to judge a slice", slices.get("min_rows")),
             ("smaller slices", slices.get("small")),
-            (
-                "interval",
-                f"{_show(slices.get('confidence'))} bootstrap, {_show(slices.get('n_resamples'))} resamples",
-            ),
+            ("min positive rows to judge recall, precision...", slices.get("min_positives")),
+            ("interval", _interval_kinds(slices)),
             ("overall (challenger)", _pairs(_dict(slices.get("overall")))),
             ("overall (champion)", _pairs(_dict(slices.get("champion_overall"))) or None),
         ]

@@ -102,6 +102,40 @@ def _problem_type(target: Column) -> tuple[str, list[Any]]:
     )
 
 
+RARE_SHARE = 0.20  # a binary target whose rarer class is below this share is treated as imbalanced
+
+
+def _rare(target: Column, labels: list[str], kind: str) -> tuple[str, float] | None:
+    """(the rarer label, its share of the sample) of a binary target when it is under
+    :data:`RARE_SHARE`, else ``None``."""
+    if kind != "binary":
+        return None
+    present = [v for v in target.values if v.strip() != ""]
+    counts = {label: present.count(label) for label in labels}
+    label = min(labels, key=lambda v: (counts[v], v))
+    share = counts[label] / max(1, len(present))
+    return (label, share) if share < RARE_SHARE else None
+
+
+def _imbalanced(spec: dict[str, Any], rare: tuple[str, float] | None, hints: list[str] | None) -> None:
+    """Safe defaults for a rare positive class: it is the positive one, the threshold is tuned for
+    a target recall, and recall has a floor beside ROC AUC (which alone passes a model that never
+    finds the rare class)."""
+    if rare is None:
+        return
+    label, share = rare
+    spec["positive_class"] = _label(label)
+    spec["evaluation"]["floors"] = {"roc_auc": 0.7, "recall": 0.5}
+    spec["evaluation"]["threshold"] = {"optimize": "precision_at_recall", "min_recall": 0.6}
+    if hints is not None:
+        hints.append(
+            f"{spec['target']}={label!r} is {share:.1%} of the sample: it is the positive class, the "
+            "decision threshold is tuned for recall 0.6 on the training folds (evaluation.threshold) and "
+            "recall has a floor of 0.5 beside roc_auc. Also consider model.params class_weight: balanced "
+            "and a floor on average_precision; see docs/imbalanced.md"
+        )
+
+
 def _label(value: str) -> Any:
     """A class label as YAML should hold it: integers as numbers, anything else as text."""
     try:
@@ -130,8 +164,12 @@ def scaffold(
     *,
     problem_type: str | None = None,
     source_uri: str | None = None,
+    hints: list[str] | None = None,
 ) -> str:
-    """YAML text of a new pipeline ``name`` reading ``csv_path`` and predicting ``target``."""
+    """YAML text of a new pipeline ``name`` reading ``csv_path`` and predicting ``target``.
+
+    :param hints: when given, advice for the person is appended to it (the CLI prints it).
+    """
     if not _NAME.match(name):
         raise ScaffoldError(
             f"pipeline name {name!r}: use 2-63 lowercase letters, digits and _, starting with a letter"
@@ -193,13 +231,24 @@ def scaffold(
         "min_improvement": 0.0,
         "holdout": {"strategy": "random", "fraction": 0.2, "seed": 7},
     }
+    rare = _rare(by_name[target], labels, kind)
+    _imbalanced(spec, rare, hints)
     spec["monitoring"] = {"schedule": "@daily", "reference": "champion_training"}
     parse_spec(spec, f"scaffold of {name}")  # the scaffold must itself be a valid pipeline
     header = (
         f"# {name}: scaffolded by `mlops-airflow new` from the header and first {SAMPLE_ROWS} rows of "
         f"{_one_line(path.name)}.\n"
         f"# Guessed: problem_type {kind}"
-        + (f" (positive_class {_one_line(repr(labels[-1]))}: check it)" if kind == "binary" else "")
+        + (
+            f" (positive_class {_one_line(repr(spec.get('positive_class')))}: check it)"
+            if kind == "binary"
+            else ""
+        )
+        + (
+            f", an imbalanced target ({rare[1]:.1%} {_one_line(repr(rare[0]))}: threshold and recall floor)"
+            if rare
+            else ""
+        )
         + ", id/time/categorical columns, floors and expectations. Review every line, then run\n"
         f"#   mlops-airflow validate dags/pipelines/{name}.yaml\n"
         "# yaml-language-server: $schema=../../include/schema/pipeline.schema.json\n"

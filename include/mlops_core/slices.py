@@ -7,9 +7,16 @@ fairlearn's :class:`~fairlearn.metrics.MetricFrame` (the package's holdout metri
 rates), adds a bootstrap percentile interval per slice metric, and :func:`check` turns the spec's
 ``floors``, ``max_gap`` and ``min_rows`` into the reasons the gate rejects on.
 
-Judged on point values, like the holdout floors; the interval says how sure that value is.
-A rate whose denominator is zero in a slice (recall without positive rows, precision without a
-positive prediction, false_positive_rate without negative rows) is undefined there, not 0.
+Intervals: a proportion (recall, precision, accuracy, selection / false positive / false negative
+rate) gets a Wilson score interval from its own counts (recall: the slice's positive rows), so it
+is wide when the evidence is thin (1 of 1 positive: [0.21, 1] at 95 %), never ``[0, 0]``; every
+other metric gets the bootstrap percentile interval below. A slice fails a floor only when it is
+*confidently* below it: the interval's upper bound is under the floor (its lower bound above it,
+for a lower-is-better metric). A slice with fewer than ``min_rows`` rows is not judged at all, and
+its positive-class metrics (:data:`NEEDS_POSITIVES`) are not judged with fewer than
+``min_positives`` positive rows. A rate whose denominator is zero in a slice (recall without
+positive rows, precision without a positive prediction, false_positive_rate without negative
+rows) is undefined there, not 0.
 
 The interval resamples rows *within* the slice (its size is set by the data, not by chance) and is
 vectorised: a resample is a vector of multiplicities (how often each row was drawn), so a metric
@@ -44,6 +51,15 @@ if TYPE_CHECKING:
 
 MISSING = "<missing>"
 TOO_FEW = "too few rows"
+LISTED = 10  # a column with more slices is logged as a summary plus its failing slices
+# metrics of the positive class: judged only on a slice with min_positives positive rows
+NEEDS_POSITIVES = frozenset(
+    {"recall", "precision", "f1", "false_negative_rate", "roc_auc", "average_precision"}
+)
+# proportions with a Wilson interval (the others: bootstrap)
+WILSON = frozenset(
+    {"recall", "precision", "accuracy", "selection_rate", "false_positive_rate", "false_negative_rate"}
+)
 MAX_SLICES = 50  # distinct values of a column without bins; more needs bins
 MAX_VALUE_CHARS = 100  # a slice name shows at most this much of a data value
 RESAMPLE_BUDGET = 10_000_000  # row draws per slice (resamples x rows) before resamples are capped
@@ -83,6 +99,7 @@ class SliceStat:
     champion: dict[str, float | None] | None = None
     note: str | None = None  # "too few rows" when not judged
     resamples: int = 0
+    positives: int | None = None  # binary: rows of the positive class in the slice
 
 
 @dataclass
@@ -115,6 +132,9 @@ class SliceReport:
     champion_version: str | None = None
     violations: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    min_positives: int = 0
+    # each metric's interval: "wilson" or "bootstrap"
+    interval_methods: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -611,6 +631,46 @@ def intervals(
     return out, count
 
 
+def _counts(name: str, problem: str, y: np.ndarray, s: Scored, positive: Any) -> tuple[int, int] | None:
+    """(successes, trials) of a proportion metric on these rows, or ``None`` if it is not one."""
+    import numpy as np
+
+    if name == "accuracy":
+        return int((np.asarray(y) == np.asarray(s.pred)).sum()), len(y)
+    if problem != "binary" or name not in WILSON:
+        return None
+    yb, pb = _indicators(y, s.pred, positive)
+    tp, fp = int((yb & pb).sum()), int(((1 - yb) & pb).sum())
+    fn, tn = int((yb & (1 - pb)).sum()), int(((1 - yb) & (1 - pb)).sum())
+    return {
+        "recall": (tp, tp + fn),
+        "false_negative_rate": (fn, tp + fn),
+        "precision": (tp, tp + fp),
+        "false_positive_rate": (fp, fp + tn),
+        "selection_rate": (tp + fp, len(y)),
+    }[name]
+
+
+def wilson(successes: int, trials: int, confidence: float) -> tuple[float, float] | None:
+    """Wilson score interval of a proportion (``None`` with no trials)."""
+    from statistics import NormalDist
+
+    if trials <= 0:
+        return None
+    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    p, n = successes / trials, trials
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _interval_methods(metrics: list[str], problem: str) -> dict[str, str]:
+    return {
+        m: "wilson" if m == "accuracy" or (problem == "binary" and m in WILSON) else "bootstrap"
+        for m in metrics
+    }
+
+
 # --- compute and check ------------------------------------------------------------------------
 
 
@@ -636,6 +696,9 @@ def compute(
         raise ValueError("compute needs evaluation.slices in the spec")
     check_columns(spec, list(holdout.columns), "holdout")
     boot, problem, y = spec.evaluation.bootstrap, spec.problem_type, np.asarray(y)
+    methods = _interval_methods(sl.metrics, problem)
+    resampled = [m for m in sl.metrics if methods[m] == "bootstrap"]
+    is_positive = np.asarray(y).astype(str) == str(positive)
     columns: dict[str, list[SliceStat]] = {}
     for ci, col in enumerate(sl.columns):
         labels, order = slice_labels(holdout, col)
@@ -646,16 +709,24 @@ def compute(
         stats = []
         for si, name in enumerate(order):
             idx = np.flatnonzero(labels == name)
-            ivs, used = intervals(
-                sl.metrics,
-                problem,
-                y[idx],
-                _subset(challenger, idx),
-                positive,
-                n_resamples=boot.n_resamples,
-                confidence=boot.confidence,
-                seed=[boot.seed, ci, si],
-            )
+            rows = _subset(challenger, idx)
+            ivs: dict[str, tuple[float, float] | None] = {}
+            used = 0
+            if resampled:
+                ivs, used = intervals(
+                    resampled,
+                    problem,
+                    y[idx],
+                    rows,
+                    positive,
+                    n_resamples=boot.n_resamples,
+                    confidence=boot.confidence,
+                    seed=[boot.seed, ci, si],
+                )
+            for m in sl.metrics:
+                if methods[m] == "wilson":
+                    counts = _counts(m, problem, y[idx], rows, positive)
+                    ivs[m] = wilson(*counts, boot.confidence) if counts else None
             point = values.get(name, {})
             stats.append(
                 SliceStat(
@@ -672,6 +743,7 @@ def compute(
                     },
                     champion={m: _round(champ.get(name, {}).get(m)) for m in sl.metrics} if champ else None,
                     resamples=used,
+                    positives=int(is_positive[idx].sum()) if problem == "binary" else None,
                 )
             )
         columns[col.column] = stats
@@ -689,6 +761,8 @@ def compute(
         columns=columns,
         champion_overall=overall(champion) if champion is not None else None,
         champion_version=champion_version if champion is not None else None,
+        min_positives=sl.min_positives,
+        interval_methods=methods,
     )
     return check(report, sl)
 
@@ -710,17 +784,33 @@ def _conf(confidence: float) -> str:
     return f"{confidence * 100:g}%"
 
 
-def _gap(stats: list[SliceStat], metric: str) -> MetricGap | None:
-    defined = [(float(v), s) for s in stats if s.judged and (v := s.metrics[metric]["value"]) is not None]
+def judged_on(s: SliceStat, metric: str, min_positives: int) -> bool:
+    """Whether ``metric`` of slice ``s`` is judged: enough rows, a value, and for a positive-class
+    metric enough positive rows."""
+    if not s.judged or s.metrics[metric]["value"] is None:
+        return False
+    return metric not in NEEDS_POSITIVES or s.positives is None or s.positives >= min_positives
+
+
+def _gap(stats: list[SliceStat], metric: str, min_positives: int) -> MetricGap | None:
+    defined = sorted(
+        (
+            (float(s.metrics[metric]["value"] or 0.0), i, s)
+            for i, s in enumerate(stats)
+            if judged_on(s, metric, min_positives)
+        ),
+        key=lambda t: (t[0], t[1]),
+    )
     if len(defined) < 2:
         return None
-    lowest, highest = min(defined, key=lambda t: t[0]), max(defined, key=lambda t: t[0])
+    # two distinct slices, even when every value ties (a slice is never compared with itself)
+    lowest, highest = defined[0], defined[-1]
     best, worst = (lowest, highest) if higher_is_better(metric) is False else (highest, lowest)
-    champ = [v for _, s in defined if s.champion and (v := s.champion.get(metric)) is not None]
+    champ = [v for _, _, s in defined if s.champion and (v := s.champion.get(metric)) is not None]
     return MetricGap(
-        best=best[1].slice,
+        best=best[2].slice,
         best_value=best[0],
-        worst=worst[1].slice,
+        worst=worst[2].slice,
         worst_value=worst[0],
         gap=round(highest[0] - lowest[0], 6),
         judged_slices=len(defined),
@@ -740,35 +830,55 @@ _UNDEFINED = {
 
 
 def _not_judged(s: SliceStat, sl: SlicesSpec) -> list[str]:
-    """Reasons about a slice as such: too few rows, or a metric with a floor undefined on it."""
+    """Reasons about a slice as such: too few rows, a judged metric undefined on it, or too few
+    positive rows for a positive-class metric."""
     if not s.judged:
         return [f"slice {s.slice}: {s.rows} rows < min_rows {sl.min_rows}, not judged"]
-    return [
+    out = [
         f"slice {s.slice}: {m} is undefined on its {s.rows} rows ({_UNDEFINED.get(m, 'one class only')}), "
         "not judged"
         for m in sl.floors
         if s.metrics[m]["value"] is None
     ]
+    thin = [
+        m
+        for m in sl.metrics
+        if m in NEEDS_POSITIVES
+        and s.metrics[m]["value"] is not None
+        and s.positives is not None
+        and s.positives < sl.min_positives
+    ]
+    if thin:
+        out.append(
+            f"slice {s.slice}: {s.positives} positive rows < min_positives {sl.min_positives}, "
+            f"{', '.join(thin)} not judged"
+        )
+    return out
 
 
-def _floor_violations(s: SliceStat, sl: SlicesSpec, confidence: float) -> list[str]:
+def _floor_violations(s: SliceStat, sl: SlicesSpec, report: SliceReport) -> list[str]:
+    """Floors the slice is confidently on the wrong side of: its whole interval (the point value
+    when the interval is undefined) is below a minimum, or above a maximum."""
     out = []
     for m, floor in sl.floors.items():
-        value, low, high = (s.metrics[m][k] for k in ("value", "low", "high"))
-        if not s.judged or value is None:
+        if not judged_on(s, m, sl.min_positives):
             continue
+        value, low, high = (s.metrics[m][k] for k in ("value", "low", "high"))
+        assert value is not None  # judged_on
         at_most = higher_is_better(m) is False  # selection_rate (no direction): a minimum
-        if (value <= floor) if at_most else (value >= floor):
+        bound = (value if low is None else low) if at_most else (value if high is None else high)
+        if (bound <= floor) if at_most else (bound >= floor):
             continue
         v, f = _apart(value, floor)
+        method = report.interval_methods.get(m, "bootstrap")
         interval = (
-            f"{_conf(confidence)} interval [{_num(low)}, {_num(high)}]"
+            f"{_conf(report.confidence)} {method} interval [{_num(low)}, {_num(high)}] "
+            f"{'above' if at_most else 'below'} it"
             if low is not None and high is not None
             else "interval undefined"
         )
-        out.append(
-            f"slice {s.slice}: {m} {v} {'>' if at_most else '<'} floor {f} ({interval}, {s.rows} rows)"
-        )
+        evidence = f"{s.rows} rows" + (f", {s.positives} positive" if s.positives is not None else "")
+        out.append(f"slice {s.slice}: {m} {v} {'>' if at_most else '<'} floor {f} ({interval}, {evidence})")
     return out
 
 
@@ -776,13 +886,40 @@ def _gap_reason(column: str, metric: str, g: MetricGap, version: str | None) -> 
     bound = float(g.max_gap or 0.0)
     gap, limit = _apart(g.gap, bound)
     ok = g.gap <= bound
-    text = (
-        f"slices of {column}: {metric} gap {gap} between {g.best} ({_num(g.best_value)}) and "
-        f"{g.worst} ({_num(g.worst_value)}) {'<=' if ok else '>'} max_gap {limit}"
-    )
+    if g.gap == 0:
+        text = (
+            f"slices of {column}: {metric} gap 0 (all {g.judged_slices} judged slices at "
+            f"{_num(g.best_value)}) <= max_gap {limit}"
+        )
+    else:
+        text = (
+            f"slices of {column}: {metric} gap {gap} between {g.best} ({_num(g.best_value)}) and "
+            f"{g.worst} ({_num(g.worst_value)}) {'<=' if ok else '>'} max_gap {limit}"
+        )
     if g.champion_gap is not None:
         text += f" (champion{' v' + version if version else ''}: {_num(g.champion_gap)})"
     return ok, text
+
+
+def _compact(column: str, notes: list[str], keep: int = 3) -> list[str]:
+    """Up to ``keep`` not-judged notes of a column as they are; more as one line naming the slices."""
+    if len(notes) <= keep:
+        return notes
+    names = [n.split(":", 1)[0].removeprefix("slice ") for n in notes]
+    rows = sum(" rows < min_rows " in n for n in notes)
+    positives = sum(" positive rows < min_positives " in n for n in notes)
+    undefined = len(notes) - rows - positives
+    kinds = ", ".join(
+        f"{k} {what}"
+        for k, what in (
+            (rows, "below min_rows"),
+            (positives, "below min_positives"),
+            (undefined, "undefined"),
+        )
+        if k
+    )
+    shown = ", ".join(names[:8]) + (f", … +{len(names) - 8} more" if len(names) > 8 else "")
+    return [f"slices of {column}: {len(notes)} not judged ({kinds}): {shown}"]
 
 
 def _check_column(
@@ -790,20 +927,22 @@ def _check_column(
 ) -> tuple[list[str], list[str], dict[str, MetricGap]]:
     violations: list[str] = []
     notes: list[str] = []
+    small_notes: list[str] = []
     floor_failures = 0
     for s in stats:
         small = _not_judged(s, sl)
         if sl.small == "reject":
             violations += [f"{r} (small: reject)" for r in small]
         else:
-            notes += small
-        failed = _floor_violations(s, sl, report.confidence)
+            small_notes += small
+        failed = _floor_violations(s, sl, report)
         floor_failures += len(failed)
         violations += failed
-    gaps = {m: g for m in report.metrics if (g := _gap(stats, m)) is not None}
+    notes += _compact(column, small_notes)
+    gaps = {m: g for m in report.metrics if (g := _gap(stats, m, sl.min_positives)) is not None}
     for m, bound in sl.max_gap.items():
         if m not in gaps:
-            judged = sum(s.judged and s.metrics[m]["value"] is not None for s in stats)
+            judged = sum(judged_on(s, m, sl.min_positives) for s in stats)
             notes.append(f"slices of {column}: {m} gap not judged ({judged} judged slice(s) with a value)")
             continue
         gaps[m].max_gap = bound
@@ -825,6 +964,7 @@ def check(report: SliceReport, sl: SlicesSpec) -> SliceReport:
     notes: list[str] = []
     columns: dict[str, list[SliceStat]] = {}
     gaps: dict[str, dict[str, MetricGap]] = {}
+    report = replace(report, min_positives=sl.min_positives)
     for column, given in report.columns.items():
         columns[column] = [
             replace(s, judged=s.rows >= sl.min_rows, note=None if s.rows >= sl.min_rows else TOO_FEW)
@@ -844,22 +984,43 @@ def check(report: SliceReport, sl: SlicesSpec) -> SliceReport:
     )
 
 
+def _slice_line(s: dict[str, Any]) -> str:
+    parts = []
+    for m, v in s["metrics"].items():
+        if v["value"] is None:
+            parts.append(f"{m} undefined")
+            continue
+        part = f"{m} {_num(v['value'])}"
+        if v["low"] is not None:
+            part += f" [{_num(v['low'])}, {_num(v['high'])}]"
+        champ = (s.get("champion") or {}).get(m)
+        parts.append(part + (f" (champion {_num(champ)})" if champ is not None else ""))
+    flag = "" if s["judged"] else f", not judged: {s.get('note') or TOO_FEW}"
+    positives = f", {s['positives']} positive" if s.get("positives") is not None else ""
+    return f"  {s['slice']}: {s['rows']} rows{positives}{flag}; " + ", ".join(parts)
+
+
 def describe(report: dict[str, Any]) -> list[str]:
-    """A slice table for logs: per column, each slice's rows and metrics with their intervals."""
+    """A slice table for logs: per column, each slice's rows and metrics with their intervals.
+
+    A column with more than :data:`LISTED` slices shows a summary and only its failing slices
+    (every slice is in ``slices.json`` and on the model card).
+    """
     lines = []
+    failing = " ".join(report.get("violations") or [])
+    limits = f"min_rows {report.get('min_rows')}"
+    if report.get("min_positives"):
+        limits += f", min_positives {report.get('min_positives')}"
     for column, stats in report.get("columns", {}).items():
-        lines.append(f"slices of {column} (min_rows {report.get('min_rows')}):")
-        for s in stats:
-            parts = []
-            for m, v in s["metrics"].items():
-                if v["value"] is None:
-                    parts.append(f"{m} undefined")
-                    continue
-                part = f"{m} {_num(v['value'])}"
-                if v["low"] is not None:
-                    part += f" [{_num(v['low'])}, {_num(v['high'])}]"
-                champ = (s.get("champion") or {}).get(m)
-                parts.append(part + (f" (champion {_num(champ)})" if champ is not None else ""))
-            flag = "" if s["judged"] else f", not judged: {s.get('note') or TOO_FEW}"
-            lines.append(f"  {s['slice']}: {s['rows']} rows{flag}; " + ", ".join(parts))
+        if len(stats) <= LISTED:
+            lines.append(f"slices of {column} ({limits}):")
+            lines += [_slice_line(s) for s in stats]
+            continue
+        bad = [s for s in stats if f"slice {s['slice']}:" in failing]
+        judged = sum(bool(s["judged"]) for s in stats)
+        lines.append(
+            f"slices of {column} ({limits}): {len(stats)} slices, {judged} judged, {len(bad)} failing"
+            + (" (listed below; all of them in slices.json and on the model card)" if bad else "")
+        )
+        lines += [_slice_line(s) for s in bad]
     return lines

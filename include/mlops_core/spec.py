@@ -638,16 +638,37 @@ class BootstrapSpec(_Model):
 
 
 class ThresholdSearch(_Model):
-    """Choose the decision threshold on validation folds of the training rows (never the holdout)."""
+    """Choose the decision threshold on validation folds of the training rows (never the holdout).
 
-    optimize: Literal["f1", "balanced_accuracy", "recall_at_precision"] = "f1"
+    The threshold is a cut on P(positive_class). ``f1`` / ``balanced_accuracy``: the best of that
+    metric. ``recall_at_precision`` (with ``min_precision``): the most recall whose precision stays
+    at or above it. ``precision_at_recall`` (with ``min_recall``): the most precision that still
+    finds ``min_recall`` of the positives (a target recall).
+    """
+
+    optimize: Literal["f1", "balanced_accuracy", "recall_at_precision", "precision_at_recall"] = "f1"
     min_precision: float | None = Field(None, gt=0.0, lt=1.0)  # for recall_at_precision
+    min_recall: float | None = Field(None, gt=0.0, lt=1.0)  # for precision_at_recall
     folds: int = Field(3, ge=2, le=10)
 
+    @field_validator("optimize", mode="before")
+    @classmethod
+    def _alone_is_degenerate(cls, value: Any) -> Any:
+        # recall alone is 1.0 at threshold 0 (every row positive), precision alone at the top score
+        if value in ("recall", "precision"):
+            raise ValueError(
+                f"optimize: {value} alone picks a degenerate threshold (recall is 1.0 when every row is "
+                "positive); to target a recall use optimize: precision_at_recall with min_recall: 0.8, "
+                "to get the most recall at a precision use optimize: recall_at_precision with min_precision"
+            )
+        return value
+
     @model_validator(mode="after")
-    def _precision(self) -> ThresholdSearch:
+    def _constraint(self) -> ThresholdSearch:
         if (self.optimize == "recall_at_precision") != (self.min_precision is not None):
             raise ValueError("optimize: recall_at_precision needs min_precision (and only it uses it)")
+        if (self.optimize == "precision_at_recall") != (self.min_recall is not None):
+            raise ValueError("optimize: precision_at_recall needs min_recall (and only it uses it)")
         return self
 
 
@@ -677,11 +698,15 @@ SLICE_ONLY_METRICS = ("selection_rate", "false_positive_rate", "false_negative_r
 class SlicesSpec(_Model):
     """Fairness and slices in the gate: each slice of each column is scored apart on the holdout.
 
-    A slice below a ``floors`` value, or a ``max_gap`` between the best and the worst slice above
-    its bound, rejects the challenger with the slice, the value and the bound in the reasons.
-    Slices with fewer than ``min_rows`` holdout rows are reported as not judged (``small: reject``
-    turns them into a rejection). Slice-only columns are never model features unless listed
-    under ``features.include``.
+    A slice whose whole interval (Wilson for proportions such as recall, precision, accuracy;
+    bootstrap otherwise) lies below a ``floors`` value (above it for a lower-is-better metric), or
+    a ``max_gap`` between the best and the worst slice above its bound, rejects the challenger with
+    the slice, the value, the interval and the bound in the reasons. Slices with fewer than
+    ``min_rows`` holdout rows are reported as not judged, and so are the metrics that depend on
+    the positive class (recall, precision, f1, false_negative_rate, roc_auc, average_precision)
+    on a slice with fewer than ``min_positives`` positive rows (``small: reject`` turns either
+    into a rejection). Slice-only columns are never model features unless listed under
+    ``features.include`` or ``features.categorical``.
     """
 
     columns: list[SliceColumn] = Field(min_length=1, max_length=10)
@@ -689,6 +714,8 @@ class SlicesSpec(_Model):
     floors: dict[str, Annotated[float, Field(allow_inf_nan=False, ge=-1e12, le=1e12)]] = {}
     max_gap: dict[str, Annotated[float, Field(allow_inf_nan=False, ge=0.0, le=1e12)]] = {}
     min_rows: int = Field(30, ge=1, le=1_000_000)
+    # binary: positive rows a slice needs before its positive-class metrics are judged
+    min_positives: int = Field(10, ge=0, le=1_000_000)
     small: Literal["report", "reject"] = "report"
 
 
@@ -705,9 +732,10 @@ class EvaluationSpec(_Model):
     min_improvement: float = Field(0.0, ge=0.0, le=1e6, allow_inf_nan=False)
     bootstrap: BootstrapSpec = BootstrapSpec()
     holdout: HoldoutSpec = HoldoutSpec()
-    # binary only: the probability above which a row is the positive class. A number fixes it;
-    # {optimize: f1} chooses it on validation folds. The model itself carries it (sklearn's
-    # FixedThresholdClassifier), so scoring, the smoke test and endpoints all use it.
+    # binary only: the probability of positive_class at or above which a row is positive. A
+    # number fixes it; {optimize: ...} chooses it on validation folds (ThresholdSearch). The model
+    # itself carries it (sklearn's FixedThresholdClassifier), so scoring, the smoke test and
+    # endpoints all use it. docs/imbalanced.md explains each option.
     threshold: Annotated[float, Field(gt=0.0, lt=1.0)] | ThresholdSearch | None = None
     slices: SlicesSpec | None = None
 
@@ -1056,6 +1084,28 @@ class AlertsSpec(_Model):
         return self
 
 
+_PER_CLASS = re.compile(r"^(recall|precision|f1)_(?!macro$|weighted$)(.+)$")
+
+
+def _per_class_hint(name: str, problem: str) -> str:
+    """How to get a per-class metric (``recall_bad``) the gate does not name that way."""
+    match = _PER_CLASS.match(name)
+    if not match:
+        return ""
+    metric, label = match.groups()
+    if problem == "binary":
+        return (
+            f". Per-class metrics have no name of their own: {metric} is the {metric} of positive_class, so "
+            f"set positive_class: {label} and use {metric} (the other class's recall is "
+            "1 - false_positive_rate, a slice metric; balanced_accuracy is the mean recall of both)"
+        )
+    return (
+        f". Per-class metrics have no name of their own: f1_macro and balanced_accuracy weigh every "
+        f"class alike (a rare {label!r} counts as much as a common class); or frame {label!r} against "
+        "the rest as a binary pipeline with positive_class"
+    )
+
+
 class PipelineSpec(_Model):
     """One model's whole lifecycle. See README "The pipeline YAML" for every field."""
 
@@ -1114,6 +1164,7 @@ class PipelineSpec(_Model):
             if name not in allowed:
                 raise ValueError(
                     f"{where}: {name!r} is not a {self.problem_type} metric; choose one of: {', '.join(allowed)}"
+                    + _per_class_hint(name, self.problem_type)
                 )
         check_params(self.model.family, dict(self.model.params), self.problem_type)
         self._check_search()

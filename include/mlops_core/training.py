@@ -41,8 +41,10 @@ def feature_columns(spec: PipelineSpec, df: pd.DataFrame) -> tuple[list[str], li
     from pandas.api import types
 
     f = spec.features
-    # slice columns are there to judge the model by, not to feed it (unless listed in include)
-    dropped = {spec.target, *f.exclude, *f.id_columns, *f.time_columns, *spec.slice_columns}
+    # slice columns are there to judge the model by, not to feed it, unless listed in include or
+    # in categorical (a column named as a categorical feature is one, slice or not)
+    judged_only = [c for c in spec.slice_columns if c not in f.categorical]
+    dropped = {spec.target, *f.exclude, *f.id_columns, *f.time_columns, *judged_only}
     if spec.source.partition.column:
         dropped.add(spec.source.partition.column)
     if spec.evaluation.holdout.column:
@@ -411,9 +413,13 @@ def train(
         params = {**spec.model.params, **_search(spec, X, y, numeric, categorical, pos, searched)}
         pipe = build_pipeline(spec, numeric, categorical, params=params)
         # fits; with evaluation.threshold the model carries its decision threshold (binary only)
-        pipe, chosen_threshold = threshold.apply(spec, pipe, X, y, pos)
-        if chosen_threshold is not None:
-            mlflow.set_tag("mlops.threshold", str(chosen_threshold))
+        pipe, _ = threshold.apply(spec, pipe, X, y, pos)
+        # one truth: the threshold the saved model object applies (card, gate log, Models view read it)
+        chosen_threshold = threshold.of_model(pipe)
+        if spec.problem_type == "binary":
+            mlflow.set_tag(
+                threshold.TAG, threshold.DEFAULT if chosen_threshold is None else str(chosen_threshold)
+            )
         mlflow.log_params(
             {
                 "family": spec.model.family,
@@ -425,7 +431,7 @@ def train(
                 "n_categorical": len(categorical),
                 "holdout_strategy": spec.evaluation.holdout.strategy,
                 "positive_class": pos,
-                "threshold": "default" if chosen_threshold is None else chosen_threshold,
+                "threshold": threshold.DEFAULT if chosen_threshold is None else chosen_threshold,
             }
         )
         mlflow.log_dict({"numeric": numeric, "categorical": categorical}, "features.json")

@@ -133,14 +133,17 @@ def new(name: str, csv_path: str, target: str, problem_type: str | None, out: st
     if dest.exists() and not force:
         print(f"{dest} exists; pass --force to overwrite it", file=sys.stderr)
         return 1
+    hints: list[str] = []
     try:
-        text = scaffold(name, csv_path, target, problem_type=problem_type)
+        text = scaffold(name, csv_path, target, problem_type=problem_type, hints=hints)
     except (ScaffoldError, SpecError) as err:
         print(f"mlops-airflow new: {err}", file=sys.stderr)
         return 1
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(text)
     print(f"wrote {dest}: review the lines marked as guessed, then run mlops-airflow validate {dest}")
+    for hint in hints:
+        print(f"hint: {hint}")
     return 0
 
 

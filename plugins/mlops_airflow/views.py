@@ -78,7 +78,7 @@ def _ts(ms: Any) -> str:
 
 def champion_history(spec: PipelineSpec) -> dict[str, Any]:
     """The newest :data:`MAX_VERSIONS` versions with their decisions and primary holdout metric."""
-    from mlops_core import registry, tracking
+    from mlops_core import registry, threshold, tracking
 
     c = tracking.configure()
     name = spec.registered_model_name
@@ -94,12 +94,16 @@ def champion_history(spec: PipelineSpec) -> dict[str, Any]:
     rows = []
     for mv in versions:
         tags = mv.tags or {}
-        value = None
+        value, applied, run = None, tags.get(threshold.TAG), None
         if mv.run_id:
             try:
-                value = c.get_run(mv.run_id).data.metrics.get(metric)
+                run = c.get_run(mv.run_id)
             except Exception:  # a deleted run: the row stays, without its metric
-                value = None
+                run = None
+            if run is not None:
+                value = run.data.metrics.get(metric)
+                # the training run's tag: read off the saved model object when it was trained
+                applied = run.data.tags.get(threshold.TAG) or applied
         rows.append(
             {
                 "version": str(mv.version),
@@ -115,9 +119,21 @@ def champion_history(spec: PipelineSpec) -> dict[str, Any]:
                 "superseded": registry.SUPERSEDED_TAG in tags,
                 "champion": str(mv.version) == champion,
                 "metric": value,
+                "threshold": _threshold_text(spec, applied, dict(run.data.params) if run is not None else {}),
             }
         )
     return {"champion": champion, "versions": rows, "metric": spec.evaluation.primary_metric}
+
+
+def _threshold_text(spec: PipelineSpec, tag: str | None, params: dict[str, str]) -> str:
+    """The decision threshold a version's saved model applies ("" for non-binary problems)."""
+    from mlops_core import threshold
+
+    if spec.problem_type != "binary":
+        return ""
+    if tag is None:
+        return "not recorded"
+    return threshold.describe(threshold.parse(tag), params.get("positive_class"))
 
 
 def day_history(spec: PipelineSpec) -> dict[str, list[dict[str, Any]]]:
@@ -227,7 +243,8 @@ def _version_row(r: dict[str, Any]) -> str:
     css = "champ" if r["champion"] else ""
     return (
         f'<tr class="{css}"><td>v{esc(r["version"])}{star}</td><td>{esc(r["created"])}</td>'
-        f'<td>{esc(_decision(r))}</td><td>{esc(value)}</td><td class="why">{esc(r["reasons"][:400])}</td></tr>'
+        f"<td>{esc(_decision(r))}</td><td>{esc(value)}</td><td>{esc(r.get('threshold', ''))}</td>"
+        f'<td class="why">{esc(r["reasons"][:400])}</td></tr>'
     )
 
 
@@ -267,7 +284,8 @@ def render_pipeline(
         f"<p>{esc(spec.description)}</p>"
         f'<div class="charts">{metric_chart}{drift_chart}{realized_chart}</div>'
         f"<table><thead><tr><th>version</th><th>registered (UTC)</th><th>decision</th><th>{esc(metric)}</th>"
-        f"<th>gate reasons</th></tr></thead><tbody>{rows or '<tr><td colspan=5>no version yet</td></tr>'}"
+        f"<th>decision threshold</th><th>gate reasons</th></tr></thead>"
+        f"<tbody>{rows or '<tr><td colspan=6>no version yet</td></tr>'}"
         "</tbody></table></section>"
     )
 

@@ -235,6 +235,8 @@ def test_new_scaffolds_a_valid_pipeline_that_builds(tmp_path: Path) -> None:
     path = tmp_path / "pipelines" / "churn.yaml"
     spec = load_spec(path)
     assert spec.problem_type == "binary" and spec.positive_class == "yes"
+    assert spec.evaluation.threshold is None  # 25 % positive: not treated as imbalanced
+    assert "hint:" not in out.stdout
     assert spec.features.id_columns == ["customer_id"]
     assert spec.features.time_columns == ["signup_date"]
     assert spec.features.categorical == ["plan"]
@@ -250,6 +252,26 @@ def test_new_scaffolds_a_valid_pipeline_that_builds(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stderr
     again = run("new", "churn", "--csv", str(csv), "--target", "churned", "-o", str(tmp_path / "pipelines"))
     assert again.returncode == 1 and "--force" in again.stderr
+
+
+def test_new_on_a_rare_positive_class_picks_it_tunes_the_threshold_and_floors_recall(tmp_path: Path) -> None:
+    """Issue 29 / issue 25 trap 8: on a 10 % target the scaffold guessed the majority class as
+    positive and promoted models with recall 0 behind a ROC AUC floor alone."""
+    from mlops_core.spec import load_spec
+
+    csv = tmp_path / "loans.csv"
+    rows = [f"{i},{i % 7},{'bad' if i % 10 == 0 else 'good'}" for i in range(300)]
+    csv.write_text("amount,term,status\n" + "\n".join(rows) + "\n")
+    out = run("new", "loans", "--csv", str(csv), "--target", "status", "-o", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "hint: status='bad' is 10.0% of the sample: it is the positive class" in out.stdout
+    assert "class_weight" in out.stdout and "docs/imbalanced.md" in out.stdout
+    spec = load_spec(tmp_path / "loans.yaml")
+    assert spec.positive_class == "bad"  # the minority, not labels[-1] ('good')
+    assert spec.evaluation.floors == {"roc_auc": 0.7, "recall": 0.5}
+    assert spec.evaluation.threshold.optimize == "precision_at_recall"
+    assert spec.evaluation.threshold.min_recall == 0.6
+    assert "an imbalanced target (10.0% 'bad'" in (tmp_path / "loans.yaml").read_text()
 
 
 def test_new_guesses_regression_and_explains_bad_input(tmp_path: Path) -> None:

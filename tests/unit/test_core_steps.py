@@ -359,3 +359,10 @@ def test_the_threshold_travels_with_the_model(raw_uri, setting):
     proba = model.predict_proba(X)[:, list(model.classes_).index("malignant")]
     expected = np.where(proba >= chosen, "malignant", "benign")
     assert (model.predict(X) == expected).all()
+    # one truth: the evaluation (gate log), the version, the card all show what the model applies
+    from mlops_core import modelcard
+
+    assert evaluated["threshold"] == chosen and evaluated["positive_class"] == "malignant"
+    assert registry.client().get_model_version(spec.name, v["version"]).tags["mlops.threshold"] == str(chosen)
+    card = modelcard.build(spec, spec.name, v["version"])
+    assert card.metrics["threshold"] == f"{chosen:g} on P(malignant)"

@@ -38,6 +38,32 @@ def test_nan_metric_fails_its_floor():
     assert not decide(SPEC, {"roc_auc": math.nan, "recall": 0.9}, None, None).promote
 
 
+def test_a_model_that_never_finds_the_positive_class_is_refused_whatever_its_auc():
+    """Issue 29: ROC AUC 0.9 and accuracy 0.95 at recall 0.000 on a rare class used to be promoted."""
+    spec = example_spec(evaluation={"primary_metric": "roc_auc", "floors": {"roc_auc": 0.7}})
+    zero = {"roc_auc": 0.9, "accuracy": 0.95, "recall": 0.0, "precision": 0.0}
+    d = decide(spec, zero, None, None, positive_class="malignant", threshold=None)
+    assert not d.promote
+    refusal = next(r for r in d.reasons if r.startswith("REFUSED"))
+    assert "'malignant'" in refusal and "recall 0.000 and precision 0.000" in refusal
+    assert "evaluation.threshold" in refusal and "docs/imbalanced.md" in refusal
+    # a small but real recall passes this check (the floors judge how much is enough)
+    assert decide(spec, {**zero, "recall": 0.02, "precision": 0.5}, None, None).promote
+    # undefined (no positive row in the holdout) is not zero
+    assert decide(spec, {**zero, "recall": math.nan, "precision": math.nan}, None, None).promote
+    # multiclass and regression have no positive class
+    assert not any(r.startswith("REFUSED") for r in decide(SPEC, GOOD, None, None).reasons)
+
+
+def test_the_gate_log_shows_the_threshold_the_model_applies():
+    d = decide(SPEC, GOOD, None, None, threshold=0.1234, positive_class="malignant")
+    head = d.describe().splitlines()[0]
+    assert "decision threshold 0.1234 on P(malignant)" in head
+    assert "default (0.5" in decide(SPEC, GOOD, None, None, positive_class="malignant").describe()
+    again = type(d).from_dict(d.to_dict())
+    assert again.threshold == 0.1234 and again.positive_class == "malignant"
+
+
 def test_interval_above_margin_promotes():
     d = decide(SPEC, GOOD, {"roc_auc": 0.96}, _boot(0.004, 0.03), champion_version="3")
     assert d.promote

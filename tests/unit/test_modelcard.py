@@ -185,6 +185,9 @@ def test_lineage_data_and_metrics_are_the_runs_and_the_manifests_by_value(store)
         metrics["improvement_ci_high"],
     )
     assert imp["confidence"] == 0.9 and imp["n_resamples"] == 100
+    # no evaluation.threshold: the card says what the saved model applies (its own predict)
+    assert tags["mlops.threshold"] == vtags["mlops.threshold"] == "default"
+    assert m["threshold"] == "default (0.5: the most probable class)"
     assert card.gate["outcome"] == vtags[registry.GATE_TAG] == "reject"
     assert card.gate["reasons"] == second["decision"]["reasons"]
     text = card.markdown()
@@ -353,9 +356,10 @@ def test_a_gate_with_slices_configured_puts_its_report_on_the_card(store):
     decision = json.loads(_artifact(registered["run_id"], "gate_decision.json"))
     assert card.slices == decision["slices"] and set(card.slices["columns"]) == {"mean_radius"}
     text = _card_text(registered["model_card_uri"])
-    assert "## Slices" in text and "| slice | rows | recall | judged |" in text
+    assert "## Slices" in text and "| slice | rows | positives | recall | judged |" in text
+    assert "- **interval**: 0.9 Wilson score (recall)" in text
     for stat in card.slices["columns"]["mean_radius"]:
-        assert f"| {markdown(stat['slice'])} | {stat['rows']} | " in text
+        assert f"| {markdown(stat['slice'])} | {stat['rows']} | {stat['positives']} | " in text
 
 
 def test_approval_section_reads_the_version_tags(store):

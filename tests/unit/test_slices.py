@@ -63,7 +63,7 @@ def test_a_worse_group_fails_its_floor_and_the_gap_with_exact_reasons():
     spec = _spec()
     report = _report(spec, *_table(*UNFAIR))
     assert report.violations == [
-        "slice sex=F: recall 0.61 < floor 0.70 (95% interval [0.52, 0.70], 120 rows)",
+        "slice sex=F: recall 0.61 < floor 0.70 (95% wilson interval [0.51, 0.70] below it, 120 rows, 100 positive)",
         "slices of sex: recall gap 0.18 between sex=M (0.79) and sex=F (0.61) > max_gap 0.10",
     ]
     d = decide(spec, GOOD, None, None, slices=report.to_dict())
@@ -110,7 +110,8 @@ def test_the_report_shape_the_model_card_and_approval_page_read():
     }
     assert GateDecision.from_dict(d.to_dict()) == d
     text = d.describe()
-    assert "slices of sex (min_rows 30):" in text and "sex=F: 120 rows; recall 0.61 [0.52, 0.70]" in text
+    assert "slices of sex (min_rows 30, min_positives 10):" in text
+    assert "sex=F: 120 rows, 100 positive; recall 0.61 [0.51, 0.70]" in text
 
 
 def test_a_small_slice_is_reported_not_silently_passed_and_rejects_with_small_reject():
@@ -159,8 +160,14 @@ def test_fairness_rates_selection_rate_floor_is_a_minimum_and_fpr_a_maximum():
     # M: 90 of 200 selected, FPR 10/100; F: 40 of 120 selected, FPR 10/20 = 0.5
     report = _report(spec, *_table(_group("M", 100, 80, 100, 10), _group("F", 100, 30, 20, 10)))
     lines = report.violations
-    assert any(v.startswith("slice sex=M: selection_rate 0.45 < floor 0.50 (95% interval [") for v in lines)
-    assert any(v.startswith("slice sex=F: selection_rate 0.33 < floor 0.50") for v in lines)
+    # M: 0.45, but its Wilson interval [0.38, 0.52] reaches the floor: not confidently below it
+    assert not any(v.startswith("slice sex=M: selection_rate") for v in lines)
+    assert any(
+        v.startswith(
+            "slice sex=F: selection_rate 0.33 < floor 0.50 (95% wilson interval [0.26, 0.42] below it"
+        )
+        for v in lines
+    )
     assert any(v.startswith("slice sex=F: false_positive_rate 0.50 > floor 0.25") for v in lines)
     assert not any(v.startswith("slice sex=M: false_positive_rate") for v in lines)
     # selection_rate has no better direction: parity is the gap between the highest and the lowest
@@ -177,6 +184,82 @@ def test_an_undefined_rate_is_not_a_zero():
     assert n.metrics["recall"] == {"value": None, "low": None, "high": None}
     assert "slice sex=N: recall is undefined on its 40 rows (no positive rows), not judged" in (report.notes)
     assert report.violations == []
+
+
+def test_wilson_intervals_are_wide_on_thin_evidence_and_match_the_textbook():
+    assert slices.wilson(0, 0, 0.95) is None
+    low, high = slices.wilson(0, 1, 0.95)
+    assert low == 0.0 and high == pytest.approx(0.7935, abs=1e-4)  # not [0, 0]
+    low, high = slices.wilson(61, 100, 0.95)
+    assert (low, high) == (pytest.approx(0.5121, abs=1e-4), pytest.approx(0.6998, abs=1e-4))
+    assert slices.wilson(1, 1, 0.95)[1] == 1.0
+
+
+def test_a_slice_with_few_positives_is_not_judged_on_recall_but_is_on_accuracy():
+    spec = _spec(metrics=["recall", "accuracy"], floors={"recall": 0.7, "accuracy": 0.5}, max_gap={})
+    rare = _group("R", 3, 0, 97, 1)  # 100 rows, 3 positives, none found: recall 0.00
+    report = _report(spec, *_table(*FAIR, rare))
+    r = next(x for x in report.columns["sex"] if x.slice == "sex=R")
+    assert (r.rows, r.positives, r.judged) == (100, 3, True)
+    assert r.metrics["recall"]["value"] == 0.0 and r.metrics["recall"]["high"] > 0.5  # wide, not [0, 0]
+    assert "slice sex=R: 3 positive rows < min_positives 10, recall not judged" in report.notes
+    assert report.violations == []
+    assert report.interval_methods == {"recall": "wilson", "accuracy": "wilson"}
+    from mlops_core.modelcard import _slices_section
+
+    card = _slices_section(report.to_dict())
+    assert ("interval", "0.95 Wilson score (recall, accuracy)") in card.fields
+    assert card.tables[0].header[:3] == ["slice", "rows", "positives"]
+    # the same slice with the rule off: its interval is still judged, and is confidently below
+    strict = _report(_spec(min_positives=0, max_gap={}), *_table(*FAIR, _group("R", 30, 3, 70, 1)))
+    assert any(v.startswith("slice sex=R: recall 0.10 < floor 0.70 (95% wilson") for v in strict.violations)
+    # 0 of 1 positive found is no evidence: [0.00, 0.79] reaches the floor, nothing fails
+    one = _report(_spec(min_positives=0, max_gap={}), *_table(*FAIR, _group("R", 1, 0, 99, 0)))
+    assert one.violations == []
+    # small: reject turns too few positives into a rejection, like too few rows
+    rejecting = _report(_spec(small="reject", max_gap={}), *_table(*FAIR, rare))
+    assert "slice sex=R: 3 positive rows < min_positives 10, recall not judged (small: reject)" in (
+        rejecting.violations
+    )
+
+
+def test_when_every_slice_ties_the_gap_never_compares_a_slice_with_itself():
+    spec = _spec(min_rows=5)
+    same = (_group("A", 10, 8, 10, 0), _group("B", 10, 8, 10, 0), _group("C", 10, 8, 10, 0))
+    report = _report(spec, *_table(*same))
+    g = report.gaps["sex"]["recall"]
+    assert g.gap == 0 and g.best != g.worst
+    assert "slices of sex: recall gap 0 (all 3 judged slices at 0.80) <= max_gap 0.10" in report.notes
+    assert not any("sex=A (0.80) and sex=A" in n for n in report.notes)
+
+
+def test_the_gate_log_for_fifty_slices_is_a_summary_and_the_failing_ones():
+    spec = _spec(max_gap={}, min_rows=20, min_positives=5)
+    groups = [_group(f"s{i:02d}", 20, 16, 20, 1) for i in range(44)]
+    groups += [_group("bad", 40, 4, 20, 0)]  # confidently below the floor
+    groups += [_group(f"tiny{i}", 2, 1, 3, 0) for i in range(5)]  # 5 rows: not judged
+    report = _report(spec, *_table(*groups))
+    assert len(report.columns["sex"]) == 50
+    d = decide(spec, GOOD, None, None, slices=report.to_dict())
+    assert not d.promote
+    text = d.describe().splitlines()
+    assert len(text) < 15, "\n".join(text)
+    assert any("50 slices, 45 judged, 1 failing" in line for line in text)
+    assert any(line.strip().startswith("sex=bad: 60 rows, 40 positive; recall 0.10") for line in text)
+    names = ", ".join(f"sex=tiny{i}" for i in range(5))
+    assert f"slices of sex: 5 not judged (5 below min_rows): {names}" in d.reasons
+
+
+def test_a_slice_column_listed_as_categorical_stays_a_feature():
+    from mlops_core.training import feature_columns
+
+    frame = pd.DataFrame({"x": [1.0, 2.0], "sex": ["F", "M"], "state": ["AZ", "CA"], "diagnosis": ["a", "b"]})
+    spec = example_spec(
+        features={"id_columns": [], "categorical": ["state"]},
+        evaluation={"slices": {**SLICES, "columns": ["sex", "state"]}},
+    )
+    numeric, categorical = feature_columns(spec, frame)
+    assert (numeric, categorical) == (["x"], ["state"])  # sex: slice only; state: also a feature
 
 
 def test_the_champions_slices_stand_beside_the_challengers():
@@ -298,7 +381,7 @@ def test_regression_slices_rmse_per_slice_with_its_floor_as_a_maximum():
     assert g1.metrics["rmse"] == {"value": 10.0, "low": 10.0, "high": 10.0}
     assert g2.metrics["mae"]["value"] == 30.0
     assert report.violations == [
-        "slice sex=group_2: rmse 30.00 > floor 20.00 (95% interval [30.00, 30.00], 40 rows)",
+        "slice sex=group_2: rmse 30.00 > floor 20.00 (95% bootstrap interval [30.00, 30.00] above it, 40 rows)",
         "slices of sex: rmse gap 20.00 between sex=group_1 (10.00) and sex=group_2 (30.00) > max_gap 5.00",
     ]
 
@@ -506,7 +589,7 @@ def test_evaluate_returns_the_slice_report_and_the_gate_rejects_on_it(lifecycle_
     assert sex["sex=F"]["champion"]["recall"] == sex["sex=F"]["metrics"]["recall"]["value"]
     assert not decision.promote
     assert any(
-        r.startswith("slice sex=F: recall 0.") and "< floor 0.70 (95% interval [" in r
+        r.startswith("slice sex=F: recall 0.") and "< floor 0.70 (95% wilson interval [" in r
         for r in decision.reasons
     )
     assert any(r.startswith("slices of sex: recall gap ") and "> max_gap 0.10" in r for r in decision.reasons)

@@ -97,6 +97,47 @@ def test_metric_must_fit_problem():
     assert "'rmse' is not a binary metric" in msg
 
 
+def test_a_per_class_metric_is_refused_with_the_way_to_get_it():
+    msg = _errors(_base(evaluation={"primary_metric": "roc_auc", "floors": {"recall_bad": 0.5}}))
+    assert "'recall_bad' is not a binary metric" in msg
+    assert "set positive_class: bad and use recall" in msg and "1 - false_positive_rate" in msg
+    assert "'rmse' is not a binary metric; choose one of" in _errors(
+        _base(evaluation={"primary_metric": "rmse"})
+    )
+
+
+def test_threshold_options_and_their_bounds():
+    ok = _base(
+        evaluation={
+            "primary_metric": "roc_auc",
+            "threshold": {"optimize": "precision_at_recall", "min_recall": 0.8},
+        }
+    )
+    assert parse_spec(ok).evaluation.threshold.min_recall == 0.8
+    msg = _errors(_base(evaluation={"primary_metric": "roc_auc", "threshold": {"optimize": "recall"}}))
+    assert "precision_at_recall with min_recall" in msg
+    bad = _base(
+        evaluation={
+            "primary_metric": "roc_auc",
+            "threshold": {"optimize": "precision_at_recall", "min_recall": 1.5},
+        }
+    )
+    assert "min_recall" in _errors(bad)
+
+
+def test_slices_min_positives_is_bounded():
+    sl = {"columns": ["a"], "metrics": ["recall"]}
+    assert (
+        parse_spec(
+            _base(evaluation={"primary_metric": "roc_auc", "slices": sl})
+        ).evaluation.slices.min_positives
+        == 10
+    )
+    assert "min_positives" in _errors(
+        _base(evaluation={"primary_metric": "roc_auc", "slices": {**sl, "min_positives": -1}})
+    )
+
+
 def test_unknown_expectation():
     msg = _errors(_base(expectations=[{"expect_column_values_to_be_pretty": {"column": "a"}}]))
     assert "unknown expectation 'expect_column_values_to_be_pretty'" in msg

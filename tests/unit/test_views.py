@@ -65,6 +65,17 @@ def test_the_page_marks_the_champion_and_says_what_decided_each_version() -> Non
     assert "forced by ana: hotfix; rolled back" in page
 
 
+def test_each_version_shows_the_threshold_its_saved_model_applies() -> None:
+    spec = example_spec()
+    shown = views._threshold_text(spec, "0.1834", {"positive_class": "malignant"})
+    assert shown == "0.1834 on P(malignant)"
+    assert views._threshold_text(spec, "default", {}).startswith("default (0.5")
+    assert views._threshold_text(spec, None, {}) == "not recorded"
+    assert views._threshold_text(example_spec("diabetes"), "0.3", {}) == ""  # regression: none
+    page = views.render_pipeline(spec, history(threshold=shown), {"drift": [], "realized": []})
+    assert "<th>decision threshold</th>" in page and "<td>0.1834 on P(malignant)</td>" in page
+
+
 @pytest.mark.parametrize(
     "path",
     [
