@@ -19,7 +19,7 @@ calendar date that does not exist (``2017-02-30``).
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -36,6 +36,20 @@ ACCEPTED = "YYYY-MM-DD, or YYYY-MM-DD[T| ]HH:MM[:SS[.fff]] with an optional zone
 def is_date_text(value: str) -> bool:
     """Whether ``value`` is spelled as one of the accepted dates (the calendar is not checked)."""
     return _ISO.fullmatch(value.strip()) is not None
+
+
+def day_of(text: str) -> date | None:
+    """One value's day by the same rules as :func:`parse_days`, in plain Python (no pandas)."""
+    value = text.strip()
+    if _ISO.fullmatch(value) is None:
+        return None
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:  # 2017-02-30
+        return None
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(UTC)
+    return stamp.date()
 
 
 def parse_days(values: Any) -> pd.Series:
