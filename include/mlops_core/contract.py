@@ -372,8 +372,9 @@ def _diff_column(name: str, was: dict[str, Any], now: dict[str, Any], add: Calla
                 len(new_cats),
                 f"{len(went)} categor{'y' if len(went) == 1 else 'ies'} no longer seen, e.g. {went[:5]}",
             )
-    lo0, hi0, lo1, hi1 = (was.get("min"), was.get("max"), now.get("min"), now.get("max"))
-    if None not in (lo0, hi0, lo1, hi1) and (lo0, hi0) != (lo1, hi1):
+    bounds = (was.get("min"), was.get("max"), now.get("min"), now.get("max"))
+    if None not in bounds and bounds[:2] != bounds[2:]:
+        lo0, hi0, lo1, hi1 = (float(b) for b in bounds if b is not None)
         add(
             name,
             "range",

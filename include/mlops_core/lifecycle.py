@@ -270,13 +270,14 @@ def _contract_changes(spec: PipelineSpec, run_id: str, champion_version: str | N
         if old and new
         else f"not compared: {'the champion' if not old else 'this run'} has no contract.json"
     )
-    changes = {"against": champion_version, "note": note, "changes": contract.diff(old, new)}
+    found = contract.diff(old, new)
+    changes = {"against": champion_version, "note": note, "changes": found}
     with mlflow.start_run(run_id=run_id):
         mlflow.log_dict(changes, "contract_diff.json")
     log.info(
         "data contract since champion v%s: %s",
         champion_version,
-        "; ".join(c["text"] for c in changes["changes"]) or f"no change ({note})",
+        "; ".join(c["text"] for c in found) or f"no change ({note})",
     )
     return changes
 
