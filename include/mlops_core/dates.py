@@ -66,18 +66,43 @@ def parse_days(values: Any) -> pd.Series:
     if types.is_datetime64_any_dtype(series):
         stamps = series.dt.tz_convert("UTC").dt.tz_localize(None) if series.dt.tz is not None else series
         return stamps.dt.normalize()
-    text = series.astype(object).where(series.notna(), "")
-    text = text.map(lambda v: v.strip() if isinstance(v, str) else v)
-    spelled = text.map(lambda v: isinstance(v, str) and _ISO.fullmatch(v) is not None).astype(bool)
     out = pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns]")
-    typed = text.map(lambda v: isinstance(v, date)).astype(bool)  # parquet date32, datetime objects
-    if typed.any():
-        stamps = pd.to_datetime(text[typed], errors="coerce", utc=True)
-        out.loc[typed] = stamps.dt.tz_localize(None).dt.normalize().to_numpy()
+    text = _as_text(series)
+    if text is None:  # date or datetime objects (a parquet date32 column), maybe mixed with text
+        text = series.map(lambda v: v.strip() if isinstance(v, str) else None)
+        typed = series.map(lambda v: isinstance(v, date)).astype(bool)
+        if typed.any():
+            stamps = pd.to_datetime(series[typed], errors="coerce", utc=True)
+            out.loc[typed] = stamps.dt.tz_localize(None).dt.normalize().to_numpy()
+        spelled = text.map(lambda v: v is not None and _ISO.fullmatch(v) is not None).astype(bool)
+    else:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        trimmed = pc.utf8_trim_whitespace(pa.array(text, type=pa.string(), from_pandas=True))
+        spelled = pd.Series(
+            pc.fill_null(pc.match_substring_regex(trimmed, f"^(?:{ISO_VALUE})$"), False).to_numpy(
+                zero_copy_only=False
+            ),
+            index=series.index,
+        )
+        text = pd.Series(trimmed.to_numpy(zero_copy_only=False), index=series.index)
     if spelled.any():
         stamps = pd.to_datetime(text[spelled], format="ISO8601", errors="coerce", utc=True)
         out.loc[spelled] = stamps.dt.tz_localize(None).dt.normalize().to_numpy()
     return out
+
+
+def _as_text(series: pd.Series) -> pd.Series | None:
+    """``series`` as text with nulls, or None when it holds anything but strings and nulls."""
+    from pandas.api import types
+
+    kind = types.infer_dtype(series, skipna=True)
+    if kind in ("string", "empty"):
+        return series
+    if types.is_numeric_dtype(series) or types.is_bool_dtype(series):  # never a date: all unreadable
+        return series.astype(object).where(series.isna(), "")
+    return None
 
 
 def describe_bad(value: Any) -> str:
