@@ -8,8 +8,9 @@ it and returns every :class:`Violation` with the column, the expected and the ob
 A contract holds two kinds of rule (``Violation.kind``):
 
 - ``structural``: what must hold for any data the model is given: the columns (a missing one;
-  an extra one with ``contract.extra_columns: refuse``), their types (a numeric column arriving
-  as text) and the target's validity (no nulls where labels are needed). Fatal at every stage.
+  an extra one with ``contract.extra_columns: refuse``; one whose every value is now null), their
+  types (a numeric column arriving as text) and the target's validity (no nulls where labels are
+  needed). Fatal at every stage.
 - ``distribution``: what describes the old data: category sets, numeric ranges, null shares of
   the features. Reported (a warning in ``validate``, the log and ``result.html``), never fatal:
   not in monitoring, where the shift is what drift must see; not in batch scoring, which scores
@@ -41,6 +42,7 @@ _FIX = {
     "dtype": "fix the values upstream (e.g. 'n/a' text in a numeric column), or retrain",
     "null_share": "fix the source, or relax contract.null_share_margin, or retrain",
     "target_nulls": "drop or fix the unlabelled rows upstream: a label is needed to train and evaluate",
+    "empty": "restore the column's values upstream, or retrain without it",
     "new_categories": "relax contract.new_category_share or retrain",
     "out_of_range": "relax contract.range_margin / out_of_range_share or retrain",
 }
@@ -50,6 +52,7 @@ _WHAT = {
     "dtype": "changed type",
     "null_share": "has more nulls",
     "target_nulls": "(the target) has nulls",
+    "empty": "has no values",
     "new_categories": "has unseen categories",
     "out_of_range": "has values outside its range",
 }
@@ -223,6 +226,17 @@ def _check_column(name: str, entry: dict[str, Any], series: pd.Series, spec: Pip
                 "target_nulls",
                 "a label on every row",
                 f"{int(series.isna().sum())} row(s) without one ({_pct(null_share)})",
+                True,
+            )
+        )
+    elif null_share >= 1.0 and len(series) and entry["null_share"] < 1.0:
+        # not a shift in how often a value is missing: the column has lost its data
+        found.append(
+            Violation(
+                name,
+                "empty",
+                f"values (trained with {_pct(entry['null_share'])} nulls)",
+                "every value null",
                 True,
             )
         )

@@ -106,9 +106,9 @@ def test_a_features_null_share_beyond_the_margin_warns_and_target_nulls_are_fata
         found[0].expected == "at most 5.0% nulls (trained with 0.0%)" and found[0].observed == "20.0% nulls"
     )
     all_null = frame.assign(worst_area=None)  # object dtype, but no type to compare: nulls only
-    assert _rules(
-        contract.check(learned, all_null, spec, with_target=True, stage="validation"), fatal=False
-    ) == {("worst_area", "null_share")}
+    # a column that lost every value is not a shift: it is structural, like a missing column
+    found = contract.check(learned, all_null, spec, with_target=True, stage="monitor_validation")
+    assert _rules(found, fatal=True) == {("worst_area", "empty")} and "has no values" in found[0].describe()
     # the target's validity must hold for any data: a row without a label is fatal where labels count
     unlabelled = frame.astype({"diagnosis": object})
     unlabelled.loc[:2, "diagnosis"] = None
@@ -228,14 +228,16 @@ def test_validate_checks_the_champions_contract_with_zero_expectations(spec, raw
     with pytest.raises(validation.DataValidationFailed) as info:
         validation.validate_partition(spec, _partition(spec, bad), settings.lake_root(), DS)
     msg = str(info.value)
-    assert "WARNING contract: column 'worst_area' has more nulls: expected at most 5.0% nulls" in msg
-    assert "observed 100.0% nulls" in msg
+    assert (
+        "FAILED contract: column 'worst_area' has no values: expected values (trained with 0.0% nulls)" in msg
+    )
     assert (
         "contract: column 'mean_area' changed type: expected numeric (float64), observed text (object)" in msg
     )
     assert "'n/a'" in msg
     report = info.value.report
     assert report.failed == [] and {v.column for v in report.contract if v.fatal} == {
+        "worst_area",
         "mean_area",
         "mean_texture",
     }
