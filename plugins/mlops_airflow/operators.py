@@ -211,9 +211,8 @@ class MlopsStep:
         A run whose logical date is before the pipeline's ``start_date`` (a backfill of such a
         day) is refused (:func:`before_start_message`), whichever date it reads.
         """
-        refused = before_start_message(
-            self.spec.start_date, context["dag_run"].dag_id, context.get("logical_date")
-        )
+        dag_id = str(getattr(context["dag_run"], "dag_id", None) or self.spec.name)
+        refused = before_start_message(self.spec.start_date, dag_id, context.get("logical_date"))
         if refused:
             raise AirflowFailException(refused)
         text = str(self.partition_date or "").strip()
