@@ -181,6 +181,9 @@ class GateDecision:
     # binary: the threshold on P(positive_class) the saved model applies (None: its own predict)
     threshold: float | None = None
     positive_class: Any = None
+    # what changed from the champion's data contract to the challenger's (lifecycle._contract_changes):
+    # evidence shown with the decision, never a reason by itself
+    contract_changes: dict[str, Any] | None = None
 
     @property
     def outcome(self) -> str:
@@ -204,6 +207,10 @@ class GateDecision:
             from mlops_core.slices import describe
 
             lines += [f"  {line}" for line in describe(self.slices)]
+        changes = (self.contract_changes or {}).get("changes")
+        if self.contract_changes is not None:
+            lines.append(f"  data contract ({self.contract_changes.get('note')}):")
+            lines += [f"    - {c.get('text')}" for c in changes or []] or ["    - no change"]
         return "\n".join(lines)
 
 

@@ -215,6 +215,7 @@ def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: st
         if report is not None:
             mlflow.log_metrics(report.mlflow_metrics())
             mlflow.log_dict(report.to_dict(), "slices.json")
+    changes = _contract_changes(spec, trained["run_id"], champ_version)
     result = {
         # what the saved model applies, read off the loaded object (the gate log shows it)
         "threshold": threshold.of_model(model) if spec.problem_type == "binary" else None,
@@ -225,10 +226,66 @@ def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: st
         "champion_error": champ_error,
         "bootstrap": boot.__dict__ if boot else None,
         "predictions_uri": manifest.uri,
+        "contract_changes": changes,
     }
     if report is not None:
         result["slices"] = report.to_dict()
     return result
+
+
+def _run_contract(run_id: str | None) -> dict[str, Any] | None:
+    """A training run's ``contract.json`` (None when it has none); registry errors raise."""
+    import mlflow
+
+    if not run_id:
+        return None
+    try:
+        listed = {a.path for a in registry.client().list_artifacts(run_id)}
+        if "contract.json" not in listed:
+            return None
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/contract.json")
+    except Exception as err:
+        raise registry.unavailable(err, f"reading contract.json of run {run_id}") from err
+
+
+def _version_contract(spec: PipelineSpec, version: str) -> dict[str, Any] | None:
+    """The data contract of the run that trained ``version`` of the pipeline's model."""
+    try:
+        run_id = registry.client().get_model_version(spec.registered_model_name, version).run_id
+    except Exception as err:
+        raise registry.unavailable(err, f"reading {spec.registered_model_name} v{version}") from err
+    return _run_contract(run_id)
+
+
+def _contract_changes(spec: PipelineSpec, run_id: str, champion_version: str | None) -> dict[str, Any] | None:
+    """What changed from the champion's data contract to the challenger's (None without a champion).
+
+    The challenger's contract was learned afresh on its own window; the difference (new and
+    vanished categories, moved ranges, null shares) is evidence for the gate and the model card,
+    not a verdict: the gate's metrics decide. Logged, and recorded on the run as ``contract_diff.json``.
+    """
+    import mlflow
+
+    from mlops_core import contract
+
+    if champion_version is None:
+        return None
+    old, new = _version_contract(spec, champion_version), _run_contract(run_id)
+    note = (
+        f"champion v{champion_version}'s contract against the one learned on this window"
+        if old and new
+        else f"not compared: {'the champion' if not old else 'this run'} has no contract.json"
+    )
+    found = contract.diff(old, new)
+    changes = {"against": champion_version, "note": note, "changes": found}
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_dict(changes, "contract_diff.json")
+    log.info(
+        "data contract since champion v%s: %s",
+        champion_version,
+        "; ".join(c["text"] for c in found) or f"no change ({note})",
+    )
+    return changes
 
 
 def gate(
@@ -260,6 +317,7 @@ def gate(
         threshold=evaluated.get("threshold"),
         positive_class=evaluated.get("positive_class"),
     )
+    decision.contract_changes = evaluated.get("contract_changes")
     tracking.configure()
     with mlflow.start_run(run_id=run_id):
         mlflow.set_tags(_decision_tags(decision.to_dict()))
@@ -562,7 +620,7 @@ def batch_score(
     """Score a partition with the champion; write ``<lake>/<name>/<stage>/ds=<ds>/`` with the model version."""
     import pandas as pd
 
-    from mlops_core import tracking
+    from mlops_core import contract, dates, tracking
 
     tracking.configure()
     version = registry.alias_version(spec.registered_model_name, registry.CHAMPION)
@@ -582,9 +640,10 @@ def batch_score(
         )
     day_column = spec.source.partition.column if spec.source.partition.mode == "column" else None
     if day_column and day_column in frame.columns:  # the day each row was predicted for (a window holds many)
-        stamps = pd.to_datetime(frame[day_column], errors="coerce", utc=True).dt.tz_localize(None)
-        out["prediction_ds"] = stamps.dt.normalize().dt.strftime("%Y-%m-%d").astype("string")
-    out["prediction"] = model.predict(X)
+        days = dates.parse_days(frame[day_column])  # the partition filter's own rule (UTC days)
+        out["prediction_ds"] = days.dt.strftime("%Y-%m-%d").astype("string").to_numpy()
+    out["prediction"] = model.predict(X)  # unseen categories too: the encoder ignores them
+    out[contract.UNSEEN_COLUMN], unseen = contract.unseen(_version_contract(spec, version), X)
     if spec.problem_type != "regression" and hasattr(model, "predict_proba"):
         proba = model.predict_proba(X)
         for i, cls in enumerate(model.classes_):
@@ -602,7 +661,37 @@ def batch_score(
         extra={"model_version": version, "input": data_uri, "input_version": source.version},
     )
     log.info("scored %d rows with %s v%s -> %s", len(out), spec.registered_model_name, version, manifest.uri)
-    return {"uri": manifest.uri, "rows": len(out), "model_version": version}
+    flagged = _report_unseen(out[contract.UNSEEN_COLUMN], unseen, version)
+    return {"uri": manifest.uri, "rows": len(out), "model_version": version, **flagged}
+
+
+def _report_unseen(flags: pd.Series, per_column: dict[str, int], version: str) -> dict[str, Any]:
+    """Log (and return for XCom) how many scored rows hold a category the model never trained on."""
+    from mlops_core import contract
+
+    if flags.isna().all():
+        log.warning(
+            "v%s has no contract.json with category sets: %s is unknown (<NA>) on every row",
+            version,
+            contract.UNSEEN_COLUMN,
+        )
+        return {"unseen_rows": None, "unseen_share": None, "unseen_by_column": {}}
+    rows = int(flags.sum())
+    share = rows / len(flags) if len(flags) else 0.0
+    if rows:
+        log.warning(
+            "%d of %d scored row(s) (%.1f%%) hold categories v%s never trained on (%s): scored (the encoder "
+            "ignores an unknown category) and flagged in column %s",
+            rows,
+            len(flags),
+            100 * share,
+            version,
+            ", ".join(f"{c}: {n}" for c, n in sorted(per_column.items())),
+            contract.UNSEEN_COLUMN,
+        )
+    else:
+        log.info("no scored row holds a category v%s never trained on", version)
+    return {"unseen_rows": rows, "unseen_share": round(share, 6), "unseen_by_column": per_column}
 
 
 def latest_decision(spec: PipelineSpec) -> dict[str, Any] | None:

@@ -333,7 +333,21 @@ def _gate(spec: PipelineSpec, vtags: dict[str, str], doc: dict[str, Any]) -> dic
         "evaluated_against": vtags.get(registry.AGAINST_TAG),
         "forced_by": vtags.get("mlops.forced_by"),
         "force_reason": vtags.get("mlops.force_reason"),
+        "contract_changes": _contract_changes(doc.get("contract_changes")),
     }
+
+
+def _contract_changes(value: Any) -> dict[str, Any] | None:
+    """The gate's evidence of what changed in the data contract, as plain text (artifact data is not trusted)."""
+    doc = _dict(value)
+    if not doc:
+        return None
+    changes = doc.get("changes")
+    rows = [
+        [str(_dict(c).get("column")), str(_dict(c).get("change")), str(_dict(c).get("text"))]
+        for c in (changes if isinstance(changes, list) else [])
+    ]
+    return {"against": doc.get("against"), "note": str(doc.get("note") or ""), "rows": rows}
 
 
 def _approval(spec: PipelineSpec, vtags: dict[str, str]) -> dict[str, Any]:
@@ -623,6 +637,16 @@ def _gate_section(card: ModelCard) -> _Section:
     if g["forced_by"] or g["force_reason"]:
         sec.fields += [("forced by", g["forced_by"]), ("force reason", g["force_reason"])]
     sec.items = g["reasons"] or [NOT_RECORDED]
+    changes = g.get("contract_changes")
+    if changes is not None:
+        sec.fields.append(("data contract since the champion", changes["note"]))
+        sec.tables.append(
+            _Table(
+                f"What changed in the data since champion v{_show(changes['against'])} (evidence, not a verdict)",
+                ["column", "change", "what"],
+                changes["rows"] or [["", "none", "no change"]],
+            )
+        )
     return sec
 
 

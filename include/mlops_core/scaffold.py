@@ -4,11 +4,20 @@ Reads at most :data:`SAMPLE_ROWS` rows with the standard library (no pandas), gu
 would write first (the problem type from the target's values, id and date columns from names and
 values, a not-null expectation for columns with no empty value in the sample) and returns YAML
 text that :func:`mlops_core.spec.parse_spec` accepts. Everything guessed is marked for review.
+
+With a date column, one more pass over the whole file reads that column only: ``start_date`` is
+its first day (so a run, a backfill or ``dags test`` for any day of the data is inside the DAG's
+dates), and the row-count expectation follows the rows per day it counts (the smallest window a
+step validates, batch scoring's and monitoring's default, is one day). Index-like columns (an
+unnamed or ``rownames`` column, 0..n-1 or 1..n in file order) and numeric copies of the date
+(epoch seconds or days, ``YYYYMMDD``, spreadsheet serials: any exact linear function of the
+time) go to ``features.exclude``.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -17,12 +26,15 @@ from typing import Any
 
 import yaml
 
+from mlops_core.dates import day_of
 from mlops_core.spec import parse_spec
 
 SAMPLE_ROWS = 5000
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
 _ID_NAME = re.compile(r"(^id$|_id$|^id_|uuid|^key$)", re.I)
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
+_INDEX_NAME = re.compile(r"^(unnamed: \d+|rownames|row\.names|index|level_0)$", re.I)
+ROW_COUNT_FLOOR = 100  # the row-count expectation without a date column (at most half the sample)
 
 
 class ScaffoldError(ValueError):
@@ -68,7 +80,8 @@ def _read(path: Path) -> list[Column]:
             header = next(reader, None)
             if not header:
                 raise ScaffoldError(f"{path} is empty: a CSV with a header line is needed")
-            columns = [Column(name.strip()) for name in header]
+            # as the lake reads it: an empty name is "Unnamed: <position>" (pandas' and strict reading's)
+            columns = [Column(name.strip() or f"Unnamed: {i}") for i, name in enumerate(header)]
             for i, row in enumerate(reader):
                 if i >= SAMPLE_ROWS:
                     break
@@ -83,6 +96,109 @@ def _read(path: Path) -> list[Column]:
     if not any(c.values for c in columns):
         raise ScaffoldError(f"{path} has a header but no rows; the scaffold needs rows to guess types")
     return columns
+
+
+def _integers(col: Column) -> list[int] | None:
+    values = col.values
+    if not values or len(col.present) != len(values):
+        return None
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        return None
+
+
+def _index_like(col: Column) -> bool:
+    """A row index written into the file: 0..n-1 or 1..n in file order, or an index's name with unique values."""
+    numbers = _integers(col)
+    if (
+        numbers is not None
+        and numbers[0] in (0, 1)
+        and all(b - a == 1 for a, b in zip(numbers, numbers[1:], strict=False))
+    ):
+        return True
+    return bool(_INDEX_NAME.match(col.name)) and col.unique
+
+
+def _stamp(text: str) -> float | None:
+    """Seconds since the epoch (UTC; a time without zone as written), for an accepted date."""
+    from datetime import UTC, datetime
+
+    day = day_of(text)
+    if day is None:
+        return None
+    stamp = datetime.fromisoformat(text.strip())
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+
+
+def _date_copy(col: Column, when: Column) -> bool:
+    """``col`` is a numeric copy of the date ``when``: YYYYMMDD, or an exact linear function of the time."""
+    pairs = []
+    for x, t in zip(col.values, when.values, strict=False):
+        stamp = _stamp(t) if t.strip() else None
+        if x.strip() and stamp is not None:
+            try:
+                pairs.append((stamp, float(x), day_of(t)))
+            except ValueError:
+                return False
+    if len({p[0] for p in pairs}) < 3:
+        return False
+    if all(d is not None and v == d.year * 10000 + d.month * 100 + d.day for _, v, d in pairs):
+        return True
+    # linear in the time (epoch seconds, ms) or in the day (epoch days, ordinals, spreadsheet serials)
+    return _linear([(t, x) for t, x, _ in pairs]) or _linear([(d.toordinal(), x) for _, x, d in pairs if d])
+
+
+def _linear(points: list[tuple[float, float]]) -> bool:
+    """Whether every ``x`` is exactly ``a + b * t`` (b != 0) over at least 3 distinct ``t``."""
+    if len({t for t, _ in points}) < 3:
+        return False
+    (t0, x0), (t1, x1) = min(points), max(points)
+    if t1 == t0 or x1 == x0:
+        return False
+    slope = (x1 - x0) / (t1 - t0)
+    scale = max(abs(x0), abs(x1), 1.0)
+    return all(math.isclose(x, x0 + slope * (t - t0), rel_tol=1e-9, abs_tol=1e-9 * scale) for t, x in points)
+
+
+def _days(path: Path, column: str) -> tuple[Any, list[int]]:
+    """The first day of ``column`` over the whole file, and the rows of each day that has any."""
+    counts: dict[Any, int] = {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = [n.strip() or f"Unnamed: {i}" for i, n in enumerate(next(reader))]
+        at = header.index(column)
+        for row in reader:
+            day = day_of(row[at]) if at < len(row) else None
+            if day is not None:
+                counts[day] = counts.get(day, 0) + 1
+    return (min(counts) if counts else None), sorted(counts.values())
+
+
+def _row_count(per_day: list[int], sampled: int) -> int:
+    """Half the rows of a thin day (the 10th percentile of the days seen), at least 1; without
+    dates, :data:`ROW_COUNT_FLOOR`, at most half the sampled rows."""
+    if per_day:
+        return max(1, per_day[len(per_day) // 10] // 2)
+    return max(1, min(ROW_COUNT_FLOOR, sampled // 2))
+
+
+def _roles(others: list[Column]) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(ids, dates, left out of the features, categorical) among the non-target columns."""
+    by_name = {c.name: c for c in others}
+    ids = [c.name for c in others if _ID_NAME.search(c.name) and c.unique]
+    dates = [c.name for c in others if c.is_date]
+    left_out = [c.name for c in others if c.name not in ids + dates and c.numeric and _index_like(c)]
+    if dates:
+        left_out += [
+            c.name
+            for c in others
+            if c.name not in ids + dates + left_out and c.numeric and _date_copy(c, by_name[dates[0]])
+        ]
+    categorical = [
+        c.name for c in others if c.name not in ids + dates + left_out and not c.numeric and c.present
+    ]
+    return ids, dates, left_out, categorical
 
 
 def _problem_type(target: Column) -> tuple[str, list[Any]]:
@@ -186,11 +302,16 @@ def scaffold(
     if kind not in _DEFAULTS:
         raise ScaffoldError(f"problem type {kind!r}: choose binary, multiclass or regression")
     others = [c for c in columns if c.name != target]
-    ids = [c.name for c in others if _ID_NAME.search(c.name) and c.unique]
-    dates = [c.name for c in others if c.is_date]
-    categorical = [c.name for c in others if c.name not in ids + dates and not c.numeric and c.present]
+    ids, dates, left_out, categorical = _roles(others)
+    first_day, per_day = _days(path, dates[0]) if dates else (None, [])
     defaults = _DEFAULTS[kind]
-    expectations: list[dict[str, Any]] = [{"expect_table_row_count_to_be_between": {"min_value": 100}}]
+    expectations: list[dict[str, Any]] = [
+        {
+            "expect_table_row_count_to_be_between": {
+                "min_value": _row_count(per_day, len(by_name[target].values))
+            }
+        }
+    ]
     if kind != "regression":
         expectations.append(
             {
@@ -209,7 +330,7 @@ def scaffold(
         "name": name,
         "description": f"TODO: what {name} predicts, for whom, and what it must not be used for.",
         "schedule": "@weekly",
-        "start_date": date.today(),
+        "start_date": first_day or date.today(),
         "source": {
             "uri": source_uri or f"${{MLOPS_LANDING}}/{name}/{path.name}",
             "format": "csv",
@@ -222,7 +343,13 @@ def scaffold(
     }
     if kind == "binary":
         spec["positive_class"] = _label(labels[-1])
-    spec["features"] = {"include": None, "id_columns": ids, "time_columns": dates, "categorical": categorical}
+    spec["features"] = {
+        "include": None,
+        "exclude": left_out,
+        "id_columns": ids,
+        "time_columns": dates,
+        "categorical": categorical,
+    }
     spec["expectations"] = expectations
     spec["model"] = {"family": defaults["family"], "params": {}, "seed": 42}
     spec["evaluation"] = {
@@ -249,7 +376,9 @@ def scaffold(
             if rare
             else ""
         )
-        + ", id/time/categorical columns, floors and expectations. Review every line, then run\n"
+        + ", id/time/categorical columns, left-out columns (features.exclude: row indexes, numeric"
+        " copies of the date), start_date (the data's first day), floors and expectations (rows per"
+        " day as counted). Review every line, then run\n"
         f"#   mlops-airflow validate dags/pipelines/{name}.yaml\n"
         "# yaml-language-server: $schema=../../include/schema/pipeline.schema.json\n"
     )

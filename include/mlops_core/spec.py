@@ -517,8 +517,11 @@ class ContractSpec(_Model):
 
     Recorded with each model at training (``contract.json``): the column set, dtypes, null share,
     category sets and numeric ranges. ``validate`` checks a new partition against the champion's
-    contract before training, scoring and monitoring; a violation fails with the column, the
-    expected and the observed value. Works with no user-written expectations.
+    contract before training, scoring and monitoring. Structural rules (a missing or emptied column, a
+    changed type, the target without labels, an extra column with ``extra_columns: refuse``) fail
+    with the column, the expected and the observed value; distribution rules (the tolerances
+    below: unseen categories, ranges, null shares) only warn, everywhere: a retrain learns its own
+    contract, and the gate decides. Works with no user-written expectations.
     """
 
     enabled: bool = True

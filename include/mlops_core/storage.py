@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from mlops_core.dates import ACCEPTED
 from mlops_core.settings import expand, landing_root, redact
 
 if TYPE_CHECKING:
@@ -630,6 +631,15 @@ class _Rejects:
     """Malformed rows met while reading: ``(file, line, reason, raw)``."""
 
     rows: list[tuple[str, int, str, str]] = field(default_factory=list)
+    # column mode: lines whose date is unreadable (blank, another format), so no window can
+    # claim or exclude them; judged against the rows of the whole file, as they may be anywhere
+    undated: set[tuple[str, int]] = field(default_factory=set)
+    scanned: int = 0  # column mode: the rows read from the file(s), in the window or not
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self.undated.clear()
+        self.scanned = 0
 
 
 def read_source(
@@ -695,6 +705,7 @@ def read_source_with_lineage(
     """
     day = _as_date(ds)
     lookback = lookback_days or source.partition.lookback_days
+    log.info("reading %s: %s", _shown(source.uri), window_text(source, day, lookback))
     if source.dvc is None:
         frame, rejected = _read_strict(
             source, day, lookback, columns, lambda uri: no_link(*filesystem(uri, storage_options))
@@ -744,6 +755,20 @@ def no_link(fs: AbstractFileSystem, path: str) -> tuple[AbstractFileSystem, str]
     if os.path.islink(target):
         raise SourceDataError(f"source {shown} is a symbolic link; {fix}")
     return fs, path
+
+
+def window_text(source: SourceSpec, day: date, lookback: int) -> str:
+    """The exact time range a read for ``day`` covers, as the ingest log states it."""
+    part = source.partition
+    first = day - timedelta(days=lookback - 1)
+    if part.mode == "column":
+        return (
+            f"rows whose {part.column!r} falls on {first} through {day} (UTC days; from {first}T00:00 "
+            f"to before {day + timedelta(days=1)}T00:00), mode=column, lookback_days={lookback}, ds={day}"
+        )
+    if part.mode == "files":
+        return f"the daily files for {first} through {day}, mode=files, lookback_days={lookback}, ds={day}"
+    return f"the whole source, mode=snapshot (no date filter), ds={day}"
 
 
 def _window_uris(source: SourceSpec, day: date, lookback: int) -> list[str]:
@@ -813,10 +838,17 @@ def _read_strict(
     rejected["line"] = rejected["line"].astype("int64")
     rejected = rejected.sort_values(["file", "line"], kind="stable", ignore_index=True)
     if len(rejected):
-        _check_share(source, rejected, len(frame) + len(rejected))
+        undated = len(rejects.undated)
+        placed = len(rejected) - undated
+        _check_share(source, rejected, len(frame) + placed, undated=undated, scanned=rejects.scanned)
     if frame.empty:
         raise SourceNotReady(
             f"source {redact(expand(source.uri))} has no rows for ds={day} (mode={part.mode}, lookback_days={lookback})"
+            + (
+                f"; {len(rejects.undated)} row(s) with an unreadable date were quarantined"
+                if rejects.undated
+                else ""
+            )
         )
     return frame, rejected
 
@@ -841,7 +873,7 @@ def _fast_or_strict(
         return read(True)
     except _NotClean as why:
         log.info("source %s read strictly: %s", _shown(source.uri), why)
-        rejects.rows.clear()
+        rejects.clear()
         return read(False)
 
 
@@ -850,9 +882,21 @@ def _shown(uri: str) -> str:
     return redact(expand(uri))
 
 
-def _check_share(source: SourceSpec, rejected: pd.DataFrame, total: int) -> None:
+def _check_share(
+    source: SourceSpec, rejected: pd.DataFrame, total: int, *, undated: int = 0, scanned: int = 0
+) -> None:
+    """Refuse when malformed rows exceed ``source.max_rejected_share``.
+
+    ``total``: the rows the read selected plus the malformed ones it placed there. ``undated``
+    rows (column mode: their date is unreadable, so they may belong to any day) are judged
+    against the ``scanned`` rows of the whole file instead: 2 % of a year's dates written
+    otherwise is 2 %, on every day's read.
+    """
     bad = len(rejected)
-    share = bad / total if total else 1.0
+    placed = bad - undated
+    share = placed / total if total else (1.0 if placed else 0.0)
+    if undated:
+        share = max(share, undated / scanned if scanned else 1.0)
     if share <= source.max_rejected_share:
         return
     files = sorted(set(rejected["file"]))
@@ -860,8 +904,14 @@ def _check_share(source: SourceSpec, rejected: pd.DataFrame, total: int) -> None
         (f"{f} " if len(files) > 1 else "") + f"line {n}: {r}"
         for f, n, r in rejected[["file", "line", "reason"]].head(_EXAMPLES).itertuples(index=False)
     )
+    counted = (
+        f"{placed} of the {total} rows of the window and {undated} with an unreadable date, "
+        f"{undated / scanned if scanned else 1.0:.2%} of the {scanned} rows read (accepted dates: {ACCEPTED})"
+        if undated
+        else f"of {total}"
+    )
     raise SourceDataError(
-        f"source {', '.join(files)} has {bad} malformed row(s) of {total} ({share:.2%}; "
+        f"source {', '.join(files)} has {bad} malformed row(s) {counted} ({share:.2%}; "
         f"source.max_rejected_share is {source.max_rejected_share:g}): {examples}"
         + ("; ..." if bad > _EXAMPLES else "")
         + ". Fix the file, or set source.max_rejected_share to quarantine up to that share of rows"
@@ -1167,12 +1217,15 @@ def _reject(
     window: tuple[str, date, int] | None,
 ) -> None:
     """Record a malformed row, unless (column mode) its date says it is outside the window."""
-    if window is not None and day_text:
+    if window is not None:
         import pandas as pd
 
-        stamp = pd.to_datetime(day_text, errors="coerce", utc=True)
-        if stamp is not pd.NaT and not pd.isna(stamp):
-            got = stamp.tz_localize(None).normalize()
+        from mlops_core.dates import parse_days
+
+        got = parse_days([day_text or ""]).iloc[0]
+        if pd.isna(got):
+            sink.undated.add((shown, line))
+        else:
             end = pd.Timestamp(window[1])
             if not (end - pd.Timedelta(days=window[2]) < got <= end):
                 return
@@ -1236,6 +1289,8 @@ def _typed_chunk(  # noqa: C901 - schema decision, number check, quarantine
                 for j in np.flatnonzero(wrong).tolist():
                     reasons.setdefault(j, f"column {names[i]!r} = {raw[j]!r} is not a number")
                 bad |= wrong
+    if window is not None and date_at is not None:
+        bad |= _undated(rows, lines, date_at, names[date_at], bad, sink, shown)
     if bad.any():
         for j in sorted(reasons):
             day_text = rows[j][date_at] if date_at is not None else None
@@ -1253,6 +1308,22 @@ def _typed_chunk(  # noqa: C901 - schema decision, number check, quarantine
         else:
             out[names[i]] = _text(raws[i], empties[i])
     return pd.DataFrame(out, columns=[names[i] for i in picked])
+
+
+def _undated(
+    rows: list[list[str]], lines: list[int], at: int, name: str, bad: Any, sink: _Rejects, shown: str
+) -> Any:
+    """Rows (not already ``bad``) whose date column is not an accepted date: quarantined as undated."""
+    import numpy as np
+
+    from mlops_core.dates import describe_bad, parse_days
+
+    texts = [r[at] for r in rows]
+    undated = parse_days(texts).isna().to_numpy() & ~bad
+    for j in np.flatnonzero(undated).tolist():
+        sink.rows.append((shown, lines[j], f"column {name!r} {describe_bad(texts[j])}", _as_line(rows[j])))
+        sink.undated.add((shown, lines[j]))
+    return undated
 
 
 def _as_line(row: list[str]) -> str:
@@ -1395,19 +1466,81 @@ def _read_window(
             exact = _parquet_exact_window(fs, path, read, (column, day, lookback))
         if exact is not None:
             return exact if columns is None or exact.empty else exact[list(columns)]
-    pieces = _chunks(fs, path, fmt, read, (column, day, lookback), shown=shown, rejects=rejects, fast=fast)
-    frame = _concat(_select_window(chunk, column, day, lookback, uri) for chunk in pieces)
+    sink = rejects if rejects is not None else _Rejects()
+    pieces = _chunks(fs, path, fmt, read, (column, day, lookback), shown=shown, rejects=sink, fast=fast)
+
+    def windowed() -> Iterator[pd.DataFrame]:
+        seen = 0
+        for chunk in pieces:
+            undated: Callable[[pd.DataFrame, Any], None] | None = None
+            if fmt == "csv" and fast:
+                undated = _leave_fast_path
+            elif fmt != "csv":
+                undated = _undated_rows(sink, shown, column, seen)
+            yield _select_window(chunk, column, day, lookback, uri, undated)
+            seen += len(chunk)
+        # the strict CSV reader leaves out the rows it quarantined; they were read all the same
+        sink.scanned = seen + (len(sink.rows) if fmt == "csv" else 0)
+
+    frame = _concat(windowed())
     return frame if columns is None or frame.empty else frame[list(columns)]
 
 
-def _select_window(frame: pd.DataFrame, column: str, day: date, lookback: int, uri: str) -> pd.DataFrame:
+def _leave_fast_path(frame: pd.DataFrame, unreadable: Any) -> None:
+    raise _NotClean(f"{int(unreadable.sum())} unreadable date(s): the strict reader quarantines them by line")
+
+
+def _undated_rows(
+    sink: _Rejects, shown: str, column: str, offset: int
+) -> Callable[[pd.DataFrame, Any], None]:
+    """Quarantine a parquet chunk's unreadable dates, numbered by row (1 = the file's first row)."""
+
+    def record(frame: pd.DataFrame, unreadable: Any) -> None:
+        import numpy as np
+
+        from mlops_core.dates import describe_bad
+
+        for j in np.flatnonzero(unreadable).tolist():
+            row = [("" if v is None else str(v)) for v in frame.iloc[j].tolist()]
+            sink.rows.append(
+                (
+                    shown,
+                    offset + j + 1,
+                    f"column {column!r} {describe_bad(frame[column].iloc[j])}",
+                    _as_line(row),
+                )
+            )
+            sink.undated.add((shown, offset + j + 1))
+
+    return record
+
+
+def _select_window(
+    frame: pd.DataFrame,
+    column: str,
+    day: date,
+    lookback: int,
+    uri: str,
+    undated: Callable[[pd.DataFrame, Any], None] | None = None,
+) -> pd.DataFrame:
+    """The rows of ``frame`` whose ``column`` falls in ``(day - lookback, day]`` (:mod:`mlops_core.dates`).
+
+    Each value is parsed on its own; ``undated`` is told which rows have no readable date (the
+    caller quarantines them, or re-reads strictly); without it they are left out.
+    """
     import pandas as pd
+
+    from mlops_core.dates import parse_days
 
     if column not in frame.columns:
         raise SourceDataError(
             f"source {uri} has no column {column!r} (partition.column); columns: {list(frame.columns)[:20]}"
         )
-    stamps = pd.to_datetime(frame[column], errors="coerce", utc=True).dt.tz_localize(None).dt.normalize()
+    stamps = parse_days(frame[column])
+    unreadable = stamps.isna().to_numpy()
+    if undated is not None and unreadable.any():
+        undated(frame, unreadable)
     end = pd.Timestamp(day)
     start = end - pd.Timedelta(days=lookback)
-    return frame.loc[(stamps > start) & (stamps <= end)].reset_index(drop=True)
+    keep = ((stamps > start) & (stamps <= end)).to_numpy()
+    return frame.loc[keep].reset_index(drop=True)

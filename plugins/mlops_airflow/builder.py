@@ -82,6 +82,25 @@ def cron(expression: str | None) -> Any:
     return CronDataIntervalTimetable(expression, timezone="UTC")
 
 
+class PipelineDAG(DAG):
+    """A pipeline's DAG: ``dag.test()`` (``airflow dags test``) for a logical date before the
+    pipeline's ``start_date`` is refused with a message instead of succeeding with no task run."""
+
+    def test(self, *args: Any, **kwargs: Any) -> Any:
+        from mlops_airflow.operators import before_start_message
+
+        logical = kwargs.get("logical_date")
+        start = self.start_date
+        refused = (
+            isinstance(logical, datetime)
+            and start
+            and before_start_message(start.date(), self.dag_id, logical)
+        )
+        if refused:
+            raise ValueError(refused)
+        return super().test(*args, **kwargs)
+
+
 def _start(spec: PipelineSpec) -> datetime:
     return datetime(spec.start_date.year, spec.start_date.month, spec.start_date.day, tzinfo=UTC)
 
@@ -222,7 +241,7 @@ def _platform_search(spec: PipelineSpec, ingest: Any) -> BaseOperator | None:
 
 def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG:
     """``<name>_training``: ingest -> validate -> train -> evaluate -> gate -> register -> deploy -> smoke_test."""
-    with DAG(
+    with PipelineDAG(
         dag_id=f"{spec.name}_training",
         description=(spec.description or f"Train and promote {spec.name}")[:200],
         schedule=training_schedule(spec),
@@ -311,7 +330,7 @@ def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG
 
 def build_batch_scoring_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG:
     """``<name>_batch_scoring``: ingest the scoring window -> validate features -> score with the champion."""
-    with DAG(
+    with PipelineDAG(
         dag_id=f"{spec.name}_batch_scoring",
         description=f"Score {spec.name} data with the champion model",
         schedule=cron(spec.scoring.schedule),
@@ -350,7 +369,7 @@ def build_batch_scoring_dag(spec: PipelineSpec, *, fileloc: str | None = None) -
 def build_monitoring_dag(spec: PipelineSpec) -> DAG:
     """``<name>_monitoring``: ingest window -> validate -> score -> drift_check -> drift_policy -> emit_drift_event."""
     m = spec.monitoring
-    with DAG(
+    with PipelineDAG(
         dag_id=f"{spec.name}_monitoring",
         description=f"Daily drift of {spec.name} against the champion's training data; fires retraining",
         schedule=cron(m.schedule),

@@ -19,6 +19,7 @@ from mlops_airflow import links, remote_jobs
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from datetime import date
 
     from airflow.sdk import Context
 
@@ -89,6 +90,30 @@ def data_day(context: Context) -> str:
     if logical is not None:
         return logical.date().isoformat()
     return (run.run_after - timedelta(days=1)).date().isoformat()
+
+
+def before_start_message(start_date: date, dag_id: str, logical: Any) -> str | None:
+    """Why a run for ``logical`` (a logical date) must not go ahead: it is before the pipeline's
+    ``start_date``. None when it may (or has no logical date).
+
+    Airflow creates no task instance for a logical date before the tasks' start date: ``airflow
+    dags test`` for such a date reports ``success`` having run nothing. The DAGs refuse it
+    instead (:class:`~mlops_airflow.builder.PipelineDAG` for ``dags test``, the first step for a
+    backfill, whose tasks do run), naming the fix.
+    """
+    from datetime import UTC, datetime
+
+    if logical is None:
+        return None
+    start = datetime(start_date.year, start_date.month, start_date.day, tzinfo=UTC)
+    when = logical if logical.tzinfo is not None else logical.replace(tzinfo=UTC)
+    if when >= start:
+        return None
+    return (
+        f"{dag_id}: logical date {when.date()} is before the pipeline's start_date {start_date}; "
+        "Airflow would run no task for it and report success. Set start_date in the pipeline YAML "
+        f"to {when.date()} or earlier (the first day of the data), or run a later date"
+    )
 
 
 def trigger_tags(evidence: dict[str, Any]) -> dict[str, str]:
@@ -181,7 +206,15 @@ class MlopsStep:
     partition_date: Any = None
 
     def partition(self, context: Context) -> str:
-        """The data day (``YYYY-MM-DD``): the rendered ``partition_date`` when given, else :func:`data_day`."""
+        """The data day (``YYYY-MM-DD``): the rendered ``partition_date`` when given, else :func:`data_day`.
+
+        A run whose logical date is before the pipeline's ``start_date`` (a backfill of such a
+        day) is refused (:func:`before_start_message`), whichever date it reads.
+        """
+        dag_id = str(getattr(context["dag_run"], "dag_id", None) or self.spec.name)
+        refused = before_start_message(self.spec.start_date, dag_id, context.get("logical_date"))
+        if refused:
+            raise AirflowFailException(refused)
         text = str(self.partition_date or "").strip()
         if text and text != "None":
             from datetime import date, datetime

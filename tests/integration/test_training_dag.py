@@ -244,6 +244,7 @@ def test_batch_scoring_writes_predictions_with_model_version(airflow_db, landing
     preds = storage.read_frame(f"{settings.lake_root()}/{spec.name}/predictions/ds=2026-01-31")
     assert len(preds) > 0 and set(preds["model_version"]) == {"1"}
     assert {"record_id", "prediction", "proba_malignant", "proba_benign"} <= set(preds.columns)
+    assert not preds["_unseen_categories"].any()  # every category known to the champion: none flagged
 
 
 def test_handwritten_dag_reuses_the_operators(airflow_db, local_dir):

@@ -351,3 +351,33 @@ def git(cwd: Path, *args: str) -> None:
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
     env["GIT_COMMITTER_EMAIL"] = "t@t"
     subprocess.run(["git", *args], cwd=cwd, check=True, env=env, capture_output=True)
+
+
+def test_new_covers_the_data_scales_row_counts_and_leaves_out_indexes_and_date_copies(tmp_path: Path) -> None:
+    """Issue 28 item 6: start_date today, min_value 100 on a day of 26 rows, an index and a date copy as features."""
+    from datetime import date, timedelta
+
+    from mlops_core.scaffold import scaffold
+    from mlops_core.spec import parse_spec
+
+    rows, n = [], 0
+    days = [date(2017, 3, 1) + timedelta(days=d) for d in range(40)]
+    for d in (
+        days[1:] + days[:1]
+    ):  # the first day is written last: start_date is the minimum, not the first row
+        for k in range(26 if d.weekday() == 6 else 36):
+            n += 1
+            stamp = f"{d.isoformat()} {k % 24:02d}:00"
+            epoch_days = (d - date(1970, 1, 1)).days
+            rows.append(
+                f"{n},{stamp},{d.strftime('%Y%m%d')},{epoch_days},{k * 3 % 17},{n * n},c{k % 4},{k * 1.5 + d.day}"
+            )
+    csv = tmp_path / "bookings.csv"
+    csv.write_text(",arrival,date_num,epoch_days,lead_time,cumulative,hotel,adr\n" + "\n".join(rows) + "\n")
+    spec = parse_spec(yaml.safe_load(scaffold("bookings", csv, "adr")))
+    assert spec.start_date == date(2017, 3, 1)
+    assert spec.source.partition.column == "arrival" and spec.features.time_columns == ["arrival"]
+    assert spec.features.exclude == ["Unnamed: 0", "date_num", "epoch_days"]
+    assert spec.features.categorical == ["hotel"]
+    (count,) = [e for e in spec.expectations if e.type == "expect_table_row_count_to_be_between"]
+    assert count.kwargs == {"min_value": 13}  # half a thin day (26 rows): every day of the data passes

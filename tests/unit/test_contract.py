@@ -94,30 +94,37 @@ def test_a_numeric_column_arriving_as_text_fails_with_its_dtype(frame, spec, lea
     assert "contract: column 'mean_area' changed type: expected numeric (float64)" in v.describe()
 
 
-def test_null_share_may_rise_by_the_margin_only(frame, spec, learned):
+def test_a_features_null_share_beyond_the_margin_warns_and_target_nulls_are_fatal(frame, spec, learned):
     some = frame.copy()
     some.loc[: int(len(frame) * 0.04), "worst_area"] = np.nan  # ~4%: within the 5% margin
     assert contract.check(learned, some, spec, with_target=True, stage="validation") == []
     many = frame.copy()
     many.loc[: int(len(frame) * 0.2), "worst_area"] = np.nan
-    found = contract.check(learned, many, spec, with_target=True, stage="monitor_validation")
-    assert _rules(found, fatal=True) == {("worst_area", "null_share")}
+    found = contract.check(learned, many, spec, with_target=True, stage="validation")
+    assert _rules(found, fatal=False) == {("worst_area", "null_share")} and found[0].kind == "distribution"
     assert (
         found[0].expected == "at most 5.0% nulls (trained with 0.0%)" and found[0].observed == "20.0% nulls"
     )
     all_null = frame.assign(worst_area=None)  # object dtype, but no type to compare: nulls only
-    assert _rules(contract.check(learned, all_null, spec, with_target=True, stage="validation")) == {
-        ("worst_area", "null_share")
-    }
+    # a column that lost every value is not a shift: it is structural, like a missing column
+    found = contract.check(learned, all_null, spec, with_target=True, stage="monitor_validation")
+    assert _rules(found, fatal=True) == {("worst_area", "empty")} and "has no values" in found[0].describe()
+    # the target's validity must hold for any data: a row without a label is fatal where labels count
+    unlabelled = frame.astype({"diagnosis": object})
+    unlabelled.loc[:2, "diagnosis"] = None
+    found = contract.check(learned, unlabelled, spec, with_target=True, stage="validation")
+    assert _rules(found, fatal=True) == {("diagnosis", "target_nulls")} and found[0].kind == "structural"
+    assert "3 row(s) without one" in found[0].describe()
 
 
-def test_values_outside_the_widened_range_fail_except_in_monitoring(frame, spec, learned):
+@pytest.mark.parametrize("stage", ["validation", "batch_validation", "monitor_validation"])
+def test_values_outside_the_widened_range_warn_in_every_stage(frame, spec, learned, stage):
     lo, hi = contract.widened_range(learned["columns"]["mean_radius"], spec.contract.range_margin)
     assert lo < frame["mean_radius"].min() and hi > frame["mean_radius"].max()
     shifted = frame.copy()
     shifted.loc[:39, "mean_radius"] = hi + 1  # 40 / 569 = 7.0% of rows
-    found = contract.check(learned, shifted, spec, with_target=True, stage="validation")
-    assert _rules(found, fatal=True) == {("mean_radius", "out_of_range")}
+    found = contract.check(learned, shifted, spec, with_target=True, stage=stage)
+    assert _rules(found, fatal=False) == {("mean_radius", "out_of_range")} and found[0].kind == "distribution"
     msg = found[0].describe()
     assert msg.startswith(
         "contract: column 'mean_radius' has values outside its range: expected at most 1.0%"
@@ -125,8 +132,6 @@ def test_values_outside_the_widened_range_fail_except_in_monitoring(frame, spec,
     assert (
         "observed 7.0% of rows outside" in msg and "relax contract.range_margin / out_of_range_share" in msg
     )
-    monitored = contract.check(learned, shifted, spec, with_target=True, stage="monitor_validation")
-    assert _rules(monitored, fatal=False) == {("mean_radius", "out_of_range")} and not monitored[0].fatal
     # a few stragglers are within the allowance
     few = frame.copy()
     few.loc[:4, "mean_radius"] = hi + 1
@@ -135,11 +140,11 @@ def test_values_outside_the_widened_range_fail_except_in_monitoring(frame, spec,
     assert contract.check(learned, shifted, loose, with_target=True, stage="validation") == []
 
 
-def test_unseen_categories_fail_beyond_the_allowance_except_in_monitoring(frame, spec, learned):
+def test_unseen_categories_beyond_the_allowance_warn_in_every_stage(frame, spec, learned):
     new = frame.copy()
     new.loc[:29, "site"] = "<b>east</b>"
     found = contract.check(learned, new, spec, with_target=True, stage="batch_validation")
-    assert _rules(found, fatal=True) == {("site", "new_categories")}
+    assert _rules(found, fatal=False) == {("site", "new_categories")}
     assert "'<b>east</b>'" in found[0].observed and "outside the 2 trained categories" in found[0].expected
     monitored = contract.check(learned, new, spec, with_target=True, stage="monitor_validation")
     assert _rules(monitored, fatal=False) == {("site", "new_categories")}
@@ -149,9 +154,9 @@ def test_unseen_categories_fail_beyond_the_allowance_except_in_monitoring(frame,
     # a new label in the target is a new category too, but only checked with the target
     labels = frame.copy()
     labels.loc[:29, "diagnosis"] = "unknown"
-    assert _rules(contract.check(learned, labels, spec, with_target=True, stage="validation")) == {
-        ("diagnosis", "new_categories")
-    }
+    assert _rules(
+        contract.check(learned, labels, spec, with_target=True, stage="validation"), fatal=False
+    ) == {("diagnosis", "new_categories")}
     assert contract.check(learned, labels, spec, with_target=False, stage="batch_validation") == []
 
 
@@ -223,8 +228,9 @@ def test_validate_checks_the_champions_contract_with_zero_expectations(spec, raw
     with pytest.raises(validation.DataValidationFailed) as info:
         validation.validate_partition(spec, _partition(spec, bad), settings.lake_root(), DS)
     msg = str(info.value)
-    assert "contract: column 'worst_area' has more nulls: expected at most 5.0% nulls" in msg
-    assert "observed 100.0% nulls" in msg
+    assert (
+        "FAILED contract: column 'worst_area' has no values: expected values (trained with 0.0% nulls)" in msg
+    )
     assert (
         "contract: column 'mean_area' changed type: expected numeric (float64), observed text (object)" in msg
     )
@@ -257,10 +263,14 @@ def test_monitoring_reports_a_shift_without_failing(spec, raw_uri):
     )
     assert report.success and _rules(report.contract, fatal=False) == {("mean_radius", "out_of_range")}
     assert "WARNING contract: column 'mean_radius'" in report.describe()
-    with pytest.raises(validation.DataValidationFailed, match="column 'mean_radius' has values outside"):
-        validation.validate_partition(
-            spec, uri, settings.lake_root(), DS, with_target=False, stage="batch_validation"
-        )
+    # batch scoring behaves as monitoring: the shift is reported, the batch is scored
+    batch = validation.validate_partition(
+        spec, uri, settings.lake_root(), DS, with_target=False, stage="batch_validation"
+    )
+    assert batch.success and _rules(batch.contract, fatal=False) == {("mean_radius", "out_of_range")}
+    # so is a retrain: the new window's contract is learned afresh, the gate judges the model
+    retrain = validation.validate_partition(spec, uri, settings.lake_root(), DS, stage="validation")
+    assert retrain.success and _rules(retrain.contract, fatal=False) == {("mean_radius", "out_of_range")}
     off = example_spec(expectations=[], contract={"enabled": False})
     assert validation.validate_partition(off, uri, settings.lake_root(), DS, stage="batch_validation").success
 
@@ -285,3 +295,85 @@ def test_a_champion_without_a_contract_is_skipped_and_registry_errors_propagate(
     monkeypatch.setattr(registry, "alias_version", down)
     with pytest.raises(registry.RegistryUnavailable, match="database is locked"):
         validation.validate_partition(spec, raw_uri, settings.lake_root(), DS)
+
+
+def test_unseen_flags_rows_per_column_and_is_unknown_without_a_contract(frame, spec, learned):
+    new = frame.head(10).copy()
+    new.loc[:2, "site"] = "east"
+    new.loc[5, "site"] = None  # a null is not a new category
+    flags, per_column = contract.unseen(learned, new)
+    assert flags.tolist() == [True] * 3 + [False] * 7 and per_column == {"site": 3}
+    flags, per_column = contract.unseen(None, new)
+    assert flags.isna().all() and per_column == {}
+
+
+def test_diff_states_what_changed_between_two_contracts(frame, spec, learned):
+    later = frame.copy()
+    later.loc[:9, "site"] = "east"
+    later = later[later["site"] != "south"]
+    later["mean_radius"] = later["mean_radius"] * 2
+    changes = contract.diff(learned, contract.learn(later, spec))
+    by = {(c["column"], c["change"]): c for c in changes}
+    assert by[("site", "new_categories")]["new"] == ["east"]
+    assert by[("site", "vanished_categories")]["old"] == ["south"]
+    assert ("mean_radius", "range") in by and "range [" in by[("mean_radius", "range")]["text"]
+    assert contract.diff(learned, learned) == [] and contract.diff(None, learned) == []
+
+
+# --- unseen categories are scored and flagged; a retrain on changed categories reaches the gate ---
+
+
+def _with_site(raw_uri, sites):
+    frame = storage.read_frame(raw_uri)
+    frame["site"] = [sites[i % len(sites)] for i in range(len(frame))]
+    return frame
+
+
+def test_scoring_scores_unseen_categories_flags_them_and_the_retrain_reaches_the_gate(raw_uri, caplog):
+    spec = example_spec(expectations=[], features={"categorical": ["site"]})
+    old = _partition(spec, _with_site(raw_uri, ["north", "south"]))
+    _champion(spec, old)
+    changed = _with_site(raw_uri, ["north", "south", "east", "west"])  # half the rows: new categories
+    new = _partition(spec, changed)
+
+    # batch scoring and monitoring both validate with a warning and score every row
+    for stage in ("batch_validation", "monitor_validation"):
+        report = validation.validate_partition(
+            spec, new, settings.lake_root(), DS, with_target=False, stage=stage
+        )
+        assert report.success and _rules(report.contract) == {("site", "new_categories")}
+    with caplog.at_level("WARNING", logger="mlops_core.lifecycle"):
+        scored = lifecycle.batch_score(spec, new, settings.lake_root(), DS)
+    out = storage.read_frame(scored["uri"])
+    assert len(out) == len(changed) and out["prediction"].notna().all()
+    expected = changed["site"].isin(["east", "west"]).tolist()
+    assert out[contract.UNSEEN_COLUMN].tolist() == expected
+    assert scored["unseen_rows"] == sum(expected) and scored["unseen_by_column"] == {"site": sum(expected)}
+    assert scored["unseen_share"] == pytest.approx(sum(expected) / len(changed), abs=1e-6)
+    assert "hold categories v1 never trained on (site: " in caplog.text
+    monitored = lifecycle.batch_score(spec, new, settings.lake_root(), DS, stage="monitor_predictions")
+    assert {k: monitored[k] for k in ("unseen_rows", "unseen_by_column")} == {
+        k: scored[k] for k in ("unseen_rows", "unseen_by_column")
+    }
+
+    # the retrain on the changed window validates (warning only), trains, and the gate decides
+    retrain = validation.validate_partition(spec, new, settings.lake_root(), DS)
+    assert retrain.success and not any(v.fatal for v in retrain.contract)
+    trained = training.train(spec, new, settings.lake_root(), DS, {"airflow.run_id": "dag/r"}).to_dict()
+    evaluated = lifecycle.evaluate(spec, trained, settings.lake_root(), DS)
+    changes = evaluated["contract_changes"]
+    assert changes["against"] == "1"
+    assert {(c["column"], c["change"]) for c in changes["changes"]} >= {("site", "new_categories")}
+    (site,) = [c for c in changes["changes"] if c["change"] == "new_categories"]
+    assert site["new"] == ["east", "west"] and "2 new categories" in site["text"]
+    decision = lifecycle.gate(spec, evaluated, trained["run_id"])
+    assert (
+        decision.contract_changes == changes
+        and "data contract (champion v1's contract" in decision.describe()
+    )
+    version = lifecycle.register(spec, trained, decision.to_dict(), "dag/r", {})["version"]
+    from mlops_core import modelcard
+
+    card = modelcard.build(spec, spec.name, version)
+    assert ["site", "new_categories", site["text"]] in card.gate["contract_changes"]["rows"]
+    assert "What changed in the data since champion v1" in card.markdown()

@@ -100,3 +100,40 @@ def test_asset_triggered_run_reads_the_drift_events_day():
     event = SimpleNamespace(extra={"mlops_trigger": "drift", "ds": "2026-02-06"}, timestamp=1)
     ctx = _context("asset_triggered", run_after=datetime(2026, 2, 7, 3, 0, tzinfo=UTC), events={"a": [event]})
     assert data_day(ctx) == "2026-02-06"
+
+
+# --- a logical date before start_date is refused, never a silent success (issue 28, item 6) ---
+
+
+def test_dags_test_before_start_date_is_refused_with_a_message():
+    dag = build_monitoring_dag(example_spec(start_date="2026-01-01"))
+    with pytest.raises(
+        ValueError, match=r"logical date 2017-08-31 is before the pipeline's start_date 2026-01-01"
+    ) as err:
+        dag.test(logical_date=datetime(2017, 8, 31, tzinfo=UTC))
+    assert "Set start_date in the pipeline YAML to 2017-08-31 or earlier" in str(err.value)
+
+
+def test_a_backfilled_step_before_start_date_fails_and_on_or_after_it_reads_its_day():
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlops_airflow.operators import IngestOperator
+
+    spec = example_spec(start_date="2026-01-01")
+    step = IngestOperator(task_id="ingest", pipeline=spec)
+    early = _context(
+        "backfill", logical=datetime(2025, 12, 30, tzinfo=UTC), end=datetime(2025, 12, 31, tzinfo=UTC)
+    )
+    early["dag_run"].dag_id = "breast_cancer_training"
+    with pytest.raises(
+        AirflowFailException, match="logical date 2025-12-30 is before the pipeline's start_date"
+    ):
+        step.partition(early)
+    first = _context(
+        "backfill", logical=datetime(2026, 1, 1, tzinfo=UTC), end=datetime(2026, 1, 2, tzinfo=UTC)
+    )
+    first["dag_run"].dag_id = "breast_cancer_training"
+    assert step.partition(first) == "2026-01-01"
+    unset = _context("manual", logical=None, run_after=datetime(2026, 1, 1, 9, tzinfo=UTC))
+    unset["dag_run"].dag_id = "breast_cancer_training"
+    assert step.partition(unset) == "2025-12-31"  # no logical date: Airflow runs it, it reads yesterday
