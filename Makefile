@@ -68,7 +68,10 @@ emulators: install $(AZURITE)
 # tests and the per-tier times.
 PYTEST_WORKERS ?= 2
 PARALLEL_TIERS := unit or dags or contract or integration
-PYTEST_PARALLEL = $(BIN)/pytest -n $(PYTEST_WORKERS) -p randomly --durations=25
+# --dist loadfile: a module's tests go to one worker, so its module-scoped fixtures (a trained
+# champion, an SMTP server) are built once, not once per worker (with the default --dist load
+# both workers built them: 2 workers took as long as 1 on the fixture-heavy unit modules).
+PYTEST_PARALLEL = $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -p randomly --durations=25
 PYTEST_SERIAL = $(BIN)/pytest --durations=25
 
 # DagBag, unit, dag.test() integration, cloud contract tests, the emulator tier (moto,
