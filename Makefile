@@ -60,15 +60,35 @@ $(AZURITE):
 
 emulators: install $(AZURITE)
 
-# The whole suite: DagBag, unit, dag.test() integration, cloud contract tests, the emulator tier
-# (moto, gcp-storage-emulator, Azurite), the scheduler tier and the team-stack tier (real Airflow
-# services, Celery on Redis, MLflow server; PostgreSQL at 127.0.0.1:5432).
+# The whole suite in two runs. The tiers whose tests stand alone (per-test tmp dirs, free ports)
+# run on PYTEST_WORKERS pytest-xdist workers, in random order (pytest-randomly; a failure prints
+# the seed: rerun with -p randomly --randomly-seed=N); then the tiers that start servers once per
+# session or module, or race real processes (emulator, faults, scheduler, stack), run serially in
+# file order. Both runs always run; the recipe fails if either failed. Each prints the 25 slowest
+# tests and the per-tier times.
+PYTEST_WORKERS ?= 2
+PARALLEL_TIERS := unit or dags or contract or integration
+# --dist loadfile: a module's tests go to one worker, so its module-scoped fixtures (a trained
+# champion, an SMTP server) are built once, not once per worker (with the default --dist load
+# both workers built them: 2 workers took as long as 1 on the fixture-heavy unit modules).
+PYTEST_PARALLEL = $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -p randomly --durations=25
+PYTEST_SERIAL = $(BIN)/pytest --durations=25
+
+# DagBag, unit, dag.test() integration, cloud contract tests, the emulator tier (moto,
+# gcp-storage-emulator, Azurite), the faults tier, the scheduler tier and the team-stack tier (real
+# Airflow services, Celery on Redis, MLflow server; PostgreSQL at 127.0.0.1:5432).
 test: lint typecheck browser observability emulators
-	$(BIN)/pytest
+	rc=0; \
+	$(PYTEST_PARALLEL) -m "$(PARALLEL_TIERS)" || rc=$$?; \
+	$(PYTEST_SERIAL) -m "not ($(PARALLEL_TIERS))" || rc=$$?; \
+	exit $$rc
 
 # Everything but the tiers that start servers (no PostgreSQL, Redis or browser needed).
 test-fast: lint typecheck observability
-	$(BIN)/pytest -m "not scheduler and not stack and not emulator"
+	rc=0; \
+	$(PYTEST_PARALLEL) -m "$(PARALLEL_TIERS)" || rc=$$?; \
+	$(PYTEST_SERIAL) -m "not ($(PARALLEL_TIERS)) and not scheduler and not stack and not emulator" || rc=$$?; \
+	exit $$rc
 
 # Only the cloud tiers: contract tests and the lake on the emulators.
 test-clouds: emulators

@@ -2,11 +2,47 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINES = REPO / "dags" / "pipelines"
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str = "", interval: float = 0.01) -> T:
+    """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout`` seconds.
+
+    The way a test synchronises: on a condition it can observe, never on a fixed sleep.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout} s: {what or predicate}")
+        time.sleep(interval)
+
+
+async def async_wait_until(
+    predicate: Callable[[], T], timeout: float, what: str = "", interval: float = 0.01
+) -> T:
+    """:func:`wait_until` for a coroutine: the event loop keeps running while it waits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout} s: {what or predicate}")
+        await asyncio.sleep(interval)
 
 
 def example_data(example: str = "breast_cancer", **changes: Any) -> dict[str, Any]:

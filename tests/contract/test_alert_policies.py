@@ -305,6 +305,8 @@ RULE_URL = (
     "https://management.azure.com/subscriptions/sub-1/resourceGroups/rg-ml/providers/"
     "Microsoft.Insights/metricAlerts/mlops-breast_cancer-realized_roc_auc"
 )
+# A valid rule (the schema above holds it), the canned request and answer of the tests below; what
+# metric_alert_body must produce is derived in test_the_metric_alert_rule_is_put_by_name instead.
 RULE_BODY = {
     "location": "global",
     "tags": {"mlops-pipeline": "breast_cancer", "mlops-metric": "realized_roc_auc"},
@@ -359,6 +361,20 @@ def _answered(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _published(metric: str, dims: dict[str, str]) -> dict[str, Any]:
+    """The custom metric ``azure.write_metrics`` POSTs for this pipeline: what the rule must select."""
+    sent: list[Any] = []
+
+    class Ingestion:
+        def request(self, method: str, url: str, json: Any = None, **_: Any) -> Any:
+            sent.append(json)
+            return Answer(200, {})
+
+    azure.write_metrics(AZURE, lambda service: Ingestion(), NAME, {metric: 0.5}, dims)
+    (body,) = sent
+    return dict(body["data"]["baseData"])
+
+
 def test_the_metric_alert_rule_is_put_by_name() -> None:
     body = azure.metric_alert_body(
         AZURE,
@@ -369,8 +385,31 @@ def test_the_metric_alert_rule_is_put_by_name() -> None:
         dims={"Stage": "performance"},
         description=DESCRIPTION,
     )
-    assert body == RULE_BODY
-    session = Recorder(_azure, _answered(RULE_BODY))
+    # Expectations from elsewhere than the implementation: the series the exporter publishes, the
+    # schema of Microsoft.Insights/metricAlerts 2018-03-01 and the alert's meaning.
+    assert not azure_models.schema_errors(METRIC_ALERT_SCHEMA, body)
+    published = _published("realized_roc_auc", {"Stage": "performance"})
+    props = body["properties"]
+    (criterion,) = props["criteria"]["allOf"]
+    assert (criterion["metricName"], criterion["metricNamespace"]) == (
+        published["metric"],
+        published["namespace"],
+    )
+    (series,) = published["series"]
+    assert criterion["dimensions"] == [
+        {"name": name, "operator": "Include", "values": [value]}
+        for name, value in zip(published["dimNames"], series["dimValues"], strict=True)
+    ]
+    # higher is better: it fires when the day's average (24 h window) is below the floor
+    assert (criterion["operator"], criterion["threshold"], criterion["timeAggregation"]) == (
+        "LessThan",
+        0.95,
+        "Average",
+    )
+    assert props["windowSize"] == "PT24H" and props["scopes"] == [AZURE.settings["metrics_resource_id"]]
+    assert props["actions"] == [{"actionGroupId": GROUP}] and props["description"] == DESCRIPTION
+    assert props["enabled"] is True and body["location"] == "global"  # metric alerts are global resources
+    session = Recorder(_azure, _answered(body))
     services: list[str] = []
 
     def clients(service: str) -> Recorder:
@@ -380,7 +419,7 @@ def test_the_metric_alert_rule_is_put_by_name() -> None:
     answered = azure.put_metric_alert(AZURE, clients, "mlops-breast_cancer-realized_roc_auc", body)
     assert answered["type"] == "Microsoft.Insights/metricAlerts"
     assert services == ["arm"]  # an ARM token, not the metric-ingestion one
-    assert session.calls == [("PUT", RULE_URL, RULE_BODY, {"api-version": "2018-03-01"})]
+    assert session.calls == [("PUT", RULE_URL, body, {"api-version": "2018-03-01"})]
 
 
 def test_a_lower_is_better_metric_alert_and_the_sovereign_root() -> None:

@@ -32,6 +32,7 @@ import pytest
 from mlops_core.clouds import CloudProfile
 from mlops_core.deploy import READY, UPDATING, Deployment, DeploymentFailed
 from mlops_core.deploy.kserve import KServeTarget
+from tests.contract import kserve_schema
 from tests.contract.test_sagemaker import register_tiny_versions, use_mlflow_store
 from tests.helpers import example_spec
 
@@ -105,6 +106,11 @@ class FakeKubeAPI:
         if not path.startswith(COLLECTION):
             self.problems.append(f"{method} {path}: not an InferenceService path")
             return 500, status_object(500, "InternalError", "unexpected path")
+        if isinstance(body, dict) and method in ("POST", "PUT", "PATCH"):
+            refused = kserve_schema.errors(body, patch=method == "PATCH")
+            if refused:  # what the API server would prune (or refuse with fieldValidation=Strict)
+                self.problems.append(f"{method} {path}: not what the InferenceService CRD allows: {refused}")
+                return 422, status_object(422, "Invalid", "; ".join(refused))
         if not self.answers:
             self.problems.append(f"unexpected request: {method} {path} {json.dumps(body)}")
             return 500, status_object(500, "InternalError", "no canned answer")
@@ -113,6 +119,9 @@ class FakeKubeAPI:
     def expect(self, *answers: dict[str, Any] | tuple[int, Any]) -> None:
         self.calls.clear()
         self.answers = [a if isinstance(a, tuple) else (200, a) for a in answers]
+        for _, answer in self.answers:  # the canned objects too are held to the CRD
+            if isinstance(answer, dict) and answer.get("kind") == "InferenceService":
+                assert kserve_schema.errors(answer) == [], kserve_schema.errors(answer)
 
     def done(self) -> None:
         assert self.problems == []
@@ -235,7 +244,7 @@ def ready_status(
         or {
             "transitionStatus": "UpToDate",
             "states": {"activeModelState": "Loaded", "targetModelState": "Loaded"},
-            "copies": {"totalCopies": 1},
+            "copies": {"failedCopies": 0, "totalCopies": 1},  # the CRD requires both
         },
         "deploymentMode": "Serverless",
     }
@@ -414,6 +423,38 @@ MANIFEST_V1 = {
     },
     "spec": {"predictor": predictor_spec("1")},
 }
+
+
+def test_the_crd_schema_holds_the_manifest_and_refuses_a_misspelling(api: FakeKubeAPI, champion: Any) -> None:
+    """The manifest the target sends is what KServe v0.20.0's InferenceService CRD declares; the
+    same manifest with a misspelt field (``storageURI`` for ``storageUri``) is refused, by the schema
+    and by the fake API server, which answers 422 as the real one does with strict field validation."""
+    import copy
+
+    assert kserve_schema.errors(MANIFEST_V1) == []
+    misspelt = copy.deepcopy(MANIFEST_V1)
+    model = misspelt["spec"]["predictor"]["model"]
+    model["storageURI"] = model.pop("storageUri")
+    refused = kserve_schema.errors(misspelt)
+    assert refused == [
+        "spec.predictor.model: Additional properties are not allowed ('storageURI' was unexpected)"
+    ]
+    wrong_type = copy.deepcopy(MANIFEST_V1)
+    wrong_type["spec"]["predictor"]["minReplicas"] = "one"
+    assert [e.split(":")[0] for e in kserve_schema.errors(wrong_type)] == ["spec.predictor.minReplicas"]
+    assert kserve_schema.errors({"spec": {"predictor": {"canaryTrafficPercent": 10}}}, patch=True) == []
+    assert kserve_schema.errors({"spec": {"predictor": {"canaryTraficPercent": 10}}}, patch=True) != []
+
+    from kubernetes.client.exceptions import ApiException
+
+    api.expect()
+    with pytest.raises(ApiException) as err:
+        api.api().create_namespaced_custom_object(
+            "serving.kserve.io", "v1beta1", NS, "inferenceservices", misspelt
+        )
+    assert err.value.status == 422 and "'storageURI' was unexpected" in str(err.value.body)
+    assert len(api.problems) == 1 and "storageURI" in api.problems[0]
+    api.problems.clear()
 
 
 def test_first_deploy_creates_the_inference_service_then_waits_for_ready(

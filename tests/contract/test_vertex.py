@@ -12,6 +12,7 @@ really move aliases. The same calls run over HTTP, stateful, in tests/emulators/
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from datetime import UTC, datetime
@@ -96,7 +97,8 @@ class Recorder:
     def request(
         self, method: str, url: str, json: Any = None, params: Any = None, timeout: Any = None
     ) -> Any:
-        self.calls.append((method, url, json, params))
+        # copies: what was sent then, even if the caller reuses or changes its dicts afterwards
+        self.calls.append((method, url, copy.deepcopy(json), copy.deepcopy(params)))
         self._hold(discovery.request_errors(method, url, json, params))
         if not self.responses:
             raise AssertionError(f"unexpected request: {method} {url} json={json} params={params}")

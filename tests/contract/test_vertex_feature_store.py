@@ -141,7 +141,10 @@ def test_the_join_reads_the_groups_bigquery_rows_for_the_days_entities_and_keeps
     assert (m1, u1) == ("GET", f"{PARENT}/featureGroups/{GROUP}")
     assert (m2, u2) == ("GET", f"{PARENT}/featureGroups/{GROUP}/features")
     assert (m3, u3) == ("POST", f"{BQ}/queries")
-    assert str(uuid.UUID(body.pop("requestId"))) != ""  # a retried jobs.query runs once
+    # BigQuery's QueryRequest.requestId: at most 36 ASCII characters, a UUID recommended; the same
+    # id on a retry makes BigQuery run the query once (test_a_retried_query_keeps_its_request_id)
+    request_id = body.pop("requestId")
+    assert len(request_id) <= 36 and str(uuid.UUID(request_id)) == request_id, request_id
     assert body == {
         "query": (
             "SELECT customer_id, ts, spend_30d_v2 AS spend_30d, visits AS visits "
@@ -257,3 +260,34 @@ def test_a_vertex_join_needs_the_gcp_profile() -> None:
     spec = example_spec(feature_store={"joins": [JOIN]})
     with pytest.raises(features.FeatureStoreError, match="needs the gcp profile"):
         features.apply(spec, source_rows(), clients=lambda service: None)
+
+
+def test_a_retried_query_keeps_its_request_id_and_a_new_query_gets_a_new_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 503 on ``jobs.query`` is retried with the same body (so BigQuery runs the query once);
+    the next join is a new query and must not reuse the id (BigQuery would answer the old one)."""
+    from mlops_core import retry
+
+    monkeypatch.setattr(
+        retry, "default_policy", lambda: retry.RetryPolicy(attempts=3, base=0.0, sleep=lambda s: None)
+    )
+    answer = {
+        "kind": "bigquery#queryResponse",
+        "jobComplete": True,
+        "jobReference": REFERENCE,
+        "schema": SCHEMA,
+        "totalRows": "1",
+        "rows": [row(1, "2026-01-09", 20.0, 4)],
+    }
+    unavailable = (503, {"error": {"code": 503, "message": "Service unavailable", "status": "UNAVAILABLE"}})
+    first = Recorder(group(), FEATURES, unavailable, answer)
+    join_with(first)
+    first.done()
+    queries = [body for method, url, body, _ in first.calls if (method, url) == ("POST", f"{BQ}/queries")]
+    assert len(queries) == 2 and queries[0] == queries[1]  # the retry: the same body, the same requestId
+    second = Recorder(group(), FEATURES, answer)
+    join_with(second)
+    second.done()
+    (again,) = [body for method, url, body, _ in second.calls if (method, url) == ("POST", f"{BQ}/queries")]
+    assert again["requestId"] != queries[0]["requestId"] and again["query"] == queries[0]["query"]

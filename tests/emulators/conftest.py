@@ -207,7 +207,8 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    _wait_port(port, proc, "mlflow server", timeout=120)
+    # a deadline, not a pace: on a loaded 2-core machine (load 20+) its start alone took over 120 s
+    _wait_port(port, proc, "mlflow server", timeout=300)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -42,7 +42,7 @@ from mlops_core.azure import API_VERSION
 from tests.emulators.azureml_api import MONITOR_SCOPE, AzureMLAPI, blob_reader
 from tests.emulators.conftest import AZURITE_ACCOUNT
 from tests.emulators.steps import first_event, ingest_on_the_cloud, start_training, task_context
-from tests.helpers import example_spec
+from tests.helpers import async_wait_until, example_spec
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -135,7 +135,12 @@ def _train_while_the_trigger_waits(api: AzureMLAPI, trigger: Any, fail: bool = F
 
     async def both() -> Any:
         waiting = asyncio.create_task(first_event(trigger))
-        await asyncio.sleep(0.5)  # the trigger sees the job queued first
+        # The trigger sees the job queued first: its first read is answered before the job runs.
+        await async_wait_until(
+            lambda: (trigger.job_name, "Queued") in api.job_states_served,
+            60,
+            "the trigger read the job queued",
+        )
         container = api.start_container(trigger.job_name, fail=fail)
         event = await asyncio.wait_for(waiting, 300)
         await asyncio.to_thread(container.join, 60)

@@ -34,7 +34,7 @@ import pytest
 
 from tests.emulators.steps import first_event, ingest_on_the_cloud, start_training, task_context
 from tests.emulators.vertex_api import VertexAPI
-from tests.helpers import example_spec
+from tests.helpers import async_wait_until, example_spec
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -113,8 +113,16 @@ def _train_while_the_trigger_waits(api: VertexAPI, trigger: Any, fail_with: str 
     """The triggerer's loop runs while the job's container runs (or fails on demand)."""
 
     async def both() -> Any:
+        job = trigger.handle["job"].rsplit("/", 1)[-1]
         waiting = asyncio.create_task(first_event(trigger))
-        await asyncio.sleep(0.5)  # the trigger sees the job queued first
+        # The trigger sees the job queued first: its first read is answered before the job runs.
+        await async_wait_until(
+            lambda: any(
+                n.endswith(f"/customJobs/{job}") and s == "JOB_STATE_QUEUED" for n, s in api.job_states_served
+            ),
+            60,
+            "the trigger read the job queued",
+        )
         container = api.start_container(trigger.handle["job"], fail_with=fail_with)
         event = await asyncio.wait_for(waiting, 300)
         await asyncio.to_thread(container.join, 60)

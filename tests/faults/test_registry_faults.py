@@ -8,6 +8,7 @@ then restarted on the same store.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mlflow.exceptions import MlflowException
 
 from mlops_core import datasets, lifecycle, registry, settings, training
 from tests.helpers import example_spec
@@ -150,8 +152,14 @@ def test_gate_fails_closed_while_mlflow_is_down_and_the_retry_succeeds(server, r
         assert server.uri in str(info.value)
         with pytest.raises(registry.RegistryUnavailable):
             lifecycle._load_champion(SPEC)
-        with pytest.raises(Exception):  # noqa: B017 - whichever MLflow call comes first fails
+        # evaluate's first MLflow call (the challenger's artifacts) is refused: the server is down
+        with pytest.raises(
+            MlflowException, match=rf"API request to {re.escape(server.uri)}/.* failed"
+        ) as down:
             lifecycle.evaluate(SPEC, trained, settings.lake_root(), DS)
+        assert "Connection refused" in str(down.value) or "Max retries exceeded" in str(down.value), (
+            down.value
+        )
         # a lookup error must not lead to a (duplicate) registration
         with pytest.raises(registry.RegistryUnavailable):
             registry.find_version(NAME, "dag/outage", trained["run_id"])

@@ -27,7 +27,7 @@ import yaml
 from mlops_airflow.localstack import AirflowStack
 from mlops_core import datasets, monitoring, registry, settings, storage
 from mlops_core.spec import load_spec
-from tests.helpers import example_data, pipeline_folder
+from tests.helpers import example_data, pipeline_folder, wait_until
 from tests.integration.test_training_dag import assert_lineage
 
 pytestmark = pytest.mark.scheduler
@@ -256,6 +256,20 @@ def _awaiting(stack, dag_id: str, timeout: float = 600) -> dict:
     raise TimeoutError(f"{dag_id}: the approval task never waited for input\n{stack.log_tail('scheduler')}")
 
 
+def _wait_pause_reported(stack, dag_id: str, run_id: str, timeout: float = 300) -> None:
+    """Until the scheduler has processed the executor's report of the approval task's pause."""
+    line = f"TaskInstance Finished: dag_id={dag_id}, task_id=approval, run_id={run_id},"
+    wait_until(
+        lambda: any(
+            line in row and "state=awaiting_input" in row
+            for row in stack.log_tail("scheduler", chars=10**9).splitlines()
+        ),
+        timeout,
+        f"the scheduler processed the executor's report of {dag_id}'s pause\n{stack.log_tail('scheduler')}",
+        interval=0.5,
+    )
+
+
 def test_a_person_rejects_or_does_not_answer_through_the_rest_api(stack):
     """The approval task waits with the evidence on its page; the REST answer (what the Required
     Actions page sends) skips deploy, and the scheduler's timeout sweep rejects an unanswered one.
@@ -277,8 +291,9 @@ def test_a_person_rejects_or_does_not_answer_through_the_rest_api(stack):
     assert registry.client().get_model_version("apr_no", "1").tags["mlops.approval"] == "pending"
     # Airflow 3.3 loses an answer that lands before the executor has reported the task's pause
     # (the scheduler sees the resumed try "changed externally" and fails it); a person never
-    # answers that fast, so the test waits as long as a person would at least take
-    time.sleep(10)
+    # answers that fast, so the test answers once the scheduler has processed that report
+    for name in ("apr_no",):
+        _wait_pause_reported(stack, f"{name}_training", runs[name]["dag_run_id"])
     for name, answer in (("apr_no", "Reject"),):
         run_id = runs[name]["dag_run_id"]
         stack.api(

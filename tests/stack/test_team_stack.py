@@ -23,7 +23,7 @@ import yaml
 from mlops_airflow.localstack import AirflowStack
 from mlops_core import datasets, settings
 from tests import promstack
-from tests.helpers import REPO, example_data, pipeline_folder
+from tests.helpers import REPO, example_data, pipeline_folder, wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -60,8 +60,10 @@ def stack(tmp_path_factory):
         (dags / "pipelines" / f"{APPROVAL}.yaml").write_text(yaml.safe_dump(approval, sort_keys=False))
         landing = settings.landing_root()
         datasets.materialize("breast_cancer", landing)
-        yesterday = datetime.now(UTC).date() - timedelta(days=1)
-        for day in [*BACKFILL, yesterday]:  # scoring input for the backfill and for the scheduled run
+        # scoring input for the backfill and for the scheduled run: the scheduler (the real clock)
+        # picks the last complete day, yesterday, or today if the module runs across midnight UTC
+        today = datetime.now(UTC).date()
+        for day in [*BACKFILL, today - timedelta(days=1), today]:
             datasets.append("breast_cancer", landing, datasets.daily_batch("breast_cancer", day))
         stack = AirflowStack(
             home=root / "airflow",
@@ -103,7 +105,11 @@ def celery_results(stack: AirflowStack) -> list[tuple[str, str]]:
     return [(str(n), str(s)) for n, s in rows]
 
 
-def test_rest_trigger_with_params_runs_on_the_celery_worker(stack):
+@pytest.fixture(scope="module")
+def trained(stack) -> dict:
+    """The training DAG triggered once through the REST API, as the UI's form does; its finished
+    run and the created one. Every test that needs the champion (v1) asks for this fixture, so
+    each test stands alone and the order of the module's tests does not matter."""
     stack.unpause(f"{NAME}_training")
     body = {
         "logical_date": datetime.now(UTC).isoformat(),  # what the UI's form sends by default
@@ -111,8 +117,13 @@ def test_rest_trigger_with_params_runs_on_the_celery_worker(stack):
         "note": "triggered by the team-stack test",
     }
     created = stack.api("POST", f"/dags/{NAME}_training/dagRuns", body)
-    assert created["conf"]["partition_date"] == "2026-01-31"
     (run,) = stack.wait_runs(f"{NAME}_training", 1)
+    return {"created": created, "run": run}
+
+
+def test_rest_trigger_with_params_runs_on_the_celery_worker(stack, trained):
+    assert trained["created"]["conf"]["partition_date"] == "2026-01-31"
+    run = trained["run"]
     tasks = stack.tasks(f"{NAME}_training", run["dag_run_id"])
     assert run["state"] == "success", {t: v["state"] for t, v in tasks.items()}
     assert {t["state"] for t in tasks.values()} == {"success"}, (run, tasks)
@@ -129,7 +140,7 @@ def test_rest_trigger_with_params_runs_on_the_celery_worker(stack):
     assert stack.procs["celery-worker"].poll() is None
 
 
-def test_mlflow_server_holds_the_model_and_champion(stack):
+def test_mlflow_server_holds_the_model_and_champion(stack, trained):
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=stack.mlflow_url, registry_uri=stack.mlflow_url)
@@ -148,13 +159,13 @@ def test_mlflow_server_holds_the_model_and_champion(stack):
     assert len(model.predict(datasets.load_example("breast_cancer").head(3))) == 3
 
 
-def test_scheduler_creates_a_scheduled_run_by_itself(stack):
+def test_scheduler_creates_a_scheduled_run_by_itself(stack, trained):
     stack.unpause(f"{NAME}_batch_scoring")
     (run,) = stack.wait_runs(f"{NAME}_batch_scoring", 1, run_type="scheduled", timeout=600)
     assert run["state"] == "success", stack.tasks(f"{NAME}_batch_scoring", run["dag_run_id"])
 
 
-def test_cli_backfill_of_three_dates(stack):
+def test_cli_backfill_of_three_dates(stack, trained):
     stack.cli(
         "backfill",
         "create",
@@ -188,37 +199,48 @@ def test_browser_sees_dags_docs_and_the_trigger_form_params(stack):
     assert (SCREENSHOTS / "trigger_form.png").stat().st_size > 10_000
 
 
-def test_a_person_approves_the_promotion_on_the_required_actions_page(stack):
-    """The approval task waits; headless Chromium opens its Required Actions page (the evidence in
-    Markdown), saves a screenshot (docs/approval_page.png) and presses Approve; deploy then runs."""
+def _chromium() -> str:
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).exists():
         pytest.fail("Debian's chromium is not installed: run `make browser` (apt-get install chromium)")
-    from mlflow import MlflowClient
+    return chromium
 
+
+def _awaiting_input(stack: AirflowStack, dag_id: str) -> dict | None:
+    for candidate in stack.runs(dag_id):
+        if stack.tasks(dag_id, candidate["dag_run_id"]).get("approval", {}).get("state") == "awaiting_input":
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def approved(stack) -> dict:
+    """A person approves ``team_apr``'s promotion in the browser, once for the module: what the
+    page showed and the finished run (the approval test and the models view both need it)."""
+    chromium = _chromium()
     from tests.stack.ui import approve_in_the_required_actions_page
 
     dag_id = f"{APPROVAL}_training"
     stack.wait_for_dag(dag_id)
     stack.unpause(dag_id)
     stack.trigger(dag_id, "2026-01-31T00:00:00Z")
-    deadline = time.monotonic() + 600
-    run = None
-    while time.monotonic() < deadline and run is None:
-        for candidate in stack.runs(dag_id):
-            if (
-                stack.tasks(dag_id, candidate["dag_run_id"]).get("approval", {}).get("state")
-                == "awaiting_input"
-            ):
-                run = candidate
-        time.sleep(3)
-    assert run is not None, stack.runs(dag_id)
+    run = wait_until(lambda: _awaiting_input(stack, dag_id), 600, f"{dag_id} waits for input", interval=3)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     seen = approve_in_the_required_actions_page(stack, chromium, dag_id, run["dag_run_id"], SCREENSHOTS)
+    (done,) = stack.wait_runs(dag_id, 1, timeout=600)
+    return {"seen": seen, "run": done}
+
+
+def test_a_person_approves_the_promotion_on_the_required_actions_page(stack, approved):
+    """The approval task waits; headless Chromium opens its Required Actions page (the evidence in
+    Markdown), saves a screenshot (docs/approval_page.png) and presses Approve; deploy then runs."""
+    from mlflow import MlflowClient
+
+    seen, done = approved["seen"], approved["run"]
     assert seen["approve_enabled"] and "Holdout metrics" in seen["text"] and "Gate reasons" in seen["text"]
     assert f"Promote {APPROVAL} v1 to champion?" in seen["text"]
-    (done,) = stack.wait_runs(dag_id, 1, timeout=600)
-    tasks = stack.tasks(dag_id, done["dag_run_id"])
+    assert 200 <= seen["answer_status"] < 300, seen["answer_status"]
+    tasks = stack.tasks(f"{APPROVAL}_training", done["dag_run_id"])
     assert (done["state"], tasks["deploy"]["state"], tasks["smoke_test"]["state"]) == ("success",) * 3, tasks
     tags = MlflowClient(tracking_uri=stack.mlflow_url).get_model_version(APPROVAL, "1").tags
     assert (tags["mlops.approval"], tags["mlops.approved_by"]) == ("approved", "admin")
@@ -245,7 +267,7 @@ def wait_promql(stack: AirflowStack, expr: str, timeout: float = 90) -> float:
     return float(result[0]["value"][1])
 
 
-def test_model_metrics_reach_prometheus_and_the_alert_rules_load(stack):
+def test_model_metrics_reach_prometheus_and_the_alert_rules_load(stack, trained):
     """The training run's evaluate, gate and promote steps pushed to the Pushgateway (from the
     Celery worker); real Prometheus scraped them, with the compose stack's alert rules loaded."""
     team = f'pipeline="{NAME}",job="mlops"'
@@ -274,8 +296,9 @@ def get(stack: AirflowStack, path: str, token: str | None = None) -> tuple[int, 
         return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
 
 
-def test_extra_links_open_the_mlflow_run_the_version_and_the_gx_report(stack):
-    run = next(r for r in stack.runs(f"{NAME}_training") if r["state"] == "success")
+def test_extra_links_open_the_mlflow_run_the_version_and_the_gx_report(stack, trained):
+    run = trained["run"]
+    assert run["state"] == "success", run
     base = f"/dags/{NAME}_training/dagRuns/{urllib.parse.quote(run['dag_run_id'])}/taskInstances"
     train = stack.api("GET", f"{base}/train/links")["extra_links"]
     register = stack.api("GET", f"{base}/register/links")["extra_links"]
@@ -305,7 +328,7 @@ def test_extra_links_open_the_mlflow_run_the_version_and_the_gx_report(stack):
     assert get(stack, "/mlops/reports/not_a_pipeline?path=validation/result.html", stack.token)[0] == 404
 
 
-def test_the_models_view_shows_champion_history_and_charts(stack):
+def test_the_models_view_shows_champion_history_and_charts(stack, trained, approved):
     status, headers, body = get(stack, "/mlops/models", stack.token)
     page = body.decode()
     assert status == 200 and headers["cache-control"] == "no-store"
@@ -328,7 +351,7 @@ def test_the_models_view_shows_champion_history_and_charts(stack):
     assert (SCREENSHOTS / "models_view.png").stat().st_size > 10_000
 
 
-def test_airflow_statsd_metrics_map_to_the_dashboards_series(stack):
+def test_airflow_statsd_metrics_map_to_the_dashboards_series(stack, trained):
     """Every Airflow service sent StatsD; the compose stack's statsd_exporter mapping turns the
     real names into the labelled series the Grafana dashboard queries."""
     from tests.unit.test_observability_config import statsd_map

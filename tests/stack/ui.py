@@ -92,8 +92,12 @@ def approve_in_the_required_actions_page(
         button = page.get_by_role("button", name="Approve").first
         seen["approve_enabled"] = button.is_enabled()  # the comment is optional: enabled at once
         page.get_by_role("textbox").last.fill("approved in the browser")
-        button.click()
-        page.wait_for_timeout(2000)
+        # the answer is the Required Actions page's PATCH of the task's HITL details: wait for its reply
+        with page.expect_response(
+            lambda r: r.request.method == "PATCH" and "hitlDetails" in r.url, timeout=60_000
+        ) as answered:
+            button.click()
+        seen["answer_status"] = answered.value.status
         page.screenshot(path=str(out / "approval_answered.png"), full_page=True)
         browser.close()
     return seen

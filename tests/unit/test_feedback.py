@@ -8,6 +8,7 @@ joins them; decay is judged on the bootstrap interval, never the point estimate.
 
 from __future__ import annotations
 
+import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -63,7 +64,26 @@ def world(tmp_path_factory: pytest.TempPathFactory):
             data = storage.write_partition({"data": batch}, lake, spec.name, "monitor", day.isoformat())
             lifecycle.batch_score(spec, data.uri, lake, day.isoformat(), stage="monitor_predictions")
             truth[day] = batch[["record_id", "diagnosis"]]
-        yield spec, lake, Path(landing.removeprefix("file://")), truth
+        yield spec, local, truth
+
+
+@pytest.fixture
+def fresh(world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The module's champion and predictions, copied for one test: labels and the feedback history
+    one test writes are never another's, so every test stands alone and in any order."""
+    spec, local, truth = world
+    copy = tmp_path / "local"
+    shutil.copytree(local, copy)
+    monkeypatch.setenv("MLOPS_LOCAL_DIR", str(copy))
+    yield spec, settings.lake_root(), Path(settings.landing_root().removeprefix("file://")), truth
+
+
+def _decayed_days(
+    spec, lake, landing: Path, truth
+) -> tuple[feedback.DayPerformance, feedback.DayPerformance]:
+    """The world turned: every label of DAYS[1:] is the opposite; both days are evaluated."""
+    _land_labels(landing, [_flip(truth[d]) for d in DAYS[1:]])
+    return _run(spec, lake, DAYS[1]), _run(spec, lake, DAYS[2])
 
 
 def _land_labels(folder: Path, frames: list[pd.DataFrame]) -> None:
@@ -84,8 +104,8 @@ def _flip(labels: pd.DataFrame) -> pd.DataFrame:
     return flipped
 
 
-def test_no_labels_yet_is_recorded_not_judged_and_the_policy_says_why(world):
-    spec, lake, landing, _ = world
+def test_no_labels_yet_is_recorded_not_judged_and_the_policy_says_why(fresh):
+    spec, lake, landing, _ = fresh
     (landing / "fb" / "labels.csv").unlink(missing_ok=True)
     day = _run(spec, lake, DAYS[0])
     assert day.status == "no_labels" and day.rows == 0 and not day.decayed
@@ -96,8 +116,8 @@ def test_no_labels_yet_is_recorded_not_judged_and_the_policy_says_why(world):
     assert not verdict.fire and any("no labels" in r for r in verdict.reasons)
 
 
-def test_late_labels_are_joined_when_they_arrive_and_nothing_is_duplicated(world):
-    spec, lake, landing, truth = world
+def test_late_labels_are_joined_when_they_arrive_and_nothing_is_duplicated(fresh):
+    spec, lake, landing, truth = fresh
     (landing / "fb" / "labels.csv").unlink(missing_ok=True)
     assert _run(spec, lake, DAYS[0]).status == "no_labels"
     _land_labels(landing, [truth[DAYS[0]]])  # the labels land after the first run
@@ -116,8 +136,8 @@ def test_late_labels_are_joined_when_they_arrive_and_nothing_is_duplicated(world
     assert day.holdout == pytest.approx(holdout) and day.model_version == "1"
 
 
-def test_labels_for_unknown_keys_are_counted_and_a_partial_join_scores_what_matched(world):
-    spec, lake, landing, truth = world
+def test_labels_for_unknown_keys_are_counted_and_a_partial_join_scores_what_matched(fresh):
+    spec, lake, landing, truth = fresh
     labels = truth[DAYS[1]].head(120)
     strangers = pd.DataFrame({"record_id": [f"nobody-{i}" for i in range(30)], "diagnosis": "benign"})
     _land_labels(landing, [labels, strangers])
@@ -134,24 +154,24 @@ def test_labels_for_unknown_keys_are_counted_and_a_partial_join_scores_what_matc
     )
 
 
-def test_labels_of_other_monitored_days_are_unmatched_for_t_but_not_orphans(world):
-    spec, lake, landing, truth = world
+def test_labels_of_other_monitored_days_are_unmatched_for_t_but_not_orphans(fresh):
+    spec, lake, landing, truth = fresh
     _land_labels(landing, [truth[DAYS[0]], truth[DAYS[1]]])
     day = _run(spec, lake, DAYS[1])
     assert day.independent  # column-partitioned source: each prediction carries its own day
     assert (day.rows, day.unmatched_labels, day.orphan_labels, day.orphan_share) == (200, 200, 0, 0.0)
 
 
-def test_too_few_labelled_rows_are_reported_not_judged(world):
-    spec, lake, landing, truth = world
+def test_too_few_labelled_rows_are_reported_not_judged(fresh):
+    spec, lake, landing, truth = fresh
     _land_labels(landing, [_flip(truth[DAYS[2]]).head(20)])
     day = _run(spec, lake, DAYS[2])
     assert day.status == "too_few_rows" and not day.decayed
     assert "20 labelled rows < feedback.decay.min_rows 50" in day.reasons[0]
 
 
-def test_decay_is_judged_on_the_interval_and_fires_after_n_days(world):
-    spec, lake, landing, truth = world
+def test_decay_is_judged_on_the_interval_and_fires_after_n_days(fresh):
+    spec, lake, landing, truth = fresh
     # the world turned: every label is the opposite of what the model predicts well
     _land_labels(landing, [_flip(truth[d]) for d in DAYS[1:]])
     first = _run(spec, lake, DAYS[1])
@@ -169,8 +189,8 @@ def test_decay_is_judged_on_the_interval_and_fires_after_n_days(world):
     assert verdict.evidence["value"] == second.value and verdict.evidence["metric"] == "roc_auc"
 
 
-def test_a_floor_judges_the_upper_end_of_the_interval_not_the_point(world):
-    spec, lake, _, _ = world
+def test_a_floor_judges_the_upper_end_of_the_interval_not_the_point(fresh):
+    spec, lake, _, _ = fresh
     strict = _spec(floor=0.99, max_drop=None)
     day = feedback.DayPerformance(
         ds="2026-02-09", evaluated_on="2026-02-12", status="evaluated", metric="roc_auc", rows=500
@@ -185,11 +205,12 @@ def test_a_floor_judges_the_upper_end_of_the_interval_not_the_point(world):
     assert judged.decayed and "wholly below the floor 0.99 (upper end 0.9850)" in judged.reasons[0]
 
 
-def test_the_policy_fires_on_performance_with_the_cooldown_holding_both(world):
-    spec, lake, _, _ = world
+def test_the_policy_fires_on_performance_with_the_cooldown_holding_both(fresh):
+    spec, lake, landing, truth = fresh
+    assert all(day.decayed for day in _decayed_days(spec, lake, landing, truth))
     d = (DAYS[2] + timedelta(days=DELAY)).isoformat()
     verdict = feedback.decide(spec, feedback.history(spec, lake), d)
-    assert verdict.fire  # from the previous test's days (module state)
+    assert verdict.fire
     stable = pd.DataFrame(
         [{"ds": d, "drift_share": 0.0, "n_drifted": 0, "n_columns": 30, "rows": 200, "run_type": "scheduled"}]
     )
@@ -209,8 +230,8 @@ def test_the_policy_fires_on_performance_with_the_cooldown_holding_both(world):
     assert not backfill.fire
 
 
-def test_realized_metrics_reach_mlflow_once_per_prediction_day(world):
-    spec, lake, landing, truth = world
+def test_realized_metrics_reach_mlflow_once_per_prediction_day(fresh):
+    spec, lake, landing, truth = fresh
     _land_labels(landing, [truth[DAYS[0]]])
     for _ in range(2):  # a re-run re-logs the same day's run
         day = _run(spec, lake, DAYS[0])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -21,7 +21,9 @@ def _context() -> dict:
 
 
 def test_todays_missing_rows_defer_then_ingest_when_they_land(landing):
-    today = date.today()
+    # The operator judges the day against the real clock in UTC (a day not over yet may still fill
+    # up), so the day is today in UTC; across midnight it is yesterday, still inside its wait.
+    today = datetime.now(UTC).date()
     spec = example_spec(source={"wait_minutes": 120})
     op = IngestOperator(
         task_id="ingest", pipeline=spec, partition_date=today.isoformat(), lookback_days=1, poll_seconds=5
@@ -51,6 +53,7 @@ def test_a_day_whose_wait_is_over_fails_at_once_saying_why(landing):
 
 def test_a_config_error_is_not_waited_for(landing):
     spec = example_spec(source={"partition": {"mode": "column", "column": "no_such_column"}})
-    op = IngestOperator(task_id="ingest", pipeline=spec, partition_date=date.today().isoformat())
+    op = IngestOperator(task_id="ingest", pipeline=spec, partition_date=datetime.now(UTC).date().isoformat())
+    # a day still inside its wait: a missing-rows error would defer, a config error fails at once
     with pytest.raises(AirflowFailException, match="no column 'no_such_column'"):
         op.execute(_context())
