@@ -8,6 +8,13 @@ the model card are. Approve: deploy runs. Reject, or no answer within the timeou
 option is Reject): deploy and smoke_test are skipped. Either way the outcome, who and when are
 recorded on the model version (``mlops.approval``, ``mlops.approved_by``, ``mlops.approved_at``,
 ``mlops.approval_comment``), and deploy itself refuses a version whose approval is not recorded.
+
+The answer is read back from Airflow's own human-in-the-loop record of this task (the
+``HITLDetail`` row, through the Execution API, which lets a task read only its own): an
+"Approve" counts only when a person gave it (the record names the user; an answer written by a
+task through the Execution API has no user). The recorded approval is sealed with the release
+key (:mod:`mlops_core.release`), so an ``mlops.approval=approved`` tag set by anything else is
+refused at deploy.
 """
 
 from __future__ import annotations
@@ -113,8 +120,11 @@ class ModelApprovalOperator(MlopsStep, ApprovalOperator):
             self.validate_chosen_options(chosen_options)  # what the base class checks, before we record
             chosen = (chosen_options or [ApprovalOperator.REJECT])[0]
             user = event.get("responded_by_user") or {}
-            if chosen == ApprovalOperator.APPROVE:
+            if chosen == ApprovalOperator.APPROVE and self._person_approved(context, user):
                 outcome = "approved"
+            elif chosen == ApprovalOperator.APPROVE:
+                outcome = "rejected"
+                event = {**event, "chosen_options": [ApprovalOperator.REJECT]}
             else:
                 outcome = "timed_out" if event.get("timedout") else "rejected"
             comment = str((event.get("params_input") or {}).get("comment") or "")[:1000]
@@ -126,19 +136,37 @@ class ModelApprovalOperator(MlopsStep, ApprovalOperator):
         result = super().execute_complete(context, event)  # on Reject this skips deploy by raising
         return {**dict(result), "outcome": "approved", "version": str(self.registered["version"])}
 
-    def _record(self, version: str, outcome: str, who: str, when: Any, comment: str) -> None:
-        from mlops_core import registry
+    def _person_approved(self, context: Context, user: dict[str, Any]) -> bool:
+        """Airflow's HITL record of this task says a named person chose Approve."""
+        if not (user.get("id") or user.get("name")):
+            self.log.warning("an Approve with no user behind it (not a person's answer): counted as Reject")
+            return False
+        record = hitl_record(context)
+        who = record.get("responded_by_user") or {}
+        if record.get("chosen_options") != [ApprovalOperator.APPROVE] or not (
+            who.get("id") or who.get("name")
+        ):
+            self.log.warning("Airflow's HITL record does not show a person's Approve (%s): Reject", record)
+            return False
+        if (who.get("id"), who.get("name")) != (user.get("id"), user.get("name")):
+            self.log.warning("the answer's user %s is not the HITL record's %s: Reject", user, who)
+            return False
+        return True
 
-        registry.set_tags(
-            self.spec.registered_model_name,
-            version,
-            {
-                APPROVAL_TAG: outcome,
-                "mlops.approved_by": who,
-                "mlops.approved_at": when.isoformat() if hasattr(when, "isoformat") else str(when or ""),
-                "mlops.approval_comment": comment,
-            },
+    def _record(self, version: str, outcome: str, who: str, when: Any, comment: str) -> None:
+        from mlops_core import registry, release
+
+        name = self.spec.registered_model_name
+        tags = {
+            APPROVAL_TAG: outcome,
+            "mlops.approved_by": who,
+            "mlops.approved_at": when.isoformat() if hasattr(when, "isoformat") else str(when or ""),
+            "mlops.approval_comment": comment,
+        }
+        tags[release.APPROVAL_SEAL_TAG] = release.seal(
+            "approval", **release.approval_fields(name, version, tags)
         )
+        registry.set_tags(name, version, tags)
         try:  # the model card shows the decision (mlops_core.modelcard, when present)
             from mlops_core import modelcard
 
@@ -260,6 +288,18 @@ class ModelApprovalOperator(MlopsStep, ApprovalOperator):
                 break
         lines.append(f"- registered model `{md(self.spec.registered_model_name)}` v{md(version)}")
         return "\n".join(lines)
+
+
+def hitl_record(context: Context) -> dict[str, Any]:
+    """This task instance's human-in-the-loop response as Airflow holds it (Execution API, own TI only)."""
+    from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
+
+    response = get_hitl_detail_content_detail(context["ti"].id)
+    user = response.responded_by_user
+    return {
+        "chosen_options": list(response.chosen_options or []),
+        "responded_by_user": None if user is None else {"id": user.id, "name": user.name},
+    }
 
 
 def approval_kwargs(spec: PipelineSpec) -> dict[str, Any]:
