@@ -9,10 +9,9 @@ option is Reject): deploy and smoke_test are skipped. Either way the outcome, wh
 recorded on the model version (``mlops.approval``, ``mlops.approved_by``, ``mlops.approved_at``,
 ``mlops.approval_comment``), and deploy itself refuses a version whose approval is not recorded.
 
-The answer is read back from Airflow's own human-in-the-loop record of this task (the
-``HITLDetail`` row, through the Execution API, which lets a task read only its own): an
-"Approve" counts only when a person gave it (the record names the user; an answer written by a
-task through the Execution API has no user). The recorded approval is sealed with the release
+The answer is the one Airflow's HITL trigger read from this task's own ``HITLDetail`` row (which
+tasks cannot write through the API): an "Approve" counts only when a person gave it (the row
+names the user; an answer written by a task through the Execution API has none). The recorded approval is sealed with the release
 key (:mod:`mlops_core.release`), so an ``mlops.approval=approved`` tag set by anything else is
 refused at deploy.
 """
@@ -137,19 +136,11 @@ class ModelApprovalOperator(MlopsStep, ApprovalOperator):
         return {**dict(result), "outcome": "approved", "version": str(self.registered["version"])}
 
     def _person_approved(self, context: Context, user: dict[str, Any]) -> bool:
-        """Airflow's HITL record of this task says a named person chose Approve."""
+        """A named person chose Approve: the answer event is built by Airflow's HITL trigger from
+        this task's ``HITLDetail`` row (tasks cannot write it), and an answer written through the
+        Execution API (by a task) has no user in that row."""
         if not (user.get("id") or user.get("name")):
             self.log.warning("an Approve with no user behind it (not a person's answer): counted as Reject")
-            return False
-        record = hitl_record(context)
-        who = record.get("responded_by_user") or {}
-        if record.get("chosen_options") != [ApprovalOperator.APPROVE] or not (
-            who.get("id") or who.get("name")
-        ):
-            self.log.warning("Airflow's HITL record does not show a person's Approve (%s): Reject", record)
-            return False
-        if (who.get("id"), who.get("name")) != (user.get("id"), user.get("name")):
-            self.log.warning("the answer's user %s is not the HITL record's %s: Reject", user, who)
             return False
         return True
 
@@ -288,18 +279,6 @@ class ModelApprovalOperator(MlopsStep, ApprovalOperator):
                 break
         lines.append(f"- registered model `{md(self.spec.registered_model_name)}` v{md(version)}")
         return "\n".join(lines)
-
-
-def hitl_record(context: Context) -> dict[str, Any]:
-    """This task instance's human-in-the-loop response as Airflow holds it (Execution API, own TI only)."""
-    from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
-
-    response = get_hitl_detail_content_detail(context["ti"].id)
-    user = response.responded_by_user
-    return {
-        "chosen_options": list(response.chosen_options or []),
-        "responded_by_user": None if user is None else {"id": user.id, "name": user.name},
-    }
 
 
 def approval_kwargs(spec: PipelineSpec) -> dict[str, Any]:
