@@ -62,6 +62,8 @@ RULES: dict[str, Rule] = {
     "mlflow_s3_secret_key": Rule(16),
     "mlflow_admin_password": Rule(16),
     "mlflow_airflow_password": Rule(16),
+    "mlflow_release_password": Rule(16),
+    "mlops_release_key": Rule(32),
     "mlflow_flask_secret_key": Rule(32),
     "grafana_admin_password": Rule(16),
     # basic auth of the Pushgateway (pushes from the workers, Prometheus' scrape)

@@ -10,7 +10,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
-from mlops_core import features, registry, settings, storage
+from mlops_core import features, registry, release, settings, storage
 from mlops_core.evaluation import Bootstrap, GateDecision
 
 if TYPE_CHECKING:
@@ -319,8 +319,13 @@ def gate(
     )
     decision.contract_changes = evaluated.get("contract_changes")
     tracking.configure()
+    tags = _decision_tags(decision.to_dict())
+    # sealed with the release key: a run tag rewritten by any other task no longer matches
+    tags[release.GATE_SEAL_TAG] = release.seal(
+        "gate", **release.gate_fields(spec.registered_model_name, run_id, tags)
+    )
     with mlflow.start_run(run_id=run_id):
-        mlflow.set_tags(_decision_tags(decision.to_dict()))
+        mlflow.set_tags(tags)
         mlflow.log_metric("gate_promote", 1.0 if decision.promote else 0.0)
         mlflow.log_dict(decision.to_dict(), "gate_decision.json")
     log.info("%s", decision.describe())
@@ -363,9 +368,10 @@ _LINEAGE_KEYS = (
 )
 
 
-def _recorded_decision(run_id: str, decision: dict[str, Any]) -> dict[str, str]:
+def _recorded_decision(model: str, run_id: str, decision: dict[str, Any]) -> dict[str, str]:
     """The gate's decision (and the data lineage) as recorded on the training run; the XCom copy
-    of the decision must agree with it."""
+    of the decision must agree with it, and the run's tags must carry the gate's seal
+    (:mod:`mlops_core.release`): a decision tag any other task rewrote is refused."""
     try:
         run_tags = registry.client().get_run(run_id).data.tags
     except Exception as err:
@@ -383,7 +389,15 @@ def _recorded_decision(run_id: str, decision: dict[str, Any]) -> dict[str, str]:
             "that is not bound to this model",
             recorded[registry.GATE_TAG],
         )
-    recorded.setdefault(registry.AGAINST_TAG, _decision_tags(decision)[registry.AGAINST_TAG])
+    if not release.verify(
+        run_tags.get(release.GATE_SEAL_TAG), "gate", **release.gate_fields(model, run_id, recorded)
+    ):
+        raise registry.DecisionRefused(
+            f"the gate decision on MLflow run {run_id} ({recorded[registry.GATE_TAG]!r}) is not sealed "
+            f"by the release steps (tag {release.GATE_SEAL_TAG} missing or not matching): it was "
+            "written or changed by something else; refusing to register it. Re-run the gate",
+            recorded[registry.GATE_TAG],
+        )
     return recorded | {k: run_tags[k] for k in _LINEAGE_KEYS if k in run_tags}
 
 
@@ -415,13 +429,14 @@ def register(
         **lineage,
         "mlops.pipeline": spec.name,
         "mlops.holdout_uri": trained["holdout_uri"],
-        **_recorded_decision(trained["run_id"], decision),
+        **_recorded_decision(spec.registered_model_name, trained["run_id"], decision),
         # the digest the training run recorded, once the files were checked against it
         registry.DIGEST_TAG: registry.verify_trained(trained["model_uri"], trained["run_id"]),
     }
     version, created = registry.register(
         spec.registered_model_name, trained["model_uri"], trained["run_id"], run_key, tags
     )
+    registry.seal_release(spec.registered_model_name, version, trained["run_id"], tags)
     card = modelcard.publish(spec, version, lake_root)
     return {
         "model_name": spec.registered_model_name,
@@ -449,14 +464,8 @@ def deploy(spec: PipelineSpec, version: str, target: DeploymentTarget | None = N
     name = spec.registered_model_name
     found = registry.check_deployable(name, version)
     approval = spec.deployment.approval
-    if approval is not None and approval.required and found.tags.get(APPROVAL_TAG) != "approved":
-        got = found.tags.get(APPROVAL_TAG)
-        raise registry.DecisionRefused(
-            f"v{version} of {name} needs a person's approval (deployment.approval) and its {APPROVAL_TAG} "
-            f"tag is {got or 'absent'}; nothing was deployed. Approve it on the approval task's Required "
-            "Actions page, or re-run the training DAG",
-            got,
-        )
+    if approval is not None and approval.required:
+        check_approved(name, version, found.tags)
     registry.verify_artifact(name, version, found.tags)
     before = registry.alias_version(name, registry.CHAMPION)
     if before not in (version, found.evaluated_against):
@@ -475,6 +484,31 @@ def deploy(spec: PipelineSpec, version: str, target: DeploymentTarget | None = N
         if before != version:
             _compensate(name, version, before)
         raise
+
+
+def check_approved(name: str, version: str, tags: dict[str, str]) -> None:
+    """A person approved this version: ``mlops.approval=approved`` with the approval task's seal.
+
+    The approval task records the answer it read back from Airflow's human-in-the-loop record
+    (:mod:`mlops_airflow.approval`) and seals it; a tag set by anything else has no valid seal.
+    """
+    got = tags.get(APPROVAL_TAG)
+    if got != "approved":
+        raise registry.DecisionRefused(
+            f"v{version} of {name} needs a person's approval (deployment.approval) and its {APPROVAL_TAG} "
+            f"tag is {got or 'absent'}; nothing was deployed. Approve it on the approval task's Required "
+            "Actions page, or re-run the training DAG",
+            got,
+        )
+    if not release.verify(
+        tags.get(release.APPROVAL_SEAL_TAG), "approval", **release.approval_fields(name, version, tags)
+    ):
+        raise registry.DecisionRefused(
+            f"v{version} of {name} is tagged {APPROVAL_TAG}=approved but the approval is not sealed by "
+            f"the approval task (tag {release.APPROVAL_SEAL_TAG} missing or not matching): no person's "
+            "answer recorded by the release steps backs it; nothing was deployed",
+            "forged",
+        )
 
 
 def _compensate(name: str, version: str, before: str | None) -> None:

@@ -23,6 +23,8 @@ Tags a registered version carries (besides the Airflow lineage tags)::
     mlops.evaluated_against  champion version the challenger was compared with, or "none"
     mlops.superseded_by      set on an older version of the same Airflow run (a cleared task retrained)
     mlops.rolled_back        "true" after a failed smoke test / promotion rolled it back
+    mlops.release_seal       the release steps' seal over decision, run and digest (mlops_core.release);
+                             deploy refuses a version whose tags no longer match it
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from mlops_core import settings, tracking
+from mlops_core import release, settings, tracking
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -89,6 +91,7 @@ class Ruling:
     evaluated_against: str | None
     reasons: list[str] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
+    run_id: str | None = None  # the MLflow run the version was created from (the registry's, not a tag)
 
 
 def client() -> MlflowClient:
@@ -503,6 +506,7 @@ def ruling(name: str, version: str) -> Ruling:
         evaluated_against=None if against in (None, "", NO_CHAMPION) else against,
         reasons=[r for r in tags.get(REASONS_TAG, "").split(" | ") if r],
         tags=tags,
+        run_id=getattr(mv, "run_id", None),
     )
 
 
@@ -523,7 +527,25 @@ def check_deployable(name: str, version: str) -> Ruling:
             "was evaluated against is unknown; register it through the pipeline's gate",
             found.outcome,
         )
+    fields = release.release_fields(name, str(version), found.run_id or "", found.tags)
+    if not release.verify(found.tags.get(release.RELEASE_SEAL_TAG), "release", **fields):
+        raise DecisionRefused(
+            f"refusing to deploy {name} v{version}: its gate decision ({found.outcome!r}) is not sealed "
+            f"by the release steps for this version, run and artifact (tag {release.RELEASE_SEAL_TAG} "
+            "missing or not matching): a tag was written or changed outside the pipeline's register "
+            "step. Re-run the training DAG",
+            "forged",
+        )
     return found
+
+
+def seal_release(name: str, version: str, run_id: str, tags: dict[str, str]) -> None:
+    """Seal the version's decision and digest (:mod:`mlops_core.release`); only the register step does."""
+    signature = release.seal("release", **release.release_fields(name, str(version), run_id, tags))
+    try:
+        client().set_model_version_tag(name, str(version), release.RELEASE_SEAL_TAG, signature)
+    except Exception as err:
+        raise unavailable(err, f"sealing the decision of {name!r} v{version}") from err
 
 
 def verify_artifact(name: str, version: str, tags: dict[str, str]) -> None:

@@ -8,6 +8,12 @@ the model card are. Approve: deploy runs. Reject, or no answer within the timeou
 option is Reject): deploy and smoke_test are skipped. Either way the outcome, who and when are
 recorded on the model version (``mlops.approval``, ``mlops.approved_by``, ``mlops.approved_at``,
 ``mlops.approval_comment``), and deploy itself refuses a version whose approval is not recorded.
+
+The answer is the one Airflow's HITL trigger read from this task's own ``HITLDetail`` row (which
+tasks cannot write through the API): an "Approve" counts only when a person gave it (the row
+names the user; an answer written by a task through the Execution API has none). The recorded approval is sealed with the release
+key (:mod:`mlops_core.release`), so an ``mlops.approval=approved`` tag set by anything else is
+refused at deploy.
 """
 
 from __future__ import annotations
@@ -113,8 +119,11 @@ class ModelApprovalOperator(MlopsStep, ApprovalOperator):
             self.validate_chosen_options(chosen_options)  # what the base class checks, before we record
             chosen = (chosen_options or [ApprovalOperator.REJECT])[0]
             user = event.get("responded_by_user") or {}
-            if chosen == ApprovalOperator.APPROVE:
+            if chosen == ApprovalOperator.APPROVE and self._person_approved(context, user):
                 outcome = "approved"
+            elif chosen == ApprovalOperator.APPROVE:
+                outcome = "rejected"
+                event = {**event, "chosen_options": [ApprovalOperator.REJECT]}
             else:
                 outcome = "timed_out" if event.get("timedout") else "rejected"
             comment = str((event.get("params_input") or {}).get("comment") or "")[:1000]
@@ -126,19 +135,29 @@ class ModelApprovalOperator(MlopsStep, ApprovalOperator):
         result = super().execute_complete(context, event)  # on Reject this skips deploy by raising
         return {**dict(result), "outcome": "approved", "version": str(self.registered["version"])}
 
-    def _record(self, version: str, outcome: str, who: str, when: Any, comment: str) -> None:
-        from mlops_core import registry
+    def _person_approved(self, context: Context, user: dict[str, Any]) -> bool:
+        """A named person chose Approve: the answer event is built by Airflow's HITL trigger from
+        this task's ``HITLDetail`` row (tasks cannot write it), and an answer written through the
+        Execution API (by a task) has no user in that row."""
+        if not (user.get("id") or user.get("name")):
+            self.log.warning("an Approve with no user behind it (not a person's answer): counted as Reject")
+            return False
+        return True
 
-        registry.set_tags(
-            self.spec.registered_model_name,
-            version,
-            {
-                APPROVAL_TAG: outcome,
-                "mlops.approved_by": who,
-                "mlops.approved_at": when.isoformat() if hasattr(when, "isoformat") else str(when or ""),
-                "mlops.approval_comment": comment,
-            },
+    def _record(self, version: str, outcome: str, who: str, when: Any, comment: str) -> None:
+        from mlops_core import registry, release
+
+        name = self.spec.registered_model_name
+        tags = {
+            APPROVAL_TAG: outcome,
+            "mlops.approved_by": who,
+            "mlops.approved_at": when.isoformat() if hasattr(when, "isoformat") else str(when or ""),
+            "mlops.approval_comment": comment,
+        }
+        tags[release.APPROVAL_SEAL_TAG] = release.seal(
+            "approval", **release.approval_fields(name, version, tags)
         )
+        registry.set_tags(name, version, tags)
         try:  # the model card shows the decision (mlops_core.modelcard, when present)
             from mlops_core import modelcard
 

@@ -22,6 +22,7 @@ from mlops_airflow.operators import (
     TrainOperator,
     ValidateOperator,
 )
+from mlops_core import release
 from mlops_core.catalog import METRICS
 
 if TYPE_CHECKING:
@@ -67,6 +68,17 @@ def _timeouts(spec: PipelineSpec) -> dict[str, timedelta]:
         "deploy": timedelta(minutes=step + 60),
         "smoke_test": timedelta(minutes=step + spec.deployment.canary_wait_minutes),
     }
+
+
+def release_args() -> dict[str, Any]:
+    """``queue=`` of the release steps (gate, register, approval, deploy, smoke_test).
+
+    ``$MLOPS_RELEASE_QUEUE`` (default ``release``): in a Celery deployment only the workers that
+    listen on it (``airflow celery worker -q release``) hold the registry-writer MLflow identity
+    and the release key (:mod:`mlops_core.release`); an empty value keeps them on the default queue.
+    """
+    name = release.queue()
+    return {"queue": name} if name else {}
 
 
 def cron(expression: str | None) -> Any:
@@ -188,6 +200,7 @@ def doc_md(spec: PipelineSpec) -> str:
 
 **Flow**: {"managed_ingestion (" + spec.ingestion.kind + ") -> " if spec.ingestion and "training" in spec.ingestion.dags else ""}ingest -> validate -> train -> evaluate -> gate -> register -> deploy -> smoke_test.
 A rejected challenger is still registered (alias `challenger`, tag `mlops.gate=reject`) but deploy and smoke_test skip; the run stays green and the reasons are in the gate task's log and XCom.
+gate, register{", approval" if spec.deployment.approval is not None and spec.deployment.approval.required else ""}, deploy and smoke_test run on the release queue (`$MLOPS_RELEASE_QUEUE`, default `release`).
 
 **Trigger**: UI "Trigger" (form: force_promote, reason, partition_date) or
 `airflow dags trigger {spec.name}_training -c '{{"partition_date": "2026-01-31"}}'`.
@@ -251,6 +264,7 @@ def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG
         doc_md=doc_md(spec),
     ) as dag:
         timeouts = _timeouts(spec)
+        released = release_args()
         ingest = IngestOperator(
             task_id="ingest", partition_date=PARTITION, pipeline=spec, execution_timeout=timeouts["ingest"]
         )
@@ -278,9 +292,10 @@ def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG
             reason="{{ params.reason }}",
             retries=0,
             pipeline=spec,
+            **released,
         )
         register = RegisterOperator(
-            task_id="register", trained=train.output, decision=gate.output, pipeline=spec
+            task_id="register", trained=train.output, decision=gate.output, pipeline=spec, **released
         )
         approval = None
         if spec.deployment.approval is not None and spec.deployment.approval.required:
@@ -295,6 +310,7 @@ def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG
                 pipeline=spec,
                 retries=0,
                 **approval_kwargs(spec),
+                **released,
             )
         deploy = DeployOperator(
             task_id="deploy",
@@ -302,6 +318,7 @@ def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG
             decision=gate.output,
             pipeline=spec,
             execution_timeout=timeouts["deploy"],
+            **released,
         )
         smoke = SmokeTestOperator(
             task_id="smoke_test",
@@ -310,6 +327,7 @@ def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG
             evaluation=evaluate.output,
             pipeline=spec,
             execution_timeout=timeouts["smoke_test"],
+            **released,
         )
         chain(
             ingest,

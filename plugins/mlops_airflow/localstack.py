@@ -68,6 +68,11 @@ class AirflowStack:
     port: int = field(default_factory=free_port)
     db_name: str = field(default_factory=lambda: f"mlops_stack_{secrets.token_hex(4)}")
     mlflow_server: bool = False
+    # MLflow behind its basic-auth app with the compose stack's two users (mlflow_users.py): every
+    # process logs in as the ordinary workers' user, the ``release_worker`` as the release user
+    mlflow_auth: bool = False
+    # a second Celery worker on the release queue (``-q release``) with the release user and key
+    release_worker: bool = False
     redis_url: str = "redis://127.0.0.1:6379"
     mlflow_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -120,6 +125,37 @@ class AirflowStack:
         env.update(self.extra_env)
         return env
 
+    @property
+    def secrets_dir(self) -> Path:
+        return self.home / "secrets"
+
+    def mlflow_login(self, user: str) -> dict[str, str]:
+        """``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` of ``admin``, ``airflow`` (ordinary) or ``release``."""
+        password = (self.secrets_dir / f"mlflow_{user}_password").read_text()
+        return {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
+
+    def _auth_env(self) -> dict[str, str]:
+        """The basic-auth app's config (users in SQLite next to the stack), and random passwords."""
+        self.secrets_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("mlflow_admin_password", "mlflow_airflow_password", "mlflow_release_password"):
+            (self.secrets_dir / name).write_text(secrets.token_urlsafe(24))
+        ini = self.home / "mlflow_auth.ini"
+        ini.write_text(
+            "[mlflow]\ndefault_permission = READ\n"
+            f"database_uri = sqlite:///{self.home / 'mlflow_auth.db'}\n"
+            "admin_username = admin\n"
+            f"admin_password = {(self.secrets_dir / 'mlflow_admin_password').read_text()}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+        ini.chmod(0o600)
+        return {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(32)}
+
+    def _create_mlflow_users(self) -> None:
+        """What compose's mlflow-init runs: include/compose/mlflow_users.py, for real."""
+        script = Path(__file__).resolve().parents[2] / "include" / "compose" / "mlflow_users.py"
+        env = {**self.env, "SECRETS_DIR": str(self.secrets_dir), "MLFLOW_TRACKING_URI": self.mlflow_url}
+        subprocess.run([sys.executable, str(script)], env=env, check=True, capture_output=True, timeout=120)
+
     def _start_mlflow(self) -> None:
         """An MLflow tracking server on its own PostgreSQL database, serving artifacts from a local folder."""
         store = create_database(f"{self.db_name}_mlflow").replace("+psycopg2", "")
@@ -128,6 +164,7 @@ class AirflowStack:
         args = [
             mlflow,
             "server",
+            *(["--app-name", "basic-auth"] if self.mlflow_auth else []),
             "--host",
             "127.0.0.1",
             "--port",
@@ -140,18 +177,42 @@ class AirflowStack:
             "--workers",
             "1",
         ]
+        env = {**self.env, **(self._auth_env() if self.mlflow_auth else {})}
         self.procs["mlflow"] = subprocess.Popen(
-            args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         deadline = time.time() + 120
         while time.time() < deadline:
             self.check_alive()
             try:
                 with urllib.request.urlopen(f"{self.mlflow_url}/health", timeout=5):
-                    return
+                    break
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(1)
-        raise TimeoutError("MLflow server did not start:\n" + self.log_tail("mlflow"))
+        else:
+            raise TimeoutError("MLflow server did not start:\n" + self.log_tail("mlflow"))
+        if self.mlflow_auth:
+            self._create_mlflow_users()
+            self.env.update(self.mlflow_login("airflow"))  # every process but the release worker
+
+    def _release_worker(self, airflow: str) -> tuple[list[str], dict[str, str]]:
+        """``airflow celery worker -q release`` with the release user and key (and a log server port of its own)."""
+        env = {
+            **self.env,
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "MLOPS_RELEASE_KEY": secrets.token_hex(32),
+        }
+        if self.mlflow_auth:
+            env.update(self.mlflow_login("release"))
+        args = [airflow, "celery", "worker", "-q", "release", "--concurrency", "1"]
+        # a hostname and pid file of its own: the default worker's are taken on this machine
+        args += [
+            "--celery-hostname",
+            f"release@{socket.gethostname()}",
+            "--pid",
+            str(self.home / "release-worker.pid"),
+        ]
+        return args, env
 
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -175,6 +236,12 @@ class AirflowStack:
             )
             self.procs[name] = subprocess.Popen(
                 args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        if self.release_worker:
+            args, env = self._release_worker(airflow)
+            log = open(self.home / "celery-release-worker.log", "wb")  # noqa: SIM115 - closed with the process
+            self.procs["celery-release-worker"] = subprocess.Popen(
+                args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         self.wait_healthy()
 
@@ -297,6 +364,24 @@ class AirflowStack:
             "task_instances"
         ]
         return {t["task_id"]: t for t in found}
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        """A task's XCom value as the REST API returns it (deserialized)."""
+        from urllib.parse import quote
+
+        path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/xcomEntries/{key}"
+        return self.api("GET", path + "?deserialize=true")["value"]
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """A task try's log text as the REST API serves it (for failure messages)."""
+        from urllib.parse import quote
+
+        path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/logs/{try_number}"
+        try:
+            content = self.api("GET", path + "?full_content=true").get("content") or []
+        except RuntimeError as err:
+            return str(err)
+        return "\n".join(json.dumps(line, default=str)[:4000] for line in content)
 
     def wait_runs(self, dag_id: str, count: int, timeout: float = 900, **match: Any) -> list[dict[str, Any]]:
         """Wait until ``count`` runs matching ``match`` (e.g. run_type) reached a final state."""

@@ -1,8 +1,10 @@
 """The team topology without Docker: Airflow on PostgreSQL with the CeleryExecutor (Redis broker,
-a Celery worker process), scheduler, dag-processor, triggerer, api-server, an MLflow tracking
-server on PostgreSQL serving the artifacts, and Prometheus scraping a Pushgateway (Debian's
-binaries, the compose stack's config and alert rules). Started once for this module, checked
-through the REST API, the Celery result backend, the MLflow server, PromQL and the browser.
+a Celery worker process for the default queue and one for the ``release`` queue), scheduler,
+dag-processor, triggerer, api-server, an MLflow tracking server on PostgreSQL serving the
+artifacts behind its basic-auth app (compose's two users: the ordinary workers' and the release
+worker's, created by compose's own mlflow_users.py), and Prometheus scraping a Pushgateway
+(Debian's binaries, the compose stack's config and alert rules). Started once for this module,
+checked through the REST API, the Celery result backend, the MLflow server, PromQL and the browser.
 """
 
 from __future__ import annotations
@@ -31,6 +33,81 @@ NAME = "team"
 APPROVAL = "team_apr"
 BACKFILL = [date(2026, 2, d) for d in (1, 2, 3)]
 SCREENSHOTS = REPO / ".local" / "screenshots"
+PROBE = "release_probe"
+
+# Separation of duties, run by the real workers: the ordinary worker logs a run, the release
+# worker registers it and moves an alias, then the ordinary worker tries the forgeries of issue 23
+# (a gate tag on the version, the champion alias) and reports what MLflow answered.
+PROBE_DAG = f"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import dag, task
+
+MODEL = "{PROBE}_model"
+
+
+def _client():
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+@dag(dag_id="{PROBE}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False)
+def probe():
+    @task
+    def log_run() -> str:
+        import mlflow
+
+        mlflow.set_experiment("{PROBE}")
+        with mlflow.start_run() as run:
+            mlflow.log_text("x", "model/x.txt")
+        return run.info.run_id
+
+    @task(queue="release")
+    def register(mlflow_run: str) -> str:
+        client = _client()
+        try:
+            client.create_registered_model(MODEL)
+        except Exception as err:
+            if getattr(err, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                raise
+        version = client.create_model_version(MODEL, f"runs:/{{mlflow_run}}/model", mlflow_run).version
+        client.set_model_version_tag(MODEL, version, "mlops.gate", "reject")
+        client.set_registered_model_alias(MODEL, "challenger", version)
+        return str(version)
+
+    @task
+    def forge(version: str) -> dict:
+        client, answers = _client(), {{}}
+        for name, call in (
+            ("tag", lambda: client.set_model_version_tag(MODEL, version, "mlops.gate", "promote")),
+            ("alias", lambda: client.set_registered_model_alias(MODEL, "champion", version)),
+            ("approval", lambda: client.set_model_version_tag(MODEL, version, "mlops.approval", "approved")),
+        ):
+            try:
+                call()
+                answers[name] = "written"
+            except Exception as err:
+                answers[name] = f"{{getattr(err, 'error_code', type(err).__name__)}}: {{str(err)[:200]}}"
+        answers["read"] = _client().get_model_version(MODEL, version).tags.get("mlops.gate")
+        return answers
+
+    @task(queue="release")
+    def release_moves(version: str) -> dict:
+        client = _client()
+        client.set_model_version_tag(MODEL, version, "mlops.probe", "release")
+        client.set_registered_model_alias(MODEL, "champion", version)
+        mv = client.get_model_version(MODEL, version)
+        return {{"gate": mv.tags.get("mlops.gate"), "champion": client.get_registered_model(MODEL).aliases.get("champion")}}
+
+    version = register(log_run())
+    forge(version) >> release_moves(version)
+
+
+probe()
+"""
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +135,7 @@ def stack(tmp_path_factory):
             deployment={"approval": {"assigned_users": ["admin"], "timeout_minutes": 60}},
         )
         (dags / "pipelines" / f"{APPROVAL}.yaml").write_text(yaml.safe_dump(approval, sort_keys=False))
+        (dags / f"{PROBE}.py").write_text(PROBE_DAG)
         landing = settings.landing_root()
         datasets.materialize("breast_cancer", landing)
         # scoring input for the backfill and for the scheduled run: the scheduler (the real clock)
@@ -70,6 +148,8 @@ def stack(tmp_path_factory):
             dags_folder=dags,
             executor="CeleryExecutor",
             mlflow_server=True,
+            mlflow_auth=True,
+            release_worker=True,
             services=("scheduler", "dag-processor", "triggerer", "api-server", "celery-worker"),
             extra_env={
                 "MLOPS_LOCAL_DIR": str(root / "local"),
@@ -85,6 +165,8 @@ def stack(tmp_path_factory):
         stack.statsd = statsd
         stack.start()
         mp.setenv("MLFLOW_TRACKING_URI", stack.mlflow_url)
+        for key, value in stack.mlflow_login("admin").items():  # this test reads everything
+            mp.setenv(key, value)
         try:
             for dag_id in (f"{NAME}_training", f"{NAME}_batch_scoring"):
                 stack.wait_for_dag(dag_id)
@@ -127,7 +209,9 @@ def test_rest_trigger_with_params_runs_on_the_celery_worker(stack, trained):
     tasks = stack.tasks(f"{NAME}_training", run["dag_run_id"])
     assert run["state"] == "success", {t: v["state"] for t, v in tasks.items()}
     assert {t["state"] for t in tasks.values()} == {"success"}, (run, tasks)
-    assert all(t["queue"] == "default" and t["hostname"] for t in tasks.values())
+    released = {"gate", "register", "deploy", "smoke_test"}  # the release queue's worker (README)
+    assert {t for t, v in tasks.items() if v["queue"] == "release"} == released, tasks
+    assert all(t["queue"] == "default" and t["hostname"] for n, t in tasks.items() if n not in released)
     # The worker writes a task's Celery result after its Airflow state (the supervisor reports the
     # state, then the Celery task returns), so the last task's row may lag the run's success.
     deadline = time.monotonic() + 60
@@ -138,6 +222,34 @@ def test_rest_trigger_with_params_runs_on_the_celery_worker(stack, trained):
         time.sleep(1)
     assert sum(status == "SUCCESS" for _, status in results) >= len(tasks), results
     assert stack.procs["celery-worker"].poll() is None
+
+
+def test_only_the_release_queue_may_tag_or_alias_a_model_version(stack):
+    """Issue 23 item 3 on the real MLflow server: an ordinary worker's task is refused (403) when it
+    writes a gate or approval tag or moves an alias; the release worker's task does both."""
+    stack.wait_for_dag(PROBE)
+    stack.unpause(PROBE)
+    stack.api("POST", f"/dags/{PROBE}/dagRuns", {"logical_date": None})
+    (run,) = stack.wait_runs(PROBE, 1, timeout=600)
+    tasks = stack.tasks(PROBE, run["dag_run_id"])
+    failed = {
+        t: stack.task_log(PROBE, run["dag_run_id"], t)[-8000:]
+        for t, v in tasks.items()
+        if v["state"] == "failed"
+    }
+    if run["state"] != "success":
+        pytest.fail(f"{ {t: v['state'] for t, v in tasks.items()} }\n" + "\n".join(failed.values()))
+    assert {t: v["queue"] for t, v in tasks.items()} == {
+        "log_run": "default", "register": "release", "forge": "default", "release_moves": "release",
+    }  # fmt: skip
+    forged = stack.xcom(PROBE, run["dag_run_id"], "forge")
+    for attempt in ("tag", "alias", "approval"):
+        assert forged[attempt].startswith("PERMISSION_DENIED") and "403" in forged[attempt], forged
+    assert forged["read"] == "reject"  # it may read the registry, not change it
+    moved = stack.xcom(PROBE, run["dag_run_id"], "release_moves")
+    version = stack.xcom(PROBE, run["dag_run_id"], "register")
+    # the release worker moved the alias; the forged tag never landed
+    assert moved["gate"] == "reject" and str(moved["champion"]) == str(version), (moved, version)
 
 
 def test_mlflow_server_holds_the_model_and_champion(stack, trained):

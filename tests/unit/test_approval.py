@@ -128,6 +128,31 @@ def test_the_answer_is_recorded_on_the_version(
     assert tags["mlops.approved_by"] == (user or {}).get("name", "")
     assert tags["mlops.approved_at"] == when.isoformat()
     assert tags["mlops.approval_comment"] == ("looks right" if user else "")
+    assert tags["mlops.approval_seal"]  # sealed by the approval task (mlops_core.release)
+
+
+@pytest.mark.parametrize("user", [None, {"id": "", "name": ""}])
+def test_an_approve_no_person_gave_is_recorded_as_a_rejection(spec, registered, user):
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
+    from airflow.sdk.exceptions import DownstreamTasksSkipped
+
+    with DAG("appr_training", schedule=None):
+        op = _operator(spec, *registered)
+        op >> EmptyOperator(task_id="deploy")
+    ti = SimpleNamespace(map_index=-1, xcom_push=lambda key, value: None)
+    event = {
+        "chosen_options": ["Approve"],
+        "params_input": {},
+        "responded_at": datetime(2026, 2, 1, 9, 30, tzinfo=UTC),
+        "responded_by_user": user,
+    }
+    with pytest.raises(DownstreamTasksSkipped):
+        op.execute_complete({**_context(), "ti": ti, "task": op}, event)
+    version = registered[3]["version"]
+    assert registry.client().get_model_version("appr", version).tags["mlops.approval"] == "rejected"
+    with pytest.raises(registry.DecisionRefused, match="tag is rejected"):
+        lifecycle.deploy(spec, version)
 
 
 def test_deploy_refuses_a_version_no_person_approved(spec, registered):
@@ -137,8 +162,13 @@ def test_deploy_refuses_a_version_no_person_approved(spec, registered):
     registry.set_tags("appr", version, {"mlops.approval": "rejected"})
     with pytest.raises(registry.DecisionRefused, match="tag is rejected"):
         lifecycle.deploy(spec, version)
+    # the attack of issue 23: the tag alone, with no person's answer behind it
+    registry.set_tags("appr", version, {"mlops.approval": "approved", "mlops.approved_by": "alice"})
+    with pytest.raises(registry.DecisionRefused, match="not sealed by the approval task"):
+        lifecycle.deploy(spec, version)
     assert registry.alias_version("appr", registry.CHAMPION) is None
-    registry.set_tags("appr", version, {"mlops.approval": "approved"})
+    # what the approval task records after reading a person's Approve from Airflow's HITL record
+    _operator(spec, *registered)._record(version, "approved", "alice", datetime(2026, 2, 1, tzinfo=UTC), "")
     lifecycle.deploy(spec, version)
     assert registry.alias_version("appr", registry.CHAMPION) == version
 

@@ -187,7 +187,7 @@ SECRET_USERS: dict[str, set[str]] = {
     },
     "mlflow_db_password": {"secrets-check", "postgres", "mlflow"},
     # The Celery broker + result backend: the scheduler queues, the workers consume.
-    "redis_password": {"secrets-check", "redis", "airflow-scheduler", "airflow-worker"},
+    "redis_password": {"secrets-check", "redis", "airflow-scheduler", "airflow-worker", "airflow-release-worker"},
     # Connections and variables are decrypted where they are read from the DB; workers get them
     # decrypted from the execution API.
     "airflow_fernet_key": {
@@ -205,6 +205,9 @@ SECRET_USERS: dict[str, set[str]] = {
     "mlflow_s3_secret_key": {"secrets-check", "minio-init", "mlflow"},
     "mlflow_admin_password": {"secrets-check", "mlflow", "mlflow-init"},
     "mlflow_airflow_password": {"secrets-check", "mlflow-init", "airflow-worker"},
+    # The release queue's worker alone: the registry-writer identity and the release key.
+    "mlflow_release_password": {"secrets-check", "mlflow-init", "airflow-release-worker"},
+    "mlops_release_key": {"secrets-check", "airflow-release-worker"},
     "mlflow_flask_secret_key": {"secrets-check", "mlflow"},
     # The Grafana UI's admin, read once when Grafana creates its database.
     "grafana_admin_password": {"secrets-check", "grafana"},
@@ -216,7 +219,7 @@ SECRET_USERS: dict[str, set[str]] = {
 }  # fmt: skip
 AIRFLOW_SERVICES = {
     "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-    "airflow-triggerer", "airflow-worker",
+    "airflow-triggerer", "airflow-worker", "airflow-release-worker",
 }  # fmt: skip
 SECRET_PATH = re.compile(r"/run/secrets/(?P<name>[\w.-]+)")
 COMPOSE_SCRIPTS = ROOT / "include" / "compose"
@@ -290,6 +293,23 @@ def test_workers_hold_no_database_fernet_jwt_or_storage_secret() -> None:
         "result backend on the DB needs its password"
     )
     assert "--skip-serve-logs" in worker["command"], "a log server would need [api] secret_key"
+
+
+def test_release_steps_have_a_worker_of_their_own_with_the_writer_identity() -> None:
+    """Separation of duties: only the `release` queue's worker holds the registry-writer MLflow
+    user and the release key; the ordinary workers hold neither (README "Security catalogue")."""
+    services = load_compose()["services"]
+    release, worker = services["airflow-release-worker"], services["airflow-worker"]
+    assert release["command"].split()[-2:] == ["-q", "release"]
+    assert "-q" not in worker["command"].split(), "ordinary workers take the default queue only"
+    assert service_secrets(release) == {"redis_password", "mlflow_release_password", "mlops_release_key"}
+    env = environment(release)
+    assert env["MLFLOW_TRACKING_USERNAME"] == "${MLFLOW_RELEASE_USERNAME:-release}"
+    assert env["MLFLOW_TRACKING_PASSWORD_FILE"] == "/run/secrets/mlflow_release_password"
+    assert env["MLOPS_RELEASE_KEY_FILE"] == "/run/secrets/mlops_release_key"
+    assert environment(worker)["MLFLOW_TRACKING_USERNAME"] == "${MLFLOW_WORKER_USERNAME:-airflow}"
+    assert not {"mlflow_release_password", "mlops_release_key"} & service_secrets(worker)
+    assert "MLFLOW_RELEASE_USERNAME" in env_example() and "MLFLOW_WORKER_USERNAME" in env_example()
 
 
 def test_env_example_holds_no_secret() -> None:
@@ -530,14 +550,34 @@ def test_mlflow_init_creates_or_resets_the_workers_user(good_secrets: Path, exis
     assert proc.returncode == 0, proc.stderr
     admin = base64.b64encode(f"admin:{(good_secrets / 'mlflow_admin_password').read_text()}".encode())
     assert {auth for _, _, auth, _ in calls} == {f"Basic {admin.decode()}"}
-    password = (good_secrets / "mlflow_airflow_password").read_text()
     write = (
         ("PATCH", "/api/2.0/mlflow/users/update-password")
         if exists
         else ("POST", "/api/2.0/mlflow/users/create")
     )
-    assert [(m, p) for m, p, _, _ in calls] == [("GET", "/api/2.0/mlflow/users/get?username=airflow"), write]
-    assert calls[-1][3] == {"username": "airflow", "password": password}
+    grant = ("POST", "/api/3.0/mlflow/users/permissions/grant")
+    assert [(m, p) for m, p, _, _ in calls] == [
+        ("GET", "/api/2.0/mlflow/users/get?username=admin"),
+        ("GET", "/api/2.0/mlflow/users/get?username=airflow"),
+        write,
+        ("GET", "/api/2.0/mlflow/users/get?username=release"),
+        write,
+        grant,
+        grant,
+    ]
+    for index, user in ((2, "airflow"), (4, "release")):
+        password = (good_secrets / f"mlflow_{user}_password").read_text()
+        assert calls[index][3] == {"username": user, "password": password}
+    # the release identity alone edits registered models; the workers' user gets no grant at all
+    assert [c[3] for c in calls[5:]] == [
+        {"username": "release", "resource_type": "experiment", "resource_id": "*", "permission": "EDIT"},
+        {
+            "username": "release",
+            "resource_type": "registered_model",
+            "resource_id": "*",
+            "permission": "MANAGE",
+        },
+    ]
 
 
 FAKE_MC = """#!/bin/sh
