@@ -251,8 +251,12 @@ def test_the_champion_after_the_digest_tag_is_restamped_is_refused_everywhere(
         registry.load_verified(spec.name, version)
     with pytest.raises(registry.ArtifactRefused, match="changed since training"):
         lifecycle.batch_score(spec, raw_uri, lake, DS)
-    with pytest.raises(registry.DecisionRefused, match="changed since training"):
-        lifecycle.deploy(spec, version)  # a deploy (to any target) checks before the files leave
+    # a deploy (to any target) checks before the files leave: the re-stamped digest tag no longer
+    # matches the release seal (which covers the digest), and the files not the run's record
+    with pytest.raises(
+        registry.DecisionRefused, match="not sealed by the release steps|changed since training"
+    ):
+        lifecycle.deploy(spec, version)
     with pytest.raises(RuntimeError, match="changed since training"):
         lifecycle.smoke_test(spec, deployment, trained["holdout_uri"], evaluated["predictions_uri"])
     assert not marker.exists()
