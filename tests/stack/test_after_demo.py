@@ -196,3 +196,37 @@ def test_the_ui_tells_the_demo_story_with_no_failure(make_airflow: dict[str, Any
         page.get_by_text("breast_cancer", exact=False).first.wait_for(timeout=60_000)
         page.screenshot(path=str(tmp_path / "assets.png"), full_page=True)
         browser.close()
+
+
+def test_make_mlflow_ui_shows_the_demo_champion_from_a_plain_shell(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
+    log = tmp_path / "make-mlflow-ui.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["make", "--no-print-directory", "mlflow-ui", f"MLFLOW_PORT={port}"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}/api/2.0/mlflow/registered-models/get?name=breast_cancer"
+
+    def champion() -> Any:
+        try:
+            model = _get(url)["registered_model"]
+        except OSError:
+            return None
+        return {a["alias"]: a["version"] for a in model.get("aliases", [])}.get("champion")
+
+    try:
+        wait_until(
+            lambda: proc.poll() is None and champion() is not None,
+            timeout=180,
+            message=lambda: f"make mlflow-ui never served the demo's model:\n{log.read_text()[-3000:]}",
+        )
+        assert str(champion()).isdigit()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
