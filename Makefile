@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11 + make):
 #   make demo   -> venv + lock + embedded Airflow/MLflow/lake, then the example pipeline end to end
-#   make test   -> lint (ruff), types (mypy) and the whole pytest suite
+#   make test   -> lint (ruff + the docs site), types (mypy) and the whole pytest suite
 PY      ?= python3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
@@ -16,7 +16,7 @@ export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(AIRFLOW_HOME)/airflow.db
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= True
 
-.PHONY: install lock browser observability emulators demo after-demo test test-fast test-stack test-clouds lint typecheck airflow mlflow-ui bench bench-quick clean
+.PHONY: install lock browser observability emulators demo after-demo test test-fast test-stack test-clouds lint docs typecheck airflow mlflow-ui bench bench-quick clean
 
 # The venv holds the dev lock (the runtime lock + test tools); the image holds requirements.txt only.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -38,9 +38,17 @@ lock:
 demo: install
 	$(BIN)/python -m mlops_airflow.demo
 
-lint: install
+lint: install docs
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The docs site (mkdocs.yml, docs/) built with --strict (a broken link or nav entry fails) into
+# .local/site (never committed), and docs/reference.md checked against the JSON Schema it is
+# generated from (python docs/gen_reference.py rewrites it). lint runs it, so make test does.
+# NO_MKDOCS_2_WARNING only silences mkdocs-material's banner about its successor.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -f mkdocs.yml -d $(LOCAL)/site
+	$(BIN)/python docs/gen_reference.py --check
 
 typecheck: install
 	$(BIN)/mypy
