@@ -89,3 +89,17 @@ def pipeline_folder(dags: Path, name: str, example: str = "breast_cancer", **cha
     data = example_data(example, name=name, **changes)
     (dags / "pipelines" / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     return dags
+
+
+def load_as_serving_container(uri: str) -> Any:
+    """Load a model the way MLflow's serving container does (``mlflow.pyfunc.load_model`` in a
+    process of its own, MLflow's defaults). The stand-ins for the serving images (SageMaker,
+    Vertex AI, Azure ML, KServe) run inside the test process, where the package has switched
+    MLflow's own loaders off (``tracking.forbid_mlflow_unpickling``): only they use this."""
+    import os
+    from unittest import mock
+
+    import mlflow
+
+    with mock.patch.dict(os.environ, {"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"}):
+        return mlflow.pyfunc.load_model(uri)

@@ -34,7 +34,7 @@ from mlops_core.deploy import READY, UPDATING, Deployment, DeploymentFailed
 from mlops_core.deploy.kserve import KServeTarget
 from tests.contract import kserve_schema
 from tests.contract.test_sagemaker import register_tiny_versions, use_mlflow_store
-from tests.helpers import example_spec
+from tests.helpers import example_spec, load_as_serving_container
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -840,11 +840,10 @@ class FakeInference:
         errors = v2_request_errors(body)
         if errors:
             return 400, {"error": "; ".join(errors)}
-        import mlflow
 
         frame = pd.DataFrame({t["name"]: _flat(t["data"]) for t in body["inputs"]})
         if self.version not in self.models:
-            self.models[self.version] = mlflow.pyfunc.load_model(f"models:/{NAME}/{self.version}")
+            self.models[self.version] = load_as_serving_container(f"models:/{NAME}/{self.version}")
         predictions = [str(p) for p in self.models[self.version].predict(frame)]
         output = {"name": "output-1", "shape": [len(predictions)], "datatype": "BYTES", "data": predictions}
         return 200, {"model_name": ISVC, "id": "5c1e0f5a", "parameters": {}, "outputs": [output]}

@@ -55,6 +55,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tests.contract import azure_models
 from tests.emulators.loopback import Invalid, LoopbackAPI
+from tests.helpers import load_as_serving_container
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -733,10 +734,9 @@ class AzureMLAPI(LoopbackAPI):
             if name in self.failing_deployments:
                 resource["properties"]["provisioningState"] = "Failed"
                 raise OperationFailed("ResourceNotReady", f"User container has crashed or terminated: {name}")
-            import mlflow.pyfunc
 
             try:
-                loaded = mlflow.pyfunc.load_model(self.models[model_key]["_folder"])
+                loaded = load_as_serving_container(self.models[model_key]["_folder"])
             except Exception as err:
                 resource["properties"]["provisioningState"] = "Failed"
                 raise OperationFailed(

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.emulators.loopback import Invalid, LoopbackAPI
+from tests.helpers import load_as_serving_container
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -94,7 +95,6 @@ class SageMakerRuntime:
 
     def _load(self, model_data: str, env: dict[str, str]) -> Any:
         """Unpack ``model.tar.gz`` as SageMaker does and load it as the MLflow container does."""
-        import mlflow.pyfunc
 
         flavor = env.get("MLFLOW_DEPLOYMENT_FLAVOR_NAME", "python_function")
         if flavor != "python_function":
@@ -111,7 +111,7 @@ class SageMakerRuntime:
                 raise Invalid(f"{model_data} has no MLmodel at its top: the container cannot load it")
             with warnings.catch_warnings():  # skops' type scan warns once per attribute it probes
                 warnings.simplefilter("ignore")
-                self._loaded[(model_data, etag)] = mlflow.pyfunc.load_model(str(folder))
+                self._loaded[(model_data, etag)] = load_as_serving_container(str(folder))
         return self._loaded[(model_data, etag)]
 
     def _invoke(self, req: Request) -> tuple[int, Any]:

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from tests.contract import discovery
 from tests.emulators.loopback import Invalid, LoopbackAPI
+from tests.helpers import load_as_serving_container
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -477,7 +478,6 @@ class VertexAPI(LoopbackAPI):
     def _serving_container(self, model: dict[str, Any]) -> Container:
         """What the serving image does at start: copy ``artifactUri`` locally and load the MLflow model."""
         import fsspec
-        import mlflow.pyfunc
 
         uri = str(model["artifactUri"]).rstrip("/")
         fs, root = fsspec.core.url_to_fs(uri, **self.storage_options)
@@ -492,7 +492,7 @@ class VertexAPI(LoopbackAPI):
             local.parent.mkdir(parents=True, exist_ok=True)
             local.write_bytes(fs.cat_file(path))
         try:
-            loaded = mlflow.pyfunc.load_model(str(folder))
+            loaded = load_as_serving_container(str(folder))
         except Exception as err:
             raise OperationFailed(
                 13, f"Model server never became ready: {type(err).__name__}: {err}"

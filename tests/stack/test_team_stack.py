@@ -25,7 +25,7 @@ import yaml
 from mlops_airflow.localstack import AirflowStack
 from mlops_core import datasets, settings
 from tests import promstack
-from tests.helpers import REPO, example_data, pipeline_folder, wait_until
+from tests.helpers import REPO, example_data, load_as_serving_container, pipeline_folder, wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -267,7 +267,7 @@ def test_mlflow_server_holds_the_model_and_champion(stack, trained):
     # both: earlier tests in the session point the process-wide registry URI at local stores
     mlflow.set_tracking_uri(stack.mlflow_url)
     mlflow.set_registry_uri(stack.mlflow_url)
-    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    model = load_as_serving_container(f"models:/{NAME}@champion")
     assert len(model.predict(datasets.load_example("breast_cancer").head(3))) == 3
 
 
