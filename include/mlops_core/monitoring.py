@@ -166,12 +166,7 @@ def training_baseline(
         statistic_margin=cal.statistic_margin,
         max_periods=cal.max_periods,
         date_column=date_column,
-        numeric_method=m.numeric_method,
-        categorical_method=m.categorical_method,
-        column_methods=dict(m.column_methods),
-        column_thresholds=dict(m.column_thresholds),
-        sample_size=m.sample_size,
-        seed=m.seed,
+        **_engine_options(m),
     )
     if baseline is None:
         return {
@@ -202,6 +197,18 @@ def champion_baseline(spec: PipelineSpec) -> Any:
     if raw is not None and not raw.get("calibrated"):
         log.info("%s: no drift baseline (%s); the configured thresholds apply", spec.name, raw.get("reason"))
     return drift.Baseline.from_dict(raw or {})
+
+
+def _engine_options(m: MonitoringSpec) -> dict[str, Any]:
+    """The drift engine's options from ``spec.monitoring``: the same for calibration and the daily check."""
+    return {
+        "numeric_method": m.numeric_method,
+        "categorical_method": m.categorical_method,
+        "column_methods": dict(m.column_methods),
+        "column_thresholds": dict(m.column_thresholds),
+        "sample_size": m.sample_size,
+        "seed": m.seed,
+    }
 
 
 def _columns(spec: PipelineSpec, reference: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -335,12 +342,7 @@ def check(
         current,
         numeric,
         categorical,
-        numeric_method=m.numeric_method,
-        categorical_method=m.categorical_method,
-        column_methods=dict(m.column_methods),
-        column_thresholds=dict(m.column_thresholds),
-        sample_size=m.sample_size,
-        seed=m.seed,
+        **_engine_options(m),
         floors=floors,
     )
     result.critical = [c for c in m.critical_columns if c in numeric + categorical]

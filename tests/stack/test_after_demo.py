@@ -56,6 +56,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _plain_shell_make(*args: str, log: Path) -> subprocess.Popen[bytes]:
+    """``make ARGS`` as a person starts it in a plain shell: no venv on PATH, none of this test
+    session's Airflow or MLflow variables; its own process group (stopped whole by the test)."""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            ["make", "--no-print-directory", *args],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def _get(url: str, token: str | None = None) -> Any:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -86,18 +101,8 @@ def make_airflow(tmp_path_factory: pytest.TempPathFactory) -> Any:
         pytest.fail(f"no demo state under {LOCAL}: run `make demo` first")
     port = _free_port()
     log = tmp_path_factory.mktemp("make-airflow") / "make-airflow.log"
-    # A plain shell: no venv on PATH, none of this test session's Airflow or MLflow variables.
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
     started = time.time()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            ["make", "--no-print-directory", "airflow", f"AIRFLOW_PORT={port}"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = _plain_shell_make("airflow", f"AIRFLOW_PORT={port}", log=log)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(
@@ -200,17 +205,8 @@ def test_the_ui_tells_the_demo_story_with_no_failure(make_airflow: dict[str, Any
 
 def test_make_mlflow_ui_shows_the_demo_champion_from_a_plain_shell(tmp_path: Path) -> None:
     port = _free_port()
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
     log = tmp_path / "make-mlflow-ui.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            ["make", "--no-print-directory", "mlflow-ui", f"MLFLOW_PORT={port}"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = _plain_shell_make("mlflow-ui", f"MLFLOW_PORT={port}", log=log)
     url = f"http://127.0.0.1:{port}/api/2.0/mlflow/registered-models/get?name=breast_cancer"
 
     def champion() -> Any:
