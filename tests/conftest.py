@@ -70,6 +70,14 @@ _TIERS = ("dags", "unit", "integration", "contract", "emulator", "faults", "sche
 _tier_seconds: dict[str, float] = {}
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test carries one tier marker: `make test` selects its two runs by marker, so a test
+    without one would silently leave the parallel run (or, with a typo, every run)."""
+    unmarked = [i.nodeid for i in items if not any(m.name in _TIERS for m in i.iter_markers())]
+    if unmarked:
+        raise pytest.UsageError(f"tests without a tier marker ({', '.join(_TIERS)}): {unmarked[:10]}")
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     tier = next((t for t in _TIERS if t in report.keywords), "other")
     _tier_seconds[tier] = _tier_seconds.get(tier, 0.0) + report.duration

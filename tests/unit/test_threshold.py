@@ -21,6 +21,8 @@ from mlops_core import threshold
 from mlops_core.spec import ThresholdSearch
 from tests.helpers import example_spec
 
+pytestmark = pytest.mark.unit
+
 SETTINGS: list[Any] = [
     {"optimize": "f1"},
     {"optimize": "balanced_accuracy"},
