@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.stack.ui import CHROMIUM_ARGS
+from tests.stack.ui import CHROMIUM_ARGS, login
 
 pytestmark = [
     pytest.mark.stack,
@@ -179,11 +179,7 @@ def test_the_ui_tells_the_demo_story_with_no_failure(make_airflow: dict[str, Any
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(f"{url}/", wait_until="networkidle")
-        page.locator("input[name=username]").fill("admin")
-        page.locator("input[name=password]").fill(password)
-        page.locator("button[type=submit]").click()
-        page.wait_for_url(lambda u: "/auth/login" not in u, wait_until="networkidle")
+        login(page, url, password)
 
         page.goto(f"{url}/dags", wait_until="networkidle")
         for dag_id in PIPELINES:

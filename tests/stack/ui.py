@@ -62,13 +62,17 @@ def trigger_form_screenshot(stack: AirflowStack, chromium: str, dag_id: str, out
     return seen
 
 
-def _login(page: Any, stack: AirflowStack) -> None:
-    password = json.loads((stack.home / "passwords.json").read_text())["admin"]
-    page.goto(f"{stack.url}/", wait_until="networkidle")
+def login(page: Any, url: str, password: str) -> None:
+    """Sign in as ``admin`` on Airflow's login page at ``url`` and wait until it lets us in."""
+    page.goto(f"{url}/", wait_until="networkidle")
     page.locator("input[name=username]").fill("admin")
     page.locator("input[name=password]").fill(password)
     page.locator("button[type=submit]").click()
     page.wait_for_url(lambda u: "/auth/login" not in u, wait_until="networkidle")
+
+
+def _login(page: Any, stack: AirflowStack) -> None:
+    login(page, stack.url, json.loads((stack.home / "passwords.json").read_text())["admin"])
 
 
 def approve_in_the_required_actions_page(
