@@ -19,11 +19,11 @@ export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= True
 .PHONY: install lock browser observability emulators demo after-demo test test-fast test-stack test-clouds lint docs typecheck airflow mlflow-ui bench bench-quick clean
 
 # The venv holds the dev lock (the runtime lock + test tools); the image holds requirements.txt only.
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml tools/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.8
 	$(BIN)/uv pip install --python $(BIN)/python -q -r requirements-dev.txt
-	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e .
+	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e . -e tools
 	touch $@
 
 install: $(VENV)/.installed
@@ -36,11 +36,12 @@ lock:
 	$(BIN)/uv pip compile requirements-dev.in -c requirements.txt --python-version 3.11 -o requirements-dev.txt
 
 demo: install
-	$(BIN)/python -m mlops_airflow.demo
+	$(BIN)/python -m mlops_dev.demo
 
 lint: install docs
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 # The docs site (mkdocs.yml, docs/) built with --strict (a broken link or nav entry fails) into
 # .local/site (never committed), and docs/reference.md checked against the JSON Schema it is

@@ -1,5 +1,5 @@
 """Decay benchmark: a seeded dated regression table with a slow worsening, replayed day by day
-through the feedback engine (:mod:`mlops_core.feedback`) with the defaults.
+through the feedback engine (:mod:`mlops_core.monitor.feedback`) with the defaults.
 
 The table: ``days`` days of about ``rows`` rows each (Poisson), one row per ``record_id`` with its
 ``event_date``; the champion (v1) predicts ``progression`` with a residual of standard deviation
@@ -99,7 +99,7 @@ def spec_for(**decay: Any) -> PipelineSpec:
 def write_world(spec: PipelineSpec, lake: str, landing: str, frame: pd.DataFrame) -> None:
     """``monitor_predictions/ds=D`` for every day (the 7-day window's rows, each with its
     ``prediction_ds``, as ``lifecycle.batch_score`` writes them) and the labels CSV."""
-    from mlops_core import storage
+    from mlops_core.data import storage
 
     window = spec.monitoring.window_days
     for i in range(frame["event_date"].nunique()):
@@ -117,7 +117,7 @@ def write_world(spec: PipelineSpec, lake: str, landing: str, frame: pd.DataFrame
 
 def replay(spec: PipelineSpec, lake: str, days: int) -> list[dict[str, Any]]:
     """Each monitored day D in order: the performance step for T = D - delay, then the decay verdict."""
-    from mlops_core import feedback
+    from mlops_core.monitor import feedback
 
     assert spec.feedback is not None
     out = []
@@ -142,7 +142,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLOPS_LOCAL_DIR"] = tmp
-        from mlops_core import feedback, settings
+        from mlops_core.base import settings
+        from mlops_core.monitor import feedback
 
         # no registry here: the holdout the champion's training run would report
         feedback.champion_holdout = lambda *_: HOLDOUT_RMSE

@@ -3,9 +3,9 @@
 Data: a seeded table (sklearn ``make_classification``, 6,000 rows, 12 features of which 5 are
 informative, 5 % positive, 2 % of labels flipped), labels ``bad`` (rare, the positive class) and
 ``good`` -- ``bad`` sorts first, the order that put the tuned threshold on the wrong class before
-issue 29. The package's own code path: :func:`mlops_core.training.build_pipeline` and
-:func:`mlops_core.threshold.apply` fit on the training rows (80 %, stratified), the holdout
-metrics are :func:`mlops_core.evaluation.metric`, the gate is :func:`mlops_core.evaluation.decide`
+issue 29. The package's own code path: :func:`mlops_core.model.training.build_pipeline` and
+:func:`mlops_core.model.threshold.apply` fit on the training rows (80 %, stratified), the holdout
+metrics are :func:`mlops_core.model.evaluation.metric`, the gate is :func:`mlops_core.model.evaluation.decide`
 with the scaffold's floors for an imbalanced target (roc_auc 0.7, recall 0.5).
 
     PYTHONPATH=include .venv/bin/python benchmarks/imbalanced.py [--rows 6000] [--family random_forest]
@@ -67,9 +67,9 @@ def main() -> None:
 
     from sklearn.model_selection import train_test_split
 
-    from mlops_core import evaluation, threshold
+    from mlops_core.model import evaluation, threshold
+    from mlops_core.model.training import build_pipeline
     from mlops_core.spec import parse_spec
-    from mlops_core.training import build_pipeline
 
     frame = table(args.rows)
     features = [c for c in frame.columns if c != "status"]

@@ -56,7 +56,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, chain
 
-from mlops_airflow.operators import (
+from mlops_airflow.operators.steps import (
     BatchScoreOperator, DeployOperator, EvaluateOperator, GateOperator, IngestOperator,
     RegisterOperator, SmokeTestOperator, TrainOperator, ValidateOperator,
 )
@@ -100,7 +100,7 @@ from dagfactory import load_yaml_dags
 load_yaml_dags(globals_dict=globals(), dags_folder=str(Path(__file__).parent / "configs"), suffix=[".yml"])
 """
 
-OPERATORS = "mlops_airflow.operators."
+OPERATORS = "mlops_airflow.operators.steps."
 
 
 def dagfactory_config(i: int, yaml_path: Path) -> dict:

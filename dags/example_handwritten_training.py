@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.sdk import DAG, chain, task
 
-from mlops_airflow.operators import (
+from mlops_airflow.operators.steps import (
     DeployOperator,
     EvaluateOperator,
     GateOperator,

@@ -10,15 +10,18 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
-from mlops_core import features, registry, release, settings, storage
-from mlops_core.evaluation import Bootstrap, GateDecision
+from mlops_core import feature_stores
+from mlops_core.base import settings
+from mlops_core.data import storage
+from mlops_core.model.evaluation import Bootstrap, GateDecision
+from mlops_core.runs import registry, release
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlops_core.clouds import ClientFactory
     from mlops_core.deploy import DeploymentTarget
     from mlops_core.spec import PipelineSpec
+    from mlops_core.spec.profiles import ClientFactory
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,7 @@ def ingest(
 ) -> dict[str, Any]:
     """Source rows for ``ds`` -> ``<lake>/<name>/<stage>/ds=<ds>/data.parquet`` (atomic, with manifest).
 
-    With ``feature_store``, each join (:mod:`mlops_core.features`) adds its features as of every
+    With ``feature_store``, each join (:mod:`mlops_core.data.features`) adds its features as of every
     row's event time before the partition is written; ``clients`` reach SageMaker Feature Store.
 
     The manifest's ``extra`` holds the source's lineage next to the data's sha256: for a DVC
@@ -78,7 +81,7 @@ def ingest(
     )
     source_uri = settings.redact(storage.expand(spec.source.uri))
     check_header(spec, list(frame.columns), source_uri, with_target=stage == "raw")
-    frame, joined = features.apply(spec, frame, clients=clients, storage_options=source_options)
+    frame, joined = feature_stores.apply(spec, frame, clients=clients, storage_options=source_options)
     manifest = storage.write_partition(
         {"data": frame},
         lake_root,
@@ -133,7 +136,7 @@ def _clean(values: dict[str, float]) -> dict[str, float]:
 def _load_champion(spec: PipelineSpec) -> tuple[Any, str | None]:
     """The champion and its version; (None, None) only when the registry says there is none.
 
-    A registry that cannot answer raises :class:`~mlops_core.registry.RegistryUnavailable`: the
+    A registry that cannot answer raises :class:`~mlops_core.runs.registry.RegistryUnavailable`: the
     gate fails closed rather than judging the challenger on floors alone.
     """
 
@@ -154,12 +157,13 @@ def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: st
     import mlflow
     import pandas as pd
 
-    from mlops_core import evaluation, threshold, tracking
+    from mlops_core.model import evaluation, threshold
+    from mlops_core.runs import tracking
 
     tracking.configure()
     hold = storage.read_frame(trained["holdout_uri"])
     if spec.evaluation.slices is not None:  # before any scoring: a missing slice column is a spec error
-        from mlops_core import slices
+        from mlops_core.model import slices
 
         slices.check_columns(spec, list(hold.columns), trained["holdout_uri"])
     X, y = hold.drop(columns=[spec.target]), hold[spec.target].to_numpy()
@@ -266,7 +270,7 @@ def _contract_changes(spec: PipelineSpec, run_id: str, champion_version: str | N
     """
     import mlflow
 
-    from mlops_core import contract
+    from mlops_core.data import contract
 
     if champion_version is None:
         return None
@@ -300,7 +304,8 @@ def gate(
     """Decide, then record the decision on the MLflow run (tag, metric, JSON artifact)."""
     import mlflow
 
-    from mlops_core import evaluation, tracking
+    from mlops_core.model import evaluation
+    from mlops_core.runs import tracking
 
     nan = float("nan")
     decision = evaluation.decide(
@@ -371,7 +376,7 @@ _LINEAGE_KEYS = (
 def _recorded_decision(model: str, run_id: str, decision: dict[str, Any]) -> dict[str, str]:
     """The gate's decision (and the data lineage) as recorded on the training run; the XCom copy
     of the decision must agree with it, and the run's tags must carry the gate's seal
-    (:mod:`mlops_core.release`): a decision tag any other task rewrote is refused."""
+    (:mod:`mlops_core.runs.release`): a decision tag any other task rewrote is refused."""
     try:
         run_tags = registry.client().get_run(run_id).data.tags
     except Exception as err:
@@ -416,13 +421,14 @@ def register(
     a decision can only be registered on the model it was made for. The artifact digest is
     recorded too and checked again at deploy.
 
-    Then the version's model card is published (:func:`mlops_core.modelcard.publish`, to
+    Then the version's model card is published (:func:`mlops_core.model.modelcard.publish`, to
     ``lake_root``, default the profile's lake). It needs the version, so it comes after it; a
     card that fails raises, and the retried task finds the version by its run key and run id
     (no second version) and publishes the card again. A version tagged ``mlops.model_card``
     therefore always has a whole card.
     """
-    from mlops_core import modelcard, tracking
+    from mlops_core.model import modelcard
+    from mlops_core.runs import tracking
 
     tracking.configure()
     tags = {
@@ -458,7 +464,7 @@ def deploy(spec: PipelineSpec, version: str, target: DeploymentTarget | None = N
     challenger was evaluated against (checked now, and again as a compare-and-swap when the
     target moves the alias). A failure after the alias moved puts it back.
     """
-    from mlops_core import tracking
+    from mlops_core.runs import tracking
 
     tracking.configure()
     name = spec.registered_model_name
@@ -490,7 +496,7 @@ def check_approved(name: str, version: str, tags: dict[str, str]) -> None:
     """A person approved this version: ``mlops.approval=approved`` with the approval task's seal.
 
     The approval task records the answer it read back from Airflow's human-in-the-loop record
-    (:mod:`mlops_airflow.approval`) and seals it; a tag set by anything else has no valid seal.
+    (:mod:`mlops_airflow.operators.approval`) and seals it; a tag set by anything else has no valid seal.
     """
     got = tags.get(APPROVAL_TAG)
     if got != "approved":
@@ -528,12 +534,14 @@ def _compensate(name: str, version: str, before: str | None) -> None:
 
 
 def _target(spec: PipelineSpec, target: DeploymentTarget | None) -> DeploymentTarget:
-    from mlops_core.deploy import get_target, resolve_target_name
+    from mlops_core.targets import get_target, resolve_target_name
 
     return target if target is not None else get_target(resolve_target_name(spec, None))
 
 
-APPROVAL_TAG = "mlops.approval"  # approved | rejected | timed_out | pending (mlops_airflow.approval)
+APPROVAL_TAG = (
+    "mlops.approval"  # approved | rejected | timed_out | pending (mlops_airflow.operators.approval)
+)
 
 ROLLBACK_ATTEMPTS = 4
 ROLLBACK_BACKOFF_SECONDS = 2.0
@@ -619,7 +627,7 @@ def promote(
     """All traffic to the smoke-tested version and ``champion`` to it; roll back if that fails.
 
     ``champion`` moves only if it is still the version the challenger was evaluated against
-    (compare-and-swap, :func:`mlops_core.registry.promote`).
+    (compare-and-swap, :func:`mlops_core.runs.registry.promote`).
     """
     from mlops_core.deploy import Deployment
 
@@ -654,7 +662,8 @@ def batch_score(
     """Score a partition with the champion; write ``<lake>/<name>/<stage>/ds=<ds>/`` with the model version."""
     import pandas as pd
 
-    from mlops_core import contract, dates, tracking
+    from mlops_core.data import contract, dates
+    from mlops_core.runs import tracking
 
     tracking.configure()
     version = registry.alias_version(spec.registered_model_name, registry.CHAMPION)
@@ -701,7 +710,7 @@ def batch_score(
 
 def _report_unseen(flags: pd.Series, per_column: dict[str, int], version: str) -> dict[str, Any]:
     """Log (and return for XCom) how many scored rows hold a category the model never trained on."""
-    from mlops_core import contract
+    from mlops_core.data import contract
 
     if flags.isna().all():
         log.warning(
@@ -730,7 +739,7 @@ def _report_unseen(flags: pd.Series, per_column: dict[str, int], version: str) -
 
 def latest_decision(spec: PipelineSpec) -> dict[str, Any] | None:
     """The gate decision of the pipeline's most recent training run (from its MLflow run)."""
-    from mlops_core import tracking
+    from mlops_core.runs import tracking
 
     client = tracking.configure()
     exp = client.get_experiment_by_name(f"mlops/{spec.name}")
@@ -752,7 +761,7 @@ def latest_decision(spec: PipelineSpec) -> dict[str, Any] | None:
 
 def summary(spec: PipelineSpec) -> dict[str, Any]:
     """Champion, its metrics and last gate decision, for ``make demo`` and people."""
-    from mlops_core import tracking
+    from mlops_core.runs import tracking
 
     client = tracking.configure()
     version = registry.alias_version(spec.registered_model_name, registry.CHAMPION)

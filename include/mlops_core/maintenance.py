@@ -3,7 +3,7 @@
     python -m mlops_core.maintenance gc --pipeline breast_cancer [--root URI] [--keep 3]
         [--retention-days 7] [--dry-run]
 
-Removes what no reader can need any more (see :func:`mlops_core.storage.collect_garbage`):
+Removes what no reader can need any more (see :func:`mlops_core.data.storage.collect_garbage`):
 superseded manifest versions past the retention period, data files no kept manifest lists, and
 leftovers of killed writers. A version named in lineage stays readable for the retention period.
 """
@@ -15,7 +15,8 @@ import json
 import sys
 from datetime import timedelta
 
-from mlops_core import settings, storage
+from mlops_core.base import settings
+from mlops_core.data import storage
 
 
 def main(argv: list[str] | None = None) -> int:

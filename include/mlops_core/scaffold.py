@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from mlops_core.dates import day_of
+from mlops_core.data.dates import day_of
 from mlops_core.spec import parse_spec
 
 SAMPLE_ROWS = 5000

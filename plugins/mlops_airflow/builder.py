@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronDataIntervalTimetable, Param, chain
 
-from mlops_airflow.operators import (
+from mlops_airflow.operators.steps import (
     BatchScoreOperator,
     DeployOperator,
     DriftCheckOperator,
@@ -22,8 +22,8 @@ from mlops_airflow.operators import (
     TrainOperator,
     ValidateOperator,
 )
-from mlops_core import release
-from mlops_core.catalog import METRICS
+from mlops_core.runs import release
+from mlops_core.spec.catalog import METRICS
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -43,7 +43,7 @@ def _default_args(spec: PipelineSpec) -> dict[str, Any]:
     scheduled run's. Steps of different runs still overlap (ingest of day 2 while day 1 trains).
 
     With ``alerts`` listing ``task_failed``, every task's ``on_failure_callback`` sends it
-    (:func:`mlops_airflow.notifiers.failure_callback`; a cheap import, no provider loads at parse).
+    (:func:`mlops_airflow.notifications.alerts.failure_callback`; a cheap import, no provider loads at parse).
     """
     args: dict[str, Any] = {
         "owner": spec.owner,
@@ -53,7 +53,7 @@ def _default_args(spec: PipelineSpec) -> dict[str, Any]:
         "max_active_tis_per_dag": 1,
     }
     if spec.alerts is not None and "task_failed" in spec.alerts.events:
-        from mlops_airflow.notifiers import failure_callback
+        from mlops_airflow.notifications.alerts import failure_callback
 
         args["on_failure_callback"] = failure_callback(spec)
     return args
@@ -75,7 +75,7 @@ def release_args() -> dict[str, Any]:
 
     ``$MLOPS_RELEASE_QUEUE`` (default ``release``): in a Celery deployment only the workers that
     listen on it (``airflow celery worker -q release``) hold the registry-writer MLflow identity
-    and the release key (:mod:`mlops_core.release`); an empty value keeps them on the default queue.
+    and the release key (:mod:`mlops_core.runs.release`); an empty value keeps them on the default queue.
     """
     name = release.queue()
     return {"queue": name} if name else {}
@@ -99,7 +99,7 @@ class PipelineDAG(DAG):
     pipeline's ``start_date`` is refused with a message instead of succeeding with no task run."""
 
     def test(self, *args: Any, **kwargs: Any) -> Any:
-        from mlops_airflow.operators import before_start_message
+        from mlops_airflow.operators.steps import before_start_message
 
         logical = kwargs.get("logical_date")
         start = self.start_date
@@ -226,7 +226,7 @@ def _managed_ingestion(spec: PipelineSpec, dag: str, ingest: Any) -> None:
     this DAG (the provider operator is imported only then: a spec without one loads nothing)."""
     if spec.ingestion is None or dag not in spec.ingestion.dags:
         return
-    from mlops_airflow.ingestion import managed_ingestion
+    from mlops_airflow.operators.ingestion import managed_ingestion
 
     job = managed_ingestion(spec, dag, partition_date=PARTITION)
     if job is not None:
@@ -238,7 +238,7 @@ def _platform_search(spec: PipelineSpec, ingest: Any) -> BaseOperator | None:
     search = spec.model.search
     if search is None or search.tuner != "platform":
         return None
-    from mlops_airflow.tuning import TASK_ID, SearchOperator
+    from mlops_airflow.operators.search import TASK_ID, SearchOperator
 
     # the trigger's own bound (SearchOperator.wait_seconds) plus the step's
     rounds = -(-search.trials // search.concurrent) if spec.training.backend in ("vertex", "auto") else 1
@@ -299,7 +299,7 @@ def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG
         )
         approval = None
         if spec.deployment.approval is not None and spec.deployment.approval.required:
-            from mlops_airflow.approval import ModelApprovalOperator, approval_kwargs
+            from mlops_airflow.operators.approval import ModelApprovalOperator, approval_kwargs
 
             approval = ModelApprovalOperator(
                 task_id="approval",

@@ -4,7 +4,7 @@ Registered through the ``airflow.plugins`` entry point (pyproject.toml), not the
 (see ``plugins/.airflowignore``). Every process that loads plugins imports this module, workers
 included, so it stays light: the FastAPI app and what it reads are built on first access to
 ``fastapi_apps``, which only the api-server makes. Extra links need no registration here: Airflow
-3 stores each link's URL as an XCom when the task ends (:mod:`mlops_airflow.links`).
+3 stores each link's URL as an XCom when the task ends (:mod:`mlops_airflow.links.mlops`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class _App:
 
     def __get__(self, obj: Any, owner: Any) -> list[dict[str, Any]]:
         if self._apps is None:
-            from mlops_airflow.views import create_app
+            from mlops_airflow.views.models import create_app
 
             self._apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "MLOps models"}]
         return self._apps

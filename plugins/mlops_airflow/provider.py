@@ -19,7 +19,7 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "subscription_id": {"label": "Subscription ID", "schema": {"type": ["string", "null"]}},
     "resource_group": {"label": "Resource group", "schema": {"type": ["string", "null"]}},
     "workspace": {"label": "Azure ML workspace", "schema": {"type": ["string", "null"]}},
-    # clouds other than Azure's public one (see mlops_airflow.azureml)
+    # clouds other than Azure's public one (see mlops_airflow.hooks.azureml)
     "api_endpoint": {
         "label": "ARM endpoint (sovereign clouds; default https://management.azure.com)",
         "schema": {"type": ["string", "null"]},
@@ -65,17 +65,17 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [
-            {"integration-name": "Azure Machine Learning", "python-modules": ["mlops_airflow.azureml"]}
+            {"integration-name": "Azure Machine Learning", "python-modules": ["mlops_airflow.hooks.azureml"]}
         ],
         "operators": [
-            {"integration-name": "Azure Machine Learning", "python-modules": ["mlops_airflow.azureml"]}
+            {"integration-name": "Azure Machine Learning", "python-modules": ["mlops_airflow.hooks.azureml"]}
         ],
         "triggers": [
-            {"integration-name": "Azure Machine Learning", "python-modules": ["mlops_airflow.azureml"]}
+            {"integration-name": "Azure Machine Learning", "python-modules": ["mlops_airflow.hooks.azureml"]}
         ],
         "connection-types": [
             {
-                "hook-class-name": "mlops_airflow.azureml.AzureMLHook",
+                "hook-class-name": "mlops_airflow.hooks.azureml.AzureMLHook",
                 "hook-name": "Azure ML",
                 "connection-type": CONN_TYPE,
                 "ui-field-behaviour": behaviour,

@@ -51,9 +51,9 @@ MODULES = (
     "evidently",
     "evidently.presets",
     "mlops_core.lifecycle",
-    "mlops_core.validation",
-    "mlops_core.monitoring",
-    "mlops_airflow.operators",
+    "mlops_core.data.validation",
+    "mlops_core.monitor.monitoring",
+    "mlops_airflow.operators.steps",
 )
 
 

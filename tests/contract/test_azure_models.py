@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from mlops_core.azure import API_VERSION
+from mlops_core.clouds.azure.client import API_VERSION
 from tests.contract import azure_models
 
 pytestmark = pytest.mark.contract
@@ -41,7 +41,7 @@ DEPLOYMENT: dict[str, Any] = {
 JOB: dict[str, Any] = {
     "properties": {
         "jobType": "Command",
-        "command": "python -m mlops_core.remote abfs://lake/x/jobs/j",
+        "command": "python -m mlops_core.model.remote abfs://lake/x/jobs/j",
         "environmentId": f"{WSID}/environments/mlops-train/versions/3",
         "computeId": f"{WSID}/computes/cpu-cluster",
         "limits": {"jobLimitsType": "Command", "timeout": "PT1H"},

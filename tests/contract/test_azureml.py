@@ -23,12 +23,18 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from mlops_core import registry
-from mlops_core.azure import API_VERSION, command_job_body, submit_training, training_state, write_metrics
-from mlops_core.clouds import CloudProfile
+from mlops_core.clouds.azure.client import (
+    API_VERSION,
+    command_job_body,
+    submit_training,
+    training_state,
+    write_metrics,
+)
+from mlops_core.clouds.azure.deploy import AzureMLTarget
 from mlops_core.deploy import READY, UPDATING, Deployment, DeploymentFailed
-from mlops_core.deploy.azureml import AzureMLTarget
-from mlops_core.remote import RUNNING, SUCCEEDED, JobRequest, RemoteJobFailed
+from mlops_core.model.remote import RUNNING, SUCCEEDED, JobRequest, RemoteJobFailed
+from mlops_core.runs import registry
+from mlops_core.spec.profiles import CloudProfile
 from tests.contract import azure_models
 from tests.helpers import example_spec
 
@@ -217,7 +223,7 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    from mlops_core import tracking
+    from mlops_core.runs import tracking
 
     tmp = tmp_path_factory.mktemp("mlflow")
     with pytest.MonkeyPatch.context() as mp:
@@ -638,7 +644,7 @@ def test_command_job_body() -> None:
             "displayName": JOB.name,
             "experimentName": "breast_cancer",
             "description": "mlops training of breast_cancer for 2026-01-05",
-            "command": f"python -m mlops_core.remote {JOB.folder}",
+            "command": f"python -m mlops_core.model.remote {JOB.folder}",
             "environmentId": f"{WSID}/environments/mlops-train/versions/3",
             "computeId": f"{WSID}/computes/cpu-cluster",
             "environmentVariables": {"MLFLOW_TRACKING_URI": "azureml://tracking"},

@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 import pandas as pd
 import pytest
 
-from mlops_core.clouds import CloudProfile
+from mlops_core.clouds.kubernetes.deploy import KServeTarget
 from mlops_core.deploy import READY, UPDATING, Deployment, DeploymentFailed
-from mlops_core.deploy.kserve import KServeTarget
+from mlops_core.spec.profiles import CloudProfile
 from tests.contract import kserve_schema
 from tests.contract.test_sagemaker import register_tiny_versions, use_mlflow_store
 from tests.helpers import example_spec, load_as_serving_container
@@ -311,7 +311,7 @@ def versions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
 @pytest.fixture
 def champion(versions: list[str]) -> Any:
     """Reset the aliases and rollback marks; call the result with the version to make champion."""
-    from mlops_core import registry
+    from mlops_core.runs import registry
 
     client = registry.client()
     for alias in (registry.CHAMPION, registry.PREVIOUS):
@@ -329,7 +329,7 @@ def champion(versions: list[str]) -> Any:
 
 
 def aliases() -> tuple[str | None, str | None]:
-    from mlops_core import registry
+    from mlops_core.runs import registry
 
     return registry.alias_version(NAME, registry.CHAMPION), registry.alias_version(NAME, registry.PREVIOUS)
 
@@ -859,7 +859,7 @@ def inference() -> Iterator[FakeInference]:
 
 def smoke_partitions(tmp_path: Path, want: list[str]) -> tuple[str, str]:
     """A holdout partition (2 features + target) and the offline predictions for it."""
-    from mlops_core import storage
+    from mlops_core.data import storage
 
     root = tmp_path.as_uri()
     hold = pd.DataFrame(
@@ -999,7 +999,7 @@ def back(resource_version: str) -> dict[str, Any]:
 def test_rollback_of_a_canary_pins_the_previous_revision_then_restores_the_model(
     api: FakeKubeAPI, champion: Any
 ) -> None:
-    from mlops_core import registry
+    from mlops_core.runs import registry
 
     champion("1")
     pinned = isvc("2", generation=3, canary=0, previous="1", status=CANARY_V2["status"])  # not reconciled yet

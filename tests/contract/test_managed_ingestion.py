@@ -105,7 +105,7 @@ ARGS = {
 
 
 def glue_operator() -> Any:
-    from mlops_airflow.ingestion.glue import GlueIngestionOperator
+    from mlops_airflow.operators.ingestion.glue import GlueIngestionOperator
 
     spec = example_spec(name="orders", cloud="aws", ingestion={"glue": GLUE, "poll_seconds": 30})
     return GlueIngestionOperator(task_id="managed_ingestion", pipeline=spec)
@@ -244,7 +244,7 @@ def dataflow(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
     from airflow.providers.google.cloud.hooks.dataflow import DataflowHook
     from googleapiclient.discovery import build
 
-    from mlops_airflow.ingestion.dataflow import DataflowIngestionOperator
+    from mlops_airflow.operators.ingestion.dataflow import DataflowIngestionOperator
 
     http = RecordingHttp()
     service = build("dataflow", "v1b3", http=http, cache_discovery=False, static_discovery=True)
@@ -259,7 +259,7 @@ BASE = "https://dataflow.googleapis.com/v1b3/projects/acme-data/locations/europe
 
 
 def _name(spec: Any) -> str:
-    from mlops_core.ingestion import dataflow_job_name
+    from mlops_core.data.ingestion import dataflow_job_name
 
     return dataflow_job_name(spec, DAG_ID, RUN_ID, DS)
 
@@ -403,7 +403,7 @@ def adf(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
     from azure.core.pipeline.transport import RequestsTransport
     from azure.mgmt.datafactory import DataFactoryManagementClient
 
-    from mlops_airflow.ingestion.data_factory import DataFactoryIngestionOperator
+    from mlops_airflow.operators.ingestion.data_factory import DataFactoryIngestionOperator
 
     adapter = RecordingAdapter()
     session = requests.Session()
@@ -619,7 +619,7 @@ async def _first(trigger: Any) -> Any:
 def test_dataflow_resume_after_the_deferral_reads_the_job_in_the_profiles_project(dataflow: Any) -> None:
     """``execute_complete`` runs in a new process (the operator rebuilt from the DAG file): it must
     find the same project as ``execute`` did, not the connection's."""
-    from mlops_airflow.ingestion.dataflow import DataflowIngestionOperator
+    from mlops_airflow.operators.ingestion.dataflow import DataflowIngestionOperator
 
     fresh = DataflowIngestionOperator(task_id="managed_ingestion", pipeline=dataflow.spec)
     dataflow.http.answers = [(200, {"id": "job1", "currentState": "JOB_STATE_DONE"})]

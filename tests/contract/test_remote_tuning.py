@@ -20,7 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from mlops_core import lifecycle, remote, settings, storage, tuning
+from mlops_core import lifecycle
+from mlops_core.base import settings
+from mlops_core.clouds.azure import tuning as azure_tuning
+from mlops_core.data import storage
+from mlops_core.model import remote, tuning
 from tests.contract import azure_models
 from tests.contract.test_azureml import PROFILE as AZURE
 from tests.contract.test_azureml import WSID
@@ -83,7 +87,7 @@ def sagemaker(monkeypatch: pytest.MonkeyPatch, landing: str) -> Iterator[SimpleN
     from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
     from botocore.stub import Stubber
 
-    from mlops_airflow.tuning import SearchOperator
+    from mlops_airflow.operators.search import SearchOperator
 
     monkeypatch.setenv("MLOPS_SAGEMAKER_ROLE_ARN", ROLE)
     monkeypatch.setenv("MLOPS_TRAINING_IMAGE", IMAGE)
@@ -248,7 +252,7 @@ def test_search_complete_returns_the_best_trial_or_fails_with_the_platform_messa
 def test_a_local_profile_has_no_tuning_service(landing: str) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
-    from mlops_airflow.tuning import SearchOperator
+    from mlops_airflow.operators.search import SearchOperator
 
     s = spec("auto", "local")
     op = SearchOperator(task_id="search", pipeline=s, data="unused")
@@ -291,7 +295,7 @@ def test_vertex_tuning_job_body() -> None:
                     "replicaCount": "1",
                     "containerSpec": {
                         "imageUri": TRAINING_IMAGE,
-                        "command": ["python", "-m", "mlops_core.tuning", "trial", job.folder],
+                        "command": ["python", "-m", "mlops_core.model.tuning", "trial", job.folder],
                         "env": [{"name": "MLOPS_LAKE", "value": "gs://lake/lake"}],
                     },
                 }
@@ -308,13 +312,13 @@ def test_vertex_tuning_job_body() -> None:
 
 
 def tuning_handle(session: Any, s: Any, job: remote.JobRequest) -> dict[str, Any]:
-    from mlops_core import gcp
+    from mlops_core.clouds.gcp import tuning as gcp
 
     return gcp.submit_tuning(GCP, lambda service: session, job, s)
 
 
 def test_vertex_resubmit_attaches_and_the_state_names_the_tuning_job() -> None:
-    from mlops_core import gcp
+    from mlops_core.clouds.gcp import client as gcp
 
     s = spec("vertex", "gcp")
     job = job_request(s, "gs://lake/lake")
@@ -337,7 +341,7 @@ def test_vertex_resubmit_attaches_and_the_state_names_the_tuning_job() -> None:
 def test_azure_sweep_body_bayesian_over_linear_ranges() -> None:
     s = spec("azureml", "azure")
     job = _azure_job(s)
-    body = tuning.azure_sweep_body(AZURE, s, job)
+    body = azure_tuning.azure_sweep_body(AZURE, s, job)
     assert azure_models.model_errors("JobBase", body, request=True) == []
     name = tuning.tuning_job_name(job.name)
     assert body == {
@@ -367,7 +371,7 @@ def test_azure_sweep_body_bayesian_over_linear_ranges() -> None:
                 "trialTimeout": "PT30M",
             },
             "trial": {
-                "command": f"python -m mlops_core.tuning trial {job.folder} "
+                "command": f"python -m mlops_core.model.tuning trial {job.folder} "
                 "--n_estimators=${{search_space.n_estimators}} --max_depth=${{search_space.max_depth}}",
                 "environmentId": f"{WSID}/environments/mlops-train/versions/3",
                 # no MLFLOW_TRACKING_URI: the trial's metric goes to the job's own (Azure ML) tracking
@@ -395,7 +399,7 @@ def test_azure_sweep_with_a_log_range_samples_seeded_random_with_median_stopping
         },
         training={"backend": "azureml"},
     )
-    props = tuning.azure_sweep_body(AZURE, s, _azure_job(s))["properties"]
+    props = azure_tuning.azure_sweep_body(AZURE, s, _azure_job(s))["properties"]
     assert azure_models.model_errors("JobBase", {"properties": props}, request=True) == []
     assert props["samplingAlgorithm"] == {"samplingAlgorithmType": "Random", "seed": 11}
     assert props["earlyTermination"] == {
@@ -407,12 +411,12 @@ def test_azure_sweep_with_a_log_range_samples_seeded_random_with_median_stopping
 
 
 def test_azure_submit_tuning_puts_the_sweep_once_and_attaches_on_retry() -> None:
-    from mlops_core import azure
+    from mlops_core.clouds.azure import tuning as azure
 
     s = spec("azureml", "azure")
     job = _azure_job(s)
     name = tuning.tuning_job_name(job.name)
-    body = tuning.azure_sweep_body(AZURE, s, job)
+    body = azure_tuning.azure_sweep_body(AZURE, s, job)
     answer = {
         "id": f"{WSID}/jobs/{name}",
         "name": name,

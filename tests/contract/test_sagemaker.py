@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_core.clouds import CloudProfile
+from mlops_core.clouds.aws.deploy import SERVING_ENV, SageMakerTarget
 from mlops_core.deploy import READY, UPDATING, Deployment, DeploymentFailed
-from mlops_core.deploy.sagemaker import SERVING_ENV, SageMakerTarget
+from mlops_core.spec.profiles import CloudProfile
 from tests.helpers import example_spec
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def register_tiny_versions(name: str, count: int) -> list[str]:
     import mlflow
     from sklearn.linear_model import LogisticRegression
 
-    from mlops_core import tracking
+    from mlops_core.runs import tracking
 
     tracking.configure()
     x = pd.DataFrame({"mean_radius": [10.0, 11.0, 20.0, 21.0], "mean_texture": [12.0, 13.0, 25.0, 26.0]})
@@ -91,7 +91,7 @@ def use_mlflow_store(folder: Path, mp: pytest.MonkeyPatch) -> None:
     once per process and later stores start from a copy of the empty database."""
     import shutil
 
-    from mlops_core import registry, tracking
+    from mlops_core.runs import registry, tracking
 
     db = folder / "mlflow.db"
     if _EMPTY_STORE:
@@ -116,7 +116,7 @@ def versions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
 def champion(versions: list[str]) -> Any:
     """Reset the aliases and the rollback marks; call the result with a version to make it champion
     (and with ``previous`` to set ``previous_champion`` too, as a promotion leaves them)."""
-    from mlops_core import registry
+    from mlops_core.runs import registry
 
     client = registry.client()
     for alias in (registry.CHAMPION, registry.PREVIOUS):
@@ -136,7 +136,7 @@ def champion(versions: list[str]) -> Any:
 
 
 def aliases() -> tuple[str | None, str | None]:
-    from mlops_core import registry
+    from mlops_core.runs import registry
 
     return registry.alias_version(NAME, registry.CHAMPION), registry.alias_version(NAME, registry.PREVIOUS)
 
@@ -445,7 +445,7 @@ def test_promote_refuses_an_endpoint_sagemaker_rolled_back(aws: StubbedClients, 
 
 def smoke_partitions(tmp_path: Path, want: list[str]) -> tuple[str, str]:
     """A holdout partition (2 features + target) and the offline predictions for it."""
-    from mlops_core import storage
+    from mlops_core.data import storage
 
     root = tmp_path.as_uri()
     hold = pd.DataFrame(
@@ -527,7 +527,7 @@ def test_failed_smoke_test_rolls_back_to_previous_config(
     champion(*before)
     target.rollback(spec, dep)
     assert aliases() == ("1", previous_after)  # v1 again, whether or not the alias had moved to v2
-    from mlops_core import registry
+    from mlops_core.runs import registry
 
     assert registry.client().get_model_version(NAME, "2").tags["mlops.rolled_back"] == "true"
     assert aws.calls == UPDATE_CALLS + [
@@ -547,7 +547,7 @@ def test_failed_smoke_test_rolls_back_to_previous_config(
 def test_rollback_of_a_first_deploy_deletes_the_endpoint(
     aws: StubbedClients, champion: Any, before: str | None
 ) -> None:
-    from mlops_core import registry
+    from mlops_core.runs import registry
 
     champion(before)
     target = Target(aws_profile(), aws)
@@ -721,7 +721,7 @@ def test_failed_status_raises_with_failure_reason(aws: StubbedClients, status: s
 
 
 def test_put_metrics_batches_by_1000_and_skips_nan(aws: StubbedClients) -> None:
-    from mlops_core.aws import put_metrics
+    from mlops_core.clouds.aws.training import put_metrics
 
     metrics: dict[str, float] = {f"m{i}": float(i) for i in range(1001)}
     metrics["nan"] = float("nan")

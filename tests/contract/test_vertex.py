@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from mlops_core import gcp, registry, remote
-from mlops_core.clouds import CloudProfile
+from mlops_core.clouds.gcp import client as gcp
+from mlops_core.clouds.gcp.deploy import VertexTarget
 from mlops_core.deploy import READY, UPDATING, Deployment, DeploymentFailed
-from mlops_core.deploy.vertex import VertexTarget
+from mlops_core.model import remote
+from mlops_core.runs import registry
+from mlops_core.spec.profiles import CloudProfile
 from tests.contract import discovery
 from tests.helpers import example_spec
 
@@ -199,7 +201,7 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         import numpy as np
         from sklearn.linear_model import LogisticRegression
 
-        from mlops_core import tracking
+        from mlops_core.runs import tracking
 
         tracking.configure()
         x = np.array([[0.0], [1.0], [2.0], [3.0]])
@@ -550,7 +552,7 @@ def test_submit_creates_the_custom_job(job: remote.JobRequest) -> None:
                     "replicaCount": "1",
                     "containerSpec": {
                         "imageUri": TRAINING_IMAGE,
-                        "command": ["python", "-m", "mlops_core.remote", job.folder],
+                        "command": ["python", "-m", "mlops_core.model.remote", job.folder],
                         "env": [{"name": "MLFLOW_TRACKING_URI", "value": "https://mlflow.example"}],
                     },
                 }

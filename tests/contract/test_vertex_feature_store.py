@@ -17,7 +17,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from mlops_core import clouds, features
+from mlops_core import feature_stores
+from mlops_core.clouds.gcp import features as gcp_features
+from mlops_core.data import features
+from mlops_core.spec import profiles as clouds
 from tests.contract.test_vertex import LOC, PARENT, Recorder
 from tests.contract.test_vertex import PROFILE as GCP
 from tests.helpers import example_spec
@@ -101,7 +104,7 @@ def values(column: pd.Series) -> list[Any]:
 def join_with(session: Recorder, **change: Any) -> pd.DataFrame:
     spec = example_spec(cloud="gcp", feature_store={"joins": [{**JOIN, **change}]})
     with clouds.using(GCP):
-        joined, lineage = features.apply(spec, source_rows(), clients=lambda service: session)
+        joined, lineage = feature_stores.apply(spec, source_rows(), clients=lambda service: session)
     assert lineage["feature_joins"][0]["store"] == "vertex"
     return joined
 
@@ -247,7 +250,7 @@ def test_keys_are_matched_as_bigquery_spells_them() -> None:
     # a key column with a null is float in pandas: 1.0 must still match CAST(1 AS STRING) = "1"
     rows = source_rows().astype({"customer_id": "float64"})
     rows.loc[2, "customer_id"] = None
-    _, parameters = features._vertex_query(
+    _, parameters = gcp_features._vertex_query(
         example_spec(feature_store={"joins": [JOIN]}).feature_store.joins[0],
         "`p.d.t`",
         {"spend_30d": "spend_30d"},
@@ -259,7 +262,7 @@ def test_keys_are_matched_as_bigquery_spells_them() -> None:
 def test_a_vertex_join_needs_the_gcp_profile() -> None:
     spec = example_spec(feature_store={"joins": [JOIN]})
     with pytest.raises(features.FeatureStoreError, match="needs the gcp profile"):
-        features.apply(spec, source_rows(), clients=lambda service: None)
+        feature_stores.apply(spec, source_rows(), clients=lambda service: None)
 
 
 def test_a_retried_query_keeps_its_request_id_and_a_new_query_gets_a_new_one(
@@ -267,7 +270,7 @@ def test_a_retried_query_keeps_its_request_id_and_a_new_query_gets_a_new_one(
 ) -> None:
     """A 503 on ``jobs.query`` is retried with the same body (so BigQuery runs the query once);
     the next join is a new query and must not reuse the id (BigQuery would answer the old one)."""
-    from mlops_core import retry
+    from mlops_core.base import retry
 
     monkeypatch.setattr(
         retry, "default_policy", lambda: retry.RetryPolicy(attempts=3, base=0.0, sleep=lambda s: None)

@@ -32,8 +32,9 @@ async def first_event(trigger: Any) -> Any:
 
 def ingest_on_the_cloud(spec: Any, backend: str) -> dict[str, Any]:
     """The example landed and ingested inside the spec's cloud profile (whose backends are ``backend``)."""
-    from mlops_airflow.cloud import cloud_context
-    from mlops_core import datasets, lifecycle
+    from mlops_airflow.hooks.cloud import cloud_context
+    from mlops_core import lifecycle
+    from mlops_dev import datasets
 
     with cloud_context(spec) as profile:
         assert profile.training_backend == backend and profile.deploy_target == backend
@@ -47,7 +48,7 @@ def start_training(
     """``TrainOperator.execute``: it defers on ``trigger_type``; (operator, trigger, job folder)."""
     from airflow.sdk.exceptions import TaskDeferred
 
-    from mlops_airflow.operators import TrainOperator
+    from mlops_airflow.operators.steps import TrainOperator
 
     train = TrainOperator(task_id="train", pipeline=spec, data=raw, partition_date=DS, poll_seconds=0.2)
     with pytest.raises(TaskDeferred) as deferred:

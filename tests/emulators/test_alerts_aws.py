@@ -75,7 +75,7 @@ def _context(task_id: str) -> Any:
 
 
 def test_a_drift_alert_reaches_a_queue_subscribed_to_the_topic(topic: SimpleNamespace) -> None:
-    from mlops_airflow.operators import EmitDriftEventOperator
+    from mlops_airflow.operators.steps import EmitDriftEventOperator
 
     spec = example_spec(alerts={"sns_topic_arn": topic.arn, "events": ["policy_fired"]})
     decision = {
@@ -120,7 +120,7 @@ def test_on_cloud_aws_the_profiles_connection_publishes(
 ) -> None:
     import os
 
-    from mlops_airflow import notifiers
+    from mlops_airflow.notifications import alerts as notifiers
 
     # aws_default leads nowhere; only the profile's connection reaches the emulator
     monkeypatch.setenv("AIRFLOW_CONN_MLOPS_ALERTS_AWS", os.environ["AIRFLOW_CONN_AWS_DEFAULT"])
@@ -139,12 +139,12 @@ def test_a_dead_sns_endpoint_does_not_fail_the_step(
 ) -> None:
     import logging
 
-    from mlops_airflow import notifiers
+    from mlops_airflow.notifications import alerts as notifiers
 
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", _dead_endpoint_conn())
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore: no retries of the refused connection
     spec = example_spec(alerts={"sns_topic_arn": topic.arn})
-    with caplog.at_level(logging.WARNING, logger="mlops_airflow.notifiers"):
+    with caplog.at_level(logging.WARNING, logger="mlops_airflow.notifications.alerts"):
         assert notifiers.notify_approval_waiting(spec, _context("approve"), "7", "x") == []
     assert any(f"via sns ({topic.arn}) failed" in r.getMessage() for r in caplog.records)
 
@@ -162,7 +162,7 @@ def _alarm_spec(name: str, topic_arn: str | None, **changes: Any) -> Any:
 def test_the_realized_metric_alarm_watches_the_exported_series(
     topic: SimpleNamespace, aws: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlops_airflow.cloud import export_metrics, profile_of
+    from mlops_airflow.hooks.cloud import export_metrics, profile_of
 
     monkeypatch.setenv("MLOPS_AWS_MONITORING_EXPORT", "cloudwatch")
     name = f"alerts_{uuid.uuid4().hex[:8]}"
@@ -202,7 +202,7 @@ def test_the_realized_metric_alarm_watches_the_exported_series(
 def test_a_lower_is_better_metric_alarms_above_its_floor(
     aws: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlops_airflow.cloud import export_metrics, profile_of
+    from mlops_airflow.hooks.cloud import export_metrics, profile_of
 
     monkeypatch.setenv("MLOPS_AWS_MONITORING_EXPORT", "cloudwatch")
     name = f"alerts_{uuid.uuid4().hex[:8]}"

@@ -3,7 +3,7 @@
 1. ``TrainOperator`` with ``cloud: aws`` starts a SageMaker training job named after pipeline + Airflow run +
    date + try, defers on the amazon provider's ``SageMakerTrigger``, and a second try-1 execute
    attaches instead of starting a duplicate. moto never runs a container, so the test runs the
-   job's command line itself (``python -m mlops_core.remote <folder>``, as the image would), then
+   job's command line itself (``python -m mlops_core.model.remote <folder>``, as the image would), then
    the trigger (moto reports the job Completed) and ``remote_complete`` return the MLflow run.
 2. ``DeployOperator`` creates the SageMaker endpoint and defers on ``EndpointTrigger``, whose run
    (the triggerer's code) reports it ready; ``SmokeTestOperator`` scores held-out rows through
@@ -110,9 +110,10 @@ def remote_training(aws_env: dict[str, Any]) -> SimpleNamespace:
     """The SageMaker training path, as the worker and the triggerer run it; what it saw on the way."""
     from airflow.sdk.exceptions import TaskDeferred
 
-    from mlops_airflow.cloud import cloud_context
-    from mlops_airflow.operators import TrainOperator
-    from mlops_core import datasets, lifecycle
+    from mlops_airflow.hooks.cloud import cloud_context
+    from mlops_airflow.operators.steps import TrainOperator
+    from mlops_core import lifecycle
+    from mlops_dev import datasets
 
     spec = example_spec(name=NAME, cloud="aws")
     with cloud_context(spec) as profile:
@@ -137,7 +138,7 @@ def remote_training(aws_env: dict[str, Any]) -> SimpleNamespace:
         "PYTHONPATH": str(REPO / "include"),
     }
     out = subprocess.run(
-        [sys.executable, "-m", "mlops_core.remote", folder],
+        [sys.executable, "-m", "mlops_core.model.remote", folder],
         env=env,
         capture_output=True,
         text=True,
@@ -163,8 +164,10 @@ def remote_training(aws_env: dict[str, Any]) -> SimpleNamespace:
 def candidate(remote_training: SimpleNamespace, aws_env: dict[str, Any]) -> SimpleNamespace:
     """A champion from before (v1: a one-feature model, registered and promoted through the
     package) and the SageMaker-trained challenger evaluated and gated against it."""
-    from mlops_airflow.cloud import cloud_context
-    from mlops_core import lifecycle, registry, training
+    from mlops_airflow.hooks.cloud import cloud_context
+    from mlops_core import lifecycle
+    from mlops_core.model import training
+    from mlops_core.runs import registry
 
     spec = remote_training.spec
     old_spec = example_spec(name=NAME, cloud="aws", features={"include": ["mean_smoothness"]})
@@ -192,7 +195,7 @@ def candidate(remote_training: SimpleNamespace, aws_env: dict[str, Any]) -> Simp
 @pytest.fixture
 def champion_before(candidate: SimpleNamespace, aws_env: dict[str, Any]) -> str:
     """Each test starts from the champion of before and no endpoint (another test may have moved both)."""
-    from mlops_core import registry
+    from mlops_core.runs import registry
 
     sm = aws_env["client"]("sagemaker")
     if ENDPOINT in [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]]:
@@ -210,9 +213,9 @@ def _deploy(
     """Register the challenger for Airflow run ``run_id`` and deploy it through the operator + trigger."""
     from airflow.sdk.exceptions import TaskDeferred
 
-    from mlops_airflow.cloud import cloud_context
-    from mlops_airflow.operators import DeployOperator
-    from mlops_airflow.triggers import EndpointTrigger
+    from mlops_airflow.hooks.cloud import cloud_context
+    from mlops_airflow.operators.steps import DeployOperator
+    from mlops_airflow.triggers.cloud import EndpointTrigger
     from mlops_core import lifecycle
 
     spec = candidate.spec
@@ -233,7 +236,7 @@ def _deploy(
 
 
 def _smoke(remote_training: SimpleNamespace, candidate: SimpleNamespace, deployment: dict[str, Any]) -> Any:
-    from mlops_airflow.operators import SmokeTestOperator
+    from mlops_airflow.operators.steps import SmokeTestOperator
 
     return SmokeTestOperator(
         task_id="smoke_test",
@@ -246,8 +249,8 @@ def _smoke(remote_training: SimpleNamespace, candidate: SimpleNamespace, deploym
 
 def _offline(candidate: SimpleNamespace, rows: int) -> list[str]:
     """The evaluation's predictions for the first smoke rows, read from the lake."""
-    from mlops_airflow.cloud import cloud_context
-    from mlops_core import storage
+    from mlops_airflow.hooks.cloud import cloud_context
+    from mlops_core.data import storage
 
     with cloud_context(candidate.spec):
         frame = storage.read_frame(candidate.evaluated["predictions_uri"], name="predictions")
@@ -259,8 +262,9 @@ def test_training_job_is_named_per_run_date_and_try_and_a_second_execute_attache
 ) -> None:
     from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 
-    from mlops_airflow.cloud import cloud_context
-    from mlops_core import registry, remote, tracking
+    from mlops_airflow.hooks.cloud import cloud_context
+    from mlops_core.model import remote
+    from mlops_core.runs import registry, tracking
 
     with cloud_context(remote_training.spec) as profile:
         assert (profile.training_backend, profile.deploy_target) == ("sagemaker", "sagemaker")
@@ -291,7 +295,7 @@ def test_smoke_test_through_invoke_endpoint_passes_and_promotes(
     champion_before: str,
     aws_env: dict[str, Any],
 ) -> None:
-    from mlops_core import registry
+    from mlops_core.runs import registry
 
     runtime: SageMakerRuntime = aws_env["runtime"]
     served_before = len(runtime.served)
@@ -337,9 +341,9 @@ def test_smoke_test_of_an_endpoint_serving_another_artifact_rolls_back_to_the_ch
 ) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
-    from mlops_airflow.cloud import cloud_context
-    from mlops_core import registry
+    from mlops_airflow.hooks.cloud import cloud_context
     from mlops_core.deploy import package_model
+    from mlops_core.runs import registry
 
     runtime: SageMakerRuntime = aws_env["runtime"]
     served_before = len(runtime.served)
@@ -378,9 +382,11 @@ def test_a_platform_search_runs_as_a_sagemaker_tuning_job_and_its_best_trial_tra
     from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
     from airflow.sdk.exceptions import TaskDeferred
 
-    from mlops_airflow.cloud import cloud_context
-    from mlops_airflow.tuning import SearchOperator
-    from mlops_core import datasets, lifecycle, training, tuning
+    from mlops_airflow.hooks.cloud import cloud_context
+    from mlops_airflow.operators.search import SearchOperator
+    from mlops_core import lifecycle
+    from mlops_core.model import training, tuning
+    from mlops_dev import datasets
 
     space = {"n_estimators": {"low": 5, "high": 60}, "max_depth": {"choices": [2, 8]}}
     search = {"params": space, "tuner": "platform", "trials": 2, "cv_folds": 2}

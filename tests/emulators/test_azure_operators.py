@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from mlops_core.azure import API_VERSION
+from mlops_core.clouds.azure.client import API_VERSION
 from tests.emulators.azureml_api import MONITOR_SCOPE, AzureMLAPI, blob_reader
 from tests.emulators.conftest import AZURITE_ACCOUNT
 from tests.emulators.steps import first_event, ingest_on_the_cloud, start_training, task_context
@@ -75,7 +75,7 @@ def azure_env(
     api: AzureMLAPI, mlflow_server: str, monkeypatch: pytest.MonkeyPatch, local_dir: Path
 ) -> Iterator[str]:
     """The shipped ``azure`` profile in a fresh folder of the Azurite container; Azure ML through the connection."""
-    from mlops_core.deploy.azureml import AzureMLTarget
+    from mlops_core.clouds.azure.deploy import AzureMLTarget
 
     root = f"abfs://mlops-lake/{uuid.uuid4().hex[:8]}"
     connection = {
@@ -125,7 +125,7 @@ def _ingest(spec: Any) -> dict[str, Any]:
 
 
 def _start_training(spec: Any, raw: dict[str, Any], run_id: str) -> tuple[Any, Any, str]:
-    from mlops_airflow.azureml import AzureMLJobTrigger
+    from mlops_airflow.hooks.azureml import AzureMLJobTrigger
 
     return start_training(spec, raw, _context(run_id), AzureMLJobTrigger)
 
@@ -153,8 +153,8 @@ def _deploy(spec: Any, registered: dict[str, Any], decision: dict[str, Any]) -> 
     """``DeployOperator``: defers on ``EndpointTrigger``; its ``run()`` (the triggerer's code) gives the event."""
     from airflow.sdk.exceptions import TaskDeferred
 
-    from mlops_airflow.operators import DeployOperator
-    from mlops_airflow.triggers import EndpointTrigger
+    from mlops_airflow.operators.steps import DeployOperator
+    from mlops_airflow.triggers.cloud import EndpointTrigger
 
     deploy = DeployOperator(
         task_id="deploy", pipeline=spec, registered=registered, decision=decision, poll_seconds=0.2
@@ -177,7 +177,7 @@ def _smoke_passes_and_promotes(spec: Any, deployment: dict[str, Any], trained: A
     from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
     from airflow.sdk.exceptions import TaskDeferred
 
-    from mlops_airflow.operators import SmokeTestOperator
+    from mlops_airflow.operators.steps import SmokeTestOperator
 
     smoke = SmokeTestOperator(
         task_id="smoke_test", pipeline=spec, deployment=deployment, trained=trained, evaluation=evaluated
@@ -196,8 +196,9 @@ def _retrain(spec: Any, raw: dict[str, Any], run: str) -> tuple[Any, Any, Any, A
     """Another challenger (trained in the worker: the Azure ML path under test here is the deploy),
     evaluated against the champion; the gate is overridden (recorded, with a reason), since a
     retrain on the same rows cannot beat the champion by a margin."""
-    from mlops_airflow.cloud import cloud_context
-    from mlops_core import lifecycle, training
+    from mlops_airflow.hooks.cloud import cloud_context
+    from mlops_core import lifecycle
+    from mlops_core.model import training
 
     with cloud_context(spec) as profile:
         trained = training.train(spec, raw["uri"], profile.lake, DS, {"airflow.run_id": run}).to_dict()
@@ -215,9 +216,11 @@ def test_azureml_training_deploy_promote_and_rollback_through_the_operators(
 ) -> None:
     from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
-    from mlops_airflow.cloud import cloud_context, export_metrics
-    from mlops_airflow.operators import SmokeTestOperator
-    from mlops_core import lifecycle, registry, remote, tracking
+    from mlops_airflow.hooks.cloud import cloud_context, export_metrics
+    from mlops_airflow.operators.steps import SmokeTestOperator
+    from mlops_core import lifecycle
+    from mlops_core.model import remote
+    from mlops_core.runs import registry, tracking
 
     spec = example_spec(
         name="az_job",
@@ -236,7 +239,7 @@ def test_azureml_training_deploy_promote_and_rollback_through_the_operators(
     assert len(api.requests("PUT", f"/jobs/{job}")) == 1  # the second execute attached
     props = api.job(job)["properties"]
     assert props["jobType"] == "Command" and props["experimentName"] == "az_job"
-    assert props["command"] == f"python -m mlops_core.remote {folder}"
+    assert props["command"] == f"python -m mlops_core.model.remote {folder}"
     assert props["environmentId"] == f"{ws}/environments/mlops-train/versions/3"
     assert props["computeId"] == f"{ws}/computes/cpu-cluster"
     assert props["environmentVariables"] == {
@@ -396,8 +399,8 @@ def test_the_emulator_refuses_what_azure_refuses(
     api: AzureMLAPI, azure_env: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The tests above pass because the package's requests are right, not because anything goes."""
-    from mlops_airflow.azureml import AzureMLHook
-    from mlops_core.azure import AzureMLError
+    from mlops_airflow.hooks.azureml import AzureMLHook
+    from mlops_core.clouds.azure.client import AzureMLError
 
     hook = AzureMLHook(
         subscription_id=api.subscription_id, resource_group=api.resource_group, workspace=api.workspace

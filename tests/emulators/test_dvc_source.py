@@ -159,7 +159,7 @@ def moto_url() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, moto_url: str) -> Iterator[SimpleNamespace]:
     """The landing zone with the two repositories (local-disk remote, S3 remote) and a cloud profile."""
-    from mlops_core import clouds
+    from mlops_core.spec import profiles as clouds
 
     base = tmp_path_factory.mktemp("dvc-source")
     landing = base / "landing"
@@ -218,14 +218,15 @@ def _spec(kind: str = "local", rev: str = "v1", **source: Any) -> Any:
 
 
 def _ingest(world: SimpleNamespace, spec: Any, lake: Path, ds: str = DS) -> dict[str, Any]:
-    from mlops_core import clouds, lifecycle
+    from mlops_core import lifecycle
+    from mlops_core.spec import profiles as clouds
 
     with clouds.using(world.profile):
         return lifecycle.ingest(spec, ds, lake.as_uri())
 
 
 def _manifest(result: dict[str, Any]) -> Any:
-    from mlops_core import storage
+    from mlops_core.data import storage
 
     return storage.read_manifest(result["uri"])
 
@@ -236,7 +237,7 @@ def test_each_tag_reads_its_own_content_from_the_remote_and_lineage_names_commit
 ):
     import pandas as pd
 
-    from mlops_core import storage
+    from mlops_core.data import storage
 
     lake = tmp_path / "lake"
     results = {
@@ -301,7 +302,7 @@ def test_files_mode_reads_the_days_of_a_dvc_tracked_folder(world, tmp_path):
 
 
 def test_files_mode_with_no_file_for_the_day_is_not_ready(world, tmp_path):
-    from mlops_core.storage import SourceNotReady
+    from mlops_core.data.storage import SourceNotReady
 
     spec = _spec(
         uri="dvc://data/events/day_{ds}.csv", rev="v2", partition={"mode": "files", "lookback_days": 1}
@@ -372,7 +373,7 @@ def test_files_mode_with_no_file_for_the_day_is_not_ready(world, tmp_path):
 def test_a_source_that_cannot_be_read_fails_naming_the_fix_and_writes_nothing(
     world, tmp_path, monkeypatch, kind, change, error, match
 ):
-    from mlops_core import dvc_source
+    from mlops_core.data import dvc_source
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where a download would be left
     (tmp_path / "tmp").mkdir()
@@ -390,7 +391,7 @@ def test_missing_credentials_for_the_s3_remote_are_named_and_never_asked_of_the_
 ):
     import s3fs
 
-    from mlops_core import dvc_source
+    from mlops_core.data import dvc_source
 
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
@@ -406,7 +407,8 @@ def test_missing_credentials_for_the_s3_remote_are_named_and_never_asked_of_the_
 
 
 def test_a_repository_outside_the_profiles_roots_is_refused_before_it_is_opened(world, tmp_path):
-    from mlops_core import clouds, dvc_source
+    from mlops_core.data import dvc_source
+    from mlops_core.spec import profiles as clouds
 
     outside = tmp_path / "elsewhere"
     shutil.copytree(world.landing / NAME / "local-remote", outside)
@@ -428,7 +430,7 @@ def test_the_ingest_operator_reads_a_dvc_source_through_the_cloud_profile(world,
     """Through the Airflow operator: the profile's URI policy, the cloud context, the failure mode."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from mlops_airflow.operators import IngestOperator
+    from mlops_airflow.operators.steps import IngestOperator
 
     monkeypatch.setenv("MLOPS_LANDING", str(world.landing))
     monkeypatch.setenv("MLOPS_LAKE", (tmp_path / "lake").as_uri())
@@ -444,7 +446,9 @@ def test_the_ingest_operator_reads_a_dvc_source_through_the_cloud_profile(world,
 
 def test_a_damaged_copy_on_the_remote_is_refused_by_its_md5(world, tmp_path):
     """The remote's bytes are checked against the md5 the commit records, not trusted."""
-    from mlops_core import clouds, dvc_source, lifecycle
+    from mlops_core import lifecycle
+    from mlops_core.data import dvc_source
+    from mlops_core.spec import profiles as clouds
 
     repo, store = tmp_path / "repo", tmp_path / "store"
     shutil.copytree(world.landing / NAME / "local-remote", repo)

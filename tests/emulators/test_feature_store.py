@@ -99,9 +99,10 @@ def _offline_store(aws: dict[str, Any], group: str, frame: pd.DataFrame) -> pd.D
 
 
 def test_ingest_joins_the_offline_store_as_of_each_rows_time(aws: dict[str, Any]) -> None:
-    from mlops_airflow.cloud import cloud_context
-    from mlops_airflow.operators import IngestOperator
-    from mlops_core import datasets, storage
+    from mlops_airflow.hooks.cloud import cloud_context
+    from mlops_airflow.operators.steps import IngestOperator
+    from mlops_core.data import storage
+    from mlops_dev import datasets
 
     group = f"biopsies-{uuid.uuid4().hex[:6]}"
     frame = datasets.load_example("breast_cancer")

@@ -74,7 +74,7 @@ def gcp_env(
     api: VertexAPI, mlflow_server: str, monkeypatch: pytest.MonkeyPatch, local_dir: Path
 ) -> Iterator[str]:
     """The shipped ``gcp`` profile pointed at the loopback API and a fresh folder of the bucket."""
-    from mlops_core.deploy.vertex import VertexTarget
+    from mlops_core.clouds.gcp.deploy import VertexTarget
 
     root = f"gs://mlops-lake/{uuid.uuid4().hex[:8]}"
     for key, value in {
@@ -104,7 +104,7 @@ def _ingest(spec: Any) -> dict[str, Any]:
 
 
 def _start_training(spec: Any, raw: dict[str, Any], run_id: str) -> tuple[Any, Any, str]:
-    from mlops_airflow.triggers import RemoteJobTrigger
+    from mlops_airflow.triggers.cloud import RemoteJobTrigger
 
     return start_training(spec, raw, _context(run_id), RemoteJobTrigger)
 
@@ -135,8 +135,8 @@ def _deploy(spec: Any, registered: dict[str, Any], decision: dict[str, Any]) -> 
     """``DeployOperator``: defers on ``EndpointTrigger``; its ``run()`` (the triggerer's code), then ``deploy_complete``."""
     from airflow.sdk.exceptions import TaskDeferred
 
-    from mlops_airflow.operators import DeployOperator
-    from mlops_airflow.triggers import EndpointTrigger
+    from mlops_airflow.operators.steps import DeployOperator
+    from mlops_airflow.triggers.cloud import EndpointTrigger
 
     deploy = DeployOperator(
         task_id="deploy", pipeline=spec, registered=registered, decision=decision, poll_seconds=0.2
@@ -155,7 +155,7 @@ def _smoke_passes_and_promotes(spec: Any, deployment: dict[str, Any], trained: A
     from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
     from airflow.sdk.exceptions import TaskDeferred
 
-    from mlops_airflow.operators import SmokeTestOperator
+    from mlops_airflow.operators.steps import SmokeTestOperator
 
     smoke = SmokeTestOperator(
         task_id="smoke_test", pipeline=spec, deployment=deployment, trained=trained, evaluation=evaluated
@@ -174,8 +174,9 @@ def _retrain(spec: Any, raw: dict[str, Any], run: str) -> tuple[Any, Any, Any, A
     """Another challenger (trained in the worker: the Vertex path under test here is the deploy),
     evaluated against the champion; the gate is overridden (recorded, with a reason), since a
     retrain on the same rows cannot beat the champion by a margin."""
-    from mlops_airflow.cloud import cloud_context
-    from mlops_core import lifecycle, training
+    from mlops_airflow.hooks.cloud import cloud_context
+    from mlops_core import lifecycle
+    from mlops_core.model import training
 
     with cloud_context(spec) as profile:
         trained = training.train(spec, raw["uri"], profile.lake, DS, {"airflow.run_id": run}).to_dict()
@@ -205,9 +206,11 @@ def test_vertex_training_deploy_promote_and_rollback_through_the_operators(
 ) -> None:
     from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
-    from mlops_airflow.cloud import cloud_context, export_metrics
-    from mlops_airflow.operators import SmokeTestOperator
-    from mlops_core import lifecycle, registry, remote, tracking
+    from mlops_airflow.hooks.cloud import cloud_context, export_metrics
+    from mlops_airflow.operators.steps import SmokeTestOperator
+    from mlops_core import lifecycle
+    from mlops_core.model import remote
+    from mlops_core.runs import registry, tracking
 
     spec = example_spec(
         name="vx_job",
@@ -230,7 +233,7 @@ def test_vertex_training_deploy_promote_and_rollback_through_the_operators(
     assert created["name"].startswith("projects/424242424242/locations/europe-west4/customJobs/")
     container = created["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]
     assert container["imageUri"] == TRAINING_IMAGE
-    assert container["command"] == ["python", "-m", "mlops_core.remote", folder]
+    assert container["command"] == ["python", "-m", "mlops_core.model.remote", folder]
     assert {"name": "MLFLOW_TRACKING_URI", "value": mlflow_server} in container["env"]
     assert created["jobSpec"]["serviceAccount"] == ACCOUNT
 
@@ -330,7 +333,7 @@ def test_vertex_training_deploy_promote_and_rollback_through_the_operators(
 def test_a_failed_vertex_job_fails_the_task_without_retry(api: VertexAPI, gcp_env: str) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
-    from mlops_core import remote
+    from mlops_core.model import remote
 
     spec = example_spec(name="vx_fail", cloud="gcp")
     raw = _ingest(spec)
@@ -350,7 +353,7 @@ def test_the_loopback_api_refuses_what_google_would_refuse(api: VertexAPI) -> No
     """So ``api.violations == []`` above means something: each kind of refusal is recorded."""
     import requests
 
-    from mlops_core.gcp import GoogleApiError, VertexClient
+    from mlops_core.clouds.gcp.client import GoogleApiError, VertexClient
 
     vertex = VertexClient(requests.Session(), PROJECT, "europe-west4", api.url)
     api.violations.clear()

@@ -47,7 +47,7 @@ def cloud(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, local
 
 
 def _in_cloud(spec):
-    from mlops_airflow.cloud import cloud_context
+    from mlops_airflow.hooks.cloud import cloud_context
 
     return cloud_context(spec)
 
@@ -66,7 +66,7 @@ import os, signal, sys, time
 import pandas as pd
 from mlops_core import storage
 from mlops_core.spec import parse_spec
-from mlops_airflow.cloud import cloud_context
+from mlops_airflow.hooks.cloud import cloud_context
 from tests.helpers import example_data
 import airflow.sdk.io.fs
 
@@ -130,7 +130,7 @@ def _cloud_writers(cloud: str, rows: int, days: dict[str, str]) -> tuple[subproc
 
 def _whole(uri: str) -> tuple[int, int]:
     """(version, rows) of the newest version read as a consumer would; every file checked against its manifest."""
-    from mlops_core import storage
+    from mlops_core.data import storage
 
     m = storage.read_manifest(uri)
     fs, path = storage.filesystem(uri)
@@ -144,7 +144,7 @@ def _whole(uri: str) -> tuple[int, int]:
 
 
 def test_partitions_are_versioned_on_the_object_store(cloud):
-    from mlops_core import storage
+    from mlops_core.data import storage
     from mlops_core.spec import parse_spec
 
     spec = parse_spec(example_data(cloud=cloud))
@@ -199,7 +199,7 @@ def test_partitions_are_versioned_on_the_object_store(cloud):
 
 def test_manifest_publish_is_a_conditional_create(cloud):
     """The store refuses a second manifest for a taken version; the writer retries as the next."""
-    from mlops_core import storage
+    from mlops_core.data import storage
     from mlops_core.spec import parse_spec
 
     spec = parse_spec(example_data(cloud=cloud))
@@ -245,7 +245,7 @@ def test_racing_writers_publish_whole_versions(cloud):
     import contextvars
     from concurrent.futures import ThreadPoolExecutor
 
-    from mlops_core import storage
+    from mlops_core.data import storage
     from mlops_core.spec import parse_spec
 
     spec = parse_spec(example_data(cloud=cloud))
@@ -278,7 +278,7 @@ def test_kill_9_at_each_commit_step_leaves_a_whole_version_on_the_object_store(c
     One writer at a time here, so the gcp-storage-emulator ignoring ``ifGenerationMatch=0`` does
     not weaken what is checked: every assertion holds on all three stores.
     """
-    from mlops_core import storage
+    from mlops_core.data import storage
     from mlops_core.spec import parse_spec
 
     spec = parse_spec(example_data(cloud=cloud))
@@ -348,7 +348,7 @@ def test_reader_never_sees_an_error_or_a_mismatch_during_rewrites_on_the_object_
     import contextvars
     import logging
 
-    from mlops_core import storage
+    from mlops_core.data import storage
     from mlops_core.spec import parse_spec
 
     def frame(k: int) -> pd.DataFrame:
@@ -424,7 +424,9 @@ def test_reader_never_sees_an_error_or_a_mismatch_during_rewrites_on_the_object_
 
 def test_training_dag_runs_with_its_lake_on_the_emulator(cloud, airflow_db, request):
     from mlops_airflow.builder import build_training_dag
-    from mlops_core import datasets, registry, storage
+    from mlops_core.data import storage
+    from mlops_core.runs import registry
+    from mlops_dev import datasets
 
     spec = install_pipeline(f"em_{cloud}", cloud=cloud)
     with _in_cloud(spec) as profile:

@@ -1,5 +1,5 @@
 """``ingestion.glue`` on moto, as far as moto goes: the real ``GlueJobOperator`` (through
-:class:`~mlops_airflow.ingestion.glue.GlueIngestionOperator`) and its real trigger against a moto
+:class:`~mlops_airflow.operators.ingestion.glue.GlueIngestionOperator`) and its real trigger against a moto
 server, then ``ingest`` reading what the job wrote.
 
 moto runs no Spark: the test writes the day's file where the job would (the job's stand-in), and
@@ -118,7 +118,8 @@ def _spec(name: str) -> Any:
 
 def _write_the_jobs_output(root: str) -> None:
     """What the Glue job's script would do: write the day's rows under ``--output``."""
-    from mlops_core import datasets, storage
+    from mlops_core.data import storage
+    from mlops_dev import datasets
 
     frame = datasets.load_example("breast_cancer")
     fs, path = storage.filesystem(f"{root}/landing/orders/ds={DS}/orders.csv")
@@ -129,9 +130,9 @@ def _write_the_jobs_output(root: str) -> None:
 def test_a_glue_run_for_the_day_then_ingest_reads_what_it_wrote(moto_glue: dict[str, Any]) -> None:
     from airflow.sdk.exceptions import TaskDeferred
 
-    from mlops_airflow.cloud import cloud_context
-    from mlops_airflow.ingestion.glue import GlueIngestionOperator
-    from mlops_airflow.operators import IngestOperator
+    from mlops_airflow.hooks.cloud import cloud_context
+    from mlops_airflow.operators.ingestion.glue import GlueIngestionOperator
+    from mlops_airflow.operators.steps import IngestOperator
 
     spec = _spec("glue_orders")
     op = GlueIngestionOperator(task_id="managed_ingestion", pipeline=spec)
@@ -165,7 +166,7 @@ def test_a_failed_glue_run_fails_the_task(moto_glue: dict[str, Any]) -> None:
     from airflow.providers.common.compat.sdk import AirflowException
     from airflow.sdk.exceptions import TaskDeferred
 
-    from mlops_airflow.ingestion.glue import GlueIngestionOperator
+    from mlops_airflow.operators.ingestion.glue import GlueIngestionOperator
 
     op = GlueIngestionOperator(task_id="managed_ingestion", pipeline=_spec("glue_fails"))
     with pytest.raises(TaskDeferred) as deferred:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from mlops_core.clouds.aws.deploy import SageMakerTarget
 from mlops_core.deploy import READY, UPDATING
-from mlops_core.deploy.sagemaker import SageMakerTarget
 from tests.contract.test_sagemaker import REGION, aws_profile, register_tiny_versions, use_mlflow_store
 from tests.helpers import example_spec
 
@@ -92,7 +92,7 @@ def role_arn(aws: Any) -> str:
 
 
 def test_deploy_packages_to_s3_creates_the_endpoint_and_a_retry_is_idempotent(aws: Any, version: str) -> None:
-    from mlops_core import registry
+    from mlops_core.runs import registry
 
     profile = aws_profile(LAKE, role_arn=role_arn(aws))
     target = SageMakerTarget(profile, aws)  # the real package(): MLflow -> s3fs -> moto S3
@@ -137,7 +137,7 @@ def test_deploy_packages_to_s3_creates_the_endpoint_and_a_retry_is_idempotent(aw
 
 
 def test_alarm_and_metrics_reach_cloudwatch(aws: Any) -> None:
-    from mlops_core.aws import put_metrics
+    from mlops_core.clouds.aws.training import put_metrics
 
     profile = aws_profile(LAKE)
     alarm = SageMakerTarget(profile, aws)._put_alarm("mlops-breast-cancer")
@@ -176,8 +176,8 @@ def test_alarm_and_metrics_reach_cloudwatch(aws: Any) -> None:
 
 
 def test_training_job_config_is_accepted_by_create_training_job(aws: Any) -> None:
-    from mlops_core.aws import training_job_config
-    from mlops_core.remote import JobRequest, job_name
+    from mlops_core.clouds.aws.training import training_job_config
+    from mlops_core.model.remote import JobRequest, job_name
 
     profile = aws_profile(LAKE, role_arn=role_arn(aws))
     spec = example_spec(NAME, cloud="aws", training={"backend": "sagemaker", "timeout_minutes": 30})
@@ -201,7 +201,11 @@ def test_training_job_config_is_accepted_by_create_training_job(aws: Any) -> Non
     assert got["ResourceConfig"] == {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30}
     assert got["StoppingCondition"]["MaxRuntimeInSeconds"] == 1800
     # what moto does not echo back, the request itself must say
-    assert config["AlgorithmSpecification"]["ContainerEntrypoint"] == ["python", "-m", "mlops_core.remote"]
+    assert config["AlgorithmSpecification"]["ContainerEntrypoint"] == [
+        "python",
+        "-m",
+        "mlops_core.model.remote",
+    ]
     assert config["AlgorithmSpecification"]["ContainerArguments"] == [job.folder]
     assert config["Environment"] == job.env
     assert {"Key": "mlops:pipeline", "Value": NAME} in config["Tags"]

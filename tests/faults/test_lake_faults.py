@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pytest
 
-from mlops_core import storage
+from mlops_core.data import storage
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -21,7 +21,11 @@ from typing import Any
 
 import pytest
 
-from mlops_core import datasets, lifecycle, registry, settings, training
+from mlops_core import lifecycle
+from mlops_core.base import settings
+from mlops_core.model import training
+from mlops_core.runs import registry
+from mlops_dev import datasets
 from tests.helpers import example_spec
 
 DS = "2026-01-31"
@@ -202,7 +206,7 @@ def test_cleared_train_registers_the_new_model_and_binds_the_decision_to_it(raw_
 def test_forged_promote_decision_is_refused_at_deploy(raw_uri, champion):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from mlops_airflow.operators import DeployOperator
+    from mlops_airflow.operators.steps import DeployOperator
 
     trained = _train(raw_uri, "dag/forged")
     decision = _gate(trained, reject=True)

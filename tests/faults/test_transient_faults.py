@@ -20,11 +20,11 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from mlops_core import retry
-from mlops_core.azure import AzureMLClient, AzureMLError
-from mlops_core.clouds import CloudProfile
-from mlops_core.gcp import GoogleApiError, VertexClient
-from mlops_core.retry import RetryPolicy
+from mlops_core.base import retry
+from mlops_core.base.retry import RetryPolicy
+from mlops_core.clouds.azure.client import AzureMLClient, AzureMLError
+from mlops_core.clouds.gcp.client import GoogleApiError, VertexClient
+from mlops_core.spec.profiles import CloudProfile
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -356,8 +356,8 @@ def no_client_retry(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def cloud(monkeypatch: pytest.MonkeyPatch, server: FaultServer) -> FaultServer:
     """The triggers resolve the profile pointing at the fault server and talk to it with plain sessions."""
-    from mlops_airflow import cloud as cloud_glue
-    from mlops_core import clouds
+    from mlops_airflow.hooks import cloud as cloud_glue
+    from mlops_core.spec import profiles as clouds
 
     profiles = {"azure": az_profile(server), "gcp": gcp_profile(server)}
     monkeypatch.setattr(clouds, "resolve", lambda name: profiles[name])
@@ -374,7 +374,7 @@ def collect(trigger: Any) -> list[dict[str, Any]]:
 
 
 def endpoint_trigger(**kw: Any) -> Any:
-    from mlops_airflow.triggers import EndpointTrigger
+    from mlops_airflow.triggers.cloud import EndpointTrigger
     from mlops_core.deploy import UPDATING
 
     deployment = {
@@ -481,7 +481,7 @@ VERTEX_JOB = "projects/proj/locations/europe-west4/customJobs/42"
 
 
 def job_trigger(**kw: Any) -> Any:
-    from mlops_airflow.triggers import RemoteJobTrigger
+    from mlops_airflow.triggers.cloud import RemoteJobTrigger
 
     opts = {"poll_seconds": 0, "retry_base_seconds": 0.001, "retry_max_seconds": 0.01, **kw}
     return RemoteJobTrigger("gcp", {"job": VERTEX_JOB}, **opts)
@@ -510,7 +510,7 @@ def test_remote_job_trigger_reports_a_failed_job(cloud: FaultServer) -> None:
 
 
 def azure_job_trigger(server: FaultServer, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from mlops_airflow.azureml import AzureMLHook, AzureMLJobTrigger
+    from mlops_airflow.hooks.azureml import AzureMLHook, AzureMLJobTrigger
 
     conn = {"conn_type": "azure_ml", "login": "id", "password": "secret", "extra": {"tenant_id": "t"}}
     monkeypatch.setenv("AIRFLOW_CONN_AZURE_ML_FAULTS", json.dumps(conn))
@@ -589,7 +589,7 @@ def _sdk_faults() -> list[tuple[BaseException, bool]]:
 
 def test_is_transient_classifies_sdk_errors() -> None:
     from mlops_core.deploy import DeploymentFailed
-    from mlops_core.remote import RemoteJobFailed
+    from mlops_core.model.remote import RemoteJobFailed
 
     for fault, want in [*_sdk_faults(), (DeploymentFailed("Failed"), False), (RemoteJobFailed("x"), False)]:
         assert retry.is_transient(fault) is want, fault

@@ -12,7 +12,10 @@ from datetime import UTC, date, datetime
 import mlflow
 import pytest
 
-from mlops_core import contract, datasets, registry, settings, storage
+from mlops_core.base import settings
+from mlops_core.data import contract, storage
+from mlops_core.runs import registry
+from mlops_dev import datasets
 from tests.helpers import install_pipeline
 
 pytestmark = pytest.mark.integration

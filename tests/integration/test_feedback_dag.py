@@ -11,7 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops_core import datasets, feedback, settings, storage
+from mlops_core.base import settings
+from mlops_core.data import storage
+from mlops_core.monitor import feedback
+from mlops_dev import datasets
 from tests.helpers import install_pipeline
 
 pytestmark = pytest.mark.integration
@@ -103,7 +106,7 @@ def test_late_labels_are_scored_and_decay_emits_the_drift_asset(airflow_db, land
     from airflow.api_fastapi.core_api.security import get_user
     from fastapi.testclient import TestClient
 
-    from mlops_airflow import views
+    from mlops_airflow.views import models as views
 
     app = views.create_app()
     app.dependency_overrides[get_user] = lambda: None

@@ -15,7 +15,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import yaml
 
-from mlops_core import registry, settings, storage
+from mlops_core.base import settings
+from mlops_core.data import storage
+from mlops_core.runs import registry
 
 pytestmark = pytest.mark.integration
 

@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops_airflow.localstack import AirflowStack
-from mlops_core import datasets, settings
+from mlops_core.base import settings
+from mlops_dev import datasets
+from mlops_dev.localstack import AirflowStack
 from tests import promstack
 from tests.helpers import REPO, example_data, load_as_serving_container, pipeline_folder, wait_until
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mlops_airflow.localstack import AirflowStack
+    from mlops_dev.localstack import AirflowStack
 
 # The flags this machine needs: no sandbox as root, and no background calls to the outside.
 CHROMIUM_ARGS = [

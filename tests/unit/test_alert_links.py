@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from mlops_airflow import notifiers
+from mlops_airflow.notifications import alerts as notifiers
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit

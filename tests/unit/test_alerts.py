@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from mlops_airflow import notifiers, operators
-from mlops_airflow.operators import (
+from mlops_airflow.notifications import alerts as notifiers
+from mlops_airflow.operators import steps as operators
+from mlops_airflow.operators.steps import (
     DeployOperator,
     EmitDriftEventOperator,
     GateOperator,
@@ -192,7 +193,7 @@ def _check_envelope(message: EmailMessage, event: str) -> None:
 def test_gate_rejection_mails_the_reasons(inbox: Inbox, local_dir: Path, airflow_test: str) -> None:
     import mlflow
 
-    from mlops_core import tracking
+    from mlops_core.runs import tracking
 
     tracking.configure()
     with mlflow.start_run() as run:
@@ -219,7 +220,9 @@ def test_gate_rejection_mails_the_reasons(inbox: Inbox, local_dir: Path, airflow
 
 
 def test_validation_failure_mails_each_failed_expectation_once(inbox: Inbox, landing: str) -> None:
-    from mlops_core import datasets, settings, storage
+    from mlops_core.base import settings
+    from mlops_core.data import storage
+    from mlops_dev import datasets
 
     spec = _spec()
     bad = datasets.load_example("breast_cancer")
@@ -452,10 +455,10 @@ def test_a_dead_smtp_server_does_not_fail_the_step(
     step = EmitDriftEventOperator(
         task_id="emit_drift_event", pipeline=_spec(), decision=_fired(["mean_radius"])
     )
-    with caplog.at_level(logging.WARNING, logger="mlops_airflow.notifiers"):
+    with caplog.at_level(logging.WARNING, logger="mlops_airflow.notifications.alerts"):
         extra = step.execute(_context("emit_drift_event"))
     assert extra["ds"] == "2026-02-04" and extra["drift_share"] == 0.4  # the step's result, unchanged
-    (warning,) = [r for r in caplog.records if r.name == "mlops_airflow.notifiers"]
+    (warning,) = [r for r in caplog.records if r.name == "mlops_airflow.notifications.alerts"]
     assert warning.levelno == logging.WARNING
     assert (
         "ALERT NOT SENT: policy_fired of breast_cancer via email (smtp_default) failed"
@@ -469,7 +472,7 @@ def test_a_missing_connection_does_not_fail_the_callback(
 ) -> None:
     monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
     spec = _spec(smtp_conn_id="smtp_nowhere")
-    with caplog.at_level(logging.WARNING, logger="mlops_airflow.notifiers"):
+    with caplog.at_level(logging.WARNING, logger="mlops_airflow.notifications.alerts"):
         notifiers.failure_callback(spec)({**_context("train"), "exception": ValueError("x")})
     assert any("ALERT NOT SENT: task_failed" in r.getMessage() for r in caplog.records)
 

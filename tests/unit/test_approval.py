@@ -13,7 +13,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from mlops_core import lifecycle, registry, settings, training
+from mlops_core import lifecycle
+from mlops_core.base import settings
+from mlops_core.model import training
+from mlops_core.runs import registry
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit
@@ -39,7 +42,7 @@ def registered(spec, landing):
 
 
 def _operator(spec, trained, evaluated, decision, reg):
-    from mlops_airflow.approval import ModelApprovalOperator, approval_kwargs
+    from mlops_airflow.operators.approval import ModelApprovalOperator, approval_kwargs
 
     return ModelApprovalOperator(
         task_id="approval",
@@ -128,7 +131,7 @@ def test_the_answer_is_recorded_on_the_version(
     assert tags["mlops.approved_by"] == (user or {}).get("name", "")
     assert tags["mlops.approved_at"] == when.isoformat()
     assert tags["mlops.approval_comment"] == ("looks right" if user else "")
-    assert tags["mlops.approval_seal"]  # sealed by the approval task (mlops_core.release)
+    assert tags["mlops.approval_seal"]  # sealed by the approval task (mlops_core.runs.release)
 
 
 @pytest.mark.parametrize("user", [None, {"id": "", "name": ""}])

@@ -41,7 +41,7 @@ CONN = {
 @pytest.fixture
 def rec(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     """The connection from the environment; every session the hook builds is the recorder."""
-    from mlops_airflow.azureml import AzureMLHook
+    from mlops_airflow.hooks.azureml import AzureMLHook
 
     monkeypatch.setenv("AIRFLOW_CONN_AZURE_ML_TEST", json.dumps(CONN))
     recorder = Recorder()
@@ -87,7 +87,7 @@ def collect(trigger: Any) -> list[Any]:
 
 
 def test_connection_form_relabels_and_hides_fields() -> None:
-    from mlops_airflow.azureml import AzureMLHook
+    from mlops_airflow.hooks.azureml import AzureMLHook
 
     behaviour = AzureMLHook.get_ui_field_behaviour()
     assert behaviour["relabeling"] == {"login": "Client ID", "password": "Client secret"}
@@ -100,7 +100,7 @@ def test_connection_form_widgets() -> None:
     # wtforms and flask_appbuilder come with the FAB provider (in the lock): never skipped
     from wtforms import BooleanField, StringField
 
-    from mlops_airflow.azureml import AzureMLHook
+    from mlops_airflow.hooks.azureml import AzureMLHook
 
     widgets = AzureMLHook.get_connection_form_widgets()
     assert set(widgets) == {*CONN_EXTRAS}
@@ -119,7 +119,7 @@ def test_provider_info_is_valid_for_the_providers_manager() -> None:
     jsonschema.validate(info, json.loads((airflow_dir / "provider_info.schema.json").read_text()))
     (conn,) = info["connection-types"]
     assert (
-        conn["hook-class-name"] == "mlops_airflow.azureml.AzureMLHook"
+        conn["hook-class-name"] == "mlops_airflow.hooks.azureml.AzureMLHook"
         and conn["connection-type"] == "azure_ml"
     )
     # the form metadata in the shape ProvidersManager._add_customized_fields turns it into
@@ -139,7 +139,7 @@ def test_provider_info_is_valid_for_the_providers_manager() -> None:
 
 
 def test_hook_builds_the_workspace_client_from_the_connection(rec: Recorder) -> None:
-    from mlops_airflow.azureml import ARM_SCOPE, MONITOR_SCOPE, AzureMLHook
+    from mlops_airflow.hooks.azureml import ARM_SCOPE, MONITOR_SCOPE, AzureMLHook
 
     hook = AzureMLHook("azure_ml_test", workspace="other-ws")
     client = hook.get_client()
@@ -151,7 +151,7 @@ def test_hook_builds_the_workspace_client_from_the_connection(rec: Recorder) -> 
 def test_bearer_auth_adds_a_token_but_keeps_an_endpoint_key() -> None:
     import requests
 
-    from mlops_airflow.azureml import ARM_SCOPE, _BearerAuth
+    from mlops_airflow.hooks.azureml import ARM_SCOPE, _BearerAuth
 
     class Credential:
         def get_token(self, scope: str) -> Any:
@@ -172,8 +172,8 @@ def test_sovereign_cloud_extras_reach_the_credential_the_token_scope_and_the_arm
 ) -> None:
     import azure.identity
 
-    from mlops_airflow.azureml import ARM_SCOPE, AzureMLHook
-    from mlops_core.azure import client_for
+    from mlops_airflow.hooks.azureml import ARM_SCOPE, AzureMLHook
+    from mlops_core.clouds.azure.client import client_for
     from tests.contract.test_azureml import PROFILE
 
     made: list[dict[str, Any]] = []
@@ -220,7 +220,7 @@ def test_sovereign_cloud_extras_reach_the_credential_the_token_scope_and_the_arm
 def test_missing_extra_names_the_connection_and_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.sdk.exceptions import AirflowException
 
-    from mlops_airflow.azureml import AzureMLHook
+    from mlops_airflow.hooks.azureml import AzureMLHook
 
     monkeypatch.setenv("AIRFLOW_CONN_AZURE_ML_TEST", json.dumps({**CONN, "extra": {"tenant_id": "t"}}))
     with pytest.raises(AirflowException, match="'azure_ml_test' has no subscription_id: add it"):
@@ -231,7 +231,7 @@ def test_missing_extra_names_the_connection_and_the_fix(monkeypatch: pytest.Monk
 
 
 def trigger(**kw: Any) -> Any:
-    from mlops_airflow.azureml import AzureMLJobTrigger
+    from mlops_airflow.hooks.azureml import AzureMLJobTrigger
 
     return AzureMLJobTrigger(job_name=JOB, azure_ml_conn_id="azure_ml_test", poke_interval=0, **kw)
 
@@ -241,7 +241,7 @@ def test_trigger_serializes_and_round_trips() -> None:
 
     t = trigger(max_attempts=5, workspace="ws-2")
     path, kwargs = t.serialize()
-    assert path == "mlops_airflow.azureml.AzureMLJobTrigger"
+    assert path == "mlops_airflow.hooks.azureml.AzureMLJobTrigger"
     assert kwargs == {
         "job_name": JOB,
         "azure_ml_conn_id": "azure_ml_test",
@@ -295,7 +295,7 @@ def test_trigger_turns_http_errors_into_an_error_event(rec: Recorder) -> None:
 
 
 def operator(**kw: Any) -> Any:
-    from mlops_airflow.azureml import AzureMLCommandJobOperator
+    from mlops_airflow.hooks.azureml import AzureMLCommandJobOperator
 
     return AzureMLCommandJobOperator(
         task_id="train", job_name=JOB, body=BODY, azure_ml_conn_id="azure_ml_test", poke_interval=0, **kw
@@ -305,7 +305,7 @@ def operator(**kw: Any) -> Any:
 def test_operator_submits_then_defers_on_the_trigger(rec: Recorder) -> None:
     from airflow.sdk.exceptions import TaskDeferred
 
-    from mlops_airflow.azureml import AzureMLJobTrigger
+    from mlops_airflow.hooks.azureml import AzureMLJobTrigger
 
     rec.expect("GET", JOB_PATH, 404, not_found("job")).expect("PUT", JOB_PATH, 201, job("NotStarted"))
     op = operator(deferrable=True, max_attempts=7)
@@ -352,7 +352,7 @@ def test_execute_complete(rec: Recorder) -> None:
 def test_operator_defaults_follow_operators_default_deferrable() -> None:
     import inspect
 
-    from mlops_airflow.azureml import AzureMLCommandJobOperator
+    from mlops_airflow.hooks.azureml import AzureMLCommandJobOperator
 
     assert set(AzureMLCommandJobOperator.template_fields) == {"job_name", "body"}
     default = inspect.signature(AzureMLCommandJobOperator.__init__).parameters["deferrable"].default

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlops_core.catalog import EXPECTATIONS, METRICS, metrics_for
-from mlops_core.estimators import build_estimator, families, get_family
+from mlops_core.spec.catalog import EXPECTATIONS, METRICS, metrics_for
+from mlops_core.spec.estimators import build_estimator, families, get_family
 
 pytestmark = pytest.mark.unit
 
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.unit
 def test_every_expectation_exists_in_great_expectations():
     import great_expectations.expectations as gxe
 
-    from mlops_core.validation import _class_name
+    from mlops_core.data.validation import _class_name
 
     missing = [e for e in sorted(EXPECTATIONS) if getattr(gxe, _class_name(e), None) is None]
     assert missing == []
@@ -22,8 +22,8 @@ def test_every_expectation_exists_in_great_expectations():
 def test_every_allowed_expectation_argument_is_a_real_one_and_none_runs_code():
     import great_expectations.expectations as gxe
 
-    from mlops_core.catalog import EXPECTATION_ARGS, FORBIDDEN_ARGS
-    from mlops_core.validation import _class_name
+    from mlops_core.data.validation import _class_name
+    from mlops_core.spec.catalog import EXPECTATION_ARGS, FORBIDDEN_ARGS
 
     for name, args in EXPECTATION_ARGS.items():
         fields = set(getattr(gxe, _class_name(name)).__fields__)
@@ -43,7 +43,7 @@ def test_every_family_builds_with_every_allowed_param(family, problem):
     allowed = set(est.get_params())
     kind_params = {p for p in fam.params if p in allowed}
     # every allow-listed parameter that belongs to this kind's class is a real constructor parameter
-    from mlops_core.estimators import _PER_KIND_ONLY
+    from mlops_core.spec.estimators import _PER_KIND_ONLY
 
     kind = "regressor" if problem == "regression" else "classifier"
     expected = {p for p in fam.params if _PER_KIND_ONLY.get(p, kind) == kind}

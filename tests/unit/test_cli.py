@@ -59,7 +59,7 @@ def broken_copy(tmp_path: Path, edit: Any) -> Path:
 
 
 def test_the_published_schema_is_the_one_the_spec_generates(tmp_path: Path) -> None:
-    from mlops_core.schema import dumps
+    from mlops_core.spec.schema import dumps
 
     assert PUBLISHED.read_text() == dumps(), (
         "regenerate: mlops-airflow schema -o include/schema/pipeline.schema.json"
@@ -183,7 +183,7 @@ def test_validate_warns_about_a_decay_policy_judged_only_on_the_holdout(tmp_path
 
 def test_validate_spec_only_never_imports_airflow() -> None:
     code = (
-        "import sys; from mlops_airflow.cli import main; rc = main(['validate', '--spec-only', 'dags/pipelines']);"
+        "import sys; from mlops_airflow.cli.commands import main; rc = main(['validate', '--spec-only', 'dags/pipelines']);"
         "print('AIRFLOW' if any(m == 'airflow' or m.startswith('airflow.') for m in sys.modules) else 'CLEAN', rc)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from mlops_core import clouds, remote, settings
+from mlops_core.base import settings
+from mlops_core.model import remote
 from mlops_core.spec import load_spec
+from mlops_core.spec import profiles as clouds
 
 pytestmark = pytest.mark.unit
 
@@ -89,7 +91,8 @@ def test_job_names_are_unique_per_airflow_run():
 
 def test_the_remote_entrypoint_trains_like_the_worker(landing, local_dir):
     """What a SageMaker/Vertex/Azure ML job runs, run here as a process: an MLflow run with the request's tags."""
-    from mlops_core import lifecycle, registry, tracking
+    from mlops_core import lifecycle
+    from mlops_core.runs import registry, tracking
     from tests.helpers import example_spec
 
     spec = example_spec(name="remote_job")
@@ -103,7 +106,7 @@ def test_the_remote_entrypoint_trains_like_the_worker(landing, local_dir):
         "PYTHONPATH": os.pathsep.join([str(REPO / "include"), os.environ.get("PYTHONPATH", "")]),
     }
     out = subprocess.run(
-        [sys.executable, "-m", "mlops_core.remote", req.folder],
+        [sys.executable, "-m", "mlops_core.model.remote", req.folder],
         env=env,
         capture_output=True,
         text=True,

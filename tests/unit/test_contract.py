@@ -8,7 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_core import contract, datasets, lifecycle, registry, settings, storage, training, validation
+from mlops_core import lifecycle
+from mlops_core.base import settings
+from mlops_core.data import contract, storage, validation
+from mlops_core.model import training
+from mlops_core.runs import registry
+from mlops_dev import datasets
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit
@@ -372,7 +377,7 @@ def test_scoring_scores_unseen_categories_flags_them_and_the_retrain_reaches_the
         and "data contract (champion v1's contract" in decision.describe()
     )
     version = lifecycle.register(spec, trained, decision.to_dict(), "dag/r", {})["version"]
-    from mlops_core import modelcard
+    from mlops_core.model import modelcard
 
     card = modelcard.build(spec, spec.name, version)
     assert ["site", "new_categories", site["text"]] in card.gate["contract_changes"]["rows"]

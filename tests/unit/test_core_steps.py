@@ -6,7 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_core import datasets, lifecycle, registry, settings, storage, training, validation
+from mlops_core import lifecycle
+from mlops_core.base import settings
+from mlops_core.data import storage, validation
+from mlops_core.model import training
+from mlops_core.runs import registry
+from mlops_dev import datasets
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit
@@ -278,7 +283,7 @@ def test_a_tampered_or_pickled_artifact_is_refused_at_load(spec, raw_uri):
 
 def test_monitoring_compares_against_the_exact_version_the_champion_trained_on(spec, raw_uri):
     """A re-run of the training day rewrites raw/ds=...; the champion's reference does not move."""
-    from mlops_core import monitoring
+    from mlops_core.monitor import monitoring
 
     _, _, v = _train_and_register(spec, raw_uri, "dag/pinned")
     registry.promote(spec.name, v["version"])
@@ -293,7 +298,7 @@ def test_monitoring_compares_against_the_exact_version_the_champion_trained_on(s
 
 
 def test_training_records_feature_importance_for_weighted_drift(raw_uri):
-    from mlops_core import monitoring
+    from mlops_core.monitor import monitoring
 
     spec = example_spec(monitoring={"weighting": "importance"})
     trained, _, v = _train_and_register(spec, raw_uri, "dag/importance")
@@ -315,7 +320,8 @@ def test_training_records_the_drift_baseline_monitoring_reads(raw_uri):
     output included, read back from the champion; the cooldown clock is the champion's training day."""
     from datetime import date
 
-    from mlops_core import drift, monitoring
+    from mlops_core.data import drift
+    from mlops_core.monitor import monitoring
 
     spec = example_spec()
     trained, _, v = _train_and_register(spec, raw_uri, "dag/baseline")
@@ -360,7 +366,7 @@ def test_the_threshold_travels_with_the_model(raw_uri, setting):
     expected = np.where(proba >= chosen, "malignant", "benign")
     assert (model.predict(X) == expected).all()
     # one truth: the evaluation (gate log), the version, the card all show what the model applies
-    from mlops_core import modelcard
+    from mlops_core.model import modelcard
 
     assert evaluated["threshold"] == chosen and evaluated["positive_class"] == "malignant"
     assert registry.client().get_model_version(spec.name, v["version"]).tags["mlops.threshold"] == str(chosen)

@@ -8,7 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops_core import dates, lifecycle, settings, storage
+from mlops_core import lifecycle
+from mlops_core.base import settings
+from mlops_core.data import dates, storage
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit
@@ -124,7 +126,7 @@ def test_parquet_text_dates_are_quarantined_by_row_number(local_dir):
 
 def test_every_read_logs_the_exact_range(local_dir, caplog):
     spec = _spec(_land("log.csv", ["2026-02-04"] * 3), lookback=7)
-    with caplog.at_level(logging.INFO, logger="mlops_core.storage"):
+    with caplog.at_level(logging.INFO, logger="mlops_core.data.storage"):
         storage.read_source(spec.source, DS)
     assert (
         "rows whose 'event_date' falls on 2026-01-29 through 2026-02-04 (UTC days; from 2026-01-29T00:00"

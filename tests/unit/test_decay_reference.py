@@ -13,7 +13,8 @@ from datetime import date
 import pytest
 from benchmarks import decay as bench
 
-from mlops_core import feedback, settings
+from mlops_core.base import settings
+from mlops_core.monitor import feedback
 from mlops_core.spec import SpecError, parse_spec
 from tests.helpers import example_data
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_core import drift
-from mlops_core.monitoring import decide
+from mlops_core.data import drift
+from mlops_core.monitor.monitoring import decide
 from mlops_core.spec import MonitoringSpec
 
 pytestmark = pytest.mark.unit
@@ -226,7 +226,7 @@ def test_a_handful_of_rows_of_a_category_one_side_lacks_is_not_drift(only_curren
     ref, cur = _cat_frames(only_current, only_reference)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a RuntimeWarning (divide by zero) would fail the test
-        with caplog.at_level("INFO", logger="mlops_core.drift"):
+        with caplog.at_level("INFO", logger="mlops_core.data.drift"):
             res = drift.compute_drift(ref, cur, [], ["plan"])
     (col,) = res.columns
     assert np.isfinite(col.statistic) and not col.drifted and col.p_value > 0.01
@@ -256,7 +256,7 @@ def test_pool_rare_keeps_every_cell_defined():
 def test_numerical_warnings_name_their_column(caplog):
     ref = pd.DataFrame({"flat": [1.0] * 50})
     cur = pd.DataFrame({"flat": [np.inf] * 50})
-    with caplog.at_level("WARNING", logger="mlops_core.drift"):
+    with caplog.at_level("WARNING", logger="mlops_core.data.drift"):
         drift.compute_drift(ref, cur, ["flat"], [], numeric_method="wasserstein")
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warned and all(w.startswith("drift column 'flat' (wasserstein): ") for w in warned)

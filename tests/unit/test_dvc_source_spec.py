@@ -169,7 +169,7 @@ def test_the_plain_source_policy_is_unchanged():
 
 
 def _profile(**changes: Any) -> Any:
-    from mlops_core import clouds
+    from mlops_core.spec import profiles as clouds
 
     values = {
         "name": "test",
@@ -184,7 +184,7 @@ def _profile(**changes: Any) -> Any:
 
 
 def test_the_profile_admits_dvc_paths_and_checks_the_repository_instead():
-    from mlops_core import clouds
+    from mlops_core.spec import profiles as clouds
 
     profile = _profile()
     assert profile.check_source("dvc://data/train.csv") == "dvc://data/train.csv"
@@ -225,7 +225,7 @@ def test_the_profile_admits_dvc_paths_and_checks_the_repository_instead():
     ],
 )
 def test_source_roots_decide_which_repositories_a_profile_reads(root, repo, admitted):
-    from mlops_core import clouds
+    from mlops_core.spec import profiles as clouds
 
     profile = _profile(source_roots=(root,))
     if admitted:
@@ -236,7 +236,8 @@ def test_source_roots_decide_which_repositories_a_profile_reads(root, repo, admi
 
 
 def test_the_repository_is_checked_again_at_run_time_after_expansion(monkeypatch, tmp_path):
-    from mlops_core import clouds, dvc_source
+    from mlops_core.data import dvc_source
+    from mlops_core.spec import profiles as clouds
 
     spec = parse_spec(_data(repo="${MLOPS_DVC_REPO}", rev="v1"))
     profile = _profile(source_roots=("https://github.com/acme",))
@@ -266,16 +267,16 @@ def test_the_repository_is_checked_again_at_run_time_after_expansion(monkeypatch
 
 
 def test_a_dvc_uri_is_never_opened_as_a_plain_filesystem():
-    from mlops_core import storage
+    from mlops_core.data import storage
 
-    with pytest.raises(storage.SourceDataError, match="is read by mlops_core.dvc_source"):
+    with pytest.raises(storage.SourceDataError, match="is read by mlops_core.data.dvc_source"):
         storage.filesystem("dvc://data/train.csv")  # fsspec would open the working directory's repo
 
 
 def test_parsing_a_dvc_pipeline_imports_nothing_of_dvc():
     code = (
         "import sys\n"
-        "import mlops_core.spec, mlops_core.storage, mlops_core.lifecycle, mlops_core.clouds, mlops_core.dvc_source\n"
+        "import mlops_core.spec, mlops_core.data.storage, mlops_core.lifecycle, mlops_core.spec.profiles, mlops_core.data.dvc_source\n"
         "from tests.helpers import example_data\n"
         "data = example_data(source={'uri': 'dvc://data/train.csv', 'partition': {'mode': 'snapshot'},"
         " 'dvc': {'repo': '${MLOPS_LANDING}/r', 'rev': 'v1'}})\n"

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mlops_core import envref
-from mlops_core import settings as mlops_settings
+from mlops_core.base import envref
+from mlops_core.base import settings as mlops_settings
 from mlops_core.spec import SpecError, check_env_refs, parse_spec
 
 pytestmark = pytest.mark.unit

@@ -8,7 +8,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from mlops_core import features
+from mlops_core import feature_stores
+from mlops_core.data import features
 from mlops_core.spec import FeatureJoin, SpecError
 from tests.helpers import example_spec
 
@@ -174,7 +175,7 @@ def test_an_unknown_feature_group_is_named_and_the_offline_store_is_found_by_des
             expected_params={"FeatureGroupName": "no-such-group"},
         )
         with pytest.raises(features.FeatureStoreError, match="feature group 'no-such-group' does not exist"):
-            features.apply(spec, frame, clients=lambda service: client)
+            feature_stores.apply(spec, frame, clients=lambda service: client)
         stub.add_response(
             "describe_feature_group",
             {
@@ -189,11 +190,15 @@ def test_an_unknown_feature_group_is_named_and_the_offline_store_is_found_by_des
             {"FeatureGroupName": "no-such-group"},
         )
         with pytest.raises(features.FeatureStoreError, match="has no offline store"):
-            features.apply(spec, frame, clients=lambda service: client)
+            feature_stores.apply(spec, frame, clients=lambda service: client)
 
 
 def test_an_offline_table_joins_through_ingest_and_the_model_trains_on_it(landing: str) -> None:
-    from mlops_core import datasets, lifecycle, settings, storage, training
+    from mlops_core import lifecycle
+    from mlops_core.base import settings
+    from mlops_core.data import storage
+    from mlops_core.model import training
+    from mlops_dev import datasets
 
     frame = datasets.load_example("breast_cancer")
     moved = ["worst_area", "mean_area"]

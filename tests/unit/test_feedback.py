@@ -15,8 +15,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops_core import datasets, feedback, lifecycle, monitoring, registry, settings, storage
-from mlops_core.training import train
+from mlops_core import lifecycle
+from mlops_core.base import settings
+from mlops_core.data import storage
+from mlops_core.model.training import train
+from mlops_core.monitor import feedback, monitoring
+from mlops_core.runs import registry
+from mlops_dev import datasets
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit

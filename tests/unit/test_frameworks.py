@@ -10,8 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from mlops_core import estimators, lifecycle, registry, settings, storage, tracking, training
-from mlops_core.spec import SpecError
+from mlops_core import lifecycle
+from mlops_core.base import settings
+from mlops_core.data import storage
+from mlops_core.model import training
+from mlops_core.runs import registry, tracking
+from mlops_core.spec import SpecError, estimators
 from tests.helpers import REPO, example_spec
 
 if TYPE_CHECKING:
@@ -74,7 +78,7 @@ def test_a_framework_model_goes_through_the_whole_lifecycle_saved_without_pickle
     local = mlflow.artifacts.download_artifacts(trained.model_uri)
     flavor = yaml.safe_load(open(f"{local}/MLmodel"))["flavors"]["sklearn"]
     assert flavor["serialization_format"] == "skops"
-    assert "mlops_core.framework_model.FrameworkClassifier" in flavor["skops_trusted_types"]
+    assert "mlops_core.model.framework_model.FrameworkClassifier" in flavor["skops_trusted_types"]
 
     model = registry.load_trained(trained.model_uri, trained.run_id)  # skops, the types the package allows
     adapter = model.named_steps["model"]
@@ -110,7 +114,7 @@ def test_a_loaded_model_calls_only_the_code_registered_under_its_family_name(
     model = registry.load_trained(trained.model_uri, trained.run_id)
     adapter = model.named_steps["model"]
     assert set(vars(adapter)) == {"family", "params", "seed", "classes_", "model_bytes_", "n_features_in_"}
-    from mlops_core import framework_model
+    from mlops_core.model import framework_model
 
     framework_model._NATIVE.clear()
     estimators._REGISTRY.pop("lightgbm_booster")

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mlops_core.evaluation import Bootstrap, Scored, decide, paired_bootstrap
+from mlops_core.model.evaluation import Bootstrap, Scored, decide, paired_bootstrap
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit
@@ -118,7 +118,7 @@ def test_force_with_reason_promotes_and_records():
 
 def test_decision_round_trips():
     d = decide(SPEC, GOOD, None, None)
-    from mlops_core.evaluation import GateDecision
+    from mlops_core.model.evaluation import GateDecision
 
     assert GateDecision.from_dict(d.to_dict()) == d
 
@@ -214,7 +214,7 @@ def _mlflow_error(code, message="boom"):
 
 @pytest.fixture
 def fake_registry(monkeypatch):
-    from mlops_core import registry
+    from mlops_core.runs import registry
 
     def install(client):
         monkeypatch.setattr(registry, "client", lambda: client)
@@ -224,7 +224,7 @@ def fake_registry(monkeypatch):
 
 
 def test_missing_model_means_no_champion(fake_registry):
-    from mlops_core import registry
+    from mlops_core.runs import registry
 
     fake_registry(_FakeClient(_mlflow_error("RESOURCE_DOES_NOT_EXIST", "Registered Model not found")))
     assert registry.alias_version("m", registry.CHAMPION) is None
@@ -232,7 +232,7 @@ def test_missing_model_means_no_champion(fake_registry):
 
 
 def test_missing_alias_means_no_champion_and_present_alias_is_read(fake_registry):
-    from mlops_core import registry
+    from mlops_core.runs import registry
 
     fake_registry(_FakeClient(aliases={"challenger": 3}))
     assert registry.alias_version("m", registry.CHAMPION) is None
@@ -250,7 +250,8 @@ def test_missing_alias_means_no_champion_and_present_alias_is_read(fake_registry
     ],
 )
 def test_any_other_registry_error_fails_closed(fake_registry, monkeypatch, code, message, hint):
-    from mlops_core import lifecycle, registry
+    from mlops_core import lifecycle
+    from mlops_core.runs import registry
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://user:secret@mlflow.example:5000")
     fake_registry(_FakeClient(_mlflow_error(code, message)))
@@ -266,7 +267,7 @@ def test_any_other_registry_error_fails_closed(fake_registry, monkeypatch, code,
 
 
 def test_non_mlflow_errors_fail_closed_too(fake_registry):
-    from mlops_core import registry
+    from mlops_core.runs import registry
 
     fake_registry(_FakeClient(ConnectionRefusedError("connection refused")))
     with pytest.raises(registry.RegistryUnavailable, match="start MLflow"):
@@ -276,7 +277,7 @@ def test_non_mlflow_errors_fail_closed_too(fake_registry):
 def test_register_does_not_register_when_the_lookup_fails(fake_registry, monkeypatch):
     import mlflow
 
-    from mlops_core import registry
+    from mlops_core.runs import registry
 
     fake_registry(_FakeClient(_mlflow_error("TEMPORARILY_UNAVAILABLE", "database is locked")))
     monkeypatch.setattr(mlflow, "register_model", lambda *a, **k: pytest.fail("registered anyway"))

@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from mlops_core import remote, settings, storage
+from mlops_core.base import settings
+from mlops_core.data import storage
+from mlops_core.model import remote
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mlops_core.clouds import CloudProfile
+from mlops_core.spec.profiles import CloudProfile
 from tests.contract.test_kserve import ITEM, SERVING_V1, FakeKubeAPI, deployment
 
 if TYPE_CHECKING:
@@ -58,8 +58,9 @@ def profile(name: str) -> CloudProfile:
 def test_clients_for_builds_the_kubernetes_client_from_the_connection(kube: FakeKubeAPI, cloud: str) -> None:
     from kubernetes import client
 
-    from mlops_airflow.cloud import clients_for
-    from mlops_core.deploy import READY, get_target
+    from mlops_airflow.hooks.cloud import clients_for
+    from mlops_core.deploy import READY
+    from mlops_core.targets import get_target
 
     # the platform clients are built lazily: eagerly, gcp (no google_cloud_missing connection) and
     # azure (no settings.ml_conn_id) would fail here although KServe needs neither
@@ -78,7 +79,7 @@ def test_clients_for_builds_the_kubernetes_client_from_the_connection(kube: Fake
 
 
 def test_the_local_profile_has_no_clients() -> None:
-    from mlops_airflow.cloud import clients_for
+    from mlops_airflow.hooks.cloud import clients_for
 
     local = CloudProfile("local", "file:///l", "file:///d", None, "in_worker", "local", "none")
     with pytest.raises(ValueError, match="has no API clients"):

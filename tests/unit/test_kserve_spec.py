@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from mlops_core.clouds import CloudProfile
-from mlops_core.deploy.kserve import KServeTarget, kserve_storage_uri, v2_predictions, v2_request
+from mlops_core.clouds.kubernetes.deploy import KServeTarget, kserve_storage_uri, v2_predictions, v2_request
 from mlops_core.spec import SpecError
+from mlops_core.spec.profiles import CloudProfile
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit
@@ -64,8 +64,8 @@ def test_the_kserve_block_belongs_to_the_kserve_target() -> None:
 
 
 def test_the_profile_may_name_kserve_as_its_deploy_target(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlops_core import clouds
-    from mlops_core.deploy import get_target, resolve_target_name
+    from mlops_core.spec import profiles as clouds
+    from mlops_core.targets import get_target, resolve_target_name
 
     monkeypatch.setenv("MLOPS_AWS_DEPLOY_TARGET", "kserve")
     profile = clouds.resolve("aws")
@@ -181,7 +181,7 @@ def test_v2_predictions_read_the_first_output_row_major() -> None:
 
 
 def test_the_kserve_module_imports_nothing_heavy() -> None:
-    code = "import sys, mlops_core.deploy.kserve; print(' '.join(sys.modules))"
+    code = "import sys, mlops_core.clouds.kubernetes.deploy; print(' '.join(sys.modules))"
     mods = set(
         subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops_core import settings, storage
+from mlops_core.base import settings
+from mlops_core.data import storage
 from mlops_core.spec import SourceSpec
 
 pytestmark = pytest.mark.unit
@@ -72,7 +73,7 @@ def test_a_link_outside_every_root_is_refused(tmp_path, local_dir, outside):
 
 
 def test_a_feature_table_reached_through_a_link_is_refused(landing, outside):
-    from mlops_core import features
+    from mlops_core.data import features
     from mlops_core.spec import FeatureJoin
 
     (landing / "features").symlink_to(outside.parent, target_is_directory=True)

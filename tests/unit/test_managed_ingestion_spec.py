@@ -46,8 +46,8 @@ def test_a_parameter_cannot_read_a_credential() -> None:
 
 
 def test_each_job_gets_the_day_and_expanded_roots() -> None:
-    from mlops_core import clouds
-    from mlops_core.ingestion import job_parameters
+    from mlops_core.data.ingestion import job_parameters
+    from mlops_core.spec import profiles as clouds
 
     profile = clouds.CloudProfile(
         name="aws",
@@ -83,7 +83,7 @@ def test_each_job_gets_the_day_and_expanded_roots() -> None:
 
 
 def test_dataflow_job_names_are_valid_stable_per_run_and_distinct_across_runs() -> None:
-    from mlops_core.ingestion import dataflow_job_name
+    from mlops_core.data.ingestion import dataflow_job_name
 
     valid = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
     short = example_spec(name="orders")
@@ -117,7 +117,7 @@ def test_a_spec_without_ingestion_imports_no_ingestion_provider_at_parse() -> No
         "from tests.helpers import example_spec\n"
         "from mlops_airflow.builder import build_dags\n"
         "build_dags(example_spec())\n"
-        "bad = [m for m in ('mlops_airflow.ingestion', 'airflow.providers.google.cloud.hooks.dataflow',"
+        "bad = [m for m in ('mlops_airflow.operators.ingestion', 'airflow.providers.google.cloud.hooks.dataflow',"
         " 'airflow.providers.amazon.aws.operators.glue', 'apache_beam') if m in sys.modules]\n"
         "print('LOADED', bad)\n"
     )

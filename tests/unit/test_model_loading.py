@@ -22,7 +22,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlops_core import estimators, lifecycle, registry, remote, settings, storage, tracking, training
+from mlops_core import lifecycle
+from mlops_core.base import settings
+from mlops_core.data import storage
+from mlops_core.model import remote, training
+from mlops_core.runs import registry, tracking
+from mlops_core.spec import estimators
 from tests.helpers import REPO, example_spec
 
 pytestmark = pytest.mark.unit

@@ -15,7 +15,12 @@ from typing import Any
 
 import pytest
 
-from mlops_core import datasets, lifecycle, modelcard, registry, settings, storage, training
+from mlops_core import lifecycle
+from mlops_core.base import settings
+from mlops_core.data import storage
+from mlops_core.model import modelcard, training
+from mlops_core.runs import registry
+from mlops_dev import datasets
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit
@@ -305,7 +310,7 @@ STATS = [
 
 def _slice_report() -> dict[str, Any]:
     """The gate's slice report, built with the slices module's own classes (its real shape)."""
-    from mlops_core.slices import MetricGap, SliceReport, SliceStat
+    from mlops_core.model.slices import MetricGap, SliceReport, SliceStat
 
     return SliceReport(
         metrics=["recall"],
@@ -354,7 +359,7 @@ def test_slices_are_rendered_when_the_gate_decision_has_them_and_absent_otherwis
 
 
 def test_a_gate_with_slices_configured_puts_its_report_on_the_card(store):
-    from mlops_core.html import markdown
+    from mlops_core.base.html import markdown
 
     by_radius = [{"column": "mean_radius", "bins": [0, 12, 15, 40]}]
     spec = _spec("card_slices", slices={"columns": by_radius, "metrics": ["recall"], "min_rows": 10})

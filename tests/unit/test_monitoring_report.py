@@ -1,7 +1,7 @@
 """``monitoring.check`` on the real libraries: when the Evidently report is built, and what it ran.
 
 A small champion is trained in-process (the breast cancer example); then one stable day and one
-drifted day (12 of 30 features shifted, :func:`mlops_core.datasets.daily_batch`) are checked
+drifted day (12 of 30 features shifted, :func:`mlops_dev.datasets.daily_batch`) are checked
 under each ``monitoring.report`` mode. The verdicts (``drift.json``) are always written; the
 report only when the mode (or the run's ``report`` param) asks. The report's own JSON (Evidently's
 snapshot) must show the engine's method and threshold for every column.
@@ -14,8 +14,13 @@ from datetime import date
 
 import pytest
 
-from mlops_core import datasets, drift, lifecycle, monitoring, registry, settings, storage
-from mlops_core.training import train
+from mlops_core import lifecycle
+from mlops_core.base import settings
+from mlops_core.data import drift, storage
+from mlops_core.model.training import train
+from mlops_core.monitor import monitoring
+from mlops_core.runs import registry
+from mlops_dev import datasets
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit

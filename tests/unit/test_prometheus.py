@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlops_core import prometheus
+from mlops_core.monitor import prometheus
 from tests import promstack
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def test_steps_push_the_documented_series(gateway: str, monkeypatch: pytest.Monk
 
 
 def register(name: str, tags: dict[str, str]) -> str:
-    from mlops_core import registry
+    from mlops_core.runs import registry
 
     c = registry.client()
     try:
@@ -96,7 +96,7 @@ def register(name: str, tags: dict[str, str]) -> str:
 def test_counters_come_from_the_registry_so_retries_never_double_count(
     gateway: str, local_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlops_core import registry, tracking
+    from mlops_core.runs import registry, tracking
 
     monkeypatch.setenv(prometheus.ENV, gateway)
     tracking.configure()

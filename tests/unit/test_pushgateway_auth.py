@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mlops_core import prometheus
+from mlops_core.monitor import prometheus
 from tests import promstack
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ PROBE = """
 import warnings
 import airflow.sdk  # what every task process has loaded
 from sklearn.linear_model import LogisticRegression
-from mlops_core.training import _serialization
+from mlops_core.model.training import _serialization
 shown = []
 warnings.showwarning = lambda message, category, *a, **k: shown.append(category.__name__)
 warnings.simplefilter("always")

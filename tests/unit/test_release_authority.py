@@ -1,6 +1,6 @@
 """Separation of duties for release (README "Security catalogue"): a decision forged by writing a
 tag (on the training run or on the model version) is refused, because the release steps seal
-what they decide with a key no other worker holds (mlops_core.release). The MLflow permission
+what they decide with a key no other worker holds (mlops_core.runs.release). The MLflow permission
 split (a 403 for the ordinary identity) runs for real in tests/stack/test_team_stack.py.
 """
 
@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from mlops_core import lifecycle, registry, release, settings, training
+from mlops_core import lifecycle
+from mlops_core.base import settings
+from mlops_core.model import training
+from mlops_core.runs import registry, release
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit

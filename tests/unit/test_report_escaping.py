@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_core import datasets, drift, settings, storage, validation
+from mlops_core.base import settings
+from mlops_core.data import drift, storage, validation
+from mlops_dev import datasets
 from tests.helpers import example_data, example_spec
 
 pytestmark = pytest.mark.unit

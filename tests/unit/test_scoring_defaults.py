@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops_core import datasets, settings, storage, validation
+from mlops_core.base import settings
+from mlops_core.data import storage, validation
+from mlops_dev import datasets
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit
@@ -50,7 +52,7 @@ def test_a_day_of_32_rows_passes_batch_validation_and_the_logged_report_exists(l
     data = storage.write_partition(
         {"data": day.drop(columns=["diagnosis"])}, lake, spec.name, "batch", "2026-02-01"
     )
-    with caplog.at_level("INFO", logger="mlops_core.validation"):
+    with caplog.at_level("INFO", logger="mlops_core.data.validation"):
         report = validation.validate_partition(
             spec, data.uri, lake, "2026-02-01", with_target=False, stage="batch_validation"
         )

@@ -7,7 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from mlops_core import lifecycle, registry, search, settings, storage, tracking, training
+from mlops_core import lifecycle
+from mlops_core.base import settings
+from mlops_core.data import storage
+from mlops_core.model import search, training
+from mlops_core.runs import registry, tracking
 from mlops_core.spec import SpecError
 from tests.helpers import example_spec
 

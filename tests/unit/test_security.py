@@ -178,7 +178,7 @@ def test_oversized_yaml_is_refused(tmp_path):
     ids=["worker-file", "other-lake-prefix", "other-bucket"],
 )
 def test_sources_outside_the_profiles_roots_are_refused_at_run_time(local_dir, uri):
-    from mlops_core import clouds
+    from mlops_core.spec import profiles as clouds
 
     profile = clouds.resolve("local")
     with (
@@ -192,8 +192,8 @@ def test_sources_outside_the_profiles_roots_are_refused_at_run_time(local_dir, u
 def test_ingest_of_a_forbidden_source_fails_before_reading_or_writing(landing, tmp_path):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from mlops_airflow.operators import IngestOperator
-    from mlops_core import settings
+    from mlops_airflow.operators.steps import IngestOperator
+    from mlops_core.base import settings
     from tests.helpers import example_spec
 
     secret = tmp_path / "secret.csv"
@@ -209,7 +209,7 @@ def test_ingest_of_a_forbidden_source_fails_before_reading_or_writing(landing, t
 
 
 def test_monitoring_reference_outside_the_pipelines_prefix_is_refused(local_dir, monkeypatch):
-    from mlops_core import monitoring
+    from mlops_core.monitor import monitoring
     from tests.helpers import example_spec
 
     spec = example_spec(monitoring={"reference": "${MLOPS_LAKE}/breast_cancer/raw/ds=2026-01-31"})
@@ -222,7 +222,7 @@ def test_monitoring_reference_outside_the_pipelines_prefix_is_refused(local_dir,
 
 def test_the_source_connection_never_writes_the_lake(monkeypatch):
     """source.conn_id (a partner's read-only connection) applies to the source's folder only."""
-    from mlops_airflow.cloud import cloud_context, connection_for
+    from mlops_airflow.hooks.cloud import cloud_context, connection_for
     from tests.helpers import example_spec
 
     spec = example_spec(
@@ -241,7 +241,7 @@ def test_the_source_connection_never_writes_the_lake(monkeypatch):
 
 @pytest.mark.parametrize("forged", ["../../etc", "2026-01-31/../../x", "not-a-date"])
 def test_a_forged_drift_event_day_is_refused(forged):
-    from mlops_airflow.operators import data_day
+    from mlops_airflow.operators.steps import data_day
 
     event = SimpleNamespace(extra={"mlops_trigger": "drift", "ds": forged}, timestamp=1)
     ctx = {"dag_run": SimpleNamespace(run_type="asset_triggered"), "triggering_asset_events": {"a": [event]}}
@@ -251,7 +251,9 @@ def test_a_forged_drift_event_day_is_refused(forged):
 
 def test_credentials_in_a_source_uri_never_reach_the_lake_or_the_error(landing, monkeypatch):
     """A declared variable may carry a signed URL; its secret parts are redacted where they are written."""
-    from mlops_core import lifecycle, settings, storage
+    from mlops_core import lifecycle
+    from mlops_core.base import settings
+    from mlops_core.data import storage
     from tests.helpers import example_spec
 
     assert (
@@ -273,8 +275,8 @@ def test_a_forged_partition_date_param_is_refused_before_anything_is_read(landin
     (CLI, API) still cannot become a path: the data day must parse as a date."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from mlops_airflow.operators import IngestOperator
-    from mlops_core import settings
+    from mlops_airflow.operators.steps import IngestOperator
+    from mlops_core.base import settings
     from tests.helpers import example_spec
 
     op = IngestOperator(task_id="ingest", pipeline=example_spec(), partition_date=forged)

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_core import slices
-from mlops_core.catalog import metrics_for
-from mlops_core.evaluation import GateDecision, Scored, decide
+from mlops_core.model import slices
+from mlops_core.model.evaluation import GateDecision, Scored, decide
+from mlops_core.spec.catalog import metrics_for
 from tests.helpers import REPO, example_spec
 
 pytestmark = pytest.mark.unit
@@ -205,7 +205,7 @@ def test_a_slice_with_few_positives_is_not_judged_on_recall_but_is_on_accuracy()
     assert "slice sex=R: 3 positive rows < min_positives 10, recall not judged" in report.notes
     assert report.violations == []
     assert report.interval_methods == {"recall": "wilson", "accuracy": "wilson"}
-    from mlops_core.modelcard import _slices_section
+    from mlops_core.model.modelcard import _slices_section
 
     card = _slices_section(report.to_dict())
     assert ("interval", "0.95 Wilson score (recall, accuracy)") in card.fields
@@ -251,7 +251,7 @@ def test_the_gate_log_for_fifty_slices_is_a_summary_and_the_failing_ones():
 
 
 def test_a_slice_column_listed_as_categorical_stays_a_feature():
-    from mlops_core.training import feature_columns
+    from mlops_core.model.training import feature_columns
 
     frame = pd.DataFrame({"x": [1.0, 2.0], "sex": ["F", "M"], "state": ["AZ", "CA"], "diagnosis": ["a", "b"]})
     spec = example_spec(
@@ -467,7 +467,7 @@ def test_without_slices_nothing_changes_and_fairlearn_is_not_imported():
     code = (
         "import sys\n"
         "from tests.helpers import example_spec\n"
-        "from mlops_core.evaluation import decide\n"
+        "from mlops_core.model.evaluation import decide\n"
         "d = decide(example_spec(), {'roc_auc': 0.98, 'recall': 0.9}, None, None)\n"
         "assert d.promote and d.slices is None and d.to_dict()['slices'] is None, d\n"
         "assert 'fairlearn' not in sys.modules\n"
@@ -530,7 +530,7 @@ def _lifecycle_spec(**changes):
 def _artifact(run_id, name):
     import mlflow
 
-    from mlops_core import tracking
+    from mlops_core.runs import tracking
 
     tracking.configure()
     return mlflow.artifacts.load_dict(f"runs:/{run_id}/{name}")
@@ -539,7 +539,10 @@ def _artifact(run_id, name):
 @pytest.fixture(scope="module")
 def lifecycle_runs(tmp_path_factory: pytest.TempPathFactory):
     """Run 1 (no champion, forced through the slice rejection, deployed) and run 2 (against it)."""
-    from mlops_core import datasets, lifecycle, settings, training
+    from mlops_core import lifecycle
+    from mlops_core.base import settings
+    from mlops_core.model import training
+    from mlops_dev import datasets
 
     local = tmp_path_factory.mktemp("slices")
     with pytest.MonkeyPatch.context() as mp:
@@ -563,7 +566,7 @@ def lifecycle_runs(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_slice_only_columns_are_not_model_features(lifecycle_runs):
-    from mlops_core import registry
+    from mlops_core.runs import registry
 
     spec, _, runs = lifecycle_runs
     trained = runs[0][0]
@@ -596,7 +599,7 @@ def test_evaluate_returns_the_slice_report_and_the_gate_rejects_on_it(lifecycle_
 
 
 def test_the_mlflow_run_has_the_slice_metrics_and_slices_json(lifecycle_runs):
-    from mlops_core import registry
+    from mlops_core.runs import registry
 
     _, _, runs = lifecycle_runs
     trained, evaluated, _ = runs[1]

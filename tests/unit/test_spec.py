@@ -193,7 +193,7 @@ def test_broken_yaml_syntax(tmp_path):
 
 
 def test_env_expansion(monkeypatch):
-    from mlops_core.settings import expand
+    from mlops_core.base.settings import expand
 
     monkeypatch.setenv("MY_BUCKET", "s3://bucket")
     assert expand("${MY_BUCKET}/x") == "s3://bucket/x"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pytest
 
-from mlops_core import storage
+from mlops_core.data import storage
 from mlops_core.spec import SourceSpec
 
 if TYPE_CHECKING:
@@ -362,7 +362,7 @@ def test_the_gc_command_collects_superseded_versions_after_retention(tmp_path):
 
     import pandas as pd
 
-    from mlops_core import storage as st
+    from mlops_core.data import storage as st
 
     root = tmp_path.as_uri()
     for stage in ("raw", "reports/drift"):

@@ -7,7 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops_core import lifecycle, settings, storage
+from mlops_core import lifecycle
+from mlops_core.base import settings
+from mlops_core.data import storage
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit
@@ -189,7 +191,9 @@ def test_read_source_keeps_returning_a_frame(local_dir):
 
 
 def test_columns_the_yaml_names_are_checked_against_the_header_at_ingest(landing):
-    from mlops_core import lifecycle, settings, storage
+    from mlops_core import lifecycle
+    from mlops_core.base import settings
+    from mlops_core.data import storage
     from tests.helpers import example_spec
 
     spec = example_spec(

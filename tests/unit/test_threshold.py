@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import precision_score, recall_score
 
-from mlops_core import threshold
+from mlops_core.model import threshold
 from mlops_core.spec import ThresholdSearch
 from tests.helpers import example_spec
 
@@ -64,7 +64,7 @@ def _save_and_load(model: Any) -> Any:
     """skops with the trusted types training records (what MLflow's sklearn flavor writes and reads)."""
     import skops.io as sio
 
-    from mlops_core.training import _serialization
+    from mlops_core.model.training import _serialization
 
     trusted = _serialization(model)["skops_trusted_types"]
     return sio.loads(sio.dumps(model), trusted=trusted)
@@ -75,7 +75,7 @@ def _save_and_load(model: Any) -> Any:
 )
 @pytest.mark.parametrize("rare,common,positive", CASES, ids=lambda v: str(v))
 def test_tuned_recall_is_the_saved_models_recall(setting, rare, common, positive):
-    from mlops_core.training import build_pipeline
+    from mlops_core.model.training import build_pipeline
 
     spec = _spec(setting, positive)
     df = _table(rare, common)

@@ -1,5 +1,5 @@
 """``model.search.tuner: platform``: the search space in each tuning service's terms, what a trial
-accepts from the service, a trial as the container runs it (a real ``python -m mlops_core.tuning``
+accepts from the service, a trial as the container runs it (a real ``python -m mlops_core.model.tuning``
 process), the worker's choice of the best trial, and the challenger trained with it."""
 
 from __future__ import annotations
@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from mlops_core import lifecycle, registry, remote, settings, storage, tracking, training, tuning
+from mlops_core import lifecycle
+from mlops_core.base import settings
+from mlops_core.clouds.aws import tuning as aws_tuning
+from mlops_core.clouds.azure import tuning as azure_tuning
+from mlops_core.clouds.gcp import tuning as gcp_tuning
+from mlops_core.data import storage
+from mlops_core.model import remote, training, tuning
+from mlops_core.runs import registry, tracking
 from mlops_core.spec import SpecError
 from tests.helpers import example_spec
 
@@ -46,7 +53,7 @@ def platform_spec(space: dict[str, Any] | None = None, family: str = "random_for
 
 
 def test_sagemaker_ranges() -> None:
-    assert tuning.sagemaker_ranges(platform_spec()) == {
+    assert aws_tuning.sagemaker_ranges(platform_spec()) == {
         "IntegerParameterRanges": [
             {"Name": "n_estimators", "MinValue": "5", "MaxValue": "60", "ScalingType": "Linear"},
             {"Name": "min_samples_leaf", "MinValue": "1", "MaxValue": "40", "ScalingType": "Logarithmic"},
@@ -54,7 +61,7 @@ def test_sagemaker_ranges() -> None:
         "CategoricalParameterRanges": [{"Name": "max_features", "Values": ["sqrt", "null"]}],
     }
     floats = platform_spec({"C": {"low": 0.01, "high": 10, "log": True}}, family="linear")
-    assert tuning.sagemaker_ranges(floats) == {
+    assert aws_tuning.sagemaker_ranges(floats) == {
         "ContinuousParameterRanges": [
             {"Name": "C", "MinValue": "0.01", "MaxValue": "10.0", "ScalingType": "Logarithmic"}
         ]
@@ -62,7 +69,7 @@ def test_sagemaker_ranges() -> None:
 
 
 def test_vertex_parameters_use_int64_strings_for_whole_numbers() -> None:
-    assert tuning.vertex_parameters(platform_spec()) == [
+    assert gcp_tuning.vertex_parameters(platform_spec()) == [
         {
             "parameterId": "n_estimators",
             "integerValueSpec": {"minValue": "5", "maxValue": "60"},
@@ -78,13 +85,13 @@ def test_vertex_parameters_use_int64_strings_for_whole_numbers() -> None:
 
 
 def test_azure_search_space_takes_natural_logs_of_log_bounds() -> None:
-    space = tuning.azure_search_space(platform_spec())
+    space = azure_tuning.azure_search_space(platform_spec())
     assert space["n_estimators"] == ["quniform", [5.0, 60.0, 1]]
     assert space["min_samples_leaf"][0] == "qloguniform"
     assert space["min_samples_leaf"][1] == [pytest.approx(0.0), pytest.approx(3.6888794), 1]
     assert space["max_features"] == ["choice", [["sqrt", "null"]]]
     floats = platform_spec({"C": {"low": 0.01, "high": 10}}, family="linear")
-    assert tuning.azure_search_space(floats) == {"C": ["uniform", [0.01, 10.0]]}
+    assert azure_tuning.azure_search_space(floats) == {"C": ["uniform", [0.01, 10.0]]}
 
 
 # -- what a trial accepts
@@ -172,7 +179,7 @@ def _trial(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Comple
         if k not in ("CLOUD_ML_TRIAL_ID", "TRAINING_JOB_NAME", "AZUREML_RUN_ID")
     }
     return subprocess.run(
-        [sys.executable, "-m", "mlops_core.tuning", *args],
+        [sys.executable, "-m", "mlops_core.model.tuning", *args],
         env={**clean, **env},
         cwd=cwd,
         capture_output=True,

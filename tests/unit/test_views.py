@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlops_airflow import links, views
+from mlops_airflow.links import mlops as links
+from mlops_airflow.views import models as views
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit

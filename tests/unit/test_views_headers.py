@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from mlops_airflow import views
+from mlops_airflow.views import models as views
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit
@@ -23,8 +23,8 @@ def client(monkeypatch: pytest.MonkeyPatch):
     from airflow.api_fastapi.core_api.security import get_user
     from fastapi.testclient import TestClient
 
-    from mlops_airflow import cloud
-    from mlops_core import storage
+    from mlops_airflow.hooks import cloud
+    from mlops_core.data import storage
 
     spec = example_spec()
     monkeypatch.setattr(views, "load_pipelines", lambda: [spec])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mlops_core.estimators import Framework, register_framework
+from mlops_core.spec.estimators import Framework, register_framework
 
 if TYPE_CHECKING:
     import numpy as np

@@ -1,8 +1,8 @@
 """Deployment targets behind one interface: deploy, wait, smoke test, promote, roll back.
 
 ``local`` (:mod:`mlops_core.deploy.local`) moves the MLflow alias ``champion``. Endpoint targets
-(:mod:`~mlops_core.deploy.sagemaker`, :mod:`~mlops_core.deploy.vertex`,
-:mod:`~mlops_core.deploy.azureml`, :mod:`~mlops_core.deploy.kserve`) put a new version behind a
+(:mod:`~mlops_core.clouds.aws.deploy`, :mod:`~mlops_core.clouds.gcp.deploy`,
+:mod:`~mlops_core.clouds.azure.deploy`, :mod:`~mlops_core.clouds.kubernetes.deploy`) put a new version behind a
 managed endpoint (KServe: an InferenceService on the team's own Kubernetes cluster):
 
 1. ``deploy`` starts it (create-or-update, idempotent: a retry finds what the first try made)
@@ -12,7 +12,7 @@ managed endpoint (KServe: an InferenceService on the team's own Kubernetes clust
 4. ``promote`` moves all traffic to the new version and the ``champion`` alias to it, or
    ``rollback`` sends the traffic back, removes the new version and restores the alias.
 
-Targets take their SDK clients from a :data:`~mlops_core.clouds.ClientFactory`, so this package
+Targets take their SDK clients from a :data:`~mlops_core.spec.profiles.ClientFactory`, so this package
 never reads a credential and contract tests can record every request.
 """
 
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from mlops_core.clouds import ClientFactory, CloudProfile
     from mlops_core.spec import PipelineSpec
+    from mlops_core.spec.profiles import ClientFactory, CloudProfile
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def compare(spec: PipelineSpec, got: np.ndarray, want: np.ndarray, rows: int) ->
 
 def smoke_frames(spec: PipelineSpec, holdout_uri: str, expected_uri: str) -> tuple[pd.DataFrame, np.ndarray]:
     """The first ``smoke_rows`` held-out feature rows and the offline predictions for them."""
-    from mlops_core import storage
+    from mlops_core.data import storage
 
     hold = storage.read_frame(holdout_uri).head(spec.deployment.smoke_rows)
     expected = storage.read_frame(expected_uri, name="predictions").head(len(hold))
@@ -170,7 +170,8 @@ def package_model(spec: PipelineSpec, version: str, root: str) -> str:
 
     import mlflow
 
-    from mlops_core import storage, tracking
+    from mlops_core.data import storage
+    from mlops_core.runs import tracking
 
     tracking.configure()
     dest = storage.join(root, spec.name, "models", f"v{version}")
@@ -189,38 +190,3 @@ def package_model(spec: PipelineSpec, version: str, root: str) -> str:
             fs.pipe(f"{base}/model/{path.relative_to(local).as_posix()}", path.read_bytes())
         fs.pipe(f"{base}/model.tar.gz", buf.getvalue())
     return f"{dest}/model.tar.gz"
-
-
-def resolve_target_name(spec: PipelineSpec, profile: CloudProfile | None) -> str:
-    if spec.deployment.target != "auto":
-        return spec.deployment.target
-    return profile.deploy_target if profile is not None else "local"
-
-
-def get_target(
-    name: str, profile: CloudProfile | None = None, clients: ClientFactory | None = None
-) -> DeploymentTarget:
-    """The target called ``name``; endpoint targets need the resolved profile and its clients."""
-    if name == "local":
-        from mlops_core.deploy.local import LocalTarget
-
-        return LocalTarget()
-    if profile is None or clients is None:
-        raise ValueError(f"deployment target {name!r} needs a cloud profile and its clients")
-    if name == "sagemaker":
-        from mlops_core.deploy.sagemaker import SageMakerTarget
-
-        return SageMakerTarget(profile, clients)
-    if name == "vertex":
-        from mlops_core.deploy.vertex import VertexTarget
-
-        return VertexTarget(profile, clients)
-    if name == "azureml":
-        from mlops_core.deploy.azureml import AzureMLTarget
-
-        return AzureMLTarget(profile, clients)
-    if name == "kserve":
-        from mlops_core.deploy.kserve import KServeTarget
-
-        return KServeTarget(profile, clients)
-    raise ValueError(f"deployment target {name!r} is not one of: local, sagemaker, vertex, azureml, kserve")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from mlops_core import registry
 from mlops_core.deploy import READY, Deployment, SmokeResult, compare, smoke_frames
+from mlops_core.runs import registry
 
 if TYPE_CHECKING:
     from mlops_core.spec import PipelineSpec
@@ -38,7 +38,7 @@ class LocalTarget:
     ) -> SmokeResult:
         import numpy as np
 
-        from mlops_core import tracking
+        from mlops_core.runs import tracking
 
         tracking.configure()
         features, want = smoke_frames(spec, holdout_uri, expected_uri)

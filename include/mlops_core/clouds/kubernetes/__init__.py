@@ -1,0 +1,3 @@
+"""Kubernetes (EKS, GKE, AKS): the KServe InferenceService target."""
+
+from __future__ import annotations

@@ -1,0 +1,787 @@
+"""Model cards: what a registered version is for, what it learned from, how it did, who let it through.
+
+:func:`build` reads everything from the registry and the version's training run, nothing from the
+caller: the YAML's intended use (description, owner, problem type, target, positive class); the
+data and its contract (redacted source URI, partition mode, training day, rows, the lake manifest
+versions and sha256 of the raw and holdout partitions, the features from ``features.json``, the
+learned contract from ``contract.json``); the holdout metrics of challenger and champion and the
+paired-bootstrap interval of the improvement; the decision threshold; slices and gate reasons
+(``gate_decision.json``); the approval recorded on the version; the lineage (data hashes, code
+version, Airflow dag/run/try, MLflow run, model URI and artifact digest).
+
+:func:`publish` renders it as Markdown, HTML (no script allowed by its CSP) and JSON, writes the
+three as one new version of ``<lake>/<name>/model_cards/v<version>/ds=<training day>/`` (the
+lake's commit protocol, :func:`mlops_core.data.storage.write_partition`), logs them as artifacts of the
+training run and then tags the version ``mlops.model_card`` (the lake partition) and
+``mlops.model_card_version`` (its manifest version). The tag is written last: a version that
+carries it has a complete card. Publishing again (a retried ``register``, a decision recorded
+later) writes a new version of the same partition; a card's content depends only on what the
+registry and the run hold, so the same state gives the same card.
+
+Every value comes from the YAML, the run or the data, so every value is escaped: through
+:func:`mlops_core.base.html.escape_line` in the page, :func:`mlops_core.base.html.markdown` in the Markdown.
+Registry and artifact-store errors raise :class:`~mlops_core.runs.registry.RegistryUnavailable`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from mlops_core.base import settings
+from mlops_core.data import storage
+from mlops_core.runs import registry
+
+if TYPE_CHECKING:
+    from mlops_core.spec import PipelineSpec
+
+log = logging.getLogger(__name__)
+
+CARD_TAG = "mlops.model_card"  # the lake partition that holds the card
+CARD_VERSION_TAG = "mlops.model_card_version"  # its manifest version at the last publish
+APPROVAL_TAG = "mlops.approval"  # approved | rejected | timed_out
+APPROVED_BY_TAG = "mlops.approved_by"
+APPROVED_AT_TAG = "mlops.approved_at"
+APPROVAL_COMMENT_TAG = "mlops.approval_comment"
+STAGE = "model_cards"
+MARKDOWN, HTML, JSON = "model_card.md", "model_card.html", "model_card.json"
+ARTIFACTS = ("features.json", "contract.json", "gate_decision.json")
+MAX_CATEGORIES_SHOWN = 10
+CELL_LIMIT = 2000  # characters of one value (a description, a reason) before it is cut
+NOT_RECORDED = "not recorded"
+
+# Lineage as the training run recorded it (README "What a pipeline becomes", step 3)...
+RUN_LINEAGE = (
+    "mlops.raw_uri",
+    "mlops.raw_manifest_version",
+    "mlops.raw_manifest_uri",
+    "mlops.raw_sha256",
+    "mlops.holdout_uri",
+    "mlops.holdout_manifest_version",
+    "mlops.holdout_sha256",
+    "mlops.code_version",
+    "airflow.dag_id",
+    "airflow.run_id",
+    "airflow.try_number",
+    "airflow.logical_date",
+)
+# ... and the model's identity as register recorded it on the version.
+VERSION_LINEAGE = (
+    registry.RUN_KEY_TAG,
+    registry.MODEL_URI_TAG,
+    registry.MODEL_ID_TAG,
+    registry.DIGEST_TAG,
+)
+
+
+class ModelCardError(LookupError):
+    """There is no such model version to write a card for."""
+
+
+@dataclass
+class ModelCard:
+    """One registered version's card; every field is JSON-able and rendered by :meth:`markdown` / :meth:`html`."""
+
+    name: str
+    version: str
+    run_id: str | None
+    intended_use: dict[str, Any]
+    data: dict[str, Any]
+    features: dict[str, list[str]] | None
+    contract: dict[str, Any] | None
+    metrics: dict[str, Any]
+    gate: dict[str, Any]
+    approval: dict[str, Any]
+    lineage: dict[str, Any]
+    slices: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return f"Model card: {self.name} v{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str)
+
+    def markdown(self) -> str:
+        """The card as Markdown (CommonMark + GFM tables); every value through :func:`mlops_core.base.html.markdown`."""
+        return _render_markdown(self.title, _sections(self))
+
+    def html(self) -> str:
+        """The card as a standalone page that allows no script (:data:`mlops_core.base.html.CSP_NO_SCRIPT`)."""
+        return _render_html(self.title, _sections(self))
+
+
+# ---------------------------------------------------------------------------------------------
+# reading: the registry, the run, its artifacts and the lake manifests it names
+
+
+def _version(name: str, version: str) -> Any:
+    try:
+        return registry.client().get_model_version(name, str(version))
+    except Exception as err:
+        if registry.is_missing(err):
+            raise ModelCardError(f"model {name!r} has no version {version}: no model card to write") from err
+        raise registry.unavailable(err, f"reading {name!r} v{version} for its model card") from err
+
+
+def _run_and_artifacts(run_id: str, label: str) -> tuple[Any, dict[str, Any], list[str]]:
+    """The run and its JSON artifacts; a listing or download error raises (fail closed)."""
+    import mlflow
+
+    c = registry.client()
+    notes: list[str] = []
+    try:
+        run = c.get_run(run_id)
+        listed = {a.path for a in c.list_artifacts(run_id)}
+        texts = {p: mlflow.artifacts.load_text(f"runs:/{run_id}/{p}") for p in ARTIFACTS if p in listed}
+    except Exception as err:
+        raise registry.unavailable(err, f"reading the training run {run_id} of {label}") from err
+    docs: dict[str, Any] = {}
+    for path, text in texts.items():
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            notes.append(f"{path} of run {run_id} is not valid JSON; left out")
+            continue
+        if isinstance(doc, dict):
+            docs[path] = doc
+        else:
+            notes.append(f"{path} of run {run_id} is not a JSON object; left out")
+    return run, docs, notes
+
+
+def _manifest(uri: str | None, version: str | None, what: str, notes: list[str]) -> storage.Manifest | None:
+    """The lake manifest the lineage names (exactly that version); None, with a note, when it is gone."""
+    if not uri or version is None:
+        notes.append(f"the run records no {what} partition")
+        return None
+    if not str(version).isdigit():
+        notes.append(f"the {what} manifest version {version!r} is not a number")
+        return None
+    try:
+        return storage.read_manifest(uri, version=int(version))
+    except FileNotFoundError:
+        notes.append(
+            f"{what} manifest version {version} is no longer in the lake (collected after its retention)"
+        )
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the sections' content
+
+
+def _intended_use(spec: PipelineSpec) -> dict[str, Any]:
+    use: dict[str, Any] = {
+        "description": spec.description or NOT_RECORDED,
+        "owner": spec.owner,
+        "pipeline": spec.name,
+        "problem_type": spec.problem_type,
+        "target": spec.target,
+    }
+    if spec.problem_type == "binary":
+        use["positive_class"] = spec.positive_class
+    return use
+
+
+def _number(value: str | None) -> int | str | None:
+    """A run param (MLflow keeps them as text) as the number it was logged as."""
+    return int(value) if value is not None and value.isdigit() else value
+
+
+def _checked(tags: dict[str, str], manifest: storage.Manifest | None, prefix: str) -> str:
+    if manifest is None:
+        return "not checked (manifest not readable)"
+    if manifest.sha256 == tags.get(f"mlops.{prefix}_sha256"):
+        return "matches the lake manifest"
+    return f"MISMATCH: the lake manifest says sha256 {manifest.sha256}"
+
+
+def _data(
+    spec: PipelineSpec, tags: dict[str, str], params: dict[str, str], notes: list[str]
+) -> dict[str, Any]:
+    raw = _manifest(tags.get("mlops.raw_uri"), tags.get("mlops.raw_manifest_version"), "raw", notes)
+    hold = _manifest(
+        tags.get("mlops.holdout_uri"), tags.get("mlops.holdout_manifest_version"), "holdout", notes
+    )
+    extra = raw.extra if raw is not None else {}
+    part = spec.source.partition
+    mode = str(extra.get("mode") or part.mode)
+    if mode == "column":
+        mode = f"column {part.column} (lookback {part.lookback_days} days)"
+    # the URI the rows were read from, as ingest recorded it (redacted again: the lake is not trusted)
+    source = extra.get("source_uri") or spec.source.uri
+    return {
+        "source_uri": settings.redact(str(source)),
+        "partition_mode": mode,
+        "training_day": tags.get("mlops.ds"),
+        "rows_train": _number(params.get("n_train")),
+        "rows_holdout": _number(params.get("n_holdout")),
+        "rows_raw": raw.rows if raw is not None else None,
+        "raw_uri": tags.get("mlops.raw_uri"),
+        "raw_manifest_version": tags.get("mlops.raw_manifest_version"),
+        "raw_sha256": tags.get("mlops.raw_sha256"),
+        "raw_check": _checked(tags, raw, "raw"),
+        "holdout_uri": tags.get("mlops.holdout_uri"),
+        "holdout_manifest_version": tags.get("mlops.holdout_manifest_version"),
+        "holdout_sha256": tags.get("mlops.holdout_sha256"),
+        "holdout_check": _checked(tags, hold, "holdout"),
+    }
+
+
+def _features(doc: dict[str, Any] | None) -> dict[str, list[str]] | None:
+    if doc is None:
+        return None
+    lists = {k: doc.get(k) for k in ("numeric", "categorical")}
+    return {k: [str(c) for c in v] if isinstance(v, list) else [] for k, v in lists.items()}
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else empty (artifacts are data, not trusted to be well formed)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _contract(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    if doc is None:
+        return None
+    rows = []
+    for column, found in _dict(doc.get("columns")).items():
+        entry = _dict(found)
+        cats = entry.get("categories")
+        rows.append(
+            {
+                "column": str(column),
+                "role": "target" if entry.get("target") else "feature",
+                "kind": entry.get("kind"),
+                "dtype": entry.get("dtype"),
+                "null_share": entry.get("null_share"),
+                "min": entry.get("min"),
+                "max": entry.get("max"),
+                "n_categories": entry.get("n_categories"),
+                "categories": [str(c) for c in cats] if isinstance(cats, list) else None,
+            }
+        )
+    return {"rows": doc.get("rows"), "columns": rows}
+
+
+def _threshold(
+    spec: PipelineSpec,
+    run_tags: dict[str, str],
+    params: dict[str, str],
+    vtags: dict[str, str],
+    gate: dict[str, Any],
+) -> Any:
+    """The threshold the saved model applies, as training read it off the model object (the run's
+    tag; the version's copy, then the gate's record when the run is gone)."""
+    from mlops_core.model import threshold
+
+    if spec.problem_type != "binary":
+        return None
+    tag = run_tags.get(threshold.TAG) or vtags.get(threshold.TAG)
+    if tag is None and "threshold" in gate:
+        tag = threshold.DEFAULT if gate["threshold"] is None else str(gate["threshold"])
+    if tag is None:
+        return NOT_RECORDED
+    positive = params.get("positive_class") or gate.get("positive_class")
+    return threshold.describe(threshold.parse(tag), positive)
+
+
+def _metrics(
+    spec: PipelineSpec, tags: dict[str, str], metrics: dict[str, float], gate: dict[str, Any]
+) -> dict[str, Any]:
+    def prefixed(prefix: str) -> dict[str, float]:
+        return {k.removeprefix(prefix): v for k, v in sorted(metrics.items()) if k.startswith(prefix)}
+
+    boot = _dict(gate.get("bootstrap"))
+    improvement = None
+    if "improvement" in metrics:
+        improvement = {
+            "metric": spec.evaluation.primary_metric,
+            "delta": metrics["improvement"],
+            "low": metrics.get("improvement_ci_low"),
+            "high": metrics.get("improvement_ci_high"),
+            "confidence": boot.get("confidence"),
+            "n_resamples": boot.get("n_resamples"),
+        }
+    against = tags.get(registry.AGAINST_TAG)
+    return {
+        "primary_metric": spec.evaluation.primary_metric,
+        "challenger": prefixed("holdout_"),
+        "champion": prefixed("champion_holdout_") or None,
+        "champion_version": None if against in (None, "", registry.NO_CHAMPION) else against,
+        "improvement": improvement,
+        "threshold": None,  # filled by build() from the run (see _threshold)
+    }
+
+
+def _gate(spec: PipelineSpec, vtags: dict[str, str], doc: dict[str, Any]) -> dict[str, Any]:
+    reasons = doc.get("reasons")
+    if not isinstance(reasons, list):
+        reasons = [r for r in vtags.get(registry.REASONS_TAG, "").split(" | ") if r]
+    floors = _dict(doc.get("floors")) or dict(spec.evaluation.floors)
+    return {
+        # the registry's word (what deploy re-checks), not the artifact's
+        "outcome": vtags.get(registry.GATE_TAG) or NOT_RECORDED,
+        "reasons": [str(r) for r in reasons],
+        "floors": floors,
+        "min_improvement": spec.evaluation.min_improvement,
+        "evaluated_against": vtags.get(registry.AGAINST_TAG),
+        "forced_by": vtags.get("mlops.forced_by"),
+        "force_reason": vtags.get("mlops.force_reason"),
+        "contract_changes": _contract_changes(doc.get("contract_changes")),
+    }
+
+
+def _contract_changes(value: Any) -> dict[str, Any] | None:
+    """The gate's evidence of what changed in the data contract, as plain text (artifact data is not trusted)."""
+    doc = _dict(value)
+    if not doc:
+        return None
+    changes = doc.get("changes")
+    rows = [
+        [str(_dict(c).get("column")), str(_dict(c).get("change")), str(_dict(c).get("text"))]
+        for c in (changes if isinstance(changes, list) else [])
+    ]
+    return {"against": doc.get("against"), "note": str(doc.get("note") or ""), "rows": rows}
+
+
+def _approval(spec: PipelineSpec, vtags: dict[str, str]) -> dict[str, Any]:
+    """The decision recorded on the version; else pending / not asked / not required."""
+    wanted = spec.deployment.approval
+    status = vtags.get(APPROVAL_TAG)
+    if not status:
+        if wanted is None or not wanted.required:
+            status = "not required"
+        elif vtags.get(registry.GATE_TAG) == "reject":
+            status = "not asked (the gate rejected this version)"
+        else:
+            status = "pending"
+    return {
+        "status": status,
+        "by": vtags.get(APPROVED_BY_TAG),
+        "at": vtags.get(APPROVED_AT_TAG),
+        "comment": vtags.get(APPROVAL_COMMENT_TAG),
+        "assigned_users": list(wanted.assigned_users) if wanted is not None else [],
+    }
+
+
+def _lineage(name: str, version: str, mv: Any, run_id: str | None, tags: dict[str, str]) -> dict[str, Any]:
+    vtags = dict(mv.tags)
+    created = getattr(mv, "creation_timestamp", None)
+    return {
+        **{k: tags.get(k) for k in RUN_LINEAGE},
+        "mlflow.run_id": run_id,
+        **{k: vtags.get(k) for k in VERSION_LINEAGE},
+        "registered_model_uri": f"models:/{name}/{version}",
+        "registered_at": datetime.fromtimestamp(created / 1000, UTC).isoformat() if created else None,
+    }
+
+
+def build(spec: PipelineSpec, name: str, version: str) -> ModelCard:
+    """The card of ``name`` v``version``, read from the registry, the training run and the lake.
+
+    :raises ModelCardError: the version does not exist.
+    :raises ~mlops_core.runs.registry.RegistryUnavailable: the registry or the artifact store failed.
+    """
+    mv = _version(name, version)
+    vtags = dict(mv.tags)
+    run_id = mv.run_id or vtags.get(registry.RUN_ID_TAG)
+    notes: list[str] = []
+    tags: dict[str, str] = {}
+    params: dict[str, str] = {}
+    run_metrics: dict[str, float] = {}
+    docs: dict[str, Any] = {}
+    if run_id:
+        run, docs, notes = _run_and_artifacts(run_id, f"{name} v{version}")
+        tags, params, run_metrics = dict(run.data.tags), dict(run.data.params), dict(run.data.metrics)
+    else:
+        notes.append("the version names no training run")
+    decision = docs.get("gate_decision.json") or {}
+    slices = decision.get("slices")
+    return ModelCard(
+        name=name,
+        version=str(version),
+        run_id=run_id,
+        intended_use=_intended_use(spec),
+        data=_data(spec, tags, params, notes),
+        features=_features(docs.get("features.json")),
+        contract=_contract(docs.get("contract.json")),
+        metrics={
+            **_metrics(spec, vtags, run_metrics, decision),
+            "threshold": _threshold(spec, tags, params, vtags, decision),
+        },
+        gate=_gate(spec, vtags, decision),
+        approval=_approval(spec, vtags),
+        lineage=_lineage(name, str(version), mv, run_id, tags),
+        slices=slices if isinstance(slices, dict) and slices else None,
+        notes=notes,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# rendering: one neutral structure, two writers
+
+
+@dataclass
+class _Table:
+    caption: str
+    header: list[str]
+    rows: list[list[Any]]
+
+
+@dataclass
+class _Section:
+    title: str
+    fields: list[tuple[str, Any]] = field(default_factory=list)
+    tables: list[_Table] = field(default_factory=list)
+    items: list[Any] = field(default_factory=list)
+
+
+def _show(value: Any) -> str:
+    """A value as text: numbers to 6 significant digits, lists joined, missing as "not recorded"."""
+    if value is None or value == "":
+        return NOT_RECORDED
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return "n/a" if value != value else f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_show(v) for v in value) if value else "none"
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    if len(text) > CELL_LIMIT:
+        text = text[:CELL_LIMIT] + f"... ({len(text) - CELL_LIMIT} more characters)"
+    return text
+
+
+def _pairs(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}: {_show(v)}" for k, v in values.items())
+
+
+def _interval(entry: Any) -> str:
+    if not isinstance(entry, dict):
+        return _show(entry)
+    text = _show(entry.get("value"))
+    if entry.get("low") is not None or entry.get("high") is not None:
+        text += f" [{_show(entry.get('low'))}, {_show(entry.get('high'))}]"
+    return text
+
+
+def _categories(row: dict[str, Any]) -> str:
+    if row["kind"] == "numeric":
+        return f"range [{_show(row['min'])}, {_show(row['max'])}]"
+    cats = row["categories"]
+    if cats is None:
+        return f"{_show(row['n_categories'])} categories (too many to record)"
+    shown = ", ".join(cats[:MAX_CATEGORIES_SHOWN])
+    more = f" ... ({len(cats) - MAX_CATEGORIES_SHOWN} more)" if len(cats) > MAX_CATEGORIES_SHOWN else ""
+    return f"{len(cats)} categories: {shown}{more}"
+
+
+def _data_section(card: ModelCard) -> _Section:
+    d = card.data
+    sec = _Section("Data and its contract")
+    sec.fields = [
+        ("source", d["source_uri"]),
+        ("partition mode", d["partition_mode"]),
+        ("training day", d["training_day"]),
+        ("rows (train / holdout)", f"{_show(d['rows_train'])} / {_show(d['rows_holdout'])}"),
+        ("rows in the raw partition", d["rows_raw"]),
+    ]
+    sec.tables.append(
+        _Table(
+            "Lake partitions (the exact manifest versions trained and evaluated on)",
+            ["partition", "uri", "manifest version", "sha256", "check"],
+            [
+                [p, d[f"{p}_uri"], d[f"{p}_manifest_version"], d[f"{p}_sha256"], d[f"{p}_check"]]
+                for p in ("raw", "holdout")
+            ],
+        )
+    )
+    if card.features is not None:
+        sec.fields += [(f"{k} features", v) for k, v in card.features.items()]
+    if card.contract is not None:
+        sec.tables.append(
+            _Table(
+                f"Learned data contract ({_show(card.contract['rows'])} rows)",
+                ["column", "role", "kind", "dtype", "null share", "range or categories"],
+                [
+                    [r["column"], r["role"], r["kind"], r["dtype"], r["null_share"], _categories(r)]
+                    for r in card.contract["columns"]
+                ],
+            )
+        )
+    return sec
+
+
+def _metrics_section(card: ModelCard) -> _Section:
+    m = card.metrics
+    sec = _Section("Metrics on the holdout")
+    champ = m["champion"] or {}
+    header = ["metric", "challenger"] + ([f"champion v{_show(m['champion_version'])}"] if champ else [])
+    rows = [[k, v] + ([champ.get(k)] if champ else []) for k, v in m["challenger"].items()]
+    sec.tables.append(_Table("Holdout metrics (the same rows for both)", header, rows))
+    imp = m["improvement"]
+    if imp is not None:
+        sec.fields.append(
+            (
+                f"improvement in {imp['metric']} (paired bootstrap)",
+                f"{_show(imp['delta'])} [{_show(imp['low'])}, {_show(imp['high'])}] at confidence "
+                f"{_show(imp['confidence'])}, {_show(imp['n_resamples'])} resamples",
+            )
+        )
+    elif m["champion_version"] is None:
+        sec.fields.append(("improvement over the champion", "not compared: no champion yet (floors only)"))
+    else:
+        sec.fields.append(
+            ("improvement over the champion", "not compared: the champion could not score the holdout")
+        )
+    sec.fields += [("primary metric", m["primary_metric"]), ("decision threshold", m["threshold"])]
+    return sec
+
+
+def _slice_table(column: str, listed: Any) -> _Table:
+    """One column's slices: rows, each metric as value [low, high], the champion's value, judged."""
+    entries = [e for e in listed if isinstance(e, dict)] if isinstance(listed, list) else []
+    scores = [_dict(e.get("metrics")) for e in entries]
+    champs = [_dict(e.get("champion")) for e in entries]
+    names = list(dict.fromkeys(k for sc in scores for k in sc))
+    with_champ = [n for n in names if any(n in c for c in champs)]
+    counted = any(e.get("positives") is not None for e in entries)  # binary: positive rows per slice
+    rows = [
+        [e.get("slice"), e.get("rows")]
+        + ([e.get("positives")] if counted else [])
+        + [_interval(sc.get(n)) for n in names]
+        + [ch.get(n) for n in with_champ]
+        + [_show(e.get("judged")) + (f" ({_show(e['note'])})" if e.get("note") else "")]
+        for e, sc, ch in zip(entries, scores, champs, strict=True)
+    ]
+    header = ["slice", "rows", *(["positives"] if counted else []), *names]
+    header += [*[f"champion {n}" for n in with_champ], "judged"]
+    return _Table(f"column {column}", header, rows)
+
+
+def _gap_row(column: str, metric: str, g: dict[str, Any]) -> list[Any]:
+    best = f"{_show(g.get('best'))} ({_show(g.get('best_value'))})"
+    worst = f"{_show(g.get('worst'))} ({_show(g.get('worst_value'))})"
+    return [column, metric, best, worst, g.get("gap"), g.get("max_gap"), g.get("champion_gap")]
+
+
+def _gap_table(gaps: dict[str, Any]) -> _Table:
+    rows = [
+        _gap_row(column, metric, _dict(found))
+        for column, per in gaps.items()
+        for metric, found in _dict(per).items()
+    ]
+    return _Table(
+        "Gap between the best and the worst judged slice",
+        ["column", "metric", "best", "worst", "gap", "max gap", "champion gap"],
+        rows,
+    )
+
+
+def _interval_kinds(slices: dict[str, Any]) -> str:
+    """Which interval each slice metric has: Wilson for proportions, the bootstrap otherwise."""
+    boot = f"{_show(slices.get('confidence'))} bootstrap, {_show(slices.get('n_resamples'))} resamples"
+    methods = _dict(slices.get("interval_methods"))
+    wilson = [str(m) for m, kind in methods.items() if kind == "wilson"]
+    if not wilson:
+        return boot
+    text = f"{_show(slices.get('confidence'))} Wilson score ({', '.join(wilson)})"
+    return text + (f"; {boot} (the others)" if len(wilson) < len(methods) else "")
+
+
+def _slices_section(slices: dict[str, Any]) -> _Section:
+    """The gate's slice report (:class:`mlops_core.model.slices.SliceReport`): per column a table of
+    slices, the gaps, then the violations and notes. A bare ``{column: [slices], violations}``
+    renders too."""
+    sec = _Section("Slices")
+    report = isinstance(slices.get("columns"), dict)
+    columns = _dict(slices["columns"]) if report else {k: v for k, v in slices.items() if k != "violations"}
+    if report:
+        sec.fields = [
+            ("metrics", slices.get("metrics")),
+            ("min rows to judge a slice", slices.get("min_rows")),
+            ("smaller slices", slices.get("small")),
+            ("min positive rows to judge recall, precision...", slices.get("min_positives")),
+            ("interval", _interval_kinds(slices)),
+            ("overall (challenger)", _pairs(_dict(slices.get("overall")))),
+            ("overall (champion)", _pairs(_dict(slices.get("champion_overall"))) or None),
+        ]
+    sec.tables = [_slice_table(str(c), listed) for c, listed in columns.items()]
+    if _dict(slices.get("gaps")):
+        sec.tables.append(_gap_table(_dict(slices.get("gaps"))))
+    violations, notes = slices.get("violations"), slices.get("notes")
+    sec.items = (
+        [f"violation: {v}" for v in violations]
+        if isinstance(violations, list) and violations
+        else ["no violations"]
+    )
+    sec.items += [f"note: {n}" for n in notes] if isinstance(notes, list) else []
+    return sec
+
+
+def _gate_section(card: ModelCard) -> _Section:
+    g = card.gate
+    sec = _Section("Gate")
+    sec.fields = [
+        ("outcome", g["outcome"]),
+        ("evaluated against", g["evaluated_against"]),
+        ("floors", _pairs(g["floors"]) or "none"),
+        ("min improvement", g["min_improvement"]),
+    ]
+    if g["forced_by"] or g["force_reason"]:
+        sec.fields += [("forced by", g["forced_by"]), ("force reason", g["force_reason"])]
+    sec.items = g["reasons"] or [NOT_RECORDED]
+    changes = g.get("contract_changes")
+    if changes is not None:
+        sec.fields.append(("data contract since the champion", changes["note"]))
+        sec.tables.append(
+            _Table(
+                f"What changed in the data since champion v{_show(changes['against'])} (evidence, not a verdict)",
+                ["column", "change", "what"],
+                changes["rows"] or [["", "none", "no change"]],
+            )
+        )
+    return sec
+
+
+def _sections(card: ModelCard) -> list[_Section]:
+    use = card.intended_use
+    a = card.approval
+    sections = [
+        _Section("Intended use", fields=[(k.replace("_", " "), v) for k, v in use.items()]),
+        _data_section(card),
+        _metrics_section(card),
+    ]
+    if card.slices is not None:
+        sections.append(_slices_section(card.slices))
+    sections += [
+        _gate_section(card),
+        _Section(
+            "Approval",
+            fields=[("status", a["status"]), ("by", a["by"]), ("at", a["at"]), ("comment", a["comment"])]
+            + ([("assigned users", a["assigned_users"])] if a["assigned_users"] else []),
+        ),
+        _Section("Lineage", fields=list(card.lineage.items())),
+    ]
+    if card.notes:
+        sections.append(_Section("Notes", items=card.notes))
+    return sections
+
+
+def _render_markdown(title: str, sections: list[_Section]) -> str:
+    from mlops_core.base.html import markdown as md
+
+    out = [f"# {md(title)}", ""]
+    for sec in sections:
+        out += [f"## {md(sec.title)}", ""]
+        out += [f"- **{md(label)}**: {md(_show(value))}" for label, value in sec.fields]
+        for table in sec.tables:
+            out += ["", f"**{md(table.caption)}**", ""]
+            out.append("| " + " | ".join(md(h) for h in table.header) + " |")
+            out.append("|" + "---|" * len(table.header))
+            out += ["| " + " | ".join(md(_show(v)) for v in row) + " |" for row in table.rows]
+            if not table.rows:
+                out.append("| " + " | ".join([md("none")] * len(table.header)) + " |")
+        if sec.items:
+            out += ([""] if sec.fields or sec.tables else []) + [f"- {md(_show(i))}" for i in sec.items]
+        out.append("")
+    return "\n".join(out)
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; max-width: 80rem; }
+table { border-collapse: collapse; margin: .5rem 0 1rem; } td, th { border: 1px solid #ccc; padding: .3rem .5rem; }
+th { background: #f3f3f3; text-align: left; } td { vertical-align: top; word-break: break-word; }
+dt { font-weight: bold; } dd { margin: 0 0 .4rem 1rem; white-space: pre-wrap; word-break: break-word; }
+"""
+
+
+def _render_html(title: str, sections: list[_Section]) -> str:
+    from mlops_core.base.html import document
+    from mlops_core.base.html import escape_line as h
+
+    body = [f"<h1>{h(title)}</h1>"]
+    for sec in sections:
+        body.append(f"<section>\n<h2>{h(sec.title)}</h2>")
+        if sec.fields:
+            body.append(
+                "<dl>" + "".join(f"<dt>{h(k)}</dt><dd>{h(_show(v))}</dd>" for k, v in sec.fields) + "</dl>"
+            )
+        for table in sec.tables:
+            head = "".join(f"<th>{h(c)}</th>" for c in table.header)
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{h(_show(v))}</td>" for v in r) + "</tr>\n" for r in table.rows
+            )
+            body.append(f"<table><caption>{h(table.caption)}</caption>\n<tr>{head}</tr>\n{rows}</table>")
+        if sec.items:
+            body.append("<ul>" + "".join(f"<li>{h(_show(i))}</li>" for i in sec.items) + "</ul>")
+        body.append("</section>")
+    return document(title, "\n".join(body), style=_STYLE)
+
+
+# ---------------------------------------------------------------------------------------------
+# publishing
+
+
+def _day(card: ModelCard) -> str:
+    """The card's partition key: the training day (stable across re-publishes), else the registration day."""
+    for value in (card.data["training_day"], card.lineage["registered_at"]):
+        try:
+            return date.fromisoformat(str(value)[:10]).isoformat()
+        except ValueError:
+            continue
+    return datetime.now(UTC).date().isoformat()
+
+
+def publish(spec: PipelineSpec, version: str, lake_root: str | None = None) -> dict[str, Any]:
+    """Build the card of ``spec``'s model v``version``; write it to the lake and MLflow; tag the version.
+
+    Order: the lake (a new version of ``<lake>/<name>/model_cards/v<version>/ds=<day>/``), the
+    run's artifacts (``model_card.md``, ``model_card.html``, ``model_card.json``), then the
+    version's tags ``mlops.model_card`` / ``mlops.model_card_version``. Any failure raises; calling
+    it again is safe (another lake version, the same artifacts overwritten, the tags set again).
+
+    :param spec: the pipeline (its YAML gives the intended use; the rest comes from the registry).
+    :param version: the registered version of ``spec.registered_model_name``.
+    :param lake_root: the lake (default: the cloud profile's / ``$MLOPS_LAKE``).
+    :return: ``uri`` (the lake partition), ``markdown_uri``, ``html_uri``, ``json_uri``,
+        ``manifest_version`` and ``artifact_uri`` (the HTML on the run, ``runs:/...``; None without a run).
+    """
+    name = spec.registered_model_name
+    card = build(spec, name, version)
+    texts = {MARKDOWN: card.markdown(), HTML: card.html(), JSON: card.to_json()}
+    manifest = storage.write_partition(
+        {},
+        lake_root or settings.lake_root(),
+        spec.name,
+        f"{STAGE}/v{card.version}",
+        _day(card),
+        files={k: v.encode() for k, v in texts.items()},
+        extra={"model": name, "version": card.version, "run_id": card.run_id},
+    )
+    c = registry.client()
+    try:
+        if card.run_id:
+            for path, text in texts.items():
+                c.log_text(card.run_id, text, path)
+        c.set_model_version_tag(name, card.version, CARD_TAG, manifest.uri)
+        c.set_model_version_tag(name, card.version, CARD_VERSION_TAG, str(manifest.version))
+    except Exception as err:
+        raise registry.unavailable(err, f"publishing the model card of {name} v{card.version}") from err
+    log.info("model card of %s v%s: %s (version %d)", name, card.version, manifest.uri, manifest.version)
+    return {
+        "uri": manifest.uri,
+        "markdown_uri": storage.join(manifest.uri, MARKDOWN),
+        "html_uri": storage.join(manifest.uri, HTML),
+        "json_uri": storage.join(manifest.uri, JSON),
+        "manifest_version": manifest.version,
+        "artifact_uri": f"runs:/{card.run_id}/{HTML}" if card.run_id else None,
+    }

@@ -1,0 +1,3 @@
+"""``mlops-airflow``: the command line."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Operator extra links."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Alerts through the notifiers Airflow's providers ship."""
+
+from __future__ import annotations
