@@ -56,10 +56,10 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, chain
 
-from mlops_airflow.operators.steps import (
-    BatchScoreOperator, DeployOperator, EvaluateOperator, GateOperator, IngestOperator,
-    RegisterOperator, SmokeTestOperator, TrainOperator, ValidateOperator,
-)
+from mlops_airflow.operators.data import IngestOperator, ValidateOperator
+from mlops_airflow.operators.deploy import DeployOperator, SmokeTestOperator
+from mlops_airflow.operators.model import EvaluateOperator, GateOperator, RegisterOperator, TrainOperator
+from mlops_airflow.operators.monitor import BatchScoreOperator
 
 Y = "{yaml}"
 P = "{{{{ params.partition_date or ds }}}}"
@@ -100,7 +100,22 @@ from dagfactory import load_yaml_dags
 load_yaml_dags(globals_dict=globals(), dags_folder=str(Path(__file__).parent / "configs"), suffix=[".yml"])
 """
 
-OPERATORS = "mlops_airflow.operators.steps."
+# where each operator class lives (mlops_airflow.operators.<module>)
+OPERATOR_MODULES = {
+    "IngestOperator": "data",
+    "ValidateOperator": "data",
+    "TrainOperator": "model",
+    "EvaluateOperator": "model",
+    "GateOperator": "model",
+    "RegisterOperator": "model",
+    "DeployOperator": "deploy",
+    "SmokeTestOperator": "deploy",
+    "BatchScoreOperator": "monitor",
+    "DriftCheckOperator": "monitor",
+    "DriftPolicyOperator": "monitor",
+    "EmitDriftEventOperator": "monitor",
+    "PerformanceOperator": "monitor",
+}
 
 
 def dagfactory_config(i: int, yaml_path: Path) -> dict:
@@ -126,7 +141,13 @@ def dagfactory_config(i: int, yaml_path: Path) -> dict:
     }
 
     def task(task_id: str, op: str, deps: list[str], **kwargs: object) -> dict:
-        return {"task_id": task_id, "operator": OPERATORS + op, "pipeline": y, **kwargs, "dependencies": deps}
+        return {
+            "task_id": task_id,
+            "operator": f"mlops_airflow.operators.{OPERATOR_MODULES[op]}.{op}",
+            "pipeline": y,
+            **kwargs,
+            "dependencies": deps,
+        }
 
     training = [
         task("ingest", "IngestOperator", [], partition_date=part),

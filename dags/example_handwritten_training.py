@@ -12,16 +12,9 @@ from typing import Any
 
 from airflow.sdk import DAG, chain, task
 
-from mlops_airflow.operators.steps import (
-    DeployOperator,
-    EvaluateOperator,
-    GateOperator,
-    IngestOperator,
-    RegisterOperator,
-    SmokeTestOperator,
-    TrainOperator,
-    ValidateOperator,
-)
+from mlops_airflow.operators.data import IngestOperator, ValidateOperator
+from mlops_airflow.operators.deploy import DeployOperator, SmokeTestOperator
+from mlops_airflow.operators.model import EvaluateOperator, GateOperator, RegisterOperator, TrainOperator
 
 PIPELINE = str(Path(__file__).parent / "pipelines" / "diabetes.yaml")
 

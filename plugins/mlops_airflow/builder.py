@@ -7,20 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronDataIntervalTimetable, Param, chain
 
-from mlops_airflow.operators.steps import (
+from mlops_airflow.operators.data import IngestOperator, ValidateOperator
+from mlops_airflow.operators.deploy import DeployOperator, SmokeTestOperator
+from mlops_airflow.operators.model import EvaluateOperator, GateOperator, RegisterOperator, TrainOperator
+from mlops_airflow.operators.monitor import (
     BatchScoreOperator,
-    DeployOperator,
     DriftCheckOperator,
     DriftPolicyOperator,
     EmitDriftEventOperator,
-    EvaluateOperator,
-    GateOperator,
-    IngestOperator,
     PerformanceOperator,
-    RegisterOperator,
-    SmokeTestOperator,
-    TrainOperator,
-    ValidateOperator,
 )
 from mlops_core.runs import release
 from mlops_core.spec.catalog import METRICS
@@ -99,7 +94,7 @@ class PipelineDAG(DAG):
     pipeline's ``start_date`` is refused with a message instead of succeeding with no task run."""
 
     def test(self, *args: Any, **kwargs: Any) -> Any:
-        from mlops_airflow.operators.steps import before_start_message
+        from mlops_airflow.operators.base import before_start_message
 
         logical = kwargs.get("logical_date")
         start = self.start_date

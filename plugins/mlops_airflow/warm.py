@@ -53,7 +53,10 @@ MODULES = (
     "mlops_core.lifecycle",
     "mlops_core.data.validation",
     "mlops_core.monitor.monitoring",
-    "mlops_airflow.operators.steps",
+    "mlops_airflow.operators.data",
+    "mlops_airflow.operators.model",
+    "mlops_airflow.operators.deploy",
+    "mlops_airflow.operators.monitor",
 )
 
 

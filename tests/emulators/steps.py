@@ -48,7 +48,7 @@ def start_training(
     """``TrainOperator.execute``: it defers on ``trigger_type``; (operator, trigger, job folder)."""
     from airflow.sdk.exceptions import TaskDeferred
 
-    from mlops_airflow.operators.steps import TrainOperator
+    from mlops_airflow.operators.model import TrainOperator
 
     train = TrainOperator(task_id="train", pipeline=spec, data=raw, partition_date=DS, poll_seconds=0.2)
     with pytest.raises(TaskDeferred) as deferred:

@@ -75,7 +75,7 @@ def _context(task_id: str) -> Any:
 
 
 def test_a_drift_alert_reaches_a_queue_subscribed_to_the_topic(topic: SimpleNamespace) -> None:
-    from mlops_airflow.operators.steps import EmitDriftEventOperator
+    from mlops_airflow.operators.monitor import EmitDriftEventOperator
 
     spec = example_spec(alerts={"sns_topic_arn": topic.arn, "events": ["policy_fired"]})
     decision = {

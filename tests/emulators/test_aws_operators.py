@@ -111,7 +111,7 @@ def remote_training(aws_env: dict[str, Any]) -> SimpleNamespace:
     from airflow.sdk.exceptions import TaskDeferred
 
     from mlops_airflow.hooks.cloud import cloud_context
-    from mlops_airflow.operators.steps import TrainOperator
+    from mlops_airflow.operators.model import TrainOperator
     from mlops_core import lifecycle
     from mlops_dev import datasets
 
@@ -214,7 +214,7 @@ def _deploy(
     from airflow.sdk.exceptions import TaskDeferred
 
     from mlops_airflow.hooks.cloud import cloud_context
-    from mlops_airflow.operators.steps import DeployOperator
+    from mlops_airflow.operators.deploy import DeployOperator
     from mlops_airflow.triggers.cloud import EndpointTrigger
     from mlops_core import lifecycle
 
@@ -236,7 +236,7 @@ def _deploy(
 
 
 def _smoke(remote_training: SimpleNamespace, candidate: SimpleNamespace, deployment: dict[str, Any]) -> Any:
-    from mlops_airflow.operators.steps import SmokeTestOperator
+    from mlops_airflow.operators.deploy import SmokeTestOperator
 
     return SmokeTestOperator(
         task_id="smoke_test",

@@ -153,7 +153,7 @@ def _deploy(spec: Any, registered: dict[str, Any], decision: dict[str, Any]) -> 
     """``DeployOperator``: defers on ``EndpointTrigger``; its ``run()`` (the triggerer's code) gives the event."""
     from airflow.sdk.exceptions import TaskDeferred
 
-    from mlops_airflow.operators.steps import DeployOperator
+    from mlops_airflow.operators.deploy import DeployOperator
     from mlops_airflow.triggers.cloud import EndpointTrigger
 
     deploy = DeployOperator(
@@ -177,7 +177,7 @@ def _smoke_passes_and_promotes(spec: Any, deployment: dict[str, Any], trained: A
     from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
     from airflow.sdk.exceptions import TaskDeferred
 
-    from mlops_airflow.operators.steps import SmokeTestOperator
+    from mlops_airflow.operators.deploy import SmokeTestOperator
 
     smoke = SmokeTestOperator(
         task_id="smoke_test", pipeline=spec, deployment=deployment, trained=trained, evaluation=evaluated
@@ -217,7 +217,7 @@ def test_azureml_training_deploy_promote_and_rollback_through_the_operators(
     from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
     from mlops_airflow.hooks.cloud import cloud_context, export_metrics
-    from mlops_airflow.operators.steps import SmokeTestOperator
+    from mlops_airflow.operators.deploy import SmokeTestOperator
     from mlops_core import lifecycle
     from mlops_core.model import remote
     from mlops_core.runs import registry, tracking

@@ -430,7 +430,7 @@ def test_the_ingest_operator_reads_a_dvc_source_through_the_cloud_profile(world,
     """Through the Airflow operator: the profile's URI policy, the cloud context, the failure mode."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from mlops_airflow.operators.steps import IngestOperator
+    from mlops_airflow.operators.data import IngestOperator
 
     monkeypatch.setenv("MLOPS_LANDING", str(world.landing))
     monkeypatch.setenv("MLOPS_LAKE", (tmp_path / "lake").as_uri())

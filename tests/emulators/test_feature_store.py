@@ -100,7 +100,7 @@ def _offline_store(aws: dict[str, Any], group: str, frame: pd.DataFrame) -> pd.D
 
 def test_ingest_joins_the_offline_store_as_of_each_rows_time(aws: dict[str, Any]) -> None:
     from mlops_airflow.hooks.cloud import cloud_context
-    from mlops_airflow.operators.steps import IngestOperator
+    from mlops_airflow.operators.data import IngestOperator
     from mlops_core.data import storage
     from mlops_dev import datasets
 

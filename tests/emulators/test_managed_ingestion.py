@@ -131,8 +131,8 @@ def test_a_glue_run_for_the_day_then_ingest_reads_what_it_wrote(moto_glue: dict[
     from airflow.sdk.exceptions import TaskDeferred
 
     from mlops_airflow.hooks.cloud import cloud_context
+    from mlops_airflow.operators.data import IngestOperator
     from mlops_airflow.operators.ingestion.glue import GlueIngestionOperator
-    from mlops_airflow.operators.steps import IngestOperator
 
     spec = _spec("glue_orders")
     op = GlueIngestionOperator(task_id="managed_ingestion", pipeline=spec)

@@ -206,7 +206,7 @@ def test_cleared_train_registers_the_new_model_and_binds_the_decision_to_it(raw_
 def test_forged_promote_decision_is_refused_at_deploy(raw_uri, champion):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from mlops_airflow.operators.steps import DeployOperator
+    from mlops_airflow.operators.deploy import DeployOperator
 
     trained = _train(raw_uri, "dag/forged")
     decision = _gate(trained, reject=True)

@@ -27,14 +27,11 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_airflow.notifications import alerts as notifiers
-from mlops_airflow.operators import steps as operators
-from mlops_airflow.operators.steps import (
-    DeployOperator,
-    EmitDriftEventOperator,
-    GateOperator,
-    SmokeTestOperator,
-    ValidateOperator,
-)
+from mlops_airflow.operators import deploy as operators
+from mlops_airflow.operators.data import ValidateOperator
+from mlops_airflow.operators.deploy import DeployOperator, SmokeTestOperator
+from mlops_airflow.operators.model import GateOperator
+from mlops_airflow.operators.monitor import EmitDriftEventOperator
 from tests.helpers import example_spec
 
 if TYPE_CHECKING:

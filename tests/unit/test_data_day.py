@@ -14,7 +14,7 @@ import pytest
 from airflow.sdk import AssetOrTimeSchedule
 
 from mlops_airflow.builder import build_monitoring_dag, build_training_dag
-from mlops_airflow.operators.steps import data_day
+from mlops_airflow.operators.base import data_day
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit
@@ -117,7 +117,7 @@ def test_dags_test_before_start_date_is_refused_with_a_message():
 def test_a_backfilled_step_before_start_date_fails_and_on_or_after_it_reads_its_day():
     from airflow.sdk.exceptions import AirflowFailException
 
-    from mlops_airflow.operators.steps import IngestOperator
+    from mlops_airflow.operators.data import IngestOperator
 
     spec = example_spec(start_date="2026-01-01")
     step = IngestOperator(task_id="ingest", pipeline=spec)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from mlops_airflow.operators import steps as operators
-from mlops_airflow.operators.steps import DeployOperator
+from mlops_airflow.operators import deploy as operators
+from mlops_airflow.operators.deploy import DeployOperator
 from mlops_core import lifecycle
 from tests.helpers import example_spec
 

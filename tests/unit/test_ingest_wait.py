@@ -9,7 +9,7 @@ import pytest
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
-from mlops_airflow.operators.steps import IngestOperator
+from mlops_airflow.operators.data import IngestOperator
 from mlops_core.base import settings
 from mlops_dev import datasets
 from tests.helpers import example_spec

@@ -86,3 +86,47 @@ def test_import_linter_contracts_hold() -> None:
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert "BROKEN" not in run.stdout
+
+
+def _resume_methods() -> set[str]:
+    """``execute`` and every method a step of this package defers to (``method_name="..."``)."""
+    import re
+
+    names = {"execute"}
+    for path in (ROOT / "plugins" / "mlops_airflow").rglob("*.py"):
+        names |= set(re.findall(r'method_name="(\w+)"', path.read_text()))
+    return names
+
+
+def test_every_step_runs_its_task_methods_in_the_cloud_profile() -> None:
+    """One explicit mechanism (``@in_cloud_profile`` on the method): every execute and resume
+    method a step of this package defines carries it, approval and managed ingestion included."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import mlops_airflow.operators as package
+    from mlops_airflow.operators.base import MlopsStep
+
+    for info in pkgutil.walk_packages(package.__path__, "mlops_airflow.operators."):
+        importlib.import_module(info.name)
+    steps = {c for c in _subclasses(MlopsStep) if c.__module__.startswith("mlops_airflow.")}
+    assert len(steps) >= 15, sorted(c.__name__ for c in steps)
+    checked, missing = 0, []
+    for cls in steps:
+        for name in _resume_methods():
+            method = inspect.getattr_static(cls, name, None)
+            if method is None or not getattr(method, "__module__", "").startswith("mlops_airflow."):
+                continue  # not there, or the provider operator's own (it never touches the lake)
+            checked += 1
+            if not getattr(method, "in_cloud_profile", False):
+                missing.append(f"{cls.__module__}.{cls.__qualname__}.{name}")
+    assert not missing, f"add @in_cloud_profile to: {sorted(missing)}"
+    assert checked >= 20
+
+
+def _subclasses(cls: type) -> set[type]:
+    out = set()
+    for sub in cls.__subclasses__():
+        out |= {sub} | _subclasses(sub)
+    return out

@@ -192,7 +192,7 @@ def test_sources_outside_the_profiles_roots_are_refused_at_run_time(local_dir, u
 def test_ingest_of_a_forbidden_source_fails_before_reading_or_writing(landing, tmp_path):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from mlops_airflow.operators.steps import IngestOperator
+    from mlops_airflow.operators.data import IngestOperator
     from mlops_core.base import settings
     from tests.helpers import example_spec
 
@@ -241,7 +241,7 @@ def test_the_source_connection_never_writes_the_lake(monkeypatch):
 
 @pytest.mark.parametrize("forged", ["../../etc", "2026-01-31/../../x", "not-a-date"])
 def test_a_forged_drift_event_day_is_refused(forged):
-    from mlops_airflow.operators.steps import data_day
+    from mlops_airflow.operators.base import data_day
 
     event = SimpleNamespace(extra={"mlops_trigger": "drift", "ds": forged}, timestamp=1)
     ctx = {"dag_run": SimpleNamespace(run_type="asset_triggered"), "triggering_asset_events": {"a": [event]}}
@@ -275,7 +275,7 @@ def test_a_forged_partition_date_param_is_refused_before_anything_is_read(landin
     (CLI, API) still cannot become a path: the data day must parse as a date."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from mlops_airflow.operators.steps import IngestOperator
+    from mlops_airflow.operators.data import IngestOperator
     from mlops_core.base import settings
     from tests.helpers import example_spec
 

@@ -1,7 +1,7 @@
 """The Airflow side of cloud profiles: connections, ObjectStoragePath, SDK clients, metric export.
 
 :func:`cloud_context` is entered around every step's ``execute`` (see
-:class:`~mlops_airflow.operators.steps.MlopsStep`): inside it, ``${MLOPS_LAKE}`` and ``${MLOPS_LANDING}``
+:class:`~mlops_airflow.operators.base.MlopsStep`): inside it, ``${MLOPS_LAKE}`` and ``${MLOPS_LANDING}``
 are the profile's roots, and every ``s3://``, ``gs://`` or ``abfs://`` URI the core opens is an
 Airflow ``ObjectStoragePath`` bound to the profile's connection (or the source's own
 ``source.conn_id``). Credentials therefore only ever come from Airflow connections.

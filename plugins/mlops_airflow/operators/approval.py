@@ -25,7 +25,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param
 from airflow.sdk.exceptions import AirflowSkipException
 
-from mlops_airflow.operators.steps import MlopsStep, drift_evidence
+from mlops_airflow.operators.base import MlopsStep, drift_evidence, in_cloud_profile
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -92,6 +92,7 @@ class ModelApprovalOperator(MlopsStep, ApprovalOperator):
         self.evaluation = evaluation
         self.trained = trained
 
+    @in_cloud_profile
     def execute(self, context: Context) -> Any:
         from mlops_core.runs import registry
 
@@ -105,6 +106,7 @@ class ModelApprovalOperator(MlopsStep, ApprovalOperator):
         self._notify_waiting(context, version)
         return super().execute(context)
 
+    @in_cloud_profile
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Record the answer on the version (approved, rejected or timed out), then let the
         ApprovalOperator skip deploy unless approved.
@@ -112,8 +114,6 @@ class ModelApprovalOperator(MlopsStep, ApprovalOperator):
         Recorded first: on Reject, Airflow 3's ``skip`` ends the task by raising, so nothing
         after the base class's ``execute_complete`` would run.
         """
-        from mlops_airflow.hooks.cloud import cloud_context
-
         if "error" not in event:  # a timeout with no default never happens here (defaults=Reject)
             chosen_options = list(event.get("chosen_options") or [])
             self.validate_chosen_options(chosen_options)  # what the base class checks, before we record
@@ -128,9 +128,8 @@ class ModelApprovalOperator(MlopsStep, ApprovalOperator):
                 outcome = "timed_out" if event.get("timedout") else "rejected"
             comment = str((event.get("params_input") or {}).get("comment") or "")[:1000]
             version = str(self.registered["version"])
-            with cloud_context(self.spec):
-                who = str(user.get("name") or user.get("id") or "")
-                self._record(version, outcome, who, event.get("responded_at"), comment)
+            who = str(user.get("name") or user.get("id") or "")
+            self._record(version, outcome, who, event.get("responded_at"), comment)
             self.log.info("%s v%s: %s by %s", self.spec.name, version, outcome, who or "nobody (timeout)")
         result = super().execute_complete(context, event)  # on Reject this skips deploy by raising
         return {**dict(result), "outcome": "approved", "version": str(self.registered["version"])}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mlops_airflow.operators.steps import MlopsStep
+    from mlops_airflow.operators.base import MlopsStep
 
 # a name SageMaker does not know: DescribeTrainingJob says ValidationException, DescribeHyperParameterTuningJob ResourceNotFound
 _NOT_FOUND = ("ValidationException", "ResourceNotFound")

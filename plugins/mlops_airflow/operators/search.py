@@ -15,7 +15,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_airflow.operators import remote as remote_jobs
-from mlops_airflow.operators.steps import _PARTITIONED, MlopsStep, Upstream, _uri
+from mlops_airflow.operators.base import _PARTITIONED, MlopsStep, Upstream, _uri, in_cloud_profile
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -67,6 +67,7 @@ class SearchOperator(MlopsStep, BaseOperator):
             )
         return backend
 
+    @in_cloud_profile
     def execute(self, context: Context) -> None:
         from mlops_core.data import storage
         from mlops_core.model import remote, tuning
@@ -135,6 +136,7 @@ class SearchOperator(MlopsStep, BaseOperator):
         azure.submit_tuning(self.profile, remote_jobs.azureml_clients(self), req)
         return remote_jobs.azureml(self, name, timeout)
 
+    @in_cloud_profile
     def search_complete(
         self,
         context: Context,

@@ -4,7 +4,7 @@ Azure Data Factory pipeline before ``ingest`` reads what it wrote.
 Each operator (one module per provider: :mod:`.glue`, :mod:`.dataflow`, :mod:`.data_factory`, so a
 pipeline imports only its own provider) is the provider's operator with three things added: the
 job's parameters are computed when the task runs (the data day of
-:func:`mlops_airflow.operators.steps.data_day`, ``{ds}`` replaced, ``${MLOPS_*}`` expanded inside the
+:func:`mlops_airflow.operators.base.data_day`, ``{ds}`` replaced, ``${MLOPS_*}`` expanded inside the
 pipeline's cloud profile, never Jinja-rendered from the YAML), the connection defaults to the
 cloud profile's, and a retry attaches to the job run its first try started instead of starting a
 second one:
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator, Context
 
-    from mlops_airflow.operators.steps import MlopsStep
+    from mlops_airflow.operators.base import MlopsStep
     from mlops_core.spec import IngestionSpec, PipelineSpec
 
 TASK_ID = "managed_ingestion"

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.microsoft.azure.operators.data_factory import AzureDataFactoryRunPipelineOperator
 
+from mlops_airflow.operators.base import MlopsStep, in_cloud_profile
 from mlops_airflow.operators.ingestion import job_inputs, load
-from mlops_airflow.operators.steps import MlopsStep
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -48,6 +48,7 @@ class DataFactoryIngestionOperator(MlopsStep, AzureDataFactoryRunPipelineOperato
         )
         self.pipeline, self.partition_date = pipeline, partition_date
 
+    @in_cloud_profile
     def execute(self, context: Context) -> None:
         day, self.parameters = job_inputs(self, context)
         existing = self._existing_run(str(self.parameters["mlops_run_key"]))

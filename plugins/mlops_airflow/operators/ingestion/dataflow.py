@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.google.cloud.operators.dataflow import DataflowStartFlexTemplateOperator
 
+from mlops_airflow.operators.base import MlopsStep, in_cloud_profile
 from mlops_airflow.operators.ingestion import job_inputs, load
-from mlops_airflow.operators.steps import MlopsStep
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -51,6 +51,7 @@ class DataflowIngestionOperator(MlopsStep, DataflowStartFlexTemplateOperator):
         self.pipeline, self.partition_date = pipeline, partition_date
         self._conn_from_profile = flow.conn_id is None
 
+    @in_cloud_profile
     def execute(self, context: Context) -> Any:
         from mlops_core.data.ingestion import dataflow_job_name
 
@@ -90,6 +91,7 @@ class DataflowIngestionOperator(MlopsStep, DataflowStartFlexTemplateOperator):
             self.gcp_conn_id = self.profile.conn_id
         self.project_id = self.project_id or self.profile.settings.get("project") or self.hook.project_id
 
+    @in_cloud_profile
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, str]:
         self._bind()
         return super().execute_complete(context, event)

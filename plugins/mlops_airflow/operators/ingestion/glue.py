@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from mlops_airflow.operators.base import MlopsStep, in_cloud_profile
 from mlops_airflow.operators.ingestion import job_inputs, load
-from mlops_airflow.operators.steps import MlopsStep
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -47,6 +47,7 @@ class GlueIngestionOperator(MlopsStep, GlueJobOperator):
         self.pipeline, self.partition_date = pipeline, partition_date
         self._conn_from_profile = glue.conn_id is None
 
+    @in_cloud_profile
     def execute(self, context: Context) -> str | None:
         if self._conn_from_profile and self.profile.conn_id:
             self.aws_conn_id = self.profile.conn_id

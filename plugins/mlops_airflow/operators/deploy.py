@@ -1,0 +1,222 @@
+"""The release steps: deploy to the target, smoke test, promote after the bake (or roll back)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from mlops_airflow.operators.base import MlopsStep, _as_bool, in_cloud_profile
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.sdk import Context
+
+    from mlops_core.deploy import DeploymentTarget
+    from mlops_core.spec import PipelineSpec
+
+
+class DeployOperator(MlopsStep, BaseOperator):
+    """Deploy a registered version to the spec's target (``auto``: the cloud profile's).
+
+    ``local`` moves the ``champion`` alias. Endpoint targets (SageMaker, Vertex AI, Azure ML)
+    create-or-update the endpoint with the spec's strategy, then the task defers until the
+    platform reports the new version ready. Skips (the run stays green) when the gate rejected.
+
+    The gate's decision is always re-read from the registry, on the tags of this exact version:
+    a version the gate did not promote is never deployed, whatever an XCom says (an XCom that
+    claims ``promote`` for a rejected version fails the task), and ``champion`` moves only if it
+    is still the version the challenger was evaluated against.
+
+    :param registered: the register result (XCom dict with ``version``).
+    :param decision: the gate decision (XCom dict): a rejection skips early; the registry decides.
+    :param poll_seconds: how often the trigger asks the platform for the endpoint's state.
+    """
+
+    template_fields: Sequence[str] = ("registered", "decision")
+
+    def __init__(
+        self,
+        *,
+        pipeline: PipelineSpec | str,
+        registered: Any,
+        decision: Any = None,
+        poll_seconds: float = 30,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.pipeline = pipeline
+        self.registered = registered
+        self.decision = decision
+        self.poll_seconds = poll_seconds
+
+    @in_cloud_profile
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_core import lifecycle
+        from mlops_core.deploy import READY
+        from mlops_core.runs import registry
+
+        version = str(self.registered["version"])
+        if self.decision is not None and not _as_bool(self.decision.get("promote")):
+            reasons = "; ".join(self.decision.get("reasons", []))
+            raise AirflowSkipException(f"gate rejected v{version}, champion unchanged: {reasons}")
+        try:
+            deployment = lifecycle.deploy(self.spec, version, target(self))
+        except registry.DecisionRefused as err:
+            if self.decision is None and err.outcome == "reject":
+                raise AirflowSkipException(str(err)) from err
+            raise AirflowFailException(str(err)) from err  # a forged or unbound decision
+        except registry.ChampionMoved as err:  # a retry would find the same champion
+            raise AirflowFailException(str(err)) from err
+        if deployment["state"] == READY:
+            return deployment
+        from mlops_airflow.triggers.cloud import EndpointTrigger
+
+        self.log.info("%s is updating; deferring until it is ready", deployment["endpoint"])
+        self.defer(
+            trigger=EndpointTrigger(self.spec.cloud, deployment["target"], deployment, self.poll_seconds),
+            method_name="deploy_complete",
+        )
+
+    @in_cloud_profile
+    def deploy_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The endpoint is ready; on a platform failure roll back and fail without retry.
+
+        A wait that ended on transient errors only (the platform stopped answering for a while)
+        is not a failed deploy: the task fails *with* retries, and the retry, a create-or-update
+        of the same deployment, attaches to it and waits again.
+        """
+        from airflow.sdk.exceptions import AirflowException
+
+        from mlops_core import lifecycle
+
+        event = event or {}
+        if event.get("status") != "success" and event.get("reason") == "transient":
+            raise AirflowException(
+                f"lost contact with the platform while the deploy was updating ({event.get('message')}); "
+                "nothing rolled back, the task retries and attaches to the same deployment"
+            )
+        if event.get("status") != "success":
+            from mlops_airflow.notifications import alerts as notifiers
+
+            try:
+                lifecycle.rollback(self.spec, event["deployment"], target(self))
+            except lifecycle.RollbackFailed as err:
+                _push_deploy(self, rollback_failed=True)
+                notifiers.notify_rolled_back(self.spec, context, event["deployment"], err, ok=False)
+                raise AirflowFailException(f"deploy failed ({event.get('message')}); {err}") from err
+            _push_deploy(self, rollback_failed=False)
+            message = f"deploy failed and was rolled back: {event.get('message')}"
+            notifiers.notify_rolled_back(self.spec, context, event["deployment"], message, ok=True)
+            raise AirflowFailException(message)
+        return dict(event["deployment"])
+
+
+def target(step: MlopsStep) -> DeploymentTarget:
+    """The step's deployment target, with its cloud clients (from the profile's connection)."""
+    from mlops_core.targets import get_target, resolve_target_name
+
+    name = resolve_target_name(step.spec, step.profile)
+    if name == "local":
+        if step.spec.deployment.strategy != "all_at_once":
+            step.log.info(  # type: ignore[attr-defined]
+                "deployment.strategy %s acts as all_at_once on the local target (one alias, no traffic to split)",
+                step.spec.deployment.strategy,
+            )
+        return get_target("local")
+    from mlops_airflow.hooks.cloud import clients_for
+
+    return get_target(name, step.profile, clients_for(step.profile))
+
+
+class SmokeTestOperator(MlopsStep, BaseOperator):
+    """Score held-out rows through the deployment and compare with the offline predictions.
+
+    Passed: a canary on Vertex AI or Azure ML bakes for ``canary_wait_minutes`` (deferred), then
+    all traffic and the ``champion`` alias move to the new version (SageMaker shifts the traffic
+    itself, guarded by its CloudWatch alarm). Failed: traffic rolls back, the alias is restored
+    and the task fails without retry.
+    """
+
+    template_fields: Sequence[str] = ("deployment", "trained", "evaluation")
+
+    def __init__(
+        self, *, pipeline: PipelineSpec | str, deployment: Any, trained: Any, evaluation: Any, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.pipeline = pipeline
+        self.deployment = deployment
+        self.trained = trained
+        self.evaluation = evaluation
+
+    @in_cloud_profile
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_core import lifecycle
+
+        try:
+            result = lifecycle.smoke_test(
+                self.spec,
+                self.deployment,
+                self.trained["holdout_uri"],
+                self.evaluation["predictions_uri"],
+                target(self),
+            )
+        except Exception as err:  # rolled back already (or the rollback failed); a retry would deploy nothing
+            from mlops_airflow.notifications import alerts as notifiers
+
+            _push_deploy(self, rollback_failed=isinstance(err, lifecycle.RollbackFailed))
+            notifiers.notify_rolled_back(self.spec, context, self.deployment, err)
+            raise AirflowFailException(str(err)) from err
+        dep = self.spec.deployment
+        if (
+            dep.strategy == "canary"
+            and dep.canary_wait_minutes > 0
+            and self.deployment["target"] in ("vertex", "azureml", "kserve")
+        ):
+            from datetime import timedelta
+
+            from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+            self.log.info(
+                "canary passed the smoke test; baking %d min before promotion", dep.canary_wait_minutes
+            )
+            self.defer(
+                trigger=TimeDeltaTrigger(timedelta(minutes=dep.canary_wait_minutes)),
+                method_name="promote_after_bake",
+                kwargs={"smoke": result},
+            )
+        return {**result, "deployment": self._promote()}
+
+    @in_cloud_profile
+    def promote_after_bake(
+        self, context: Context, event: Any = None, smoke: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return {**(smoke or {}), "deployment": self._promote()}
+
+    def _promote(self) -> dict[str, Any]:
+        from mlops_airflow.notifications import alerts as notifiers
+        from mlops_core import lifecycle
+
+        try:
+            done = lifecycle.promote(self.spec, self.deployment, target(self))
+        except lifecycle.RollbackFailed as err:  # (context None: the running task's)
+            _push_deploy(self, rollback_failed=True)
+            notifiers.notify_rolled_back(self.spec, None, self.deployment, err, ok=False)
+            raise AirflowFailException(f"promotion failed; {err}") from err
+        except Exception as err:  # rolled back already
+            _push_deploy(self, rollback_failed=False)
+            notifiers.notify_rolled_back(
+                self.spec, None, self.deployment, f"promotion failed: {err}", ok=True
+            )
+            raise AirflowFailException(f"promotion failed and was rolled back: {err}") from err
+        _push_deploy(self, rollback_failed=False)
+        return done
+
+
+def _push_deploy(step: MlopsStep, *, rollback_failed: bool) -> None:
+    """Champion, deploy and rollback counts to the Pushgateway (when set; never raises)."""
+    from mlops_core.monitor import prometheus
+
+    prometheus.push_deploy(step.spec.name, step.spec.registered_model_name, rollback_failed=rollback_failed)
