@@ -404,6 +404,10 @@ def test_astro_recipe():
     )
     env = " ".join(args for op, args in steps if op == "ENV")
     assert "MLOPS_CLOUDS_FILE=/usr/local/airflow/include/clouds.yaml" in env
+    # The runtime's ONBUILD COPY of both files fails the build when either is missing.
+    assert (RECIPES / "astro" / "requirements.txt").is_file() and (
+        RECIPES / "astro" / "packages.txt"
+    ).is_file()
     for line in (RECIPES / "astro" / "packages.txt").read_text().splitlines():
         assert re.fullmatch(r"[a-z0-9][a-z0-9+.\-]+", line), f"not a Debian package name: {line!r}"
 
