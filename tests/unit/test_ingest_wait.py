@@ -58,3 +58,26 @@ def test_a_config_error_is_not_waited_for(landing):
     # a day still inside its wait: a missing-rows error would defer, a config error fails at once
     with pytest.raises(AirflowFailException, match="no column 'no_such_column'"):
         op.execute(_context())
+
+
+@pytest.mark.parametrize("run_type", ["manual", "backfill", "asset_triggered"])
+def test_a_run_that_is_not_scheduled_fails_at_once_naming_the_path(landing, run_type):
+    """#25 trap 1: a wrong source.uri on a manual run waited silently for hours; now it fails at once."""
+    today = datetime.now(UTC).date()
+    spec = example_spec(source={"wait_minutes": 600, "uri": "${MLOPS_LANDING}/nowhere/data.csv"})
+    op = IngestOperator(task_id="ingest", pipeline=spec, partition_date=today.isoformat(), lookback_days=1)
+    context = {"dag_run": SimpleNamespace(run_type=run_type), "triggering_asset_events": {}}
+    with pytest.raises(AirflowFailException) as failed:
+        op.execute(context)
+    message = str(failed.value)
+    assert f"{settings.landing_root()}/nowhere/data.csv" in message
+    assert f"A {run_type} run does not wait" in message and "fix source.uri" in message
+
+
+def test_a_scheduled_snapshot_does_not_wait_for_a_missing_file(landing):
+    spec = example_spec(
+        source={"wait_minutes": 600, "uri": "${MLOPS_LANDING}/nowhere/data.csv", "partition": {"mode": "snapshot"}}
+    )
+    op = IngestOperator(task_id="ingest", pipeline=spec, partition_date=datetime.now(UTC).date().isoformat())
+    with pytest.raises(AirflowFailException, match="never for a snapshot source"):
+        op.execute(_context())

@@ -88,6 +88,15 @@ class IngestOperator(MlopsStep, BaseOperator):
                 self.spec, day, self.lake, stage=self.stage, lookback_days=self.lookback_days, clients=clients
             )
         except SourceNotReady as err:
+            run_type = _run_type(context)
+            if run_type != "scheduled" or self.spec.source.partition.mode == "snapshot":
+                # only a scheduled day's partition may still land; a manual, backfill or retrain
+                # run reads what is there, and a snapshot is one file: waiting hides a wrong path
+                raise AirflowFailException(
+                    f"{err}. A {run_type} run does not wait for data (only a scheduled run's day waits, "
+                    f"up to source.wait_minutes{' and never for a snapshot source' if run_type == 'scheduled' else ''}): "
+                    "put the file where source.uri points, or fix source.uri"
+                ) from err
             self._wait_or_fail(day, err)
             raise  # unreachable: _wait_or_fail defers or raises
         except (SourceDataError, FeatureStoreError) as err:  # retrying will not make the data right
