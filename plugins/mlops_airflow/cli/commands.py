@@ -5,6 +5,8 @@
     mlops-airflow dagbag [DAGS_FOLDER]                every DAG file of the folder imports (DagBag)
     mlops-airflow schema [-o FILE] [--check FILE]     the spec's JSON Schema (editors, CI)
     mlops-airflow new NAME --csv FILE --target COL    a first pipeline YAML from a CSV's header
+    mlops-airflow run NAME --date YYYY-MM-DD          its training DAG for that day (airflow dags
+                                                      test), the metadata database prepared first
 
 Exit status: 0 when everything is valid, 1 when something is not (each problem on stderr, naming
 the file, the field and the fix), 2 for a usage error. ``--spec-only`` checks the YAML against the
@@ -165,6 +167,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--problem-type", choices=["binary", "multiclass", "regression"])
     p.add_argument("-o", "--out", default=str(DEFAULT_PIPELINES), help="folder to write NAME.yaml in")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p = sub.add_parser("run", help="run a pipeline's training DAG for one day (prepares the database first)")
+    p.add_argument("name", help="pipeline name (its DAGs are NAME_training, NAME_monitoring)")
+    p.add_argument("--date", required=True, help="the data day, YYYY-MM-DD")
+    p.add_argument("--dag", default="training", choices=["training", "monitoring"])
     return parser
 
 
@@ -176,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return dagbag(args.folder)
     if args.command == "schema":
         return schema(args.output, args.check)
+    if args.command == "run":
+        from mlops_airflow.cli.run import run
+
+        return run(args.name, args.date, dag=args.dag)
     return new(args.name, args.csv, args.target, args.problem_type, args.out, args.force)
 
 
