@@ -46,6 +46,7 @@ MODULES = (
     "mlflow",
     "mlflow.sklearn",
     "mlflow.models",
+    "mlops_core.data.validation",  # before great_expectations: it quiets GX's import-time INFO lines
     "great_expectations",
     "great_expectations.expectations",
     "evidently",

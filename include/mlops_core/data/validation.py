@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Great Expectations logs about 200 INFO lines at import ("Skipping registering function ...",
+# "Multiple declarations of metric ..."): its own bookkeeping, nothing about the data. Quieted
+# here, before anything imports it, so a task log shows the validation, not the library's start-up.
+for _noisy in ("great_expectations._docs_decorators", "great_expectations.expectations.registry"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
+
 
 @dataclass
 class FailedExpectation:
