@@ -76,7 +76,11 @@ def test_a_run_that_is_not_scheduled_fails_at_once_naming_the_path(landing, run_
 
 def test_a_scheduled_snapshot_does_not_wait_for_a_missing_file(landing):
     spec = example_spec(
-        source={"wait_minutes": 600, "uri": "${MLOPS_LANDING}/nowhere/data.csv", "partition": {"mode": "snapshot"}}
+        source={
+            "wait_minutes": 600,
+            "uri": "${MLOPS_LANDING}/nowhere/data.csv",
+            "partition": {"mode": "snapshot"},
+        }
     )
     op = IngestOperator(task_id="ingest", pipeline=spec, partition_date=datetime.now(UTC).date().isoformat())
     with pytest.raises(AirflowFailException, match="never for a snapshot source"):
