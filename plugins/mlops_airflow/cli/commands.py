@@ -1,7 +1,9 @@
 """``mlops-airflow`` (or ``python -m mlops_airflow``): the checks a pipeline repository's CI runs.
 
-    mlops-airflow validate [PATH ...] [--spec-only]   pipeline YAMLs (files or folders; default
-                                                      dags/pipelines): the import errors' messages
+    mlops-airflow validate [PATH ...] [--spec-only] [--data FILE]
+                                                      pipeline YAMLs (files or folders; default
+                                                      dags/pipelines): the import errors' messages;
+                                                      --data: also against a sample of the data
     mlops-airflow dagbag [DAGS_FOLDER]                every DAG file of the folder imports (DagBag)
     mlops-airflow schema [-o FILE] [--check FILE]     the spec's JSON Schema (editors, CI)
     mlops-airflow new NAME --csv FILE --target COL    a first pipeline YAML from a CSV's header
@@ -40,8 +42,12 @@ def _yaml_files(paths: Sequence[str]) -> list[Path]:
     return files
 
 
-def validate(paths: Sequence[str], *, spec_only: bool = False) -> int:
-    """Check pipeline YAMLs; print one line per valid file and every problem of the others."""
+def validate(paths: Sequence[str], *, spec_only: bool = False, data: str | None = None) -> int:
+    """Check pipeline YAMLs; print one line per valid file and every problem of the others.
+
+    :param data: a sample of the source data (CSV or Parquet): each valid YAML is also checked
+        against it (:mod:`mlops_core.data.sample`), every mismatch reported.
+    """
     from mlops_core.spec import SpecError, load_spec
 
     try:
@@ -69,10 +75,29 @@ def validate(paths: Sequence[str], *, spec_only: bool = False) -> int:
 
         dags, errors = build_files(files)
         print(f"{len(files) - len(errors)} of {len(files)} pipeline file(s) valid; {len(dags)} DAG(s) built")
+    if data is not None:
+        errors += _data_problems(files, data)
     for error in errors:
         print(error, file=sys.stderr)
     _warn(files)
     return 1 if errors else 0
+
+
+def _data_problems(files: Sequence[Path], data: str) -> list[str]:
+    """Each spec-valid file checked against the data sample (an invalid one is reported already)."""
+    from mlops_core.data import sample
+    from mlops_core.spec import SpecError, load_spec
+
+    if not Path(data).is_file():
+        return [f"--data {data}: no such file"]
+    problems = []
+    for path in files:
+        try:
+            spec = load_spec(path)
+        except SpecError:
+            continue
+        problems += [f"{path}: {p}" for p in sample.check(spec, data)]
+    return problems
 
 
 def _warn(files: Sequence[Path]) -> None:
@@ -155,6 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check pipeline YAMLs against the spec (and build their DAGs)")
     p.add_argument("paths", nargs="*", help=f"YAML files or folders (default: {DEFAULT_PIPELINES})")
     p.add_argument("--spec-only", action="store_true", help="check the spec only; do not import Airflow")
+    p.add_argument("--data", metavar="FILE", help="also check each YAML against this sample of its data")
     p = sub.add_parser("dagbag", help="import every DAG file of a folder; fail on import errors")
     p.add_argument("folder", nargs="?", default="dags")
     p = sub.add_parser("schema", help="the pipeline spec's JSON Schema")
@@ -177,7 +203,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "validate":
-        return validate(args.paths, spec_only=args.spec_only)
+        return validate(args.paths, spec_only=args.spec_only, data=args.data)
     if args.command == "dagbag":
         return dagbag(args.folder)
     if args.command == "schema":
