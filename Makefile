@@ -57,9 +57,10 @@ typecheck: install
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-# Debian's Prometheus (with promtool) and Pushgateway: the metrics tests run the real servers.
+# Debian's Prometheus (with promtool), Pushgateway and Alertmanager: the metrics and alert tests
+# run the real servers.
 observability:
-	@command -v promtool >/dev/null && command -v prometheus-pushgateway >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-pushgateway; }
+	@command -v promtool >/dev/null && command -v prometheus-pushgateway >/dev/null && command -v prometheus-alertmanager >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-pushgateway prometheus-alertmanager; }
 
 # Azurite (Azure Blob/ADLS emulator) from npm; moto and gcp-storage-emulator come with the lock.
 AZURITE := $(LOCAL)/azurite/node_modules/.bin/azurite-blob
