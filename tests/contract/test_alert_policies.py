@@ -125,6 +125,8 @@ def _google(method: str, url: str, body: Any, params: Any) -> list[str]:
 
 POLICIES = "https://monitoring.googleapis.com/v3/projects/proj/alertPolicies"
 POLICY = "projects/proj/alertPolicies/42"
+# A valid policy (the discovery document holds it), the canned answer of the tests below; what
+# alert_policy_body must produce is derived in test_a_new_alert_policy_is_created instead.
 POLICY_BODY = {
     "displayName": "mlops-breast_cancer-realized_roc_auc",
     "documentation": {"content": DESCRIPTION, "mimeType": "text/markdown"},
@@ -165,12 +167,50 @@ def _policy(**changes: Any) -> dict[str, Any]:
     )
 
 
+def _written(metric: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+    """The time series ``gcp.write_metrics`` POSTs for this pipeline: what the policy must select."""
+    sent: list[Any] = []
+
+    class Monitoring:
+        def request(self, method: str, url: str, json: Any = None, **_: Any) -> Any:
+            assert not discovery.request_errors(method, url, json)
+            sent.append(json)
+            return Answer(200, {})
+
+    gcp.write_metrics(GCP, lambda service: Monitoring(), NAME, {metric: 0.5}, labels)
+    (body,) = sent
+    return list(body["timeSeries"])
+
+
 def test_a_new_alert_policy_is_created() -> None:
-    session = Recorder(_google, {}, {**POLICY_BODY, "name": POLICY})
-    assert _policy() == POLICY_BODY
-    created = gcp.upsert_alert_policy(GCP, lambda service: session, _policy())
+    body = _policy()
+    # Expectations from elsewhere than the implementation: the monitoring.v3 discovery document
+    # (the Recorder checks every request), the series the exporter writes, and the alert's
+    # documented meaning (docs/alerts.md: the day's average below the floor, for a higher-is-better
+    # metric, notifying the profile's channels).
+    (series,) = _written("realized_roc_auc", {"Stage": "performance"})
+    (condition,) = body["conditions"]
+    threshold = condition["conditionThreshold"]
+    # Cloud Monitoring's filter language: the policy selects exactly the written series
+    assert set(threshold["filter"].split(" AND ")) == {
+        f'metric.type = "{series["metric"]["type"]}"',
+        f'resource.type = "{series["resource"]["type"]}"',
+        *(f'metric.labels.{k} = "{v}"' for k, v in series["metric"]["labels"].items()),
+    }
+    assert (threshold["comparison"], threshold["thresholdValue"]) == ("COMPARISON_LT", 0.95)
+    # one point per day, its mean: the "daily average" (alignment period of a day, in seconds)
+    assert threshold["aggregations"] == [
+        {"alignmentPeriod": f"{24 * 3600}s", "perSeriesAligner": "ALIGN_MEAN"}
+    ]
+    assert body["notificationChannels"] == [GCP.settings["alert_notification_channels"]]
+    assert body["documentation"]["content"] == DESCRIPTION and body["enabled"] is True
+    assert body["displayName"] == gcp.alert_policy_name(NAME, "realized_roc_auc")
+    session = Recorder(_google, {}, {**body, "name": POLICY})
+    created = gcp.upsert_alert_policy(GCP, lambda service: session, body)
     assert created["name"] == POLICY
-    assert session.calls == [LOOKUP, ("POST", POLICIES, POLICY_BODY, None)]
+    # looked up by its display name first (the API's documented filter on alertPolicies.list)
+    lookup = ("GET", POLICIES, None, {"filter": f'display_name = "{body["displayName"]}"'})
+    assert session.calls == [lookup, ("POST", POLICIES, body, None)]
 
 
 def test_an_existing_alert_policy_is_replaced_by_name() -> None:
