@@ -11,7 +11,8 @@ What is run for real, and what is only read:
   names (through a StatsD client that records instead of sending), and a small re-implementation
   of statsd_exporter's documented matching maps them: glob rules in file order, then regex rules,
   first match wins, an unmatched name keeps its escaped name. The statsd_exporter binary itself
-  is not on this machine.
+  is not to be had here (no Debian package, no PyPI wheel, no Go module download to build it), so
+  the re-implementation is held to the exporter's own test cases (escape_test.go, mapper_test.go).
 - Grafana does not run here: its provisioning files and the dashboard are checked structurally.
 - Every metric a panel, a rule or an alert queries is one the package pushes
   (``mlops_core.prometheus.METRICS``), one the Pushgateway or Prometheus adds, or one the statsd
@@ -544,7 +545,18 @@ class Mapped:
 
 
 def _fill(template: str, captures: list[str]) -> str:
-    return re.sub(r"\$\{?(\d+)\}?", lambda m: captures[int(m.group(1)) - 1], template)
+    """Go's ``regexp.Expand``, which the exporter uses: ``$name`` takes the longest run of
+    [A-Za-z0-9_] (so ``$1_foo`` names group "1_foo"), ``${name}`` is explicit, ``$$`` is "$"; a
+    name that is not a captured group's number expands to ""."""
+
+    def group(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name = m.group(1) or m.group(2) or ""
+        index = int(name) if name.isdigit() else 0
+        return captures[index - 1] if 1 <= index <= len(captures) else ""
+
+    return re.sub(r"\$(?:\$|\{(\w+)\}|(\w+))", group, template, flags=re.ASCII)
 
 
 def first_rule(name: str, kind: str, config: dict[str, Any]) -> tuple[int, list[str]] | None:
@@ -570,15 +582,29 @@ def first_rule(name: str, kind: str, config: dict[str, Any]) -> tuple[int, list[
     return None
 
 
+def escape_metric_name(name: str) -> str:
+    """statsd_exporter's ``EscapeMetricName`` (pkg/mapper/escape.go): every character but
+    [a-zA-Z0-9_] becomes "_", a run of dashes one "_", and a leading digit gets "_" before it."""
+    out = ["_"] if name[:1] in tuple("0123456789") else []
+    previous = ""
+    for char in name:
+        if char.isascii() and (char.isalnum() or char == "_"):
+            out.append(char)
+        elif not (char == "-" and previous == "-"):
+            out.append("_")
+        previous = char
+    return "".join(out)
+
+
 def statsd_map(name: str, kind: str, config: dict[str, Any] | None = None) -> Mapped | None:
     """What statsd_exporter makes of one StatsD line's name and type (None: dropped).
 
-    An unmatched name keeps its own, every character but [a-zA-Z0-9_] turned into "_".
+    An unmatched name keeps its own, escaped (:func:`escape_metric_name`).
     """
     config = config or mapping_config()
     found = first_rule(name, kind, config)
     if found is None:
-        return Mapped(re.sub(r"[^a-zA-Z0-9_]", "_", name), (), None)
+        return Mapped(escape_metric_name(name), (), None)
     index, captures = found
     rule = config["mappings"][index]
     if rule.get("action") == "drop":
@@ -626,6 +652,181 @@ def registry_outputs() -> Iterator[tuple[str, Mapped, str]]:
         if mapped is not None:
             for series in prometheus_names(mapped, kind):
                 yield series, mapped, name
+
+
+# The exporter's own cases for EscapeMetricName: prometheus/statsd_exporter
+# pkg/mapper/escape_test.go (commit 2ab2c442cf707a9b2fcc0ba5628881b8d5dc8dc2, Apache-2.0),
+# TestEscapeMetricName's scenarios, input -> escaped name, as they stand there.
+UPSTREAM_ESCAPE_CASES = {
+    "clean": "clean",
+    "0starts_with_digit": "_0starts_with_digit",
+    "with_underscore": "with_underscore",
+    "with--doubledash": "with_doubledash",
+    "with---multiple-dashes": "with_multiple_dashes",
+    "with.dot": "with_dot",
+    "with\U0001f631emoji": "with_emoji",
+    "with.*.multiple": "with___multiple",
+    "test.web-server.foo.bar": "test_web_server_foo_bar",
+    "": "",
+}
+
+
+@pytest.mark.parametrize(("name", "escaped"), UPSTREAM_ESCAPE_CASES.items())
+def test_the_default_name_is_escaped_as_the_exporters_own_tests_expect(name: str, escaped: str) -> None:
+    """The stand-in for the exporter (no binary here) holds to the exporter's own test cases."""
+    assert escape_metric_name(name) == escaped
+    assert statsd_map(name, "c", {"mappings": []}) == Mapped(escaped, (), None)
+
+
+# The exporter's own mapping cases that this stand-in covers (glob ordering on, regex rules,
+# templates): prometheus/statsd_exporter pkg/mapper/mapper_test.go (commit
+# 0099df7f71603be5166ded21f544fd6fe69534e2, Apache-2.0), TestMetricMapperYAML, scenarios "Config
+# with several mapping definitions", "...backtracking, the non-matched rule has star(s)", "...super
+# sets, keeps ordering", "...bad regex reference", "...good regex reference", "...dynamic metric
+# name" and "...a properly escaped *": config, then StatsD name -> (name, labels), None: no mapping.
+UPSTREAM_MAPPING_CASES: list[tuple[str, dict[str, tuple[str, dict[str, str]] | None]]] = [
+    (
+        r"""
+mappings:
+- match: test.dispatcher.*.*.*
+  name: "dispatch_events"
+  labels: {processor: "$1", action: "$2", result: "$3", job: "test_dispatcher"}
+- match: test.my-dispatch-host01.name.dispatcher.*.*.*
+  name: "host_dispatch_events"
+  labels: {processor: "$1", action: "$2", result: "$3", job: "test_dispatcher"}
+- match: request_time.*.*.*.*.*.*.*.*.*.*.*.*
+  name: "tyk_http_request"
+  labels:
+    method_and_path: "${1}"
+    response_code: "${2}"
+    apikey: "${3}"
+    apiversion: "${4}"
+    apiname: "${5}"
+    apiid: "${6}"
+    ipv4_t1: "${7}"
+    ipv4_t2: "${8}"
+    ipv4_t3: "${9}"
+    ipv4_t4: "${10}"
+    orgid: "${11}"
+    oauthid: "${12}"
+- match: "*.*"
+  name: "catchall"
+  labels: {first: "$1", second: "$2", third: "$3", job: "$1-$2-$3"}
+- match: (.*)\.(.*)-(.*)\.(.*)
+  match_type: regex
+  name: "proxy_requests_total"
+  labels: {job: "$1", protocol: "$2", endpoint: "$3", result: "$4"}
+""",
+        {
+            "test.dispatcher.FooProcessor.send.succeeded": (
+                "dispatch_events",
+                {
+                    "processor": "FooProcessor",
+                    "action": "send",
+                    "result": "succeeded",
+                    "job": "test_dispatcher",
+                },
+            ),
+            "test.my-dispatch-host01.name.dispatcher.FooProcessor.send.succeeded": (
+                "host_dispatch_events",
+                {
+                    "processor": "FooProcessor",
+                    "action": "send",
+                    "result": "succeeded",
+                    "job": "test_dispatcher",
+                },
+            ),
+            "request_time.get/threads/1/posts.200.00000000.nonversioned.discussions."
+            "a11bbcdf0ac64ec243658dc64b7100fb.172.20.0.1.12ba97b7eaa1a50001000001.": (
+                "tyk_http_request",
+                {
+                    "method_and_path": "get/threads/1/posts",
+                    "response_code": "200",
+                    "apikey": "00000000",
+                    "apiversion": "nonversioned",
+                    "apiname": "discussions",
+                    "apiid": "a11bbcdf0ac64ec243658dc64b7100fb",
+                    "ipv4_t1": "172",
+                    "ipv4_t2": "20",
+                    "ipv4_t3": "0",
+                    "ipv4_t4": "1",
+                    "orgid": "12ba97b7eaa1a50001000001",
+                    "oauthid": "",
+                },
+            ),
+            "foo.bar": ("catchall", {"first": "foo", "second": "bar", "third": "", "job": "foo-bar-"}),
+            "foo.bar.baz": None,
+            "proxy-1.http-goober.success": (
+                "proxy_requests_total",
+                {"job": "proxy-1", "protocol": "http", "endpoint": "goober", "result": "success"},
+            ),
+        },
+    ),
+    (
+        """
+defaults: {glob_disable_ordering: false}
+mappings:
+- match: '*.dummy.*'
+  name: metric_one
+  labels: {system: $1, attribute: $2}
+- match: 'full.name.*'
+  name: metric_two
+  labels: {system: static, attribute: $1}
+""",
+        {
+            "whatever.dummy.test": ("metric_one", {"system": "whatever", "attribute": "test"}),
+            "full.name.anothertest": ("metric_two", {"system": "static", "attribute": "anothertest"}),
+        },
+    ),
+    (
+        """
+defaults: {glob_disable_ordering: false}
+mappings:
+- {match: order.*.*, name: "testa", labels: {label: "${1}_foo"}}
+- {match: order.*.bbb, name: "testb", labels: {label: "${1}_foo"}}
+""",
+        {"order.good.bbb": ("testa", {"label": "good_foo"})},
+    ),
+    (
+        """mappings: [{match: test.*, name: "name", labels: {label: "$1_foo"}}]""",
+        {"test.a": ("name", {"label": ""})},
+    ),
+    (
+        """mappings: [{match: test.*, name: "name", labels: {label: "${1}_foo"}}]""",
+        {"test.a": ("name", {"label": "a_foo"})},
+    ),
+    (
+        r"""
+mappings:
+- {match: test1.*.*, name: "$1", labels: {}}
+- {match: test2.*.*, name: "${1}_$2", labels: {}}
+- {match: test3\.(\w+)\.(\w+), match_type: regex, name: "${2}_$1", labels: {}}
+""",
+        {
+            "test1.total_requests.count": ("total_requests", {}),
+            "test2.total_requests.count": ("total_requests_count", {}),
+            "test3.total_requests.count": ("count_total_requests", {}),
+        },
+    ),
+    (
+        """mappings: [{match: "*.test.*", name: "name", labels: {label: "${2}_foo"}}]""",
+        {"foo.test.a": ("name", {"label": "a_foo"})},
+    ),
+]
+
+
+@pytest.mark.parametrize(("config", "cases"), UPSTREAM_MAPPING_CASES)
+def test_the_mapping_is_applied_as_the_exporters_own_tests_expect(
+    config: str, cases: dict[str, tuple[str, dict[str, str]] | None]
+) -> None:
+    """The stand-in for the exporter (no binary here) holds to the exporter's own test cases."""
+    loaded = yaml.safe_load(config)
+    for name, expected in cases.items():
+        mapped = statsd_map(name, "c", loaded)
+        if expected is None:
+            assert mapped is not None and mapped.rule is None, (name, mapped)
+        else:
+            assert mapped is not None and (mapped.name, dict(mapped.labels)) == expected, (name, mapped)
 
 
 def test_mapping_file_is_what_statsd_exporter_accepts() -> None:
