@@ -3,7 +3,7 @@
 **Azure ML (ARM).** azure-ai-ml (dev lock) ships, per API version, the msrest models and the
 request builders AutoRest generated from the service's REST spec
 (``azure/ai/ml/_restclient/<version>/{models,operations}``). From them this module takes, for
-exactly the ``api-version`` the package sends (:data:`mlops_core.azure.API_VERSION`):
+exactly the ``api-version`` the package sends (:data:`mlops_core.clouds.azure.client.API_VERSION`):
 
 * the URL templates, HTTP methods and path-parameter constraints of each operation (the
   ``build_*_request`` functions), the body model it serializes, the model it deserializes and
@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from mlops_core.azure import API_VERSION
+from mlops_core.clouds.azure.client import API_VERSION
 
 _PRIVATE = "_mlops_azure_rest"  # where the generated modules live in sys.modules
 

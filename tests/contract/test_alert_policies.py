@@ -19,7 +19,7 @@ What the bodies are held to:
   custom-metric POST that precedes it is checked by :mod:`tests.contract.azure_models` against
   the documented schema (no published model of that API exists).
 
-And end to end through :func:`mlops_airflow.cloud.export_metrics`: the alarm's filter (labels,
+And end to end through :func:`mlops_airflow.hooks.cloud.export_metrics`: the alarm's filter (labels,
 dimensions) names exactly the series the exporter wrote in the same call.
 """
 
@@ -32,8 +32,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from mlops_core import azure, gcp
-from mlops_core.clouds import CloudProfile
+from mlops_core.clouds.azure import client as azure
+from mlops_core.clouds.gcp import client as gcp
+from mlops_core.spec.profiles import CloudProfile
 from tests.contract import azure_models, discovery
 from tests.helpers import example_spec
 
@@ -224,7 +225,7 @@ def test_an_existing_alert_policy_is_replaced_by_name() -> None:
 
 
 def test_a_lost_create_answer_is_looked_up_not_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlops_core import retry
+    from mlops_core.base import retry
 
     monkeypatch.setattr(
         retry, "default_policy", lambda: retry.RetryPolicy(attempts=3, base=0.0, sleep=lambda s: None)
@@ -421,7 +422,7 @@ def _spec(cloud: str) -> Any:
 
 
 def test_cloud_monitoring_export_then_the_policy_on_the_same_series(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlops_airflow import cloud
+    from mlops_airflow.hooks import cloud
 
     session = Recorder(_google, {}, {}, {**POLICY_BODY, "name": POLICY})
     monkeypatch.setattr(cloud, "clients_for", lambda profile: lambda service: session)
@@ -436,7 +437,7 @@ def test_cloud_monitoring_export_then_the_policy_on_the_same_series(monkeypatch:
 
 
 def test_azure_monitor_export_then_the_rule_on_the_same_series(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlops_airflow import cloud
+    from mlops_airflow.hooks import cloud
 
     session = Recorder(_azure, (200, {}), _answered(RULE_BODY))
     monkeypatch.setattr(cloud, "clients_for", lambda profile: lambda service: session)
@@ -454,7 +455,7 @@ def test_azure_monitor_export_then_the_rule_on_the_same_series(monkeypatch: pyte
 
 
 def test_no_alarm_without_a_floor_or_without_the_realized_metric(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlops_airflow import cloud
+    from mlops_airflow.hooks import cloud
 
     session = Recorder(_google, {}, {})
     monkeypatch.setattr(cloud, "clients_for", lambda profile: lambda service: session)

@@ -2,7 +2,7 @@
 
 A minimal pipeline repository is written to ``tmp_path`` the way a team would lay it out
 (docs/ci-cd.md): the DAG folder's loader, ``dags/pipelines/breast_cancer.yaml``, sample data in
-``tests/landing`` (written by ``mlops_core.datasets.materialize``, as ``make demo`` writes the
+``tests/landing`` (written by ``mlops_dev.datasets.materialize``, as ``make demo`` writes the
 landing zone), the locks, ``include/ci/check.sh`` and the template as
 ``.github/workflows/pipelines.yml``. A small runner here then does what a GitHub runner does with
 that file, for the subset the template uses:
@@ -481,7 +481,7 @@ def _git(repo: Path, *args: str) -> str:
 
 def pipeline_repo(root: Path, *, broken: bool = False, plugins: bool = False) -> Path:
     """A team's pipeline repository, committed on main, with a bare ``origin`` next to it."""
-    from mlops_core import datasets
+    from mlops_dev import datasets
 
     (root / "dags" / "pipelines").mkdir(parents=True)
     shutil.copy(REPO / "dags" / "mlops_pipelines.py", root / "dags")

@@ -29,8 +29,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
-from mlops_airflow.localstack import AirflowStack
-from mlops_core import datasets, monitoring, registry, settings, storage
+from mlops_dev.localstack import AirflowStack
+from mlops_dev import datasets
+from mlops_core.monitor import monitoring
+from mlops_core.runs import registry
+from mlops_core.base import settings
+from mlops_core.data import storage
 from mlops_core.spec import load_spec
 from tests.helpers import example_data, pipeline_folder, wait_until
 from tests.integration.test_training_dag import assert_lineage

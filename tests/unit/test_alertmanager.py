@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 import yaml
 
-from mlops_core import prometheus
+from mlops_core.monitor import prometheus
 from tests import promstack
 from tests.helpers import wait_until
 
@@ -82,7 +82,7 @@ def alerting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alerting]:
 def pushing(alerting: Alerting, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alerting]:
     """The package's steps push to the test's gateway as the stack's tasks do (user + password);
     push_deploy counts on a registry of this module's own (empty: counters 0, no champion)."""
-    from mlops_core import tracking
+    from mlops_core.runs import tracking
 
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MLOPS_LOCAL_DIR", str(tmp_path_factory.mktemp("alerting-local")))

@@ -15,7 +15,7 @@ What is run for real, and what is only read:
   the re-implementation is held to the exporter's own test cases (escape_test.go, mapper_test.go).
 - Grafana does not run here: its provisioning files and the dashboard are checked structurally.
 - Every metric a panel, a rule or an alert queries is one the package pushes
-  (``mlops_core.prometheus.METRICS``), one the Pushgateway or Prometheus adds, or one the statsd
+  (``mlops_core.monitor.prometheus.METRICS``), one the Pushgateway or Prometheus adds, or one the statsd
   mapping makes from a metric Airflow emits.
 
 The real Prometheus and Pushgateway run with prometheus.yml in the stack tier (tests/stack).
@@ -38,9 +38,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from mlops_core.catalog import METRICS as CATALOG
-from mlops_core.prometheus import ENV as PUSHGATEWAY_ENV
-from mlops_core.prometheus import METRICS as PACKAGE_METRICS
+from mlops_core.spec.catalog import METRICS as CATALOG
+from mlops_core.monitor.prometheus import ENV as PUSHGATEWAY_ENV
+from mlops_core.monitor.prometheus import METRICS as PACKAGE_METRICS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
