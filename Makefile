@@ -16,7 +16,7 @@ export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(AIRFLOW_HOME)/airflow.db
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= True
 
-.PHONY: install lock browser observability emulators demo after-demo test test-fast test-stack test-clouds lint docs typecheck airflow mlflow-ui bench bench-quick clean
+.PHONY: install lock browser observability ci-tools emulators demo after-demo test test-fast test-stack test-clouds lint docs typecheck airflow mlflow-ui bench bench-quick clean
 
 # The venv holds the dev lock (the runtime lock + test tools); the image holds requirements.txt only.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml tools/pyproject.toml
@@ -58,9 +58,15 @@ typecheck: install
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-# Debian's Prometheus (with promtool) and Pushgateway: the metrics tests run the real servers.
+# Debian's Prometheus (with promtool), Pushgateway and Alertmanager: the metrics and alert tests
+# run the real servers.
 observability:
-	@command -v promtool >/dev/null && command -v prometheus-pushgateway >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-pushgateway; }
+	@command -v promtool >/dev/null && command -v prometheus-pushgateway >/dev/null && command -v prometheus-alertmanager >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-pushgateway prometheus-alertmanager; }
+
+# Debian's AWS CLI: the GitHub Actions template test runs the MWAA deploy's aws commands with it
+# (S3 on a moto server); a pip awscli would pin its own botocore against the lock's.
+ci-tools:
+	@test -x /usr/bin/aws || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends awscli; }
 
 # Azurite (Azure Blob/ADLS emulator) from npm; moto and gcp-storage-emulator come with the lock.
 AZURITE := $(LOCAL)/azurite/node_modules/.bin/azurite-blob
@@ -86,14 +92,14 @@ PYTEST_SERIAL = $(BIN)/pytest --durations=25
 # DagBag, unit, dag.test() integration, cloud contract tests, the emulator tier (moto,
 # gcp-storage-emulator, Azurite), the faults tier, the scheduler tier and the team-stack tier (real
 # Airflow services, Celery on Redis, MLflow server; PostgreSQL at 127.0.0.1:5432).
-test: lint typecheck browser observability emulators
+test: lint typecheck browser observability ci-tools emulators
 	rc=0; \
 	$(PYTEST_PARALLEL) -m "$(PARALLEL_TIERS)" || rc=$$?; \
 	$(PYTEST_SERIAL) -m "not ($(PARALLEL_TIERS))" || rc=$$?; \
 	exit $$rc
 
 # Everything but the tiers that start servers (no PostgreSQL, Redis or browser needed).
-test-fast: lint typecheck observability
+test-fast: lint typecheck observability ci-tools
 	rc=0; \
 	$(PYTEST_PARALLEL) -m "$(PARALLEL_TIERS)" || rc=$$?; \
 	$(PYTEST_SERIAL) -m "not ($(PARALLEL_TIERS)) and not scheduler and not stack and not emulator" || rc=$$?; \

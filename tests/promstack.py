@@ -1,4 +1,5 @@
-"""Real Prometheus and Pushgateway processes for the tests (Debian's binaries: `make observability`)."""
+"""Real Prometheus, Pushgateway and Alertmanager processes for the tests (Debian's binaries:
+`make observability`), and a loopback webhook receiver for Alertmanager's notifications."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import time
 import urllib.request
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 PUSHGATEWAY = "prometheus-pushgateway"
 PROMETHEUS = "prometheus"
+ALERTMANAGER = "prometheus-alertmanager"
 CONFIG = REPO / "include" / "compose" / "prometheus"
 
 
@@ -108,13 +110,22 @@ def pushgateway(workdir: Path, auth: tuple[str, str] | None = None) -> Iterator[
 
 @contextmanager
 def prometheus(
-    workdir: Path, pushgateway_url: str, pushgateway_password_file: Path | None = None
+    workdir: Path,
+    pushgateway_url: str,
+    pushgateway_password_file: Path | None = None,
+    alertmanager_url: str | None = None,
+    rule_files: list[Path] | None = None,
 ) -> Iterator[str]:
     """Prometheus with the compose stack's config and rules, its pushgateway target rewritten to
     ``pushgateway_url`` (the statsd-exporter job is dropped: no exporter binary here), 1 s scrapes.
 
     The stack's scrape authenticates with the ``pushgateway_password`` secret: its file is
-    ``pushgateway_password_file`` here (None: a gateway without auth, the basic_auth is dropped)."""
+    ``pushgateway_password_file`` here (None: a gateway without auth, the basic_auth is dropped).
+
+    :param alertmanager_url: send firing and resolved alerts to this Alertmanager (the stack has
+        none; without it Prometheus only evaluates the rules).
+    :param rule_files: rule files instead of the stack's own (``rule_files`` of prometheus.yml).
+    """
     config = yaml.safe_load((CONFIG / "prometheus.yml").read_text())
     config["global"] = {**config.get("global", {}), "scrape_interval": "1s", "evaluation_interval": "1s"}
     jobs = []
@@ -129,7 +140,14 @@ def prometheus(
                 job["basic_auth"] = {**job["basic_auth"], "password_file": str(pushgateway_password_file)}
             jobs.append(job)
     config["scrape_configs"] = jobs
-    config["rule_files"] = [str(CONFIG / f) for f in config.get("rule_files", [])]
+    config["rule_files"] = (
+        [str(CONFIG / f) for f in config.get("rule_files", [])]
+        if rule_files is None
+        else [str(f) for f in rule_files]
+    )
+    if alertmanager_url is not None:
+        target = alertmanager_url.removeprefix("http://")
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [target]}]}]}
     path = workdir / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
     port = free_port()
@@ -141,6 +159,74 @@ def prometheus(
     ]
     with _serve(workdir, "prometheus", args, port) as url:
         yield url
+
+
+@contextmanager
+def alertmanager(workdir: Path, webhook_url: str, group_wait: str = "100ms") -> Iterator[str]:
+    """Alertmanager on a free loopback port (clustering off: it would bind 0.0.0.0:9094) with one
+    route: every alert, grouped by ``alertname`` and ``pipeline``, to a webhook at ``webhook_url``,
+    resolved ones included. ``group_wait`` is also the group interval: short, for a test."""
+    config = {
+        "route": {
+            "receiver": "webhook",
+            "group_by": ["alertname", "pipeline"],
+            "group_wait": group_wait,
+            "group_interval": group_wait,
+            "repeat_interval": "1h",
+        },
+        "receivers": [{"name": "webhook", "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}],
+    }
+    path = workdir / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    args = [
+        binary(ALERTMANAGER),
+        f"--config.file={path}",
+        f"--storage.path={workdir / 'alertmanager'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    with _serve(workdir, "alertmanager", args, port) as url:
+        yield url
+
+
+class WebhookReceiver:
+    """An HTTP server on loopback that keeps every JSON body POSTed to it: Alertmanager's webhook
+    notifications (``{"status", "alerts": [{"status", "labels", "annotations", ...}], ...}``)."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        bodies: list[dict[str, Any]] = []
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                with lock:
+                    bodies.append(body)
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._bodies, self._lock = bodies, lock
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Every alert of every notification received so far, in order."""
+        with self._lock:
+            return [alert for body in self._bodies for alert in body["alerts"]]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class StatsdReceiver:

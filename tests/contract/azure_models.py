@@ -23,6 +23,12 @@ does not have, and a test that accepts it proves nothing.
 has 4), so :func:`rest_package` loads the generated modules under a private package name without
 running that ``__init__``; nothing else in the process sees them.
 
+**Azure Monitor metric alert rules (ARM).** azure-mgmt-monitor (dev lock) ships the msrest models
+and request builders generated from ``Microsoft.Insights`` ``metricAlerts`` 2018-03-01: the same
+walk checks a rule body against ``MetricAlertResource`` (:func:`metric_alert_errors`), and
+:func:`metric_alert_request` builds the create-or-update request (method, URL, api-version) the
+generated client would send.
+
 **Documented schemas** (no published model exists in the installed packages): ARM's
 long-running-operation status, Azure Monitor custom metrics, the Azure ML scoring call of an
 MLflow model (no-code deployment) and the Microsoft identity platform's client-credentials token
@@ -109,9 +115,15 @@ def rest_package(api_version: str = API_VERSION) -> Path:
     return folder
 
 
+MONITOR = "azure-mgmt-monitor"  # the "api_version" key of Azure Monitor's models in this module
+
+
 @functools.cache
 def models(api_version: str = API_VERSION) -> types.ModuleType:
-    """The generated ``models`` module of ``api_version`` (msrest model classes and enums)."""
+    """The generated ``models`` module of ``api_version`` (msrest model classes and enums);
+    :data:`MONITOR`: azure-mgmt-monitor's (metricAlerts 2018-03-01)."""
+    if api_version == MONITOR:
+        return importlib.import_module("azure.mgmt.monitor.models")
     folder = rest_package(api_version)
     return importlib.import_module(f"{_PRIVATE}.{folder.name}.models")
 
@@ -351,6 +363,25 @@ def model_errors(
     walk = _Walk(models(api_version), request, api_version)
     walk.model(body, name, path)
     return walk.errors
+
+
+def metric_alert_errors(body: Any) -> list[str]:
+    """What is wrong with ``body`` as the PUT body of a metric alert rule (azure-mgmt-monitor's
+    ``MetricAlertResource``, generated from metricAlerts 2018-03-01); [] if nothing."""
+    return model_errors("MetricAlertResource", body, request=True, api_version=MONITOR)
+
+
+def metric_alert_request(
+    subscription: str, resource_group: str, rule: str
+) -> tuple[str, str, dict[str, str]]:
+    """``(method, path, query)`` of the metric-alert create-or-update request, from
+    azure-mgmt-monitor's generated request builder (its api-version is that client's own)."""
+    from azure.mgmt.monitor.operations._metric_alerts_operations import build_create_or_update_request
+
+    request = build_create_or_update_request(resource_group, rule, subscription)
+    parts = urlsplit(request.url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    return request.method, parts.path, query
 
 
 # -- the operations ---------------------------------------------------------------------------------

@@ -11,12 +11,13 @@ What the bodies are held to:
 * Google: the published API description, the ``monitoring.v3`` discovery document that
   google-api-python-client ships (:mod:`tests.contract.discovery`), for requests *and* canned
   answers; a misspelt field, a wrong type or enum, an unknown query parameter fails.
-* Azure: no package in the lock carries the Microsoft.Insights models, so the metric alert body
-  is checked against the documented schema written out below (a transcription of
-  ``specification/monitor/resource-manager/Microsoft.Insights/stable/2018-03-01/metricAlert_API.json``
-  in Azure/azure-rest-api-specs: ``MetricAlertResource``, ``MetricAlertProperties``,
-  ``MetricAlertSingleResourceMultipleMetricCriteria``, ``MetricCriteria``, ``MetricDimension``);
-  the custom-metric POST that precedes it is checked by :mod:`tests.contract.azure_models`.
+* Azure: the metric alert rule against the published model, azure-mgmt-monitor's
+  ``MetricAlertResource`` generated from ``Microsoft.Insights`` metricAlerts 2018-03-01 (unknown
+  or misspelt keys, types, required and read-only keys, the criteria discriminators), and its
+  method, path and api-version against that client's generated request builder
+  (:func:`tests.contract.azure_models.metric_alert_errors`, ``metric_alert_request``); the
+  custom-metric POST that precedes it is checked by :mod:`tests.contract.azure_models` against
+  the documented schema (no published model of that API exists).
 
 And end to end through :func:`mlops_airflow.hooks.cloud.export_metrics`: the alarm's filter (labels,
 dimensions) names exactly the series the exporter wrote in the same call.
@@ -25,7 +26,9 @@ dimensions) names exactly the series the exporter wrote in the same call.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -123,6 +126,8 @@ def _google(method: str, url: str, body: Any, params: Any) -> list[str]:
 
 POLICIES = "https://monitoring.googleapis.com/v3/projects/proj/alertPolicies"
 POLICY = "projects/proj/alertPolicies/42"
+# A valid policy (the discovery document holds it), the canned answer of the tests below; what
+# alert_policy_body must produce is derived in test_a_new_alert_policy_is_created instead.
 POLICY_BODY = {
     "displayName": "mlops-breast_cancer-realized_roc_auc",
     "documentation": {"content": DESCRIPTION, "mimeType": "text/markdown"},
@@ -163,12 +168,50 @@ def _policy(**changes: Any) -> dict[str, Any]:
     )
 
 
+def _written(metric: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+    """The time series ``gcp.write_metrics`` POSTs for this pipeline: what the policy must select."""
+    sent: list[Any] = []
+
+    class Monitoring:
+        def request(self, method: str, url: str, json: Any = None, **_: Any) -> Any:
+            assert not discovery.request_errors(method, url, json)
+            sent.append(json)
+            return Answer(200, {})
+
+    gcp.write_metrics(GCP, lambda service: Monitoring(), NAME, {metric: 0.5}, labels)
+    (body,) = sent
+    return list(body["timeSeries"])
+
+
 def test_a_new_alert_policy_is_created() -> None:
-    session = Recorder(_google, {}, {**POLICY_BODY, "name": POLICY})
-    assert _policy() == POLICY_BODY
-    created = gcp.upsert_alert_policy(GCP, lambda service: session, _policy())
+    body = _policy()
+    # Expectations from elsewhere than the implementation: the monitoring.v3 discovery document
+    # (the Recorder checks every request), the series the exporter writes, and the alert's
+    # documented meaning (docs/alerts.md: the day's average below the floor, for a higher-is-better
+    # metric, notifying the profile's channels).
+    (series,) = _written("realized_roc_auc", {"Stage": "performance"})
+    (condition,) = body["conditions"]
+    threshold = condition["conditionThreshold"]
+    # Cloud Monitoring's filter language: the policy selects exactly the written series
+    assert set(threshold["filter"].split(" AND ")) == {
+        f'metric.type = "{series["metric"]["type"]}"',
+        f'resource.type = "{series["resource"]["type"]}"',
+        *(f'metric.labels.{k} = "{v}"' for k, v in series["metric"]["labels"].items()),
+    }
+    assert (threshold["comparison"], threshold["thresholdValue"]) == ("COMPARISON_LT", 0.95)
+    # one point per day, its mean: the "daily average" (alignment period of a day, in seconds)
+    assert threshold["aggregations"] == [
+        {"alignmentPeriod": f"{24 * 3600}s", "perSeriesAligner": "ALIGN_MEAN"}
+    ]
+    assert body["notificationChannels"] == [GCP.settings["alert_notification_channels"]]
+    assert body["documentation"]["content"] == DESCRIPTION and body["enabled"] is True
+    assert body["displayName"] == gcp.alert_policy_name(NAME, "realized_roc_auc")
+    session = Recorder(_google, {}, {**body, "name": POLICY})
+    created = gcp.upsert_alert_policy(GCP, lambda service: session, body)
     assert created["name"] == POLICY
-    assert session.calls == [LOOKUP, ("POST", POLICIES, POLICY_BODY, None)]
+    # looked up by its display name first (the API's documented filter on alertPolicies.list)
+    lookup = ("GET", POLICIES, None, {"filter": f'display_name = "{body["displayName"]}"'})
+    assert session.calls == [lookup, ("POST", POLICIES, body, None)]
 
 
 def test_an_existing_alert_policy_is_replaced_by_name() -> None:
@@ -205,108 +248,11 @@ def test_a_lower_is_better_metric_alerts_above_its_floor() -> None:
 
 # -- Azure Monitor --------------------------------------------------------------------------------------
 
-_DIMENSION = {
-    "type": "object",
-    "required": ["name", "operator", "values"],
-    "additionalProperties": False,
-    "properties": {
-        "name": {"type": "string", "minLength": 1},
-        "operator": {"enum": ["Include", "Exclude"]},
-        "values": {"type": "array", "items": {"type": "string"}},
-    },
-}
-_STATIC_CRITERION = {
-    "type": "object",
-    "required": ["criterionType", "name", "metricName", "timeAggregation", "operator", "threshold"],
-    "additionalProperties": False,
-    "properties": {
-        "criterionType": {"const": "StaticThresholdCriterion"},
-        "name": {"type": "string", "minLength": 1},
-        "metricName": {"type": "string", "minLength": 1},
-        "metricNamespace": {"type": "string"},
-        "timeAggregation": {"enum": ["Average", "Count", "Minimum", "Maximum", "Total"]},
-        "dimensions": {"type": "array", "items": _DIMENSION},
-        "skipMetricValidation": {"type": "boolean"},
-        "operator": {
-            "enum": [
-                "Equals",
-                "NotEquals",
-                "GreaterThan",
-                "GreaterThanOrEqual",
-                "LessThan",
-                "LessThanOrEqual",
-            ]
-        },
-        "threshold": {"type": "number"},
-    },
-}
-_DURATION = {"type": "string", "pattern": r"^P(T(\d+H)?(\d+M)?|\d+D)$", "minLength": 3}
-METRIC_ALERT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["location", "properties"],
-    "additionalProperties": False,  # id, name, type are read-only: never sent
-    "properties": {
-        "location": {"type": "string", "minLength": 1},
-        "tags": {"type": "object", "additionalProperties": {"type": "string"}},
-        "properties": {
-            "type": "object",
-            "required": [
-                "enabled",
-                "description",
-                "severity",
-                "evaluationFrequency",
-                "windowSize",
-                "criteria",
-            ],
-            "additionalProperties": False,  # lastUpdatedTime, isMigrated are read-only
-            "properties": {
-                "description": {"type": "string"},
-                "severity": {"type": "integer", "minimum": 0, "maximum": 4},
-                "enabled": {"type": "boolean"},
-                "scopes": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {"type": "string", "pattern": "^/subscriptions/"},
-                },
-                "evaluationFrequency": _DURATION,
-                "windowSize": _DURATION,
-                "targetResourceType": {"type": "string"},
-                "targetResourceRegion": {"type": "string"},
-                "criteria": {
-                    "type": "object",
-                    "required": ["odata.type", "allOf"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "odata.type": {
-                            "const": "Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria"
-                        },
-                        "allOf": {"type": "array", "minItems": 1, "items": _STATIC_CRITERION},
-                    },
-                },
-                "autoMitigate": {"type": "boolean"},
-                "actions": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {
-                            "actionGroupId": {"type": "string", "pattern": "^/subscriptions/"},
-                            "webHookProperties": {
-                                "type": "object",
-                                "additionalProperties": {"type": "string"},
-                            },
-                        },
-                    },
-                },
-            },
-        },
-    },
-}
 RULE_URL = (
     "https://management.azure.com/subscriptions/sub-1/resourceGroups/rg-ml/providers/"
     "Microsoft.Insights/metricAlerts/mlops-breast_cancer-realized_roc_auc"
 )
-# A valid rule (the schema above holds it), the canned request and answer of the tests below; what
+# A valid rule (azure-mgmt-monitor's MetricAlertResource holds it), the canned request and answer of the tests below; what
 # metric_alert_body must produce is derived in test_the_metric_alert_rule_is_put_by_name instead.
 RULE_BODY = {
     "location": "global",
@@ -346,11 +292,15 @@ RULE_BODY = {
 def _azure(method: str, url: str, body: Any, params: Any) -> list[str]:
     if "/providers/Microsoft.Insights/metricAlerts/" not in url:
         return azure_models.request_errors(method, url, body, params)
-    errors = azure_models.schema_errors(METRIC_ALERT_SCHEMA, body)
-    if method != "PUT":
-        errors.append(f"{method}: create-or-update of a metric alert is a PUT")
-    if (params or {}).get("api-version") != "2018-03-01":
-        errors.append(f"api-version {params!r}, the documented one is 2018-03-01")
+    errors = azure_models.metric_alert_errors(body)
+    # what azure-mgmt-monitor's generated client sends for the same rule
+    named = re.search(r"/subscriptions/([^/]+)/resourceGroups/([^/]+)/.*/([^/]+)$", urlsplit(url).path)
+    if named is None:
+        return [*errors, f"{url}: no subscription, resource group and rule name"]
+    want = azure_models.metric_alert_request(*named.groups())
+    got = (method, urlsplit(url).path, dict(params or {}))
+    if got != want:
+        errors.append(f"{got} is not the generated client's create-or-update request {want}")
     return errors
 
 
@@ -387,8 +337,8 @@ def test_the_metric_alert_rule_is_put_by_name() -> None:
         description=DESCRIPTION,
     )
     # Expectations from elsewhere than the implementation: the series the exporter publishes, the
-    # schema of Microsoft.Insights/metricAlerts 2018-03-01 and the alert's meaning.
-    assert not azure_models.schema_errors(METRIC_ALERT_SCHEMA, body)
+    # published model of Microsoft.Insights/metricAlerts 2018-03-01 and the alert's meaning.
+    assert not azure_models.metric_alert_errors(body)
     published = _published("realized_roc_auc", {"Stage": "performance"})
     props = body["properties"]
     (criterion,) = props["criteria"]["allOf"]
@@ -428,11 +378,33 @@ def test_a_lower_is_better_metric_alert_and_the_sovereign_root() -> None:
     body = azure.metric_alert_body(profile, NAME, "realized_rmse", 60.0, higher_is_better=False, dims={})
     (criterion,) = body["properties"]["criteria"]["allOf"]
     assert (criterion["operator"], criterion["threshold"]) == ("GreaterThan", 60.0)
-    assert body["properties"]["actions"] == [] and not azure_models.schema_errors(METRIC_ALERT_SCHEMA, body)
+    assert body["properties"]["actions"] == [] and not azure_models.metric_alert_errors(body)
     session = Recorder(_azure, _answered(body))
     session.api_root = "https://management.usgovcloudapi.net"  # type: ignore[attr-defined]
     azure.put_metric_alert(profile, lambda service: session, "mlops-breast_cancer-realized_rmse", body)
     assert session.calls[0][1].startswith("https://management.usgovcloudapi.net/subscriptions/sub-1/")
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (lambda b: b["properties"].update(evaluationFrequncy="PT1H"), "did you mean 'evaluationFrequency'"),
+        (
+            lambda b: b["properties"]["criteria"].update({"odata.type": "Single"}),
+            "is not a MetricAlertCriteria",
+        ),
+        (lambda b: b["properties"].pop("scopes"), "scopes: required by MetricAlertResource"),
+        (lambda b: b["properties"].update(severity="2"), "severity: expected int"),
+        (lambda b: b.update(id="/subscriptions/x"), "read-only"),
+    ],
+)
+def test_the_published_model_refuses_a_broken_rule(change: Any, error: str) -> None:
+    """The negative case: what the service would not take, the check must not take either."""
+    body = json.loads(json.dumps(RULE_BODY))
+    assert not azure_models.metric_alert_errors(body)
+    change(body)
+    problems = azure_models.metric_alert_errors(body)
+    assert any(error in p for p in problems), problems
 
 
 def test_an_azure_error_names_the_call() -> None:

@@ -28,10 +28,18 @@ steps with docker, aws, gcloud and helm replaced by recording stubs on PATH (thi
 no Docker engine and no cloud): the commands, their arguments and the MWAA change detection are
 asserted; git-sync pushes for real, to a bare repository standing in for GitHub. A broken
 pipeline must stop the check job at its validate step with the import error's message.
+
+For MWAA the aws commands are not stubbed: Debian's AWS CLI (``/usr/bin/aws``, ``make ci-tools``)
+runs them, its S3 calls against a moto server and its MWAA call against a loopback recorder (moto
+has no MWAA). What is asserted there is their effect, not their argv: the bucket holds exactly the
+repository's DAG files (a stale one deleted), requirements.txt and plugins.zip as committed, and
+UpdateEnvironment, as the CLI serialised it, names the S3 object versions the bucket really holds.
+The other targets' expected commands are written out (no gcloud or helm binary here).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -42,12 +50,15 @@ import zipfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 
 from tests.helpers import REPO
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytestmark = pytest.mark.integration
 
@@ -363,6 +374,101 @@ elif name == "gcloud" and args[:3] == ["composer", "environments", "describe"]:
 """
 
 
+AWS_CLI = "/usr/bin/aws"  # Debian's awscli (make ci-tools): not a pip one on PATH
+AWS = """#!{python}
+# The real AWS CLI against loopback endpoints: S3 on a moto server, MWAA on a recorder. The argv
+# goes to calls.jsonl like the stubs' (the order of the release job's commands).
+import json, os, sys
+from pathlib import Path
+
+args = sys.argv[1:]
+with open(Path(os.environ["CI_STUB_DIR"]) / "calls.jsonl", "a") as log:
+    log.write(json.dumps({{"argv": ["aws", *args]}}) + "\\n")
+if args[0] in ("s3", "s3api"):
+    endpoint = os.environ["CI_S3_ENDPOINT"]
+else:  # the CLI prefixes MWAA's host with "api.": the recorder is its HTTP proxy, no name resolved
+    endpoint = "http://mwaa.invalid"
+    os.environ["HTTP_PROXY"] = os.environ["CI_MWAA_ENDPOINT"]
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        os.environ.pop(name, None)
+os.execv("{cli}", ["aws", "--endpoint-url", endpoint, *args])
+"""
+
+
+@dataclass
+class AwsEndpoints:
+    """A moto server (S3) and a recorder of MWAA API requests, both on loopback."""
+
+    s3: str
+    mwaa: str
+    mwaa_requests: list[tuple[str, str, Any]]
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3,
+            region_name=VARS["AWS_REGION"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+
+@pytest.fixture
+def aws_endpoints(tmp_path: Path) -> Iterator[AwsEndpoints]:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import urlsplit
+
+    from tests.helpers import wait_until
+    from tests.promstack import free_port, wait_http
+
+    if not Path(AWS_CLI).exists():
+        pytest.fail(f"{AWS_CLI} is missing: `make ci-tools` installs Debian's awscli")
+    requests: list[tuple[str, str, Any]] = []
+
+    class Mwaa(BaseHTTPRequestHandler):
+        def do_PATCH(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            path = urlsplit(self.path).path  # a proxy's request line has the whole URL
+            requests.append((self.command, path, json.loads(body or b"null")))
+            answer = json.dumps({"Arn": f"arn:aws:airflow:eu-west-1:123456789012:environment{path}"})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(answer.encode())
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    mwaa = ThreadingHTTPServer(("127.0.0.1", 0), Mwaa)
+    threading.Thread(target=mwaa.serve_forever, daemon=True).start()
+    port = free_port()
+    log = (tmp_path / "moto.log").open("wb")
+    moto = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/moto-api/", proc=moto)
+        endpoints = AwsEndpoints(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{mwaa.server_port}", requests)
+        s3 = endpoints.client()
+        bucket = VARS["MWAA_BUCKET"]
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": VARS["AWS_REGION"]})
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})  # MWAA's rule
+        s3.put_object(Bucket=bucket, Key="dags/retired_pipeline.py", Body=b"# a DAG file removed from git\n")
+        wait_until(lambda: "Contents" in s3.list_objects_v2(Bucket=bucket), 10, "the bucket answers")
+        yield endpoints
+    finally:
+        moto.terminate()
+        moto.wait(timeout=30)
+        log.close()
+        mwaa.shutdown()
+        mwaa.server_close()
+
+
 def _git(repo: Path, *args: str) -> str:
     done = subprocess.run(
         ["git", "-C", str(repo), "-c", "user.name=ci", "-c", "user.email=ci@example.com", *args],
@@ -410,13 +516,19 @@ def pipeline_repo(root: Path, *, broken: bool = False, plugins: bool = False) ->
     return root
 
 
-def machine(tmp_path: Path, repo: Path, ref: str, event: str) -> dict[str, str]:
+def machine(
+    tmp_path: Path, repo: Path, ref: str, event: str, aws: AwsEndpoints | None = None
+) -> dict[str, str]:
     """A runner's environment: no Airflow/MLflow/MLOPS settings of this session (check.sh must set
-    its own), no venv on PATH (setup-python puts it there), cloud CLIs as recording stubs."""
+    its own), no venv on PATH (setup-python puts it there), cloud CLIs as recording stubs; with
+    ``aws``, the real AWS CLI on those endpoints instead of the aws stub."""
     stubs = tmp_path / "stubs"
     stubs.mkdir(exist_ok=True)
     for name in ("docker", "aws", "gcloud", "helm"):
-        (stubs / name).write_text(STUB.format(python=sys.executable, name=name))
+        text = STUB.format(python=sys.executable, name=name)
+        if name == "aws" and aws is not None:
+            text = AWS.format(python=sys.executable, cli=AWS_CLI)
+        (stubs / name).write_text(text)
         (stubs / name).chmod(0o755)
     runner_temp = tmp_path / "runner-temp"
     runner_temp.mkdir(exist_ok=True)
@@ -438,6 +550,17 @@ def machine(tmp_path: Path, repo: Path, ref: str, event: str) -> dict[str, str]:
         RUNNER_TEMP=str(runner_temp),
         CI_STUB_DIR=str(stubs),
     )
+    if aws is not None:  # what configure-aws-credentials would export (it is not run here)
+        env.update(
+            CI_S3_ENDPOINT=aws.s3,
+            CI_MWAA_ENDPOINT=aws.mwaa,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_REGION=VARS["AWS_REGION"],
+            AWS_DEFAULT_REGION=VARS["AWS_REGION"],
+            AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
+            AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
+        )
     return env
 
 
@@ -564,9 +687,11 @@ def test_broken_pipeline_stops_the_check_job_at_validate(
     assert stub_calls(env) == []
 
 
-def _release(tmp_path: Path, repo: Path, target: str) -> tuple[Job, dict[str, str]]:
+def _release(
+    tmp_path: Path, repo: Path, target: str, aws: AwsEndpoints | None = None
+) -> tuple[Job, dict[str, str]]:
     workflow = yaml.safe_load((repo / ".github" / "workflows" / "pipelines.yml").read_text())
-    env = machine(tmp_path, repo, "refs/heads/main", "push")
+    env = machine(tmp_path, repo, "refs/heads/main", "push", aws)
     context = github_context("refs/heads/main", "push", env["GITHUB_SHA"], {**VARS, "DEPLOY_TARGET": target})
     # the check job is the pull-request case's (steps 1-5 for real); here its outcome is given
     jobs = run_workflow(workflow, context, repo, env, only={"release"}, done={"check": "success"})
@@ -587,9 +712,12 @@ AUTH = {
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("target", ["mwaa", "composer", "helm", "git-sync", "none"])
-def test_push_to_main_builds_the_image_and_deploys(tmp_path: Path, target: str) -> None:
+def test_push_to_main_builds_the_image_and_deploys(
+    tmp_path: Path, target: str, request: pytest.FixtureRequest
+) -> None:
     repo = pipeline_repo(tmp_path / "pipelines", plugins=target == "mwaa")
-    release, env = _release(tmp_path, repo, target)
+    aws = request.getfixturevalue("aws_endpoints") if target == "mwaa" else None
+    release, env = _release(tmp_path, repo, target, aws)
     sha = env["GITHUB_SHA"]
 
     outcomes = release.outcomes()
@@ -615,10 +743,11 @@ def test_push_to_main_builds_the_image_and_deploys(tmp_path: Path, target: str) 
     calls = [c["argv"] for c in stub_calls(env)]
     image = f"{VARS['IMAGE_REPOSITORY']}:{sha}"
     assert calls[:2] == [["docker", "build", "-t", image, "."], ["docker", "push", image]]
-    deploy = [_zip_placeholder(c) for c in calls[2:]]
-    assert deploy == EXPECTED_DEPLOY[target](sha)
     if target == "mwaa":
-        _assert_mwaa_uploads(tmp_path, repo, env)
+        assert aws is not None
+        _assert_mwaa_deployed(tmp_path, repo, aws)
+    else:
+        assert calls[2:] == EXPECTED_DEPLOY[target](sha)
     if target == "helm":
         assert stub_calls(env)[-1]["kubeconfig"] == SECRETS["KUBECONFIG"] + "\n"
     if target == "git-sync":
@@ -626,23 +755,6 @@ def test_push_to_main_builds_the_image_and_deploys(tmp_path: Path, target: str) 
 
 
 EXPECTED_DEPLOY = {
-    "mwaa": lambda sha: [
-        ["aws", "s3", "sync", "dags/", "s3://acme-mwaa/dags/", "--delete", "--exclude", "*__pycache__/*"],
-        ["aws", "s3", "cp", "s3://acme-mwaa/requirements.txt", "-"],
-        ["aws", "s3api", "put-object", "--bucket", "acme-mwaa", "--key", "requirements.txt"]
-        + ["--body", "requirements.txt", "--query", "VersionId", "--output", "text"],
-        ["aws", "s3", "cp", "s3://acme-mwaa/plugins.zip", "-"],
-        ["aws", "s3api", "put-object", "--bucket", "acme-mwaa", "--key", "plugins.zip", "--body", "<zip>"]
-        + ["--query", "VersionId", "--output", "text"],
-        ["aws", "mwaa", "update-environment", "--name", "acme-prod"]
-        + [
-            "--requirements-s3-path",
-            "requirements.txt",
-            "--requirements-s3-object-version",
-            "requirements.txt-v1",
-        ]
-        + ["--plugins-s3-path", "plugins.zip", "--plugins-s3-object-version", "plugins.zip-v1"],
-    ],
     "composer": lambda sha: [
         ["gcloud", "composer", "environments", "describe", "acme-composer", "--location", "europe-west1"]
         + ["--format=value(config.dagGcsPrefix)"],
@@ -663,30 +775,57 @@ EXPECTED_DEPLOY = {
 }
 
 
-def _zip_placeholder(argv: list[str]) -> list[str]:
-    """check.sh zips plugins/ in its throwaway area: the path differs on every run."""
-    if "plugins.zip" in argv and "--body" in argv:
-        at = argv.index("--body") + 1
-        assert argv[at].endswith("/plugins.zip")
-        return [*argv[:at], "<zip>", *argv[at + 1 :]]
-    return argv
+def _objects(aws: AwsEndpoints, prefix: str = "") -> dict[str, bytes]:
+    s3, bucket = aws.client(), VARS["MWAA_BUCKET"]
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return {o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
 
 
-def _assert_mwaa_uploads(tmp_path: Path, repo: Path, env: dict[str, str]) -> None:
-    s3 = Path(env["CI_STUB_DIR"]) / "s3"
-    assert (s3 / "requirements.txt").read_bytes() == (repo / "requirements.txt").read_bytes()
-    with zipfile.ZipFile(s3 / "plugins.zip") as plugins:
+def _versions(aws: AwsEndpoints) -> list[tuple[str, str]]:
+    listed = aws.client().list_object_versions(Bucket=VARS["MWAA_BUCKET"]).get("Versions", [])
+    return sorted((v["Key"], v["VersionId"]) for v in listed)
+
+
+def _assert_mwaa_deployed(tmp_path: Path, repo: Path, aws: AwsEndpoints) -> None:
+    """The effect of the release job on the bucket and the environment, as MWAA documents it: the
+    DAG folder mirrored to s3://<bucket>/dags/ (a file gone from git is gone from the bucket),
+    requirements.txt and plugins.zip uploaded to the versioned bucket, and UpdateEnvironment naming
+    exactly the object versions the bucket holds."""
+    local = {
+        f"dags/{p.relative_to(repo / 'dags').as_posix()}": p.read_bytes()
+        for p in (repo / "dags").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert _objects(aws, "dags/") == local  # retired_pipeline.py deleted, nothing compiled uploaded
+    top = _objects(aws)
+    assert top["requirements.txt"] == (repo / "requirements.txt").read_bytes()
+    with zipfile.ZipFile(io.BytesIO(top["plugins.zip"])) as plugins:
         assert plugins.namelist() == ["team_macros.py"]
-    first = (s3 / "plugins.zip").read_bytes()
+    s3 = aws.client()
+    current = {
+        key: s3.head_object(Bucket=VARS["MWAA_BUCKET"], Key=key)["VersionId"]
+        for key in ("requirements.txt", "plugins.zip")
+    }
+    # the UpdateEnvironment request as the AWS CLI serialised it (MWAA API: PATCH /environments/{Name})
+    assert aws.mwaa_requests == [
+        (
+            "PATCH",
+            f"/environments/{VARS['MWAA_ENVIRONMENT']}",
+            {
+                "RequirementsS3Path": "requirements.txt",
+                "RequirementsS3ObjectVersion": current["requirements.txt"],
+                "PluginsS3Path": "plugins.zip",
+                "PluginsS3ObjectVersion": current["plugins.zip"],
+            },
+        )
+    ]
     # the same commit again: the DAGs sync, but requirements.txt and plugins.zip are unchanged (the
-    # zip is reproducible), so no upload and no environment update (no restart of MWAA)
-    log = Path(env["CI_STUB_DIR"]) / "calls.jsonl"
-    log.unlink()
-    release, env = _release(tmp_path, repo, "mwaa")
-    again = [c["argv"] for c in stub_calls(env)][2:]
-    assert [c[:3] for c in again] == [["aws", "s3", "sync"], ["aws", "s3", "cp"], ["aws", "s3", "cp"]]
+    # zip is reproducible), so no new object version and no environment update (no MWAA restart)
+    versions = _versions(aws)
+    release, _ = _release(tmp_path, repo, "mwaa", aws)
     assert (
         "requirements.txt and plugins.zip unchanged: no environment update"
         in release.step("Deploy the DAGs").stdout
     )
-    assert (s3 / "plugins.zip").read_bytes() == first
+    assert _versions(aws) == versions
+    assert len(aws.mwaa_requests) == 1

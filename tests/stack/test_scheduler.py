@@ -8,7 +8,12 @@ Real Airflow services (scheduler, dag-processor, triggerer, api-server, LocalExe
 machine's PostgreSQL, started once for this module. Assertions use the REST API, the lake and MLflow.
 
 The dates are relative to today, so the scheduler's "latest complete interval" is what the
-module needs. The training cron is monthly on the day after ``TRAIN_DAY``: its last complete
+module needs. The scheduler reads the real clock (a subprocess: no clock of the test's reaches it),
+so every date here derives from one instant, ``STARTED``, taken once at import, and the one
+assertion that depends on the scheduler's own "now" (the @daily run's day) accepts either day a
+run across midnight UTC can see: the day the run names is the scheduler's yesterday at the time it
+queued the run, and the rows of the day after it have landed too, so it still shows that the run
+reads its own day only. The training cron is monthly on the day after ``TRAIN_DAY``: its last complete
 interval ends at 00:00 of that day, so the scheduled run's data day is ``TRAIN_DAY`` (the last
 whole day of its interval), ten days ago. A ``@daily`` training cron would train on yesterday, and
 a model trained on yesterday's data puts every earlier drifted day inside ``cooldown_days``: the
@@ -24,10 +29,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
+<<<<<<< HEAD
 from mlops_core.base import settings
 from mlops_core.data import storage
 from mlops_core.monitor import monitoring
 from mlops_core.runs import registry
+=======
+from mlops_dev.localstack import AirflowStack
+from mlops_dev import datasets
+from mlops_core.monitor import monitoring
+from mlops_core.runs import registry
+from mlops_core.base import settings
+from mlops_core.data import storage
+>>>>>>> testq
 from mlops_core.spec import load_spec
 from mlops_dev import datasets
 from mlops_dev.localstack import AirflowStack
@@ -37,10 +51,13 @@ from tests.integration.test_training_dag import assert_lineage
 pytestmark = pytest.mark.scheduler
 
 NAME = "stk"
-TODAY = datetime.now(UTC).date()
+STARTED = datetime.now(UTC)  # the one reading of the clock: every date below derives from it
+TODAY = STARTED.date()
 # The DAGs have no end date and catchup off: once unpaused, the scheduler creates each DAG's run
-# for its last complete interval. For monitoring (@daily) that is [yesterday, today).
+# for its last complete interval. For monitoring (@daily) that is [yesterday, today), by the
+# scheduler's clock: [TODAY - 1, TODAY), or [TODAY, TODAY + 1) if midnight UTC passed meanwhile.
 YESTERDAY = TODAY - timedelta(days=1)
+DAILY_RUN_DAYS = (YESTERDAY, TODAY)
 TRAIN_DAY = TODAY - timedelta(days=10)  # the data day of the scheduled training run
 TRAINING_CRON = f"0 0 {(TRAIN_DAY + timedelta(days=1)).day} * *"  # monthly, the day after TRAIN_DAY
 START = TRAIN_DAY - timedelta(days=92)  # before the interval that ends after TRAIN_DAY (<= 2 months)
@@ -84,7 +101,9 @@ def stack(tmp_path_factory):
         datasets.append(
             "breast_cancer", landing, datasets.daily_batch("breast_cancer", DRIFT_DAY, drift=True)
         )
-        datasets.append("breast_cancer", landing, datasets.daily_batch("breast_cancer", YESTERDAY))
+        # the days the @daily run may name, and the day after each: rows its interval must not read
+        for day in (*DAILY_RUN_DAYS, TODAY + timedelta(days=1)):
+            datasets.append("breast_cancer", landing, datasets.daily_batch("breast_cancer", day))
         stack = AirflowStack(
             home=root / "airflow", dags_folder=dags, extra_env={"MLOPS_LOCAL_DIR": str(root / "local")}
         )
@@ -138,14 +157,18 @@ def test_the_schedulers_own_cron_run_trains_the_first_model(stack, spec):
 
 def test_the_schedulers_own_run_reads_the_day_that_has_just_ended(stack, spec):
     """Unpaused, the scheduler creates the @daily run for yesterday (logical date = yesterday,
-    started after yesterday ended) and it reads yesterday's rows: not today's, which have not come."""
+    started after yesterday ended) and it reads yesterday's rows: not today's, which have landed
+    too (a late upload, or a clock ahead: they are not the run's interval)."""
     stack.unpause(f"{NAME}_monitoring")
     (run,) = stack.wait_runs(f"{NAME}_monitoring", 1, run_type="scheduled")
     assert run["state"] == "success", stack.tasks(f"{NAME}_monitoring", run["dag_run_id"])
-    assert run["logical_date"][:10] == YESTERDAY.isoformat()
-    assert run["data_interval_end"][:10] == (YESTERDAY + timedelta(days=1)).isoformat()
+    day = datetime.fromisoformat(run["logical_date"]).date()
+    # "yesterday" by the scheduler's clock when it queued the run: YESTERDAY unless midnight passed
+    assert day == datetime.fromisoformat(run["queued_at"]).astimezone(UTC).date() - timedelta(days=1)
+    assert day in DAILY_RUN_DAYS, (day, DAILY_RUN_DAYS)
+    assert run["data_interval_end"][:10] == (day + timedelta(days=1)).isoformat()
     history = monitoring.history(spec, settings.lake_root())
-    assert list(history["ds"]) == [YESTERDAY.isoformat()]
+    assert list(history["ds"]) == [day.isoformat()]
     assert int(history["rows"].iloc[0]) == 200  # the day's batch, and only it
 
 
@@ -320,7 +343,8 @@ def test_a_person_rejects_or_does_not_answer_through_the_rest_api(stack):
             tags["mlops.approval_comment"],
             registry.alias_version(name, registry.CHAMPION),
         )
-        assert tags["mlops.approved_at"][:4] == str(TODAY.year)
+        approved_at = datetime.fromisoformat(tags["mlops.approved_at"])
+        assert STARTED <= approved_at.replace(tzinfo=approved_at.tzinfo or UTC) <= datetime.now(UTC)
     assert outcomes == {
         "apr_no": (
             "success",
