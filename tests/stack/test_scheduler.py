@@ -29,19 +29,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
-<<<<<<< HEAD
 from mlops_core.base import settings
 from mlops_core.data import storage
 from mlops_core.monitor import monitoring
 from mlops_core.runs import registry
-=======
-from mlops_dev.localstack import AirflowStack
-from mlops_dev import datasets
-from mlops_core.monitor import monitoring
-from mlops_core.runs import registry
-from mlops_core.base import settings
-from mlops_core.data import storage
->>>>>>> testq
 from mlops_core.spec import load_spec
 from mlops_dev import datasets
 from mlops_dev.localstack import AirflowStack
