@@ -99,7 +99,7 @@ def spec_for(**decay: Any) -> PipelineSpec:
 def write_world(spec: PipelineSpec, lake: str, landing: str, frame: pd.DataFrame) -> None:
     """``monitor_predictions/ds=D`` for every day (the 7-day window's rows, each with its
     ``prediction_ds``, as ``lifecycle.batch_score`` writes them) and the labels CSV."""
-    from mlops_core.data import storage
+    from mlops_core.data import filesystems, storage
 
     window = spec.monitoring.window_days
     for i in range(frame["event_date"].nunique()):
@@ -110,7 +110,7 @@ def write_world(spec: PipelineSpec, lake: str, landing: str, frame: pd.DataFrame
         out.insert(2, "prediction_ds", out["event_date"].astype("string"))
         out["model_version"] = "1"
         storage.write_partition({"data": out}, lake, spec.name, "monitor_predictions", day)
-    fs, path = storage.filesystem(storage.join(landing, spec.name, "labels.csv"))
+    fs, path = filesystems.filesystem(filesystems.join(landing, spec.name, "labels.csv"))
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     fs.pipe(path, frame[["record_id", "progression", "label_date"]].to_csv(index=False).encode())
 

@@ -222,9 +222,9 @@ def check_state(mode: str, env: dict[str, str]) -> dict[str, Any]:
 import json, os
 from mlops_core import registry, settings, storage
 champion = registry.alias_version({NAME!r}, registry.CHAMPION)
-verdicts = json.loads(storage.read_file(storage.join(settings.lake_root(), {NAME!r}, "reports/drift",
+verdicts = json.loads(storage.read_file(filesystems.join(settings.lake_root(), {NAME!r}, "reports/drift",
     "ds={MONITOR_DAY.isoformat()}", "drift.json")))
-files = {{f.name for f in storage.read_manifest(storage.join(settings.lake_root(), {NAME!r}, "reports/drift",
+files = {{f.name for f in storage.read_manifest(filesystems.join(settings.lake_root(), {NAME!r}, "reports/drift",
     "ds={MONITOR_DAY.isoformat()}")).files}}
 print("RESULT" + json.dumps({{"champion": champion, "drifted": verdicts["drifted_columns"],
     "report": "report.html" in files}}))

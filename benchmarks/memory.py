@@ -1,4 +1,4 @@
-"""Peak memory of reading one day from a large source through ``storage.read_source``.
+"""Peak memory of reading one day from a large source through ``sources.read_source``.
 
 Builds a source of 100 days in a temporary folder (CSV and parquet; about 1 GB of CSV, or about
 20 MB with ``--quick``), then, in a fresh process per case, reads one day in ``column`` mode and
@@ -32,7 +32,7 @@ TARGET_RATIO = 3.0
 CHILD = r"""
 import json, resource, sys
 import pandas, pyarrow, pyarrow.compute, pyarrow.csv, pyarrow.dataset, pyarrow.parquet
-from mlops_core import storage
+from mlops_core.data import sources
 from mlops_core.spec import SourceSpec
 
 def rss():
@@ -46,7 +46,7 @@ def rss():
 
 base = rss()
 src = SourceSpec(uri=sys.argv[1], format=sys.argv[2], partition={"mode": "column", "column": "event_time"})
-frame = storage.read_source(src, sys.argv[3])
+frame = sources.read_source(src, sys.argv[3])
 print(json.dumps({"baseline": base, "peak": rss(), "rows": len(frame),
                   "day_bytes": int(frame.memory_usage(deep=True).sum())}))
 """

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_core import feature_stores
 from mlops_core.base import settings
-from mlops_core.data import storage
+from mlops_core.data import sources, storage
+from mlops_core.data.errors import SourceDataError
 from mlops_core.model.evaluation import Bootstrap, GateDecision
 from mlops_core.runs import registry, release
 
@@ -49,7 +50,7 @@ def check_header(spec: PipelineSpec, columns: list[str], source: str, *, with_ta
             for m in missing
             if (close := difflib.get_close_matches(m.split(" ")[0], columns, n=1))
         ]
-        raise storage.SourceDataError(
+        raise SourceDataError(
             f"source {source} has no column(s) {', '.join(missing)}; its header has {columns[:30]}"
             + (f"; did you mean {', '.join(hints)}" if hints else "")
             + ". Fix the names in the pipeline YAML or the data"
@@ -76,10 +77,10 @@ def ingest(
     source, ``dvc`` (repository, revision, its full commit sha, remote, each file's DVC md5);
     the result carries its summary (``dvc``: commit, and the md5 when one file was read).
     """
-    frame, rejected, lineage = storage.read_source_with_lineage(
+    frame, rejected, lineage = sources.read_source_with_lineage(
         spec.source, ds, source_options, lookback_days=lookback_days
     )
-    source_uri = settings.redact(storage.expand(spec.source.uri))
+    source_uri = settings.redact(settings.expand(spec.source.uri))
     check_header(spec, list(frame.columns), source_uri, with_target=stage == "raw")
     frame, joined = feature_stores.apply(spec, frame, clients=clients, storage_options=source_options)
     manifest = storage.write_partition(

@@ -3,7 +3,7 @@
     python -m mlops_core.maintenance gc --pipeline breast_cancer [--root URI] [--keep 3]
         [--retention-days 7] [--dry-run]
 
-Removes what no reader can need any more (see :func:`mlops_core.data.storage.collect_garbage`):
+Removes what no reader can need any more (see :func:`mlops_core.data.collector.collect_garbage`):
 superseded manifest versions past the retention period, data files no kept manifest lists, and
 leftovers of killed writers. A version named in lineage stays readable for the retention period.
 """
@@ -16,7 +16,7 @@ import sys
 from datetime import timedelta
 
 from mlops_core.base import settings
-from mlops_core.data import storage
+from mlops_core.data import collector
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.add_argument("--retention-days", type=float, default=7.0)
     gc.add_argument("--dry-run", action="store_true")
     args = ap.parse_args(argv)
-    report = storage.collect_garbage(
+    report = collector.collect_garbage(
         args.root or settings.lake_root(),
         args.pipeline,
         keep_versions=max(args.keep, 1),

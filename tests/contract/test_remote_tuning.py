@@ -23,7 +23,7 @@ import pytest
 from mlops_core import lifecycle
 from mlops_core.base import settings
 from mlops_core.clouds.azure import tuning as azure_tuning
-from mlops_core.data import storage
+from mlops_core.data import filesystems, storage
 from mlops_core.model import remote, tuning
 from tests.contract import azure_models
 from tests.contract.test_azureml import PROFILE as AZURE
@@ -182,7 +182,7 @@ def test_sagemaker_search_creates_the_tuning_job_and_defers_on_the_providers_tri
     assert kwargs["waiter_max_attempts"] == (1800 + 600) // 30
     assert deferred.value.method_name == "search_complete"
     # the job folder holds the spec and the request the trials read, pinned to the partition version
-    request = json.loads(storage.filesystem(folder)[0].cat_file(f"{folder}/request.json"))
+    request = json.loads(filesystems.filesystem(folder)[0].cat_file(f"{folder}/request.json"))
     assert request["raw_version"] == storage.read_manifest(sagemaker.raw).version
     assert deferred.value.kwargs["raw_version"] == request["raw_version"]
 
@@ -216,7 +216,7 @@ def test_search_complete_returns_the_best_trial_or_fails_with_the_platform_messa
     from airflow.sdk.exceptions import AirflowFailException
 
     folder = f"{sagemaker.lake}/breast_cancer/jobs/{JOB}"
-    fs, base = storage.filesystem(folder)
+    fs, base = filesystems.filesystem(folder)
     fs.makedirs(f"{base}/trials", exist_ok=True)
     for ident, trees, value in (("t-1", 10, 0.91), ("t-2", 40, 0.97)):
         record = {

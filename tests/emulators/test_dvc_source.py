@@ -302,7 +302,7 @@ def test_files_mode_reads_the_days_of_a_dvc_tracked_folder(world, tmp_path):
 
 
 def test_files_mode_with_no_file_for_the_day_is_not_ready(world, tmp_path):
-    from mlops_core.data.storage import SourceNotReady
+    from mlops_core.data.errors import SourceNotReady
 
     spec = _spec(
         uri="dvc://data/events/day_{ds}.csv", rev="v2", partition={"mode": "files", "lookback_days": 1}

@@ -56,16 +56,18 @@ def _in_cloud(spec):
 # seconds of imports, so one process pays it once and forks a writer per step. Each writer enters
 # the cloud profile (the AIRFLOW_CONN_* and MLOPS_<CLOUD>_* variables it inherits lead it to the
 # emulator and to this test's folder), rewrites its step's partition with ``rows`` rows (two frames
-# and a file), and when the commit reaches its step says so and sleeps, so the test can kill -9 it
-# exactly there (as tests/faults/test_lake_faults.py does on a disk). The forking process reports
+# and a file), and when the commit reaches its step (tests/commit_steps.py) says so and sleeps, so
+# the test can kill -9 it exactly there (as tests/faults/test_lake_faults.py does on a disk). The
+# forking process reports
 # each writer's pid and, once it is gone, the signal that ended it. These words go over a pipe of
 # their own: on stdout, a cloud SDK's multi-line request logs (larger than a pipe's atomic write)
 # can split a "PID" line, and a writer that is never killed finishes its write.
 WRITERS = r"""
 import os, signal, sys, time
 import pandas as pd
-from mlops_core import storage
+from mlops_core.data import storage
 from mlops_core.spec import parse_spec
+from tests import commit_steps
 from mlops_airflow.hooks.cloud import cloud_context
 from tests.helpers import example_data
 import airflow.sdk.io.fs
@@ -78,12 +80,11 @@ for arg in steps:
     step, ds = arg.split("=")
     pid = os.fork()
     if pid == 0:
-        def checkpoint(at, step=step):
-            if at == step:
-                print(f"PAUSED {step}", file=words, flush=True)
-                time.sleep(120)
+        def paused(step=step):
+            print(f"PAUSED {step}", file=words, flush=True)
+            time.sleep(120)
 
-        storage._checkpoint = checkpoint
+        commit_steps.pause_at(step, paused)
         try:
             with cloud_context(parse_spec(example_data(cloud=cloud))) as profile:
                 frame = pd.DataFrame({"a": range(rows), "b": [f"w{rows}"] * rows})
@@ -130,10 +131,10 @@ def _cloud_writers(cloud: str, rows: int, days: dict[str, str]) -> tuple[subproc
 
 def _whole(uri: str) -> tuple[int, int]:
     """(version, rows) of the newest version read as a consumer would; every file checked against its manifest."""
-    from mlops_core.data import storage
+    from mlops_core.data import filesystems, storage
 
     m = storage.read_manifest(uri)
-    fs, path = storage.filesystem(uri)
+    fs, path = filesystems.filesystem(uri)
     for entry in m.files:
         storage._read_entry(fs, path.rstrip("/"), uri, entry, verify=True)
     data = storage.read_frame(uri, version=m.version)
@@ -144,7 +145,7 @@ def _whole(uri: str) -> tuple[int, int]:
 
 
 def test_partitions_are_versioned_on_the_object_store(cloud):
-    from mlops_core.data import storage
+    from mlops_core.data import filesystems, storage
     from mlops_core.spec import parse_spec
 
     spec = parse_spec(example_data(cloud=cloud))
@@ -162,7 +163,7 @@ def test_partitions_are_versioned_on_the_object_store(cloud):
         assert m2.version == 2 and storage.read_frame(m2.uri).equals(second) and m2.sha256 != m1.sha256
         assert storage.read_frame(m1.uri, version=1).equals(first)
         assert storage.read_file(f"{m2.uri}/note.txt") == b"x"
-        fs, path = storage.filesystem(m2.uri)
+        fs, path = filesystems.filesystem(m2.uri)
         fs.invalidate_cache()
         assert sorted(p.rsplit("/", 1)[-1] for p in fs.find(path)) == sorted(
             [f"{1:020d}.json", f"{2:020d}.json", m1.files[0].path, m2.files[0].path, m2.files[1].path]
@@ -181,7 +182,7 @@ def test_partitions_are_versioned_on_the_object_store(cloud):
             storage.read_manifest(storage.partition_uri(profile.lake, "p", "raw", "2026-01-06"))
         fs.invalidate_cache()
         assert not fs.exists(
-            storage.filesystem(storage.partition_uri(profile.lake, "p", "raw", "2026-01-06"))[1]
+            filesystems.filesystem(storage.partition_uri(profile.lake, "p", "raw", "2026-01-06"))[1]
         )
 
         # a rewrite that fails half way keeps the current version whole
@@ -199,7 +200,7 @@ def test_partitions_are_versioned_on_the_object_store(cloud):
 
 def test_manifest_publish_is_a_conditional_create(cloud):
     """The store refuses a second manifest for a taken version; the writer retries as the next."""
-    from mlops_core.data import storage
+    from mlops_core.data import filesystems, storage
     from mlops_core.spec import parse_spec
 
     spec = parse_spec(example_data(cloud=cloud))
@@ -207,7 +208,7 @@ def test_manifest_publish_is_a_conditional_create(cloud):
         m1 = storage.write_partition(
             {"data": pd.DataFrame({"a": [1]})}, profile.lake, "p", "raw", "2026-01-05"
         )
-        fs, path = storage.filesystem(m1.uri)
+        fs, path = filesystems.filesystem(m1.uri)
         rival = storage.Manifest.from_json(m1.to_json())
         rival.commit = "0" * 16
         if cloud == "gcp":
@@ -424,7 +425,7 @@ def test_reader_never_sees_an_error_or_a_mismatch_during_rewrites_on_the_object_
 
 def test_training_dag_runs_with_its_lake_on_the_emulator(cloud, airflow_db, request):
     from mlops_airflow.builder import build_training_dag
-    from mlops_core.data import storage
+    from mlops_core.data import filesystems, storage
     from mlops_core.runs import registry
     from mlops_dev import datasets
 
@@ -442,7 +443,7 @@ def test_training_dag_runs_with_its_lake_on_the_emulator(cloud, airflow_db, requ
         raw = storage.partition_uri(profile.lake, spec.name, "raw", "2026-01-31")
         manifest = storage.read_manifest(raw)
         assert manifest.uri.startswith(f"{SCHEMES[cloud]}://") and manifest.rows > 100
-        fs, path = storage.filesystem(storage.join(profile.lake, spec.name))
+        fs, path = filesystems.filesystem(filesystems.join(profile.lake, spec.name))
         stages = {p.rsplit("/", 1)[-1] for p in fs.ls(path)}
     assert {"raw", "validation", "holdout", "evaluation"} <= stages, stages
     run_tags = registry.client().get_run(registry.client().get_model_version(spec.name, "1").run_id).data.tags

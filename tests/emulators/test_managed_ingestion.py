@@ -118,11 +118,11 @@ def _spec(name: str) -> Any:
 
 def _write_the_jobs_output(root: str) -> None:
     """What the Glue job's script would do: write the day's rows under ``--output``."""
-    from mlops_core.data import storage
+    from mlops_core.data import filesystems
     from mlops_dev import datasets
 
     frame = datasets.load_example("breast_cancer")
-    fs, path = storage.filesystem(f"{root}/landing/orders/ds={DS}/orders.csv")
+    fs, path = filesystems.filesystem(f"{root}/landing/orders/ds={DS}/orders.csv")
     with fs.open(path, "wb") as out:
         out.write(frame.to_csv(index=False).encode())
 

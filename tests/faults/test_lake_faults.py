@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pytest
 
-from mlops_core.data import storage
+from mlops_core.data import collector, filesystems, storage
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,20 +26,22 @@ if TYPE_CHECKING:
 DS = "2026-01-31"
 
 # A writer process: writes ``n`` rows (two frames and a file) ``times`` times; when the commit
-# reaches ``pause_at`` it says so and sleeps, so the test can kill -9 it exactly there.
+# reaches ``pause_at`` (tests/commit_steps.py) it says so and sleeps, so the test can kill -9 it
+# exactly there.
 WRITER = r"""
 import sys, time
 import pandas as pd
-from mlops_core import storage
+from mlops_core.data import storage
+from tests import commit_steps
 
 root, n, times, pause_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 
-def checkpoint(step):
-    if step == pause_at:
-        print("PAUSED", flush=True)
-        time.sleep(120)
+def paused():
+    print("PAUSED", flush=True)
+    time.sleep(120)
 
-storage._checkpoint = checkpoint
+if pause_at != "-":
+    commit_steps.pause_at(pause_at, paused)
 # paced (a 7th argument: a file where a reader counts its reads): each rewrite waits until the
 # reader has read a few more times, so the reads interleave with the rewrites however loaded the
 # machine is, instead of racing a fixed number of rewrites
@@ -92,7 +94,7 @@ def _writer(
 def _whole(uri: str, version: int | None = None) -> tuple[int, int]:
     """(version, rows) of a version read as a consumer would; every file checked against its manifest."""
     m = storage.read_manifest(uri, version=version)
-    fs, path = storage.filesystem(uri)
+    fs, path = filesystems.filesystem(uri)
     for entry in m.files:
         storage._read_entry(fs, path, uri, entry, verify=True)
     data, copy = (
@@ -131,7 +133,7 @@ def test_kill_9_at_each_commit_step_leaves_a_whole_version(tmp_path, step, visib
     assert _whole(uri) == (visible[0] + 1, 7)
     # ... and its leftovers are collected once the retention has passed, the current version intact
     later = datetime.now(UTC) + timedelta(days=8)
-    report = storage.collect_garbage(
+    report = collector.collect_garbage(
         tmp_path.as_uri(), "p", keep_versions=1, retention=timedelta(days=7), now=later
     )
     assert report.removed > 0 and _whole(uri) == (visible[0] + 1, 7)
@@ -144,7 +146,7 @@ def test_racing_writer_processes_publish_whole_versions(tmp_path):
     procs = [_writer(tmp_path.as_uri(), n, times=6) for n in (100, 200)]
     for proc in procs:
         assert proc.communicate(timeout=60)[0].strip() == "DONE"
-    versions = storage._versions(*storage.filesystem(uri))
+    versions = storage._versions(*filesystems.filesystem(uri))
     assert versions == list(range(1, 14))  # 1 + 2 x 6, no version lost, none overwritten
     rows = sorted(_whole(uri, v)[1] for v in versions[1:])
     assert rows == sorted([n + i for n in (100, 200) for i in range(6)])

@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 from mlops_core.base import settings
-from mlops_core.data import storage
+from mlops_core.data import filesystems, storage
 from mlops_core.monitor import monitoring
 from mlops_core.runs import registry
 from mlops_core.spec import load_spec
@@ -208,7 +208,7 @@ def test_drifted_day_fires_asset_and_scheduler_retrains(stack, spec):
     (day,) = monitoring.history(spec, lake).query(f"ds == '{DRIFT_DAY}'").to_dict("records")
     columns = storage.read_frame(storage.partition_uri(lake, NAME, monitoring.HISTORY, DRIFT_DAY))
     drifted = sorted(columns.loc[columns["drifted"], "column"])
-    report = storage.join(storage.partition_uri(lake, NAME, "reports/drift", DRIFT_DAY), "report.html")
+    report = filesystems.join(storage.partition_uri(lake, NAME, "reports/drift", DRIFT_DAY), "report.html")
     assert (extra["mlops_trigger"], extra["pipeline"], extra["ds"]) == ("drift", NAME, DRIFT_DAY.isoformat())
     assert extra["drift_share"] == day["drift_share"] >= spec.monitoring.drift_share
     assert sorted(extra["drifted_columns"]) == drifted and len(drifted) == day["n_drifted"]

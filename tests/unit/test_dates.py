@@ -10,7 +10,8 @@ import pytest
 
 from mlops_core import lifecycle
 from mlops_core.base import settings
-from mlops_core.data import dates, storage
+from mlops_core.data import dates, sources, storage
+from mlops_core.data.errors import SourceDataError, SourceNotReady
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit
@@ -59,7 +60,7 @@ def test_rows_kept_and_quarantined_do_not_depend_on_row_order(local_dir, order):
     rows = [*MIXED, *["2026-01-15"] * 20]  # 3 unreadable of 26 rows read: within 0.2
     rows = rows if order == "as written" else rows[::-1]
     spec = _spec(_land(f"m-{order[:2]}.csv", rows), share=0.2)
-    kept, rejected = storage.read_source_strict(spec.source, DS)
+    kept, rejected = sources.read_source_strict(spec.source, DS)
     assert sorted(kept["event_date"]) == sorted(MIXED[:3])
     by_line = dict(zip(rejected["line"], rejected["reason"], strict=True))
     assert sorted(rejected["raw"].str.split(",").str[1]) == sorted(MIXED[3:])
@@ -71,8 +72,8 @@ def test_rows_kept_and_quarantined_do_not_depend_on_row_order(local_dir, order):
 
 def test_unreadable_dates_fail_by_default_naming_the_lines(local_dir):
     spec = _spec(_land("strict.csv", MIXED))
-    with pytest.raises(storage.SourceDataError) as err:
-        storage.read_source(spec.source, DS)
+    with pytest.raises(SourceDataError) as err:
+        sources.read_source(spec.source, DS)
     text = str(err.value)
     assert "line 5: column 'event_date' = '04/02/2026' is not a date" in text
     assert "3 with an unreadable date, 50.00% of the 6 rows read" in text and "max_rejected_share" in text
@@ -96,19 +97,19 @@ def test_undated_rows_are_judged_against_the_whole_file(local_dir):
     for i in range(0, len(rows), 50):  # 2 %
         rows[i] = pd.Timestamp(rows[i]).strftime("%m/%d/%Y")
     uri = _land("year.csv", rows)
-    kept, rejected = storage.read_source_strict(_spec(uri, share=0.05).source, DS)
+    kept, rejected = sources.read_source_strict(_spec(uri, share=0.05).source, DS)
     assert len(rejected) == len(range(0, len(rows), 50)) and len(kept) == 5
     with pytest.raises(
-        storage.SourceDataError,
+        SourceDataError,
         match=r"0 of the 5 rows of the window and 37 with an unreadable date, 2\.03% of the 1825 rows read",
     ):
-        storage.read_source_strict(_spec(uri, share=0.01).source, DS)
+        sources.read_source_strict(_spec(uri, share=0.01).source, DS)
 
 
 def test_no_rows_only_when_the_window_is_truly_empty(local_dir):
     spec = _spec(_land("old.csv", ["2026-01-01"] * 5))
-    with pytest.raises(storage.SourceNotReady, match=r"has no rows for ds=2026-02-04 \(mode=column"):
-        storage.read_source(spec.source, DS)
+    with pytest.raises(SourceNotReady, match=r"has no rows for ds=2026-02-04 \(mode=column"):
+        sources.read_source(spec.source, DS)
 
 
 def test_parquet_text_dates_are_quarantined_by_row_number(local_dir):
@@ -118,7 +119,7 @@ def test_parquet_text_dates_are_quarantined_by_row_number(local_dir):
     frame = pd.DataFrame({"id": range(1, len(days) + 1), "event_date": days})
     frame.assign(amount=1.0, city="c").to_parquet(root / "d" / "p.parquet")
     spec = _spec("${MLOPS_LANDING}/d/p.parquet", share=0.2, fmt="parquet")
-    kept, rejected = storage.read_source_strict(spec.source, DS)
+    kept, rejected = sources.read_source_strict(spec.source, DS)
     assert kept["id"].tolist() == [1, 3]
     assert rejected["line"].tolist() == [2, 4]
     assert "is blank" in rejected["reason"].iloc[1]
@@ -126,8 +127,8 @@ def test_parquet_text_dates_are_quarantined_by_row_number(local_dir):
 
 def test_every_read_logs_the_exact_range(local_dir, caplog):
     spec = _spec(_land("log.csv", ["2026-02-04"] * 3), lookback=7)
-    with caplog.at_level(logging.INFO, logger="mlops_core.data.storage"):
-        storage.read_source(spec.source, DS)
+    with caplog.at_level(logging.INFO, logger="mlops_core.data.sources"):
+        sources.read_source(spec.source, DS)
     assert (
         "rows whose 'event_date' falls on 2026-01-29 through 2026-02-04 (UTC days; from 2026-01-29T00:00"
         " to before 2026-02-05T00:00), mode=column, lookback_days=7, ds=2026-02-04" in caplog.text

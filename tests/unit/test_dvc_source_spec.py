@@ -267,16 +267,17 @@ def test_the_repository_is_checked_again_at_run_time_after_expansion(monkeypatch
 
 
 def test_a_dvc_uri_is_never_opened_as_a_plain_filesystem():
-    from mlops_core.data import storage
+    from mlops_core.data import filesystems
+    from mlops_core.data.errors import SourceDataError
 
-    with pytest.raises(storage.SourceDataError, match="is read by mlops_core.data.dvc_source"):
-        storage.filesystem("dvc://data/train.csv")  # fsspec would open the working directory's repo
+    with pytest.raises(SourceDataError, match="is read by mlops_core.data.dvc_source"):
+        filesystems.filesystem("dvc://data/train.csv")  # fsspec would open the working directory's repo
 
 
 def test_parsing_a_dvc_pipeline_imports_nothing_of_dvc():
     code = (
         "import sys\n"
-        "import mlops_core.spec, mlops_core.data.storage, mlops_core.lifecycle, mlops_core.spec.profiles, mlops_core.data.dvc_source\n"
+        "import mlops_core.spec, mlops_core.data.storage, mlops_core.data.sources, mlops_core.lifecycle, mlops_core.spec.profiles, mlops_core.data.dvc_source\n"
         "from tests.helpers import example_data\n"
         "data = example_data(source={'uri': 'dvc://data/train.csv', 'partition': {'mode': 'snapshot'},"
         " 'dvc': {'repo': '${MLOPS_LANDING}/r', 'rev': 'v1'}})\n"

@@ -196,7 +196,7 @@ def test_an_unknown_feature_group_is_named_and_the_offline_store_is_found_by_des
 def test_an_offline_table_joins_through_ingest_and_the_model_trains_on_it(landing: str) -> None:
     from mlops_core import lifecycle
     from mlops_core.base import settings
-    from mlops_core.data import storage
+    from mlops_core.data import filesystems, storage
     from mlops_core.model import training
     from mlops_dev import datasets
 
@@ -209,7 +209,7 @@ def test_an_offline_table_joins_through_ingest_and_the_model_trains_on_it(landin
             frame[["record_id"]].assign(ts=day + pd.Timedelta(days=1), worst_area=1e9, mean_area=1e9),
         ]
     )
-    fs, path = storage.filesystem(storage.join(landing, "features", "biopsies.parquet"))
+    fs, path = filesystems.filesystem(filesystems.join(landing, "features", "biopsies.parquet"))
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     with fs.open(path, "wb") as out:
         table.to_parquet(out, index=False)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mlops_core.base import settings
-from mlops_core.data import storage
+from mlops_core.data import filesystems, storage
 from mlops_core.model import remote
 from tests.helpers import example_spec
 
@@ -26,7 +26,7 @@ def job(local_dir) -> remote.JobRequest:
 
 
 def _edit(job: remote.JobRequest, name: str, change) -> None:
-    fs, base = storage.filesystem(job.folder)
+    fs, base = filesystems.filesystem(job.folder)
     data = json.loads(fs.cat_file(f"{base}/{name}"))
     change(data)
     fs.pipe(f"{base}/{name}", json.dumps(data).encode())
@@ -65,14 +65,14 @@ def test_a_tampered_spec_json_is_refused_like_a_yaml(job, change, message):
 
 
 def test_a_spec_json_over_the_yaml_size_cap_is_refused(job):
-    fs, base = storage.filesystem(job.folder)
+    fs, base = filesystems.filesystem(job.folder)
     fs.pipe(f"{base}/spec.json", fs.cat_file(f"{base}/spec.json") + b" " * (300 * 1024))
     with pytest.raises(remote.JobFolderError, match="at most 262144"):
         remote.job_spec(job.folder)
 
 
 def test_a_deeply_nested_spec_json_is_refused(job):
-    fs, base = storage.filesystem(job.folder)
+    fs, base = filesystems.filesystem(job.folder)
     fs.pipe(f"{base}/spec.json", b"[" * 100_000 + b"]" * 100_000)
     with pytest.raises(remote.JobFolderError, match="not a JSON spec"):
         remote.job_spec(job.folder)
@@ -132,5 +132,5 @@ def test_the_job_refuses_before_training(job):
     _edit(job, "request.json", lambda d: d.update(raw_uri="file:///etc/passwd"))
     with pytest.raises(remote.JobFolderError):
         remote.run(job.folder)
-    fs, base = storage.filesystem(job.folder)
+    fs, base = filesystems.filesystem(job.folder)
     assert not fs.exists(f"{base}/result.json")

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from mlops_core.base import settings
-from mlops_core.data import storage
+from mlops_core.data import sources
+from mlops_core.data.errors import SourceDataError
 from mlops_core.spec import SourceSpec
 
 pytestmark = pytest.mark.unit
@@ -32,7 +33,7 @@ def outside(tmp_path: Path) -> Path:
 
 
 def _read(uri: str = "${MLOPS_LANDING}/demo/data.csv", **source):
-    return storage.read_source(SourceSpec(uri=uri, **source), "2026-01-31")
+    return sources.read_source(SourceSpec(uri=uri, **source), "2026-01-31")
 
 
 def test_a_real_file_in_the_landing_zone_is_read(landing):
@@ -42,33 +43,33 @@ def test_a_real_file_in_the_landing_zone_is_read(landing):
 
 def test_etc_passwd_linked_into_the_landing_zone_is_refused(landing):
     (landing / "demo" / "data.csv").symlink_to("/etc/passwd")
-    with pytest.raises(storage.SourceDataError, match=r"data\.csv is a symbolic link; copy the file"):
+    with pytest.raises(SourceDataError, match=r"data\.csv is a symbolic link; copy the file"):
         _read()
 
 
 def test_a_link_to_a_well_formed_csv_is_refused_too(landing, outside):
     (landing / "demo" / "data.csv").symlink_to(outside)
-    with pytest.raises(storage.SourceDataError, match="symbolic link"):
+    with pytest.raises(SourceDataError, match="symbolic link"):
         _read()
 
 
 def test_a_linked_folder_is_refused(landing, outside):
     (landing / "linked").symlink_to(outside.parent, target_is_directory=True)
-    with pytest.raises(storage.SourceDataError, match=r"linked is a symbolic link"):
+    with pytest.raises(SourceDataError, match=r"linked is a symbolic link"):
         _read("${MLOPS_LANDING}/linked/secret.csv")
 
 
 def test_a_link_among_a_window_of_daily_files_is_refused(landing, outside):
     (landing / "demo" / "d_2026-01-30.csv").write_text(CSV)
     (landing / "demo" / "d_2026-01-31.csv").symlink_to(outside)
-    with pytest.raises(storage.SourceDataError, match="symbolic link"):
+    with pytest.raises(SourceDataError, match="symbolic link"):
         _read("${MLOPS_LANDING}/demo/d_{ds}.csv", partition={"mode": "files", "lookback_days": 2})
 
 
 def test_a_link_outside_every_root_is_refused(tmp_path, local_dir, outside):
     link = tmp_path / "link.csv"
     link.symlink_to(outside)
-    with pytest.raises(storage.SourceDataError, match="symbolic link"):
+    with pytest.raises(SourceDataError, match="symbolic link"):
         _read(link.as_uri())
 
 
@@ -86,5 +87,5 @@ def test_a_feature_table_reached_through_a_link_is_refused(landing, outside):
         store_event_time="ts",
         features=["b"],
     )
-    with pytest.raises(storage.SourceDataError, match="symbolic link"):
+    with pytest.raises(SourceDataError, match="symbolic link"):
         features._table_store(join, None)

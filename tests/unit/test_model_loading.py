@@ -24,7 +24,7 @@ import yaml
 
 from mlops_core import lifecycle
 from mlops_core.base import settings
-from mlops_core.data import storage
+from mlops_core.data import filesystems
 from mlops_core.model import remote, training
 from mlops_core.runs import registry, tracking
 from mlops_core.spec import estimators
@@ -214,7 +214,7 @@ def test_the_challenger_from_xcom_or_a_remote_jobs_result_is_refused(
     assert not marker.exists()
     # a remote job's result.json naming it (the job folder is in the lake, writable by the job)
     req = remote.prepare(spec, raw_uri, lake, DS, {}, 1, run_key="dag/remote")
-    fs, path = storage.filesystem(req.result_uri)
+    fs, path = filesystems.filesystem(req.result_uri)
     fs.pipe(path, json.dumps(forged).encode())
     with pytest.raises(registry.ArtifactRefused, match="posix.system"):
         lifecycle.evaluate(spec, remote.read_result(req), lake, DS)

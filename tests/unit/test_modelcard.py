@@ -17,7 +17,7 @@ import pytest
 
 from mlops_core import lifecycle
 from mlops_core.base import settings
-from mlops_core.data import storage
+from mlops_core.data import filesystems, storage
 from mlops_core.model import modelcard, training
 from mlops_core.runs import registry
 from mlops_dev import datasets
@@ -55,7 +55,7 @@ def _spec(name: str = NAME, **evaluation: Any) -> Any:
 def _landing() -> None:
     frame = datasets.load_example("breast_cancer")
     frame[COLUMN] = (PAYLOADS * len(frame))[: len(frame)]
-    fs, path = storage.filesystem(storage.join(settings.landing_root(), NAME, "data.csv"))
+    fs, path = filesystems.filesystem(filesystems.join(settings.landing_root(), NAME, "data.csv"))
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     fs.pipe(path, frame.to_csv(index=False).encode())
 

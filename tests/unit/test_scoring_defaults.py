@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mlops_core.base import settings
-from mlops_core.data import storage, validation
+from mlops_core.data import filesystems, storage, validation
 from mlops_dev import datasets
 from tests.helpers import example_spec
 
@@ -70,7 +70,7 @@ def test_a_history_folder_is_read_one_version_per_day(local_dir):
     lake = settings.lake_root()
     for ds, value in (("2026-02-01", 1.0), ("2026-02-01", 2.0), ("2026-02-02", 3.0)):  # a re-run of Feb 1
         storage.write_partition({"data": pd.DataFrame({"ds": [ds], "value": [value]})}, lake, "p", "hist", ds)
-    folder = Path(storage.join(lake, "p", "hist").removeprefix("file://"))
+    folder = Path(filesystems.join(lake, "p", "hist").removeprefix("file://"))
     assert len(list(folder.glob("ds=*/data-*.parquet"))) == 3  # what a plain glob reads: Feb 1 twice
     days = storage.read_stage(lake, "p", "hist")
     assert days.to_dict("records") == [{"ds": "2026-02-01", "value": 2.0}, {"ds": "2026-02-02", "value": 3.0}]

@@ -253,7 +253,7 @@ def test_credentials_in_a_source_uri_never_reach_the_lake_or_the_error(landing, 
     """A declared variable may carry a signed URL; its secret parts are redacted where they are written."""
     from mlops_core import lifecycle
     from mlops_core.base import settings
-    from mlops_core.data import storage
+    from mlops_core.data.errors import SourceDataError
     from tests.helpers import example_spec
 
     assert (
@@ -264,7 +264,7 @@ def test_credentials_in_a_source_uri_never_reach_the_lake_or_the_error(landing, 
     spec = example_spec(
         source={"uri": "${MLOPS_LANDING}/breast_cancer/breast_cancer.csv?${MLOPS_EXPORT_QUERY}"}
     )
-    with pytest.raises(storage.SourceDataError) as err:
+    with pytest.raises(SourceDataError) as err:
         lifecycle.ingest(spec, "2026-01-31", settings.lake_root())
     assert "TOPSECRET" not in str(err.value) and "sig=***" in str(err.value)
 

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pytest
 
-from mlops_core.data import storage
+from mlops_core.data import collector, source_files, sources, storage
+from mlops_core.data.errors import SourceDataError
 from mlops_core.spec import SourceSpec
 
 if TYPE_CHECKING:
@@ -196,7 +197,7 @@ def test_old_layout_reads_as_version_0_and_is_superseded(tmp_path):
         m.version == 1 and len(storage.read_frame(uri)) == 2 and len(storage.read_frame(uri, version=0)) == 5
     )
     later = datetime.now(UTC) + timedelta(days=30)
-    report = storage.collect_garbage(
+    report = collector.collect_garbage(
         tmp_path.as_uri(), "p", keep_versions=1, retention=timedelta(days=7), now=later
     )
     assert sorted(p.rsplit("/", 1)[-1] for p in report.manifests + report.files) == [
@@ -217,7 +218,7 @@ def _three_versions_and_debris(tmp_path: Path) -> list[storage.Manifest]:
 def test_garbage_collection_respects_retention(tmp_path):
     ms = _three_versions_and_debris(tmp_path)
     soon = datetime.now(UTC) + timedelta(hours=1)
-    report = storage.collect_garbage(
+    report = collector.collect_garbage(
         tmp_path.as_uri(), "p", keep_versions=1, retention=timedelta(days=1), now=soon
     )
     assert report.removed == 0 and list(report.kept_versions.values()) == [[1, 2, 3]]
@@ -229,9 +230,9 @@ def test_garbage_collection_after_retention(tmp_path):
     ms = _three_versions_and_debris(tmp_path)
     later = datetime.now(UTC) + timedelta(days=2)
     kwargs = {"keep_versions": 2, "retention": timedelta(days=1), "now": later}
-    dry = storage.collect_garbage(tmp_path.as_uri(), "p", dry_run=True, **kwargs)
+    dry = collector.collect_garbage(tmp_path.as_uri(), "p", dry_run=True, **kwargs)
     assert dry.dry_run and dry.removed == 5 and storage.read_frame(ms[0].uri, version=1) is not None
-    report = storage.collect_garbage(tmp_path.as_uri(), "p", **kwargs)
+    report = collector.collect_garbage(tmp_path.as_uri(), "p", **kwargs)
     assert [p.rsplit("/", 1)[-1] for p in report.manifests] == [f"{1:020d}.json"]
     assert sorted(p.rsplit("/", 1)[-1] for p in report.files) == sorted(
         [ms[0].files[0].path, "data-deadbeefdeadbeef.parquet"]
@@ -240,7 +241,7 @@ def test_garbage_collection_after_retention(tmp_path):
     with pytest.raises(FileNotFoundError, match="has no version 1"):
         storage.read_frame(ms[0].uri, version=1)
     assert len(storage.read_frame(ms[1].uri, version=2)) == 2 and len(storage.read_frame(ms[2].uri)) == 3
-    again = storage.collect_garbage(
+    again = collector.collect_garbage(
         tmp_path.as_uri(), "p", keep_versions=0, retention=timedelta(days=1), now=later
     )
     assert list(again.kept_versions.values()) == [[3]] and len(storage.read_frame(ms[2].uri)) == 3
@@ -259,14 +260,14 @@ def test_column_mode_selects_window(tmp_path):
     src = SourceSpec(
         uri=_events(tmp_path), partition={"mode": "column", "column": "event_date", "lookback_days": 12}
     )
-    assert storage.read_source(src, DS)["v"].tolist() == [2, 3]
-    assert storage.read_source(src, DS, lookback_days=1)["v"].tolist() == [3]
+    assert sources.read_source(src, DS)["v"].tolist() == [2, 3]
+    assert sources.read_source(src, DS, lookback_days=1)["v"].tolist() == [3]
 
 
 def test_column_mode_no_rows_is_a_clear_error(tmp_path):
     src = SourceSpec(uri=_events(tmp_path), partition={"mode": "column", "column": "event_date"})
-    with pytest.raises(storage.SourceDataError, match="no rows for ds=2025-06-01"):
-        storage.read_source(src, "2025-06-01")
+    with pytest.raises(SourceDataError, match="no rows for ds=2025-06-01"):
+        sources.read_source(src, "2025-06-01")
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -275,8 +276,8 @@ def test_column_mode_missing_column_is_a_clear_error(tmp_path, fmt):
     frame = pd.DataFrame({"day": ["2026-01-31"], "v": [1]})
     frame.to_csv(path, index=False) if fmt == "csv" else frame.to_parquet(path)
     src = SourceSpec(uri=path.as_uri(), format=fmt, partition={"mode": "column", "column": "event_date"})
-    with pytest.raises(storage.SourceDataError, match="has no column 'event_date'"):
-        storage.read_source(src, DS)
+    with pytest.raises(SourceDataError, match="has no column 'event_date'"):
+        sources.read_source(src, DS)
 
 
 def test_files_mode_reads_the_days_files(tmp_path):
@@ -287,15 +288,15 @@ def test_files_mode_reads_the_days_files(tmp_path):
         format="parquet",
         partition={"mode": "files", "lookback_days": 2},
     )
-    assert len(storage.read_source(src, DS)) == 5
-    with pytest.raises(storage.SourceDataError, match="no source file"):
-        storage.read_source(src, "2026-03-01")
+    assert len(sources.read_source(src, DS)) == 5
+    with pytest.raises(SourceDataError, match="no source file"):
+        sources.read_source(src, "2026-03-01")
 
 
 def test_snapshot_missing_source_names_the_uri(tmp_path):
     src = SourceSpec(uri=f"{tmp_path.as_uri()}/nope.csv")
-    with pytest.raises(storage.SourceDataError, match="nope.csv does not exist"):
-        storage.read_source(src, DS)
+    with pytest.raises(SourceDataError, match="nope.csv does not exist"):
+        sources.read_source(src, DS)
 
 
 def _history(n_days=12, per_day=720) -> pd.DataFrame:
@@ -316,24 +317,24 @@ def _history(n_days=12, per_day=720) -> pd.DataFrame:
 
 def _old_full_read(path: Path, fmt: str, column: str, lookback: int) -> pd.DataFrame:
     full = pd.read_csv(path) if fmt == "csv" else pd.read_parquet(path)
-    return storage._select_window(full, column, storage._as_date(DS), lookback, str(path))
+    return source_files._select_window(full, column, storage._as_date(DS), lookback, str(path))
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 @pytest.mark.parametrize("column", ["ts", "ts_utc", "day", "text"])
 @pytest.mark.parametrize("lookback", [1, 3])
 def test_bounded_column_read_matches_the_old_full_read(tmp_path, monkeypatch, fmt, column, lookback):
-    monkeypatch.setattr(storage, "CSV_CHUNK_ROWS", 500)  # many chunks / batches / row groups
-    monkeypatch.setattr(storage, "PARQUET_BATCH_ROWS", 500)
+    monkeypatch.setattr(source_files, "CSV_CHUNK_ROWS", 500)  # many chunks / batches / row groups
+    monkeypatch.setattr(source_files, "PARQUET_BATCH_ROWS", 500)
     path = tmp_path / f"h.{fmt}"
     frame = _history()
     frame.to_csv(path, index=False) if fmt == "csv" else frame.to_parquet(path, row_group_size=600)
     src = SourceSpec(uri=path.as_uri(), format=fmt, partition={"mode": "column", "column": column})
-    got = storage.read_source(src, DS, lookback_days=lookback)
+    got = sources.read_source(src, DS, lookback_days=lookback)
     expected = _old_full_read(path, fmt, column, lookback)
     assert len(got) == 720 * lookback
     pd.testing.assert_frame_equal(got, expected)
-    narrow = storage.read_source(src, DS, lookback_days=lookback, columns=["x"])
+    narrow = sources.read_source(src, DS, lookback_days=lookback, columns=["x"])
     assert narrow.columns.tolist() == ["x"] and narrow["x"].tolist() == expected["x"].tolist()
 
 
@@ -348,9 +349,9 @@ def test_files_and_snapshot_modes_match_the_old_full_read(tmp_path, fmt):
         uri=f"{tmp_path.as_uri()}/e_{{ds}}.{fmt}", format=fmt, partition={"mode": "files", "lookback_days": 2}
     )
     expected = pd.concat([read(tmp_path / f"e_{d}.{fmt}") for d in ("2026-01-30", DS)], ignore_index=True)
-    pd.testing.assert_frame_equal(storage.read_source(files, DS), expected)
+    pd.testing.assert_frame_equal(sources.read_source(files, DS), expected)
     snap = SourceSpec(uri=(tmp_path / f"e_{DS}.{fmt}").as_uri(), format=fmt)
-    pd.testing.assert_frame_equal(storage.read_source(snap, DS), read(tmp_path / f"e_{DS}.{fmt}"))
+    pd.testing.assert_frame_equal(sources.read_source(snap, DS), read(tmp_path / f"e_{DS}.{fmt}"))
 
 
 def test_the_gc_command_collects_superseded_versions_after_retention(tmp_path):

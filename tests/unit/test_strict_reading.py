@@ -9,7 +9,8 @@ import pytest
 
 from mlops_core import lifecycle
 from mlops_core.base import settings
-from mlops_core.data import storage
+from mlops_core.data import csv_reader, source_files, sources, storage
+from mlops_core.data.errors import SourceDataError, SourceNotReady
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit
@@ -59,19 +60,17 @@ def _with(line_no: int, bad: str) -> str:
 )
 def test_a_malformed_row_fails_ingest_naming_its_line(local_dir, bad, reason):
     spec = _spec(_land("x.csv", _with(8, bad)))
-    with pytest.raises(storage.SourceDataError) as err:
+    with pytest.raises(SourceDataError) as err:
         _ingest(spec)
     text = str(err.value)
     assert reason in text and "1 malformed row(s) of 20" in text and "t/x.csv" in text
     assert "max_rejected_share" in text and "Fix the file" in text
-    assert isinstance(err.value, storage.SourceDataError) and not isinstance(
-        err.value, storage.SourceNotReady
-    )
+    assert isinstance(err.value, SourceDataError) and not isinstance(err.value, SourceNotReady)
 
 
 def test_a_truncated_last_line_is_named_truncated(local_dir):
     text = HEADER + "".join(GOOD) + "21,2026-01-"  # the writer was cut off; no newline at the end
-    with pytest.raises(storage.SourceDataError, match=r"line 22: truncated \(2 of 4 fields\)"):
+    with pytest.raises(SourceDataError, match=r"line 22: truncated \(2 of 4 fields\)"):
         _ingest(_spec(_land("x.csv", text)))
 
 
@@ -81,7 +80,7 @@ def test_the_message_lists_the_first_five_lines_and_the_share(local_dir):
         rows[n - 2] = f"{n},2026-01-02,abc,c1\n"
     for n in (5, 12, 18):
         rows[n - 2] = f"{n},2026-01-02,1,c1,x\n"
-    with pytest.raises(storage.SourceDataError) as err:
+    with pytest.raises(SourceDataError) as err:
         _ingest(_spec(_land("x.csv", HEADER + "".join(rows)), share=0.1))
     text = str(err.value)
     assert "6 malformed row(s) of 20 (30.00%" in text and "max_rejected_share is 0.1" in text
@@ -117,7 +116,7 @@ def test_a_clean_file_has_no_rejected_partition(local_dir):
 
 def test_a_quoted_field_with_a_newline_is_not_malformed(local_dir):
     text = HEADER + '1,2026-01-02,1.5,"two\nlines"\n' + "".join(GOOD[1:]) + "21,2026-01-03,n/a,c1\n"
-    with pytest.raises(storage.SourceDataError, match=r"line 23: column 'amount'"):  # lines stay right
+    with pytest.raises(SourceDataError, match=r"line 23: column 'amount'"):  # lines stay right
         _ingest(_spec(_land("x.csv", text)))
     ok = _ingest(_spec(_land("y.csv", HEADER + '1,2026-01-02,1.5,"two\nlines"\n2,2026-01-03,2,c1\n')))
     assert storage.read_frame(ok["uri"])["city"].tolist() == ["two\nlines", "c1"]
@@ -138,14 +137,14 @@ def test_a_fully_empty_column_and_text_nulls_are_read_as_they_are(local_dir):
     ],
 )
 def test_an_empty_or_header_only_file_is_not_ready_naming_the_file(local_dir, content, message):
-    with pytest.raises(storage.SourceNotReady, match=message):
+    with pytest.raises(SourceNotReady, match=message):
         _ingest(_spec(_land("x.csv", content)))
 
 
 def test_an_empty_days_file_in_files_mode_is_not_ready(local_dir):
     _land("d_2026-01-31.csv", b"")
     spec = _spec("${MLOPS_LANDING}/t/d_{ds}.csv", mode="files")
-    with pytest.raises(storage.SourceNotReady, match=r"t/d_2026-01-31\.csv is empty \(0 bytes\)"):
+    with pytest.raises(SourceNotReady, match=r"t/d_2026-01-31\.csv is empty \(0 bytes\)"):
         _ingest(spec)
 
 
@@ -153,20 +152,20 @@ def test_an_empty_days_file_in_files_mode_is_not_ready(local_dir):
 def test_garbage_as_parquet_names_the_file(local_dir, mode):
     uri = _land("x.parquet", b"this is not parquet at all, just text\n" * 10)
     part = {"column": "event_date"} if mode == "column" else {}
-    with pytest.raises(storage.SourceDataError, match=r"t/x\.parquet is not a parquet file.*ArrowInvalid"):
+    with pytest.raises(SourceDataError, match=r"t/x\.parquet is not a parquet file.*ArrowInvalid"):
         _ingest(_spec(uri, fmt="parquet", mode=mode, **part))
-    with pytest.raises(storage.SourceNotReady, match=r"t/e\.parquet is empty \(0 bytes\)"):
+    with pytest.raises(SourceNotReady, match=r"t/e\.parquet is empty \(0 bytes\)"):
         _ingest(_spec(_land("e.parquet", b""), fmt="parquet", mode=mode, **part))
 
 
 def test_column_mode_counts_malformed_rows_of_the_window_only(local_dir, monkeypatch):
-    monkeypatch.setattr(storage, "CSV_CHUNK_ROWS", 5)  # the schema holds across chunks
+    monkeypatch.setattr(source_files, "CSV_CHUNK_ROWS", 5)  # the schema holds across chunks
     rows = list(GOOD)
     rows[4 - 2] = "3,2026-01-03,n/a,c2\n"  # outside the 25-day window: not this run's row
     rows[20 - 2] = "19,2026-01-30,n/a,c1\n"  # inside it
     uri = _land("x.csv", HEADER + "".join(rows))
     spec = _spec(uri, mode="column", column="event_date", lookback_days=25)
-    with pytest.raises(storage.SourceDataError) as err:
+    with pytest.raises(SourceDataError) as err:
         _ingest(spec)
     assert "line 20: column 'amount' = 'n/a'" in str(err.value) and "line 4:" not in str(err.value)
     assert "1 malformed row(s) of 15" in str(err.value)
@@ -175,38 +174,38 @@ def test_column_mode_counts_malformed_rows_of_the_window_only(local_dir, monkeyp
 
 
 def test_the_schema_is_decided_on_the_first_chunk(local_dir, monkeypatch):
-    monkeypatch.setattr(storage, "CSV_CHUNK_ROWS", 5)
+    monkeypatch.setattr(source_files, "CSV_CHUNK_ROWS", 5)
     rows = list(GOOD)
     rows[15 - 2] = "14,2026-01-15,abc,c2\n"  # a later chunk: amount is numeric already
-    with pytest.raises(storage.SourceDataError, match="line 15: column 'amount' = 'abc' is not a number"):
+    with pytest.raises(SourceDataError, match="line 15: column 'amount' = 'abc' is not a number"):
         _ingest(_spec(_land("x.csv", HEADER + "".join(rows))))
 
 
 def test_read_source_keeps_returning_a_frame(local_dir):
     spec = _spec(_land("x.csv", _with(8, "7,2026-01-08,n/a,c1\n")), share=0.1)
-    frame = storage.read_source(spec.source, DS)
+    frame = sources.read_source(spec.source, DS)
     assert isinstance(frame, pd.DataFrame) and len(frame) == 19 and frame["amount"].notna().all()
-    rows, rejected = storage.read_source_strict(spec.source, DS)
+    rows, rejected = sources.read_source_strict(spec.source, DS)
     assert len(rows) == 19 and rejected.columns.tolist() == ["file", "line", "reason", "raw"]
 
 
 def test_columns_the_yaml_names_are_checked_against_the_header_at_ingest(landing):
     from mlops_core import lifecycle
     from mlops_core.base import settings
-    from mlops_core.data import storage
+    from mlops_core.data.errors import SourceDataError
     from tests.helpers import example_spec
 
     spec = example_spec(
         features={"id_columns": ["recordid"], "time_columns": ["event_date"]}, target="diagnosis"
     )
-    with pytest.raises(storage.SourceDataError) as err:
+    with pytest.raises(SourceDataError) as err:
         lifecycle.ingest(spec, "2026-01-31", settings.lake_root())
     text = str(err.value)
     assert "no column(s) recordid (features.id_columns)" in text and "'recordid' -> 'record_id'?" in text
     scoring = example_spec(target="label_not_in_scoring_data")
     # scoring and monitoring data have no target: only training ingest requires it
     assert lifecycle.ingest(scoring, "2026-01-31", settings.lake_root(), stage="batch")["rows"] > 0
-    with pytest.raises(storage.SourceDataError, match=r"label_not_in_scoring_data \(target\)"):
+    with pytest.raises(SourceDataError, match=r"label_not_in_scoring_data \(target\)"):
         lifecycle.ingest(scoring, "2026-01-31", settings.lake_root())
 
 
@@ -220,8 +219,8 @@ def _both(tmp_path: Path, text: str | bytes, columns=None, chunk_rows: int = 100
     path = tmp_path / "f.csv"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     fs = fsspec.filesystem("file")
-    fast = list(storage._csv_chunks_fast(fs, str(path), columns, chunk_rows))
-    strict = list(storage._csv_chunks(fs, str(path), columns, chunk_rows))
+    fast = list(csv_reader._csv_chunks_fast(fs, str(path), columns, chunk_rows))
+    strict = list(csv_reader._csv_chunks(fs, str(path), columns, chunk_rows))
     return fast, strict
 
 
@@ -292,19 +291,19 @@ def test_the_fast_path_leaves_every_irregular_file_to_the_strict_reader(tmp_path
 
     path = tmp_path / "f.csv"
     path.write_text(text)
-    with pytest.raises(storage._NotClean):
-        list(storage._csv_chunks_fast(fsspec.filesystem("file"), str(path), None, 1000))
+    with pytest.raises(csv_reader._NotClean):
+        list(csv_reader._csv_chunks_fast(fsspec.filesystem("file"), str(path), None, 1000))
 
 
 def test_ingest_of_a_clean_file_takes_the_fast_path_and_a_dirty_one_the_strict(local_dir, monkeypatch):
     calls = []
-    strict = storage._csv_chunks
+    strict = csv_reader._csv_chunks
 
     def counting(*args, **kwargs):
         calls.append("strict")
         return strict(*args, **kwargs)
 
-    monkeypatch.setattr(storage, "_csv_chunks", counting)
+    monkeypatch.setattr(source_files, "_csv_chunks", counting)
     _ingest(_spec(_land("clean.csv", HEADER + "".join(GOOD))))
     assert calls == []
     spec = _spec(_land("dirty.csv", _with(8, "7,2026-01-08,n/a,c1\n")), share=0.1)

@@ -18,7 +18,7 @@ from mlops_core.base import settings
 from mlops_core.clouds.aws import tuning as aws_tuning
 from mlops_core.clouds.azure import tuning as azure_tuning
 from mlops_core.clouds.gcp import tuning as gcp_tuning
-from mlops_core.data import storage
+from mlops_core.data import filesystems, storage
 from mlops_core.model import remote, training, tuning
 from mlops_core.runs import registry, tracking
 from mlops_core.spec import SpecError
@@ -238,7 +238,7 @@ def test_trials_report_to_their_platform_and_the_best_trains_the_challenger(
     )
     # the trials saw the training rows only: as many as train() fits on, never the holdout
     X, *_ = training.training_rows(spec, job.raw_uri, version=job.raw_version)
-    record = json.loads(storage.filesystem(job.folder)[0].cat_file(f"{job.folder}/trials/1.json"))
+    record = json.loads(filesystems.filesystem(job.folder)[0].cat_file(f"{job.folder}/trials/1.json"))
     assert record["n_rows"] == len(X)
 
     searched = {**found, "backend": "sagemaker", "tuning_job": "hpo-x", "raw_version": job.raw_version}
@@ -268,7 +268,7 @@ def test_a_trial_refuses_values_outside_the_space_and_writes_nothing(job: remote
     args = ["trial", job.folder, "--n_estimators=5000", "--min_samples_leaf=1", "--max_features=sqrt"]
     with pytest.raises(tuning.TrialInputError, match="n_estimators=5000 is outside its range"):
         tuning.main(args)
-    fs, base = storage.filesystem(job.folder)
+    fs, base = filesystems.filesystem(job.folder)
     assert not fs.exists(f"{base}/trials")
 
 
@@ -276,7 +276,7 @@ def test_a_trial_refuses_values_outside_the_space_and_writes_nothing(job: remote
 
 
 def _records(folder: str, *records: dict[str, Any]) -> None:
-    fs, base = storage.filesystem(folder)
+    fs, base = filesystems.filesystem(folder)
     fs.makedirs(f"{base}/trials", exist_ok=True)
     for r in records:
         fs.pipe(f"{base}/trials/{r['trial']}.json", json.dumps(r).encode())

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from mlops_core.data.storage import filesystem, join
+from mlops_core.data.filesystems import filesystem, join
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -5,7 +5,7 @@ A pipeline's ``source.dvc`` names the repository and the revision (tag, branch o
 revision once, resolves it to its full commit sha, and streams each file of the run's window
 from the DVC cache or the DVC remote into a temporary folder, checking it against the md5 its
 ``.dvc`` file records, so what is read is exactly what lineage names. The storage reader then
-reads those local files (:func:`mlops_core.data.storage.read_source_with_lineage`); the lake's
+reads those local files (:func:`mlops_core.data.sources.read_source_with_lineage`); the lake's
 manifest records ``{"dvc": {repo, rev, commit, remote, files: [{path, md5, size}]}}``.
 
 Trust: the repository must pass the cloud profile's source policy

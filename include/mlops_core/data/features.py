@@ -137,12 +137,12 @@ def _read_parquet(fs: Any, files: list[str], columns: list[str]) -> pd.DataFrame
 
 def _table_store(join: FeatureJoin, storage_options: Any) -> pd.DataFrame:
     """An offline table: one CSV file, one Parquet file, or a folder of Parquet files."""
-    from mlops_core.data import storage
+    from mlops_core.data import filesystems, sources
 
     assert join.table is not None
     columns = [*join.store_keys, join.store_time, *join.features]
     # expands it (once); a local table reached through a symbolic link is refused like a source
-    fs, base = storage.no_link(*storage.filesystem(join.table, storage_options))
+    fs, base = sources.no_link(*filesystems.filesystem(join.table, storage_options))
     if base.endswith(".csv"):
         import pandas as pd
 
@@ -212,6 +212,5 @@ def apply(
 
 def storage_redacted(uri: str | None) -> str:
     from mlops_core.base import settings
-    from mlops_core.data import storage
 
-    return settings.redact(storage.expand(uri or ""))
+    return settings.redact(settings.expand(uri or ""))

@@ -342,7 +342,8 @@ def validate_partition(
     Raises :class:`DataValidationFailed` (after saving the report) when any expectation fails or
     the partition breaks the champion's data contract (``monitor_validation`` only reports shifts).
     """
-    from mlops_core.data.storage import join, read_frame, write_partition
+    from mlops_core.data.filesystems import join
+    from mlops_core.data.storage import read_frame, write_partition
 
     df = read_frame(data_uri, storage_options=storage_options)
     report, result = run_suite(df, suite_for(spec, with_target=with_target), f"{spec.name}_{stage}")

@@ -170,12 +170,12 @@ def package_model(spec: PipelineSpec, version: str, root: str) -> str:
 
     import mlflow
 
-    from mlops_core.data import storage
+    from mlops_core.data import filesystems
     from mlops_core.runs import tracking
 
     tracking.configure()
-    dest = storage.join(root, spec.name, "models", f"v{version}")
-    fs, base = storage.filesystem(dest)
+    dest = filesystems.join(root, spec.name, "models", f"v{version}")
+    fs, base = filesystems.filesystem(dest)
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(
             mlflow.artifacts.download_artifacts(

@@ -32,7 +32,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from mlops_core.base import settings
-from mlops_core.data import storage
+from mlops_core.data import filesystems, storage
 from mlops_core.runs import registry
 
 if TYPE_CHECKING:
@@ -779,9 +779,9 @@ def publish(spec: PipelineSpec, version: str, lake_root: str | None = None) -> d
     log.info("model card of %s v%s: %s (version %d)", name, card.version, manifest.uri, manifest.version)
     return {
         "uri": manifest.uri,
-        "markdown_uri": storage.join(manifest.uri, MARKDOWN),
-        "html_uri": storage.join(manifest.uri, HTML),
-        "json_uri": storage.join(manifest.uri, JSON),
+        "markdown_uri": filesystems.join(manifest.uri, MARKDOWN),
+        "html_uri": filesystems.join(manifest.uri, HTML),
+        "json_uri": filesystems.join(manifest.uri, JSON),
         "manifest_version": manifest.version,
         "artifact_uri": f"runs:/{card.run_id}/{HTML}" if card.run_id else None,
     }

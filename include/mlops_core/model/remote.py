@@ -87,14 +87,14 @@ def prepare(
     search: dict[str, Any] | None = None,
 ) -> JobRequest:
     """Write the job folder (spec + request) and return the request. Idempotent per name."""
-    from mlops_core.data import storage
+    from mlops_core.data import filesystems
 
     name = job_name(spec.name, ds, try_number, run_key, kind)
-    folder = storage.join(lake_root, spec.name, "jobs", name)
+    folder = filesystems.join(lake_root, spec.name, "jobs", name)
     req = JobRequest(
         name, folder, raw_uri, lake_root, str(ds)[:10], dict(tags), dict(env or {}), raw_version, search
     )
-    fs, base = storage.filesystem(folder)
+    fs, base = filesystems.filesystem(folder)
     fs.makedirs(base, exist_ok=True)
     fs.pipe(f"{base}/spec.json", spec.model_dump_json().encode())
     fs.pipe(f"{base}/request.json", json.dumps(req.to_dict(), sort_keys=True).encode())
@@ -103,10 +103,10 @@ def prepare(
 
 def read_result(req: JobRequest | str) -> dict[str, Any]:
     """The training result the job wrote; an error that says where it looked when it is missing."""
-    from mlops_core.data import storage
+    from mlops_core.data import filesystems
 
     uri = req.result_uri if isinstance(req, JobRequest) else f"{req.rstrip('/')}/result.json"
-    fs, path = storage.filesystem(uri)
+    fs, path = filesystems.filesystem(uri)
     if not fs.exists(path):
         raise RemoteJobFailed(
             f"the training job finished but wrote no result at {uri}; see the job's logs on the platform"
@@ -129,10 +129,10 @@ def job_spec(folder: str) -> PipelineSpec:
     :raises JobFolderError: over the YAML size cap, not JSON, or a spec the YAML path refuses
         (``${VAR}`` names outside the allow-list included).
     """
-    from mlops_core.data import storage
+    from mlops_core.data import filesystems
     from mlops_core.spec import MAX_YAML_BYTES, SpecError, parse_spec
 
-    fs, base = storage.filesystem(folder)
+    fs, base = filesystems.filesystem(folder)
     where = f"{folder.rstrip('/')}/spec.json"
     blob = fs.cat_file(f"{base}/spec.json")
     if len(blob) > MAX_YAML_BYTES:
@@ -163,10 +163,11 @@ def job_request(folder: str, spec: PipelineSpec) -> JobRequest:
     """
     import posixpath
 
-    from mlops_core.data import storage
+    from mlops_core.base import settings
+    from mlops_core.data import filesystems
     from mlops_core.spec.estimators import check_params
 
-    fs, base = storage.filesystem(folder)
+    fs, base = filesystems.filesystem(folder)
     where = f"{folder.rstrip('/')}/request.json"
     try:
         raw = json.loads(fs.cat_file(f"{base}/request.json"))
@@ -174,7 +175,7 @@ def job_request(folder: str, spec: PipelineSpec) -> JobRequest:
     except (ValueError, TypeError, RecursionError) as err:
         raise JobFolderError(f"{where} is not a job request ({err}); prepare the job again") from None
     folder = folder.rstrip("/")
-    own = storage.join(str(req.lake_root), spec.name)  # as prepare() built the folder
+    own = filesystems.join(str(req.lake_root), spec.name)  # as prepare() built the folder
     if req.folder.rstrip("/") != folder or folder != f"{own}/jobs/{req.name}":
         raise JobFolderError(
             f"{where}: folder {req.folder!r}, lake_root {req.lake_root!r} and name {req.name!r} do not "
@@ -185,7 +186,7 @@ def job_request(folder: str, spec: PipelineSpec) -> JobRequest:
     normal = f"{head}{sep}{posixpath.normpath(rest)}" if sep else posixpath.normpath(uri)
     if "${" in uri or ".." in uri.split("/") or normal != uri.rstrip("/") or not normal.startswith(own + "/"):
         raise JobFolderError(
-            f"{where}: raw_uri {storage.redact(uri)!r} is outside the pipeline's own lake prefix {own}/; "
+            f"{where}: raw_uri {settings.redact(uri)!r} is outside the pipeline's own lake prefix {own}/; "
             "a job reads only its pipeline's partitions"
         )
     if not (isinstance(req.tags, dict) and all(isinstance(v, str) for v in req.tags.values())):
@@ -200,12 +201,12 @@ def job_request(folder: str, spec: PipelineSpec) -> JobRequest:
 
 def run(folder: str) -> dict[str, Any]:
     """What the job's container runs: train from the job folder and write ``result.json``."""
-    from mlops_core.data import storage
+    from mlops_core.data import filesystems
     from mlops_core.model.training import train
 
     spec = job_spec(folder)
     req = job_request(folder, spec)
-    fs, base = storage.filesystem(folder)
+    fs, base = filesystems.filesystem(folder)
     tags = {**req.tags, "mlops.training_backend_job": req.name}
     result = train(spec, req.raw_uri, req.lake_root, req.ds, tags, searched=req.search).to_dict()
     fs.pipe(f"{base}/result.json", json.dumps(result, sort_keys=True, default=str).encode())

@@ -203,7 +203,7 @@ def report(value: float, step: int) -> None:
 
 def run_trial(folder: str, raw: Mapping[str, Any]) -> dict[str, Any]:
     """Score one trial's params on the training rows of the job folder's partition; write its record."""
-    from mlops_core.data import storage
+    from mlops_core.data import filesystems
     from mlops_core.model import remote
     from mlops_core.model.search import NotFinite, cv_scores, folds
     from mlops_core.model.training import training_rows
@@ -211,7 +211,7 @@ def run_trial(folder: str, raw: Mapping[str, Any]) -> dict[str, Any]:
     spec = remote.job_spec(folder)
     params = decode(spec, raw)
     req = remote.job_request(folder, spec)  # checked: the raw partition is the pipeline's own
-    fs, base = storage.filesystem(folder)
+    fs, base = filesystems.filesystem(folder)
     X, y, numeric, categorical, pos = training_rows(spec, req.raw_uri, version=req.raw_version)
     ident = trial_id(params)
     record: dict[str, Any] = {"trial": ident, "params": params, "n_rows": len(X), "state": "COMPLETE"}
@@ -246,9 +246,9 @@ def collect(spec: PipelineSpec, folder: str) -> dict[str, Any]:
     Each record's params are decoded again (a record is only trusted as far as the search space
     goes). Ties go to the smaller trial id, so the choice does not depend on listing order.
     """
-    from mlops_core.data import storage
+    from mlops_core.data import filesystems
 
-    fs, base = storage.filesystem(folder)
+    fs, base = filesystems.filesystem(folder)
     paths = sorted(fs.glob(f"{base}/trials/*.json")) if fs.exists(f"{base}/trials") else []
     trials: list[dict[str, Any]] = []
     for path in paths:

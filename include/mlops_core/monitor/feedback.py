@@ -23,7 +23,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from mlops_core.data import storage
+from mlops_core.base import settings
+from mlops_core.data import filesystems, sources, storage
+from mlops_core.data.errors import SourceDataError, SourceNotReady
 from mlops_core.runs import registry
 
 if TYPE_CHECKING:
@@ -132,14 +134,14 @@ def read_labels(spec: PipelineSpec, ds: str, storage_options: dict[str, Any] | N
     label = fb.label_column or spec.target
     wanted = [*fb.key_columns, label]
     try:
-        frame, _ = storage.read_source_strict(labels_source(fb), ds, storage_options, columns=None)
-    except storage.SourceNotReady as why:
+        frame, _ = sources.read_source_strict(labels_source(fb), ds, storage_options, columns=None)
+    except SourceNotReady as why:
         log.info("%s: no labels yet (%s)", spec.name, why)
         return pd.DataFrame(columns=[*fb.key_columns, "label"])
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
-        raise storage.SourceDataError(
-            f"feedback source {storage.redact(storage.expand(fb.uri))} has no column(s) {missing}; "
+        raise SourceDataError(
+            f"feedback source {settings.redact(settings.expand(fb.uri))} has no column(s) {missing}; "
             f"its header has {list(frame.columns)[:30]}. Fix feedback.key_columns / label_column or the file"
         )
     frame = frame[wanted].rename(columns={label: "label"})
@@ -337,7 +339,7 @@ def evaluate_day(spec: PipelineSpec, lake_root: str, ds: str) -> DayPerformance:
     keys = list(fb.key_columns)
     missing = [k for k in keys if k not in predictions.columns]
     if missing:
-        raise storage.SourceDataError(
+        raise SourceDataError(
             f"the predictions of {target_day} have no column(s) {missing} (feedback.key_columns); they carry "
             f"{[c for c in predictions.columns if not c.startswith('proba_')][:20]}: use the id columns, or "
             "row_key when the data has no id column"
@@ -363,7 +365,9 @@ def evaluate_day(spec: PipelineSpec, lake_root: str, ds: str) -> DayPerformance:
         day.orphan_share = round(day.orphan_labels / len(labels), 6)
     if not len(labels):
         day.status = "no_labels"
-        day.reasons.append(f"no labels have arrived by {ds[:10]} ({storage.redact(storage.expand(fb.uri))})")
+        day.reasons.append(
+            f"no labels have arrived by {ds[:10]} ({settings.redact(settings.expand(fb.uri))})"
+        )
         return day
     if not day.rows:
         day.status = "no_labels"
@@ -413,7 +417,7 @@ def _orphans(spec: PipelineSpec, lake_root: str, ds: str, labels: pd.DataFrame) 
         else fb.partition.lookback_days + fb.delay_days + spec.monitoring.window_days
     )
     start = (end - timedelta(days=horizon)).isoformat()
-    fs, root = storage.filesystem(storage.join(lake_root, spec.name, PREDICTIONS))
+    fs, root = filesystems.filesystem(filesystems.join(lake_root, spec.name, PREDICTIONS))
     days = []
     if fs.exists(root):
         for path in fs.ls(root, detail=False):
@@ -469,7 +473,7 @@ def record(spec: PipelineSpec, lake_root: str, day: DayPerformance) -> str:
 
 def history(spec: PipelineSpec, lake_root: str) -> list[dict[str, Any]]:
     """Every recorded prediction day (its newest version), oldest first."""
-    fs, root = storage.filesystem(storage.join(lake_root, spec.name, HISTORY))
+    fs, root = filesystems.filesystem(filesystems.join(lake_root, spec.name, HISTORY))
     days: list[dict[str, Any]] = []
     if not fs.exists(root):
         return days
@@ -478,7 +482,9 @@ def history(spec: PipelineSpec, lake_root: str) -> list[dict[str, Any]]:
         if not name.startswith("ds="):
             continue
         try:
-            days.append(dict(storage.read_manifest(storage.join(lake_root, spec.name, HISTORY, name)).extra))
+            days.append(
+                dict(storage.read_manifest(filesystems.join(lake_root, spec.name, HISTORY, name)).extra)
+            )
         except FileNotFoundError:
             continue
     return days

@@ -21,7 +21,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mlops_core.base import settings
-from mlops_core.data import storage
+from mlops_core.data import filesystems, storage
 from mlops_core.model.baseline import (  # noqa: F401 (monitoring's names for them)
     BASELINE_ARTIFACT,
     _columns,
@@ -58,8 +58,8 @@ def reference_uri(spec: PipelineSpec) -> str:
     if ref != "champion_training":
         import posixpath
 
-        own = storage.join(settings.lake_root(), spec.name) + "/"
-        uri = storage.expand(ref)
+        own = filesystems.join(settings.lake_root(), spec.name) + "/"
+        uri = settings.expand(ref)
         head, sep, rest = uri.partition("://")
         normal = f"{head}{sep}{posixpath.normpath(rest)}" if sep else posixpath.normpath(uri)
         if not normal.startswith(own):
@@ -82,7 +82,7 @@ def champion_reference(spec: PipelineSpec, version: str) -> tuple[str, int | Non
 
     A rewrite of that day's partition after training (a re-run, a backfill) publishes a new
     version; monitoring keeps comparing against what the champion really saw (readable for the
-    lake's retention period, see :func:`mlops_core.data.storage.collect_garbage`).
+    lake's retention period, see :func:`mlops_core.data.collector.collect_garbage`).
     """
     mv = registry.client().get_model_version(spec.registered_model_name, version)
     tags = registry.client().get_run(str(mv.run_id)).data.tags
@@ -331,8 +331,8 @@ def check(
     )
     return {
         **summary,
-        "report_uri": storage.join(written.uri, "report.html") if html is not None else None,
-        "verdicts_uri": storage.join(written.uri, "drift.json"),
+        "report_uri": filesystems.join(written.uri, "report.html") if html is not None else None,
+        "verdicts_uri": filesystems.join(written.uri, "drift.json"),
         "history_uri": history.uri,
         "mlflow_run_id": run_id,
     }
@@ -342,7 +342,7 @@ def history(spec: PipelineSpec, lake_root: str) -> pd.DataFrame:
     """One row per monitored day (ds, drift_share, n_drifted, n_columns, rows, run_type), oldest first."""
     import pandas as pd
 
-    fs, root = storage.filesystem(storage.join(lake_root, spec.name, HISTORY))
+    fs, root = filesystems.filesystem(filesystems.join(lake_root, spec.name, HISTORY))
     days = []
     if fs.exists(root):
         for path in sorted(fs.ls(root, detail=False)):
@@ -350,7 +350,7 @@ def history(spec: PipelineSpec, lake_root: str) -> pd.DataFrame:
             if not name.startswith("ds="):
                 continue
             try:
-                extra = storage.read_manifest(storage.join(lake_root, spec.name, HISTORY, name)).extra
+                extra = storage.read_manifest(filesystems.join(lake_root, spec.name, HISTORY, name)).extra
             except FileNotFoundError:
                 continue  # an incomplete day is not history
             days.append({k: extra.get(k) for k in HISTORY_COLUMNS})

@@ -66,13 +66,6 @@ def connection_for(uri: str) -> str | None:
     return conns.get(f"{_scheme(uri)}://")
 
 
-def install() -> None:
-    """Route the core's URIs through ObjectStoragePath (idempotent; once per process is enough)."""
-    from mlops_core.data import storage
-
-    storage.set_resolver(_resolve)
-
-
 def profile_of(spec: PipelineSpec) -> CloudProfile:
     from mlops_core.spec import profiles as clouds
 
@@ -87,15 +80,16 @@ def cloud_context(spec: PipelineSpec, source_conn_id: str | None = None) -> Iter
     own folder only: lake writes always use the profile's connection, so a read-only partner
     connection never writes the lake.
     """
+    from mlops_core.data import filesystems
     from mlops_core.spec import profiles as clouds
 
-    install()
     profile = profile_of(spec)
     conns: dict[str, str | None] = {}
     for root in (profile.lake, profile.landing):
         conns[f"{_scheme(root)}://"] = profile.conn_id
         conns[_prefix(root)] = profile.conn_id
-    with clouds.using(profile):
+    # the core's URIs go through ObjectStoragePath (and the connections below) in this block only
+    with clouds.using(profile), filesystems.resolving(_resolve):
         from mlops_core.base.settings import expand
 
         source = expand(spec.source.uri.split("{ds}", 1)[0])  # files mode: the folder before {ds}

@@ -254,7 +254,7 @@ class ModelApprovalOperator(MlopsStep, ApprovalOperator):
 
     def _links(self, context: Context, version: str) -> str:
         from mlops_core.base import settings
-        from mlops_core.data import storage
+        from mlops_core.data import filesystems, storage
 
         trained, registered = self.trained or {}, self.registered or {}
         ds = self.partition(context)
@@ -266,7 +266,7 @@ class ModelApprovalOperator(MlopsStep, ApprovalOperator):
             lines.append(f"- MLflow run: <{tracking.rstrip('/')}/#/experiments/{md(exp)}/runs/{md(run_id)}>")
         elif run_id:
             lines.append(f"- MLflow run `{md(run_id)}` (`make mlflow-ui`)")
-        validation = storage.join(
+        validation = filesystems.join(
             storage.partition_uri(self.lake, self.spec.name, "validation", ds), "result.html"
         )
         lines.append(f"- validation report: `{md(settings.redact(validation))}`")

@@ -59,8 +59,8 @@ class IngestOperator(MlopsStep, BaseOperator):
 
     def _ingest(self, context: Context) -> dict[str, Any]:
         from mlops_core import lifecycle
+        from mlops_core.data.errors import SourceDataError, SourceNotReady
         from mlops_core.data.features import FeatureStoreError
-        from mlops_core.data.storage import SourceDataError, SourceNotReady
         from mlops_core.spec.profiles import CloudProfileError
 
         joins = self.spec.feature_store.joins if self.spec.feature_store else []

@@ -223,7 +223,7 @@ class PerformanceOperator(MlopsStep, BaseOperator):
     @in_cloud_profile
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_airflow.hooks.cloud import export_metrics
-        from mlops_core.data.storage import SourceDataError
+        from mlops_core.data.errors import SourceDataError
         from mlops_core.monitor import feedback, prometheus
         from mlops_core.spec.profiles import CloudProfileError
 

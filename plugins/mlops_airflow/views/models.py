@@ -376,7 +376,7 @@ def create_app() -> Any:
     def report(pipeline: str, path: str = Query(max_length=512), user: Any = Depends(get_user)) -> Response:
         from mlops_airflow.hooks.cloud import cloud_context
         from mlops_core.base import settings
-        from mlops_core.data import storage
+        from mlops_core.data import filesystems, storage
 
         spec = next((s for s in load_pipelines() if s.name == pipeline), None)
         if spec is None or not _allowed(user, spec):
@@ -387,7 +387,7 @@ def create_app() -> Any:
             raise HTTPException(status_code=400, detail=str(err)) from err
         with cloud_context(spec):
             try:  # the newest published version of that partition's file, digest checked
-                body = storage.read_file(storage.join(settings.lake_root(), spec.name, rel))
+                body = storage.read_file(filesystems.join(settings.lake_root(), spec.name, rel))
             except FileNotFoundError:
                 raise HTTPException(status_code=404, detail="no such report") from None
         headers = {

@@ -19,7 +19,7 @@ def offline_store(
 ) -> tuple[pd.DataFrame, FeatureJoin]:
     """A feature group's offline store: DescribeFeatureGroup names its S3 folder; every Parquet file
     under it (SageMaker partitions it by event time: ``year=/month=/day=/hour=``)."""
-    from mlops_core.data import storage
+    from mlops_core.data import filesystems
 
     if clients is None:
         raise FeatureStoreError(
@@ -41,7 +41,7 @@ def offline_store(
             f"feature join {join.name!r}: feature group {join.feature_group!r} has no offline store; "
             "enable it (OfflineStoreConfig) or join from an offline table"
         )
-    fs, base = storage.filesystem(uri, storage_options)
+    fs, base = filesystems.filesystem(uri, storage_options)
     files = _parquet_files(fs, base)
     if not files:
         raise FeatureStoreError(

@@ -45,7 +45,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from mlops_core.data import storage
+from mlops_core.data import filesystems
 from mlops_core.deploy import READY, UPDATING, Deployment, DeploymentFailed, EndpointTarget, package_model
 from mlops_core.runs import registry
 
@@ -334,7 +334,7 @@ class KServeTarget(EndpointTarget):
 
     def storage_uri(self, spec: PipelineSpec, version: str) -> str:
         """Where the storage initializer reads version ``version``: the lake's ``.../v<version>/model``."""
-        folder = storage.join(self.profile.lake, spec.name, "models", f"v{version}", "model")
+        folder = filesystems.join(self.profile.lake, spec.name, "models", f"v{version}", "model")
         return kserve_storage_uri(folder, self.profile.settings.get("storage_account"))
 
     def package(self, spec: PipelineSpec, version: str) -> str:
