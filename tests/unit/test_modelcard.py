@@ -310,7 +310,7 @@ STATS = [
 
 def _slice_report() -> dict[str, Any]:
     """The gate's slice report, built with the slices module's own classes (its real shape)."""
-    from mlops_core.model.slices import MetricGap, SliceReport, SliceStat
+    from mlops_core.model.slice_report import MetricGap, SliceReport, SliceStat
 
     return SliceReport(
         metrics=["recall"],

@@ -92,7 +92,7 @@ class GateDecision:
     forced: bool = False
     forced_by: str | None = None
     force_reason: str | None = None
-    # the slice report (mlops_core.model.slices.SliceReport.to_dict) as the gate judged it, with violations
+    # the slice report (mlops_core.model.slice_report.SliceReport.to_dict) as the gate judged it, with violations
     slices: dict[str, Any] | None = None
     # binary: the threshold on P(positive_class) the saved model applies (None: its own predict)
     threshold: float | None = None
@@ -120,7 +120,7 @@ class GateDecision:
             head += f"; decision threshold {threshold.describe(self.threshold, self.positive_class)}"
         lines = [head] + [f"  - {r}" for r in self.reasons]
         if self.slices:
-            from mlops_core.model.slices import describe
+            from mlops_core.model.slice_report import describe
 
             lines += [f"  {line}" for line in describe(self.slices)]
         changes = (self.contract_changes or {}).get("changes")
@@ -171,7 +171,7 @@ def _slice_reasons(
 
     The checks are re-run on the report's values against this spec, whatever lists it carries.
     """
-    from mlops_core.model import slices
+    from mlops_core.model import slice_report
 
     sl = spec.evaluation.slices
     if sl is None:
@@ -185,7 +185,7 @@ def _slice_reasons(
             ],
             None,
         )
-    judged = slices.check(slices.SliceReport.from_dict(report), sl)
+    judged = slice_report.check(slice_report.SliceReport.from_dict(report), sl)
     return not judged.violations, judged.violations + judged.notes, judged.to_dict()
 
 

@@ -598,7 +598,7 @@ def _interval_kinds(slices: dict[str, Any]) -> str:
 
 
 def _slices_section(slices: dict[str, Any]) -> _Section:
-    """The gate's slice report (:class:`mlops_core.model.slices.SliceReport`): per column a table of
+    """The gate's slice report (:class:`mlops_core.model.slice_report.SliceReport`): per column a table of
     slices, the gaps, then the violations and notes. A bare ``{column: [slices], violations}``
     renders too."""
     sec = _Section("Slices")
