@@ -205,7 +205,7 @@ def test_a_slice_with_few_positives_is_not_judged_on_recall_but_is_on_accuracy()
     assert "slice sex=R: 3 positive rows < min_positives 10, recall not judged" in report.notes
     assert report.violations == []
     assert report.interval_methods == {"recall": "wilson", "accuracy": "wilson"}
-    from mlops_core.model.modelcard import _slices_section
+    from mlops_core.model.modelcard_render import _slices_section
 
     card = _slices_section(report.to_dict())
     assert ("interval", "0.95 Wilson score (recall, accuracy)") in card.fields
