@@ -14,7 +14,7 @@ from datetime import date
 
 import pytest
 
-from mlops_core import lifecycle
+from mlops_core import lifecycle, rollout
 from mlops_core.base import settings
 from mlops_core.data import drift, storage
 from mlops_core.model.training import train
@@ -43,7 +43,7 @@ def champion(tmp_path_factory: pytest.TempPathFactory):
         trained = train(spec, raw, lake, TRAIN_DS, {}).to_dict()
         decision = lifecycle.gate(spec, lifecycle.evaluate(spec, trained, lake, TRAIN_DS), trained["run_id"])
         registered = lifecycle.register(spec, trained, decision.to_dict(), "test/run", {})
-        lifecycle.deploy(spec, str(registered["version"]))
+        rollout.deploy(spec, str(registered["version"]))
         assert registry.alias_version(spec.name, registry.CHAMPION) == "1"
         days = {}
         for day, shifted in ((STABLE, False), (DRIFTED, True)):

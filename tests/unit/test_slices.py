@@ -541,7 +541,7 @@ def _artifact(run_id, name):
 @pytest.fixture(scope="module")
 def lifecycle_runs(tmp_path_factory: pytest.TempPathFactory):
     """Run 1 (no champion, forced through the slice rejection, deployed) and run 2 (against it)."""
-    from mlops_core import lifecycle
+    from mlops_core import lifecycle, rollout
     from mlops_core.base import settings
     from mlops_core.model import training
     from mlops_dev import datasets
@@ -563,17 +563,17 @@ def lifecycle_runs(tmp_path_factory: pytest.TempPathFactory):
             runs.append((trained, evaluated, decision))
             if force:
                 registered = lifecycle.register(spec, trained, decision.to_dict(), key, {})
-                lifecycle.deploy(spec, str(registered["version"]))
+                rollout.deploy(spec, str(registered["version"]))
         yield spec, lake, runs
 
 
 def test_slice_only_columns_are_not_model_features(lifecycle_runs):
-    from mlops_core.runs import registry
+    from mlops_core.runs import run_artifacts
 
     spec, _, runs = lifecycle_runs
     trained = runs[0][0]
     assert sorted(trained["numeric"] + trained["categorical"]) == ["x1", "x2", "x3"]
-    model = registry.load_trained(trained["model_uri"], trained["run_id"])
+    model = run_artifacts.load_trained(trained["model_uri"], trained["run_id"])
     assert list(model.named_steps["preprocess"].feature_names_in_) == ["x1", "x2", "x3"]
     features = _artifact(trained["run_id"], "features.json")
     assert "sex" not in json.dumps(features) and "age" not in json.dumps(features)

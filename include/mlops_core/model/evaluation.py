@@ -189,29 +189,20 @@ def _slice_reasons(
     return not judged.violations, judged.violations + judged.notes, judged.to_dict()
 
 
-def decide(
+def _champion_reasons(
     spec: PipelineSpec,
     challenger: dict[str, float],
     champion: dict[str, float] | None,
     boot: Bootstrap | None,
-    *,
-    champion_version: str | None = None,
-    champion_error: str | None = None,
-    force: bool = False,
-    forced_by: str | None = None,
-    force_reason: str | None = None,
-    slices: dict[str, Any] | None = None,
-    threshold: float | None = None,
-    positive_class: Any = None,
-) -> GateDecision:
-    """Apply floors, then the bootstrap margin over the champion (none on the first run), then the
-    slice checks (``evaluation.slices``, on the slice report ``slices``), then the override."""
+    champion_version: str | None,
+    champion_error: str | None,
+) -> tuple[bool, list[str]]:
+    """(beats, reasons): the challenger against the champion by the paired bootstrap's lower bound;
+    no champion yet passes (floors only), a champion that could not score this holdout does not."""
     name = spec.evaluation.primary_metric
     margin = spec.evaluation.min_improvement
-    ok, reasons = _floor_reasons(spec, challenger)
-    finds, why = _positive_class_reasons(spec, challenger, positive_class)
-    ok &= finds
-    reasons += why
+    ok = True
+    reasons: list[str] = []
     if champion_error:
         ok = False
         reasons.append(
@@ -234,6 +225,34 @@ def decide(
             f"({boot.n_valid}/{boot.n_resamples} resamples); required lower bound > {margin:g}: "
             + ("met" if beats else "NOT met, the champion stays")
         )
+    return ok, reasons
+
+
+def decide(
+    spec: PipelineSpec,
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    boot: Bootstrap | None,
+    *,
+    champion_version: str | None = None,
+    champion_error: str | None = None,
+    force: bool = False,
+    forced_by: str | None = None,
+    force_reason: str | None = None,
+    slices: dict[str, Any] | None = None,
+    threshold: float | None = None,
+    positive_class: Any = None,
+) -> GateDecision:
+    """Apply floors, then the bootstrap margin over the champion (none on the first run), then the
+    slice checks (``evaluation.slices``, on the slice report ``slices``), then the override."""
+    name = spec.evaluation.primary_metric
+    ok, reasons = _floor_reasons(spec, challenger)
+    finds, why = _positive_class_reasons(spec, challenger, positive_class)
+    ok &= finds
+    reasons += why
+    beats, why = _champion_reasons(spec, challenger, champion, boot, champion_version, champion_error)
+    ok &= beats
+    reasons += why
     judged = None
     if spec.evaluation.slices is not None:
         passed, slice_reasons, judged = _slice_reasons(spec, slices)
