@@ -117,7 +117,7 @@ def write_world(spec: PipelineSpec, lake: str, landing: str, frame: pd.DataFrame
 
 def replay(spec: PipelineSpec, lake: str, days: int) -> list[dict[str, Any]]:
     """Each monitored day D in order: the performance step for T = D - delay, then the decay verdict."""
-    from mlops_core.monitor import feedback
+    from mlops_core.monitor import decay_policy, feedback
 
     assert spec.feedback is not None
     out = []
@@ -125,7 +125,7 @@ def replay(spec: PipelineSpec, lake: str, days: int) -> list[dict[str, Any]]:
         d = (START + timedelta(days=i)).isoformat()
         day = feedback.evaluate_day(spec, lake, d)
         feedback.record(spec, lake, day)
-        verdict = feedback.decide(spec, feedback.history(spec, lake), d)
+        verdict = decay_policy.decide(spec, feedback.history(spec, lake), d)
         out.append({**day.to_dict(), "fire": verdict.fire})
     return out
 

@@ -19,7 +19,7 @@ from mlops_core import lifecycle, rollout, scoring
 from mlops_core.base import settings
 from mlops_core.data import storage
 from mlops_core.model.training import train
-from mlops_core.monitor import drift_policy, feedback
+from mlops_core.monitor import decay_policy, drift_policy, feedback
 from mlops_core.runs import registry
 from mlops_dev import datasets
 from tests.helpers import example_spec
@@ -113,7 +113,7 @@ def test_no_labels_yet_is_recorded_not_judged_and_the_policy_says_why(fresh):
     day = _run(spec, lake, DAYS[0])
     assert day.status == "no_labels" and day.rows == 0 and not day.decayed
     assert "no labels have arrived" in day.reasons[0]
-    verdict = feedback.decide(
+    verdict = decay_policy.decide(
         spec, feedback.history(spec, lake), (DAYS[0] + timedelta(days=DELAY)).isoformat()
     )
     assert not verdict.fire and any("no labels" in r for r in verdict.reasons)
@@ -182,12 +182,12 @@ def test_decay_is_judged_on_the_interval_and_fires_after_n_days(fresh):
     assert len(first.reasons) == 2 and "wholly below the floor 0.95" in first.reasons[0]
     assert "wholly below the champion's holdout" in first.reasons[1]
     last_d = (DAYS[1] + timedelta(days=DELAY)).isoformat()
-    one = feedback.decide(spec, feedback.history(spec, lake), last_d)
+    one = decay_policy.decide(spec, feedback.history(spec, lake), last_d)
     assert not one.fire  # days: 2 and the day before was not evaluated as decayed
     second = _run(spec, lake, DAYS[2])
     assert second.decayed
     d = (DAYS[2] + timedelta(days=DELAY)).isoformat()
-    verdict = feedback.decide(spec, feedback.history(spec, lake), d)
+    verdict = decay_policy.decide(spec, feedback.history(spec, lake), d)
     assert verdict.fire and verdict.evidence["days"] == [DAYS[2].isoformat(), DAYS[1].isoformat()]
     assert verdict.evidence["value"] == second.value and verdict.evidence["metric"] == "roc_auc"
 
@@ -212,7 +212,7 @@ def test_the_policy_fires_on_performance_with_the_cooldown_holding_both(fresh):
     spec, lake, landing, truth = fresh
     assert all(day.decayed for day in _decayed_days(spec, lake, landing, truth))
     d = (DAYS[2] + timedelta(days=DELAY)).isoformat()
-    verdict = feedback.decide(spec, feedback.history(spec, lake), d)
+    verdict = decay_policy.decide(spec, feedback.history(spec, lake), d)
     assert verdict.fire
     stable = pd.DataFrame(
         [{"ds": d, "drift_share": 0.0, "n_drifted": 0, "n_columns": 30, "rows": 200, "run_type": "scheduled"}]

@@ -99,7 +99,7 @@ def decide(
     last_promotion: date | None = None,
 ) -> PolicyDecision:
     """Apply the policy for day ``ds`` (pure: no I/O): the drift streak OR the decay verdict
-    (:class:`mlops_core.monitor.feedback.DecayVerdict`, when the pipeline has ``feedback``), then the
+    (:class:`mlops_core.monitor.decay_policy.DecayVerdict`, when the pipeline has ``feedback``), then the
     cooldown and the backfill rule, which hold both.
 
     The cooldown counts from ``last_promotion`` (the current champion's training day) with

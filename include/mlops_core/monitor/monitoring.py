@@ -264,11 +264,11 @@ def _report_files(
     wanted: bool,
 ) -> tuple[str | None, dict[str, bytes]]:
     """The Evidently report (HTML and its JSON snapshot) when ``wanted``; else none, said in the log."""
-    from mlops_core.data import drift
+    from mlops_core.data import drift_report
 
     m = spec.monitoring
     if wanted:
-        html, snapshot = drift.evidently_report(reference, current, result, sample_size=m.sample_size)
+        html, snapshot = drift_report.evidently_report(reference, current, result, sample_size=m.sample_size)
         return html, {"report.html": html.encode(), "report.json": json.dumps(snapshot, default=str).encode()}
     log.info(
         "%s ds=%s: no Evidently report (monitoring.report is %r and the day did not drift); "
@@ -457,9 +457,9 @@ def policy(spec: PipelineSpec, lake_root: str, ds: str, *, is_backfill: bool) ->
     """The policy on the stored drift (and performance) history and the last training date."""
     decay = None
     if spec.feedback is not None:
-        from mlops_core.monitor import feedback
+        from mlops_core.monitor import decay_policy, feedback
 
-        decay = feedback.decide(spec, feedback.history(spec, lake_root), ds)
+        decay = decay_policy.decide(spec, feedback.history(spec, lake_root), ds)
     return decide(
         spec.monitoring,
         history(spec, lake_root),
