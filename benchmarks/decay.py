@@ -6,7 +6,7 @@ The table: ``days`` days of about ``rows`` rows each (Poisson), one row per ``re
 ``sd_stable`` for the first ``stable_days`` days, then the residual grows linearly to ``sd_end``
 by the last day (about 2.7x worse, as in issue #30). Labels arrive ``delay_days`` after their
 day (``label_date``). The monitoring window is 7 days, so each monitored day's predictions hold
-7 days of rows, each tagged with its own ``prediction_ds`` as ``lifecycle.batch_score`` does.
+7 days of rows, each tagged with its own ``prediction_ds`` as ``scoring.batch_score`` does.
 
 Replayed with ``feedback.decay`` on its defaults (reference ``realized``: the champion's first 7
 evaluated days; ``max_drop`` 0.05; ``days`` 2; ``min_rows`` 20) and, for comparison, with
@@ -98,7 +98,7 @@ def spec_for(**decay: Any) -> PipelineSpec:
 
 def write_world(spec: PipelineSpec, lake: str, landing: str, frame: pd.DataFrame) -> None:
     """``monitor_predictions/ds=D`` for every day (the 7-day window's rows, each with its
-    ``prediction_ds``, as ``lifecycle.batch_score`` writes them) and the labels CSV."""
+    ``prediction_ds``, as ``scoring.batch_score`` writes them) and the labels CSV."""
     from mlops_core.data import filesystems, storage
 
     window = spec.monitoring.window_days
@@ -117,7 +117,7 @@ def write_world(spec: PipelineSpec, lake: str, landing: str, frame: pd.DataFrame
 
 def replay(spec: PipelineSpec, lake: str, days: int) -> list[dict[str, Any]]:
     """Each monitored day D in order: the performance step for T = D - delay, then the decay verdict."""
-    from mlops_core.monitor import feedback
+    from mlops_core.monitor import decay_policy, feedback
 
     assert spec.feedback is not None
     out = []
@@ -125,7 +125,7 @@ def replay(spec: PipelineSpec, lake: str, days: int) -> list[dict[str, Any]]:
         d = (START + timedelta(days=i)).isoformat()
         day = feedback.evaluate_day(spec, lake, d)
         feedback.record(spec, lake, day)
-        verdict = feedback.decide(spec, feedback.history(spec, lake), d)
+        verdict = decay_policy.decide(spec, feedback.history(spec, lake), d)
         out.append({**day.to_dict(), "fire": verdict.fire})
     return out
 

@@ -8,7 +8,7 @@ Measured side by side, like for like:
 
 - the engine on its bounded sample (10,000 rows per side);
 - the drift_check step on a report day: the engine + the Evidently report it renders on the same
-  sample (:func:`mlops_core.data.drift.evidently_report`, HTML + snapshot JSON);
+  sample (:func:`mlops_core.data.drift_report.evidently_report`, HTML + snapshot JSON);
 - Evidently's ``DataDriftPreset`` on the same bounded sample (what the engine's sampling buys is
   then visible apart from what the engine's own code costs);
 - Evidently's ``Report([DataDriftPreset()]).run(current, reference)`` on the full frames.
@@ -65,7 +65,8 @@ def engine(ref, cur):
 
 def step(ref, cur):
     """What drift_check computes on a report day: the verdicts, then the Evidently report on the same sample."""
-    from mlops_core.data.drift import compute_drift, evidently_report
+    from mlops_core.data.drift import compute_drift
+    from mlops_core.data.drift_report import evidently_report
 
     start = time.perf_counter()
     res = compute_drift(ref, cur, NUMERIC, CATEGORICAL, sample_size=10_000, seed=0)

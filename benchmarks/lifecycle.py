@@ -303,14 +303,14 @@ def _training_steps(spec: Any) -> list[tuple[str, Any]]:
         box["registered"] = lifecycle.register(spec, box["trained"], box["decision"], "bench/c", {})
 
     def deploy() -> None:
-        from mlops_core import lifecycle
+        from mlops_core import rollout
 
-        box["deployment"] = lifecycle.deploy(spec, str(box["registered"]["version"]))
+        box["deployment"] = rollout.deploy(spec, str(box["registered"]["version"]))
 
     def smoke_test() -> None:
-        from mlops_core import lifecycle
+        from mlops_core import rollout
 
-        lifecycle.smoke_test(
+        rollout.smoke_test(
             spec, box["deployment"], box["trained"]["holdout_uri"], box["evaluated"]["predictions_uri"]
         )
 
@@ -336,10 +336,10 @@ def _monitoring_steps(spec: Any) -> list[tuple[str, Any]]:
         )
 
     def score() -> None:
-        from mlops_core import lifecycle
+        from mlops_core import scoring
         from mlops_core.base import settings
 
-        lifecycle.batch_score(spec, box["data"]["uri"], settings.lake_root(), ds, stage="monitor_predictions")
+        scoring.batch_score(spec, box["data"]["uri"], settings.lake_root(), ds, stage="monitor_predictions")
 
     def drift_check() -> None:
         from mlops_core.base import settings

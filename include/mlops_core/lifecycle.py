@@ -2,6 +2,9 @@
 
 Every step reads its inputs by URI and returns a small JSON-able dict (URIs, ids, metrics), never
 data. Outputs are keyed by (pipeline, logical date) so a re-run overwrites, never duplicates.
+Here: ingest, evaluate, gate, register and what the registry says of them; the release steps
+(deploy, smoke test, promote, rollback) are in :mod:`mlops_core.rollout`, batch scoring in
+:mod:`mlops_core.scoring`.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from mlops_core.base import settings
 from mlops_core.data import sources, storage
 from mlops_core.data.errors import SourceDataError
 from mlops_core.model.evaluation import Bootstrap, GateDecision
-from mlops_core.runs import registry, release
+from mlops_core.runs import registry, release, run_artifacts
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlops_core.deploy import DeploymentTarget
+    from mlops_core.model.metrics import Scored
+    from mlops_core.model.slice_report import SliceReport
     from mlops_core.spec import PipelineSpec
     from mlops_core.spec.profiles import ClientFactory
 
@@ -102,32 +106,50 @@ def ingest(
     )
     result = {"uri": manifest.uri, "rows": manifest.rows, "sha256": manifest.sha256, "rejected_rows": 0}
     if "dvc" in lineage:  # XCom gets the summary; the manifest has every file
-        dvc, files = lineage["dvc"], lineage["dvc"]["files"]
-        result["dvc"] = {k: dvc[k] for k in ("repo", "rev", "commit", "remote")} | (
-            {"md5": files[0]["md5"]} if len(files) == 1 else {"files": len(files)}
-        )
+        result["dvc"] = _dvc_summary(lineage["dvc"])
     if len(rejected):
-        # malformed rows within source.max_rejected_share: quarantined as their text, never coerced
-        quarantine = storage.write_partition(
-            {"data": rejected.astype({"line": "int64"})},
-            lake_root,
-            spec.name,
-            "rejected",
-            ds,
-            extra={"source_uri": source_uri, "raw_uri": manifest.uri, **lineage},
-            storage_options=lake_options,
-        )
-        log.warning(
-            "quarantined %d malformed row(s) of %s (within source.max_rejected_share %g) into %s; first: line %d: %s",
-            len(rejected),
-            source_uri,
-            spec.source.max_rejected_share,
-            quarantine.uri,
-            int(rejected["line"].iloc[0]),
-            rejected["reason"].iloc[0],
-        )
-        result |= {"rejected_rows": len(rejected), "rejected_uri": quarantine.uri}
+        result |= _quarantine(spec, rejected, lake_root, ds, source_uri, manifest.uri, lineage, lake_options)
     return result
+
+
+def _dvc_summary(dvc: dict[str, Any]) -> dict[str, Any]:
+    """A DVC source's lineage for XCom: repository, revision, commit, remote, and the md5 of one file."""
+    files = dvc["files"]
+    return {k: dvc[k] for k in ("repo", "rev", "commit", "remote")} | (
+        {"md5": files[0]["md5"]} if len(files) == 1 else {"files": len(files)}
+    )
+
+
+def _quarantine(
+    spec: PipelineSpec,
+    rejected: pd.DataFrame,
+    lake_root: str,
+    ds: str,
+    source_uri: str,
+    raw_uri: str,
+    lineage: dict[str, Any],
+    lake_options: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Malformed rows within source.max_rejected_share: quarantined as their text, never coerced."""
+    quarantine = storage.write_partition(
+        {"data": rejected.astype({"line": "int64"})},
+        lake_root,
+        spec.name,
+        "rejected",
+        ds,
+        extra={"source_uri": source_uri, "raw_uri": raw_uri, **lineage},
+        storage_options=lake_options,
+    )
+    log.warning(
+        "quarantined %d malformed row(s) of %s (within source.max_rejected_share %g) into %s; first: line %d: %s",
+        len(rejected),
+        source_uri,
+        spec.source.max_rejected_share,
+        quarantine.uri,
+        int(rejected["line"].iloc[0]),
+        rejected["reason"].iloc[0],
+    )
+    return {"rejected_rows": len(rejected), "rejected_uri": quarantine.uri}
 
 
 def _clean(values: dict[str, float]) -> dict[str, float]:
@@ -144,7 +166,7 @@ def _load_champion(spec: PipelineSpec) -> tuple[Any, str | None]:
     version = registry.alias_version(spec.registered_model_name, registry.CHAMPION)
     if version is None:
         return None, None
-    return registry.load_verified(
+    return run_artifacts.load_verified(
         spec.registered_model_name, version, allow_pickle=spec.model.allow_pickle
     ), version
 
@@ -155,7 +177,6 @@ def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: st
     With ``evaluation.slices``, also the slice report (``slices`` in the result, ``slices.json`` and
     ``slice.<slice>.<metric>`` metrics on the run) that the gate judges.
     """
-    import mlflow
     import pandas as pd
 
     from mlops_core.model import evaluation, threshold
@@ -170,34 +191,18 @@ def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: st
     X, y = hold.drop(columns=[spec.target]), hold[spec.target].to_numpy()
     pos = trained.get("positive_class")
     # only the model the training run recorded (id, digest), with the types the package allows
-    model = registry.load_trained(
+    model = run_artifacts.load_trained(
         trained["model_uri"], trained["run_id"], allow_pickle=spec.model.allow_pickle
     )
     challenger = evaluation.score(model, X, spec.problem_type, pos)
     chall_metrics = evaluation.all_metrics(spec, y, challenger, pos)
     champ_model, champ_version = _load_champion(spec)
-    champ_metrics, boot, champ_error, champion = None, None, None, None
     frames = {"predictions": pd.DataFrame({"prediction": challenger.pred})}
+    champ_metrics, boot, champ_error, champion = None, None, None, None
     if champ_model is not None:
-        try:
-            champion = evaluation.score(champ_model, X, spec.problem_type, pos)
-        except Exception as err:  # a champion trained on another schema cannot score these rows
-            champ_error = f"{type(err).__name__}: {err}"[:300]
-        else:
-            champ_metrics = evaluation.all_metrics(spec, y, champion, pos)
-            b = spec.evaluation.bootstrap
-            boot = evaluation.paired_bootstrap(
-                spec.evaluation.primary_metric,
-                spec.problem_type,
-                y,
-                challenger,
-                champion,
-                positive=pos,
-                n_resamples=b.n_resamples,
-                confidence=b.confidence,
-                seed=b.seed,
-            )
-            frames["champion_predictions"] = pd.DataFrame({"prediction": champion.pred})
+        champ_metrics, boot, champ_error, champion = _score_champion(spec, champ_model, X, y, challenger, pos)
+    if champion is not None:
+        frames["champion_predictions"] = pd.DataFrame({"prediction": champion.pred})
     report = None
     if spec.evaluation.slices is not None:  # the champion's slices beside the challenger's, for comparison
         report = slices.compute(
@@ -207,19 +212,7 @@ def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: st
     manifest = storage.write_partition(
         frames, lake_root, spec.name, "evaluation", ds, extra={"run_id": trained["run_id"]}
     )
-    with mlflow.start_run(run_id=trained["run_id"]):
-        mlflow.log_metrics({f"holdout_{k}": v for k, v in chall_metrics.items() if not math.isnan(v)})
-        if champ_metrics:
-            mlflow.log_metrics(
-                {f"champion_holdout_{k}": v for k, v in champ_metrics.items() if not math.isnan(v)}
-            )
-        if boot:
-            mlflow.log_metrics(
-                {"improvement": boot.delta, "improvement_ci_low": boot.low, "improvement_ci_high": boot.high}
-            )
-        if report is not None:
-            mlflow.log_metrics(report.mlflow_metrics())
-            mlflow.log_dict(report.to_dict(), "slices.json")
+    _log_evaluation(trained["run_id"], chall_metrics, champ_metrics, boot, report)
     changes = _contract_changes(spec, trained["run_id"], champ_version)
     result = {
         # what the saved model applies, read off the loaded object (the gate log shows it)
@@ -238,28 +231,56 @@ def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: st
     return result
 
 
-def _run_contract(run_id: str | None) -> dict[str, Any] | None:
-    """A training run's ``contract.json`` (None when it has none); registry errors raise."""
+def _score_champion(
+    spec: PipelineSpec, model: Any, X: pd.DataFrame, y: Any, challenger: Scored, pos: Any
+) -> tuple[dict[str, float] | None, Bootstrap | None, str | None, Scored | None]:
+    """(metrics, paired bootstrap against the challenger, error, scores) of the champion on the holdout;
+    a champion trained on another schema cannot score these rows: its error, and nothing else."""
+    from mlops_core.model import evaluation
+
+    try:
+        champion = evaluation.score(model, X, spec.problem_type, pos)
+    except Exception as err:  # a champion trained on another schema cannot score these rows
+        return None, None, f"{type(err).__name__}: {err}"[:300], None
+    champ_metrics = evaluation.all_metrics(spec, y, champion, pos)
+    b = spec.evaluation.bootstrap
+    boot = evaluation.paired_bootstrap(
+        spec.evaluation.primary_metric,
+        spec.problem_type,
+        y,
+        challenger,
+        champion,
+        positive=pos,
+        n_resamples=b.n_resamples,
+        confidence=b.confidence,
+        seed=b.seed,
+    )
+    return champ_metrics, boot, None, champion
+
+
+def _log_evaluation(
+    run_id: str,
+    chall_metrics: dict[str, float],
+    champ_metrics: dict[str, float] | None,
+    boot: Bootstrap | None,
+    report: SliceReport | None,
+) -> None:
+    """The holdout metrics of both, the improvement's interval and the slice report, on the training run."""
     import mlflow
 
-    if not run_id:
-        return None
-    try:
-        listed = {a.path for a in registry.client().list_artifacts(run_id)}
-        if "contract.json" not in listed:
-            return None
-        return mlflow.artifacts.load_dict(f"runs:/{run_id}/contract.json")
-    except Exception as err:
-        raise registry.unavailable(err, f"reading contract.json of run {run_id}") from err
-
-
-def _version_contract(spec: PipelineSpec, version: str) -> dict[str, Any] | None:
-    """The data contract of the run that trained ``version`` of the pipeline's model."""
-    try:
-        run_id = registry.client().get_model_version(spec.registered_model_name, version).run_id
-    except Exception as err:
-        raise registry.unavailable(err, f"reading {spec.registered_model_name} v{version}") from err
-    return _run_contract(run_id)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics({f"holdout_{k}": v for k, v in chall_metrics.items() if not math.isnan(v)})
+        if champ_metrics:
+            mlflow.log_metrics(
+                {f"champion_holdout_{k}": v for k, v in champ_metrics.items() if not math.isnan(v)}
+            )
+        if boot:
+            mlflow.log_metrics(
+                {"improvement": boot.delta, "improvement_ci_low": boot.low, "improvement_ci_high": boot.high}
+            )
+        if report is not None:
+            mlflow.log_metrics(report.mlflow_metrics())
+            mlflow.log_dict(report.to_dict(), "slices.json")
 
 
 def _contract_changes(spec: PipelineSpec, run_id: str, champion_version: str | None) -> dict[str, Any] | None:
@@ -275,7 +296,7 @@ def _contract_changes(spec: PipelineSpec, run_id: str, champion_version: str | N
 
     if champion_version is None:
         return None
-    old, new = _version_contract(spec, champion_version), _run_contract(run_id)
+    old, new = run_artifacts.version_contract(spec, champion_version), run_artifacts.run_contract(run_id)
     note = (
         f"champion v{champion_version}'s contract against the one learned on this window"
         if old and new
@@ -438,7 +459,7 @@ def register(
         "mlops.holdout_uri": trained["holdout_uri"],
         **_recorded_decision(spec.registered_model_name, trained["run_id"], decision),
         # the digest the training run recorded, once the files were checked against it
-        registry.DIGEST_TAG: registry.verify_trained(trained["model_uri"], trained["run_id"]),
+        registry.DIGEST_TAG: run_artifacts.verify_trained(trained["model_uri"], trained["run_id"]),
     }
     version, created = registry.register(
         spec.registered_model_name, trained["model_uri"], trained["run_id"], run_key, tags
@@ -455,287 +476,6 @@ def register(
         "model_card_uri": card["markdown_uri"],
         "model_card_html_uri": card["html_uri"],
     }
-
-
-def deploy(spec: PipelineSpec, version: str, target: DeploymentTarget | None = None) -> dict[str, Any]:
-    """Deploy ``version`` if the registry's decision for it allows; endpoint targets return ``updating``.
-
-    The decision is re-read from the version's tags (not trusted from the caller), the artifact
-    is checked against its recorded digest, and ``champion`` must still be the version the
-    challenger was evaluated against (checked now, and again as a compare-and-swap when the
-    target moves the alias). A failure after the alias moved puts it back.
-    """
-    from mlops_core.runs import tracking
-
-    tracking.configure()
-    name = spec.registered_model_name
-    found = registry.check_deployable(name, version)
-    approval = spec.deployment.approval
-    if approval is not None and approval.required:
-        check_approved(name, version, found.tags)
-    registry.verify_artifact(name, version, found.tags)
-    before = registry.alias_version(name, registry.CHAMPION)
-    if before not in (version, found.evaluated_against):
-        raise registry.ChampionMoved(
-            f"champion of {name} is v{before if before else ' (none)'}, but v{version} was evaluated "
-            f"against {'v' + found.evaluated_against if found.evaluated_against else 'no champion'}; "
-            "nothing was deployed. Re-run the training DAG to evaluate against the current champion"
-        )
-    chosen = _target(spec, target)
-    try:
-        with registry.champion_guard(name, found.evaluated_against):
-            return chosen.deploy(spec, version).to_dict()
-    except registry.ChampionMoved:
-        raise
-    except Exception:
-        if before != version:
-            _compensate(name, version, before)
-        raise
-
-
-def check_approved(name: str, version: str, tags: dict[str, str]) -> None:
-    """A person approved this version: ``mlops.approval=approved`` with the approval task's seal.
-
-    The approval task records the answer it read back from Airflow's human-in-the-loop record
-    (:mod:`mlops_airflow.operators.approval`) and seals it; a tag set by anything else has no valid seal.
-    """
-    got = tags.get(APPROVAL_TAG)
-    if got != "approved":
-        raise registry.DecisionRefused(
-            f"v{version} of {name} needs a person's approval (deployment.approval) and its {APPROVAL_TAG} "
-            f"tag is {got or 'absent'}; nothing was deployed. Approve it on the approval task's Required "
-            "Actions page, or re-run the training DAG",
-            got,
-        )
-    if not release.verify(
-        tags.get(release.APPROVAL_SEAL_TAG), "approval", **release.approval_fields(name, version, tags)
-    ):
-        raise registry.DecisionRefused(
-            f"v{version} of {name} is tagged {APPROVAL_TAG}=approved but the approval is not sealed by "
-            f"the approval task (tag {release.APPROVAL_SEAL_TAG} missing or not matching): no person's "
-            "answer recorded by the release steps backs it; nothing was deployed",
-            "forged",
-        )
-
-
-def _compensate(name: str, version: str, before: str | None) -> None:
-    """A deploy failed: if it had moved ``champion`` to ``version``, move it back to ``before``."""
-    try:
-        moved = registry.alias_version(name, registry.CHAMPION) == version
-        if moved:
-            registry.restore(name, version, before)
-            log.warning("deploy of %s v%s failed after moving champion; restored %s", name, version, before)
-    except Exception:
-        log.exception(
-            "deploy of %s v%s failed and champion could not be checked/restored; set it to %s by hand",
-            name,
-            version,
-            f"v{before}" if before else "nothing (delete the alias)",
-        )
-
-
-def _target(spec: PipelineSpec, target: DeploymentTarget | None) -> DeploymentTarget:
-    from mlops_core.targets import get_target, resolve_target_name
-
-    return target if target is not None else get_target(resolve_target_name(spec, None))
-
-
-APPROVAL_TAG = (
-    "mlops.approval"  # approved | rejected | timed_out | pending (mlops_airflow.operators.approval)
-)
-
-ROLLBACK_ATTEMPTS = 4
-ROLLBACK_BACKOFF_SECONDS = 2.0
-
-
-class RollbackFailed(RuntimeError):
-    """Rolling back a failed deployment did not succeed after retries: a person must act."""
-
-
-def rollback(spec: PipelineSpec, deployment: dict[str, Any], target: DeploymentTarget | None = None) -> None:
-    """Undo a deployment (traffic and ``champion``), retrying with backoff; :class:`RollbackFailed` if it cannot."""
-    import time
-
-    from mlops_core.deploy import Deployment
-
-    target = _target(spec, target)
-    dep = Deployment(**deployment)
-    for attempt in range(1, ROLLBACK_ATTEMPTS + 1):
-        try:
-            target.rollback(spec, dep)
-            return
-        except Exception as err:
-            if attempt == ROLLBACK_ATTEMPTS:
-                raise RollbackFailed(_rollback_state(dep, attempt, err)) from err
-            wait = ROLLBACK_BACKOFF_SECONDS * 2 ** (attempt - 1)
-            log.warning(
-                "rollback of %s v%s failed (%s); retry %d in %.0fs",
-                dep.model_name,
-                dep.version,
-                err,
-                attempt,
-                wait,
-            )
-            time.sleep(wait)
-
-
-def _rollback_state(dep: Any, attempts: int, err: Exception) -> str:
-    try:
-        champion = registry.alias_version(dep.model_name, registry.CHAMPION)
-        state = f"alias champion points at {'v' + champion if champion else 'nothing'}"
-    except Exception as read_err:
-        state = f"the registry cannot be read either ({type(read_err).__name__})"
-    want = f"v{dep.previous_version}" if dep.previous_version else "no champion (delete the alias)"
-    return (
-        f"ROLLBACK FAILED after {attempts} attempts ({type(err).__name__}: {str(err)[:300]}): "
-        f"{dep.target} deployment {dep.endpoint} may still serve the failed {dep.model_name} v{dep.version}; "
-        f"{state}. It should be {want}. Fix the cause, then clear this task to roll back again, "
-        f"or restore by hand (champion -> {want}; for an endpoint, traffic back to {want})"
-    )
-
-
-def smoke_test(
-    spec: PipelineSpec,
-    deployment: dict[str, Any],
-    holdout_uri: str,
-    predictions_uri: str,
-    target: DeploymentTarget | None = None,
-) -> dict[str, Any]:
-    """Score held-out rows through the deployment; on any mismatch roll back and raise SmokeTestFailed."""
-    from mlops_core.deploy import Deployment, SmokeTestFailed
-
-    target = _target(spec, target)
-    dep = Deployment(**deployment)
-    try:
-        result = target.smoke_test(spec, dep, holdout_uri, predictions_uri)
-    except Exception as err:
-        rollback(spec, deployment, target)
-        raise RuntimeError(
-            f"smoke test of v{dep.version} could not run ({err}); rolled back to {dep.previous_version or 'no champion'}"
-        ) from err
-    if not result.passed:
-        rollback(spec, deployment, target)
-        raise SmokeTestFailed(result, dep)
-    registry.set_tags(
-        dep.model_name, dep.version, {"mlops.smoke_test": "passed", "mlops.deployed_to": dep.endpoint}
-    )
-    return result.to_dict()
-
-
-def promote(
-    spec: PipelineSpec, deployment: dict[str, Any], target: DeploymentTarget | None = None
-) -> dict[str, Any]:
-    """All traffic to the smoke-tested version and ``champion`` to it; roll back if that fails.
-
-    ``champion`` moves only if it is still the version the challenger was evaluated against
-    (compare-and-swap, :func:`mlops_core.runs.registry.promote`).
-    """
-    from mlops_core.deploy import Deployment
-
-    target = _target(spec, target)
-    dep = Deployment(**deployment)
-    expected = registry.check_deployable(dep.model_name, dep.version).evaluated_against
-    try:
-        with registry.champion_guard(dep.model_name, expected):
-            done = target.promote(spec, dep)
-    except Exception:
-        rollback(spec, deployment, target)
-        raise
-    registry.set_tags(dep.model_name, dep.version, {"mlops.promoted": "true"})
-    return done.to_dict()
-
-
-def row_keys(frame: pd.DataFrame) -> pd.Series:
-    """A stable key per row when the data has no id column: a 64-bit hash of its values (16 hex).
-
-    The same row gets the same key in every run (column order and dtypes as read), so
-    predictions can be joined with labels that arrive later; identical rows share a key.
-    """
-    import pandas as pd
-
-    hashed = pd.util.hash_pandas_object(frame, index=False, categorize=True)
-    return hashed.map(lambda h: f"{int(h) & 0xFFFFFFFFFFFFFFFF:016x}").astype("string")
-
-
-def batch_score(
-    spec: PipelineSpec, data_uri: str, lake_root: str, ds: str, *, stage: str = "predictions"
-) -> dict[str, Any]:
-    """Score a partition with the champion; write ``<lake>/<name>/<stage>/ds=<ds>/`` with the model version."""
-    import pandas as pd
-
-    from mlops_core.data import contract, dates
-    from mlops_core.runs import tracking
-
-    tracking.configure()
-    version = registry.alias_version(spec.registered_model_name, registry.CHAMPION)
-    if version is None:
-        raise LookupError(
-            f"model {spec.registered_model_name!r} has no champion yet; run {spec.name}_training first"
-        )
-    source = storage.read_manifest(data_uri)
-    frame = storage.read_frame(data_uri, version=source.version)
-    model = registry.load_verified(spec.registered_model_name, version, allow_pickle=spec.model.allow_pickle)
-    X = frame.drop(columns=[c for c in [spec.target] if c in frame.columns])
-    keep = [c for c in spec.features.id_columns + spec.features.time_columns if c in frame.columns]
-    out = frame[keep].copy()
-    if not spec.features.id_columns:  # every prediction can be joined back: a stable row key
-        out.insert(
-            0, "row_key", row_keys(frame.drop(columns=[c for c in [spec.target] if c in frame.columns]))
-        )
-    day_column = spec.source.partition.column if spec.source.partition.mode == "column" else None
-    if day_column and day_column in frame.columns:  # the day each row was predicted for (a window holds many)
-        days = dates.parse_days(frame[day_column])  # the partition filter's own rule (UTC days)
-        out["prediction_ds"] = days.dt.strftime("%Y-%m-%d").astype("string").to_numpy()
-    out["prediction"] = model.predict(X)  # unseen categories too: the encoder ignores them
-    out[contract.UNSEEN_COLUMN], unseen = contract.unseen(_version_contract(spec, version), X)
-    if spec.problem_type != "regression" and hasattr(model, "predict_proba"):
-        proba = model.predict_proba(X)
-        for i, cls in enumerate(model.classes_):
-            out[f"proba_{cls}"] = proba[:, i]
-    out["model_name"] = spec.registered_model_name
-    out["model_version"] = version
-    out["input_version"] = source.version  # the exact input partition version that was scored
-    out["scored_at"] = pd.Timestamp.now(tz="UTC")
-    manifest = storage.write_partition(
-        {"data": out},
-        lake_root,
-        spec.name,
-        stage,
-        ds,
-        extra={"model_version": version, "input": data_uri, "input_version": source.version},
-    )
-    log.info("scored %d rows with %s v%s -> %s", len(out), spec.registered_model_name, version, manifest.uri)
-    flagged = _report_unseen(out[contract.UNSEEN_COLUMN], unseen, version)
-    return {"uri": manifest.uri, "rows": len(out), "model_version": version, **flagged}
-
-
-def _report_unseen(flags: pd.Series, per_column: dict[str, int], version: str) -> dict[str, Any]:
-    """Log (and return for XCom) how many scored rows hold a category the model never trained on."""
-    from mlops_core.data import contract
-
-    if flags.isna().all():
-        log.warning(
-            "v%s has no contract.json with category sets: %s is unknown (<NA>) on every row",
-            version,
-            contract.UNSEEN_COLUMN,
-        )
-        return {"unseen_rows": None, "unseen_share": None, "unseen_by_column": {}}
-    rows = int(flags.sum())
-    share = rows / len(flags) if len(flags) else 0.0
-    if rows:
-        log.warning(
-            "%d of %d scored row(s) (%.1f%%) hold categories v%s never trained on (%s): scored (the encoder "
-            "ignores an unknown category) and flagged in column %s",
-            rows,
-            len(flags),
-            100 * share,
-            version,
-            ", ".join(f"{c}: {n}" for c, n in sorted(per_column.items())),
-            contract.UNSEEN_COLUMN,
-        )
-    else:
-        log.info("no scored row holds a category v%s never trained on", version)
-    return {"unseen_rows": rows, "unseen_share": round(share, 6), "unseen_by_column": per_column}
 
 
 def latest_decision(spec: PipelineSpec) -> dict[str, Any] | None:

@@ -1093,7 +1093,7 @@ def test_rollback_that_kserve_never_completes_fails_loudly(api: FakeKubeAPI, cha
     with pytest.raises(RuntimeError, match=f"still routes traffic to {REV2}"):
         target_.rollback(kserve_spec(strategy="blue_green"), deployment(canary=0))
     assert [c[0] for c in api.calls] == ["GET", "GET", "GET"]
-    assert aliases()[0] == "1"  # unchanged: lifecycle.rollback retries, then names the state
+    assert aliases()[0] == "1"  # unchanged: rollout.rollback retries, then names the state
 
 
 @pytest.mark.parametrize("before", [None, "1"])

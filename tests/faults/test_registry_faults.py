@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from mlops_core import lifecycle
+from mlops_core import lifecycle, rollout
 from mlops_core.base import settings
 from mlops_core.model import training
 from mlops_core.runs import registry
@@ -138,7 +138,7 @@ def champion(raw_uri: str) -> str:
     decision = _gate(trained)
     assert decision["outcome"] == "promote" and decision["champion_version"] is None
     version = lifecycle.register(SPEC, trained, decision, "dag/first", {})["version"]
-    lifecycle.deploy(SPEC, version)
+    rollout.deploy(SPEC, version)
     assert registry.alias_version(NAME, registry.CHAMPION) == version
     assert _tags(version)[registry.AGAINST_TAG] == "none"
     return str(version)
@@ -220,7 +220,7 @@ def test_forged_promote_decision_is_refused_at_deploy(raw_uri, champion):
         op.execute({})  # type: ignore[arg-type]
     assert registry.alias_version(NAME, registry.CHAMPION) == champion
     with pytest.raises(registry.DecisionRefused):
-        lifecycle.deploy(SPEC, registered["version"])
+        rollout.deploy(SPEC, registered["version"])
     assert registry.alias_version(NAME, registry.CHAMPION) == champion
 
 
@@ -238,7 +238,7 @@ def test_two_racing_deploys_leave_one_champion_and_one_clean_failure(raw_uri):
     def deploy(version: str) -> None:
         barrier.wait()
         try:
-            results[version] = lifecycle.deploy(SPEC, version)
+            results[version] = rollout.deploy(SPEC, version)
         except Exception as err:
             results[version] = err
 
@@ -256,5 +256,5 @@ def test_two_racing_deploys_leave_one_champion_and_one_clean_failure(raw_uri):
     # the loser's retry finds a champion it was not evaluated against: refused, nothing moves
     loser = next(v for v in versions if v != won[0])
     with pytest.raises(registry.ChampionMoved, match="Re-run the training DAG"):
-        lifecycle.deploy(SPEC, loser)
+        rollout.deploy(SPEC, loser)
     assert registry.alias_version(NAME, registry.CHAMPION) == won[0]

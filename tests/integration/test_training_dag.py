@@ -17,7 +17,7 @@ import pytest
 from mlops_core import lifecycle
 from mlops_core.base import settings
 from mlops_core.data import storage
-from mlops_core.runs import registry
+from mlops_core.runs import registry, run_artifacts
 from mlops_dev import datasets
 from tests.helpers import REPO, install_pipeline
 
@@ -127,7 +127,7 @@ def assert_lineage(
         registry.RUN_ID_TAG: run.info.run_id,
         registry.MODEL_URI_TAG: model_uri,
         registry.MODEL_ID_TAG: model_output.model_id,
-        registry.DIGEST_TAG: registry.artifact_digest(model_uri),
+        registry.DIGEST_TAG: run_artifacts.artifact_digest(model_uri),
         "mlops.pipeline": name,
     }
     want = {**airflow, **lineage, **gate_tags, **identity}

@@ -294,9 +294,9 @@ def test_failed_smoke_test_mails_the_rollback(inbox: Inbox, monkeypatch: pytest.
 def test_a_failed_rollback_says_a_person_must_act(
     inbox: Inbox, local_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlops_core import lifecycle
+    from mlops_core import rollout
 
-    monkeypatch.setattr(lifecycle, "ROLLBACK_BACKOFF_SECONDS", 0.0)
+    monkeypatch.setattr(rollout, "ROLLBACK_BACKOFF_SECONDS", 0.0)
     monkeypatch.setattr(operators, "target", lambda step: FakeTarget(rollback_works=False))
     with pytest.raises(AirflowFailException, match="ROLLBACK FAILED"):
         _smoke(_spec()).execute(_context("smoke_test"))

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mlops_core import lifecycle
+from mlops_core import lifecycle, rollout
 from mlops_core.base import settings
 from mlops_core.model import training
 from mlops_core.runs import registry
@@ -155,24 +155,24 @@ def test_an_approve_no_person_gave_is_recorded_as_a_rejection(spec, registered, 
     version = registered[3]["version"]
     assert registry.client().get_model_version("appr", version).tags["mlops.approval"] == "rejected"
     with pytest.raises(registry.DecisionRefused, match="tag is rejected"):
-        lifecycle.deploy(spec, version)
+        rollout.deploy(spec, version)
 
 
 def test_deploy_refuses_a_version_no_person_approved(spec, registered):
     version = registered[3]["version"]
     with pytest.raises(registry.DecisionRefused, match="needs a person's approval .* tag is absent"):
-        lifecycle.deploy(spec, version)
+        rollout.deploy(spec, version)
     registry.set_tags("appr", version, {"mlops.approval": "rejected"})
     with pytest.raises(registry.DecisionRefused, match="tag is rejected"):
-        lifecycle.deploy(spec, version)
+        rollout.deploy(spec, version)
     # the attack of issue 23: the tag alone, with no person's answer behind it
     registry.set_tags("appr", version, {"mlops.approval": "approved", "mlops.approved_by": "alice"})
     with pytest.raises(registry.DecisionRefused, match="not sealed by the approval task"):
-        lifecycle.deploy(spec, version)
+        rollout.deploy(spec, version)
     assert registry.alias_version("appr", registry.CHAMPION) is None
     # what the approval task records after reading a person's Approve from Airflow's HITL record
     _operator(spec, *registered)._record(version, "approved", "alice", datetime(2026, 2, 1, tzinfo=UTC), "")
-    lifecycle.deploy(spec, version)
+    rollout.deploy(spec, version)
     assert registry.alias_version("appr", registry.CHAMPION) == version
 
 

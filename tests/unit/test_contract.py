@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_core import lifecycle
+from mlops_core import lifecycle, scoring
 from mlops_core.base import settings
 from mlops_core.data import contract, storage, validation
 from mlops_core.model import training
@@ -348,7 +348,7 @@ def test_scoring_scores_unseen_categories_flags_them_and_the_retrain_reaches_the
         )
         assert report.success and _rules(report.contract) == {("site", "new_categories")}
     with caplog.at_level("WARNING", logger="mlops_core.lifecycle"):
-        scored = lifecycle.batch_score(spec, new, settings.lake_root(), DS)
+        scored = scoring.batch_score(spec, new, settings.lake_root(), DS)
     out = storage.read_frame(scored["uri"])
     assert len(out) == len(changed) and out["prediction"].notna().all()
     expected = changed["site"].isin(["east", "west"]).tolist()
@@ -356,7 +356,7 @@ def test_scoring_scores_unseen_categories_flags_them_and_the_retrain_reaches_the
     assert scored["unseen_rows"] == sum(expected) and scored["unseen_by_column"] == {"site": sum(expected)}
     assert scored["unseen_share"] == pytest.approx(sum(expected) / len(changed), abs=1e-6)
     assert "hold categories v1 never trained on (site: " in caplog.text
-    monitored = lifecycle.batch_score(spec, new, settings.lake_root(), DS, stage="monitor_predictions")
+    monitored = scoring.batch_score(spec, new, settings.lake_root(), DS, stage="monitor_predictions")
     assert {k: monitored[k] for k in ("unseen_rows", "unseen_by_column")} == {
         k: scored[k] for k in ("unseen_rows", "unseen_by_column")
     }

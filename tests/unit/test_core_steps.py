@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_core import lifecycle
+from mlops_core import lifecycle, rollout, scoring
 from mlops_core.base import settings
 from mlops_core.data import storage, validation
 from mlops_core.model import training
-from mlops_core.runs import registry
+from mlops_core.runs import registry, run_artifacts
 from mlops_dev import datasets
 from tests.helpers import example_spec
 
@@ -124,9 +124,9 @@ def test_smoke_test_failure_rolls_back_to_previous_champion(spec, raw_uri):
     from mlops_core.deploy import SmokeTestFailed
 
     t1, e1, v1 = _train_and_register(spec, raw_uri, "dag/a")
-    lifecycle.deploy(spec, v1["version"])
+    rollout.deploy(spec, v1["version"])
     t2, e2, v2 = _train_and_register(spec, raw_uri, "dag/b")
-    dep = lifecycle.deploy(spec, v2["version"])
+    dep = rollout.deploy(spec, v2["version"])
     assert registry.alias_version(spec.name, registry.CHAMPION) == v2["version"]
     # offline predictions that the served model cannot reproduce
     flipped = storage.read_frame(e2["predictions_uri"], name="predictions")
@@ -135,15 +135,15 @@ def test_smoke_test_failure_rolls_back_to_previous_champion(spec, raw_uri):
         {"predictions": flipped}, settings.lake_root(), spec.name, "evaluation_bad", DS
     )
     with pytest.raises(SmokeTestFailed, match=f"rolled back to v{v1['version']}"):
-        lifecycle.smoke_test(spec, dep, t2["holdout_uri"], wrong.uri)
+        rollout.smoke_test(spec, dep, t2["holdout_uri"], wrong.uri)
     assert registry.alias_version(spec.name, registry.CHAMPION) == v1["version"]
     assert registry.client().get_model_version(spec.name, v2["version"]).tags["mlops.rolled_back"] == "true"
 
 
 def test_smoke_test_passes_on_the_real_predictions(spec, raw_uri):
     t1, e1, v1 = _train_and_register(spec, raw_uri, "dag/a")
-    dep = lifecycle.deploy(spec, v1["version"])
-    result = lifecycle.smoke_test(spec, dep, t1["holdout_uri"], e1["predictions_uri"])
+    dep = rollout.deploy(spec, v1["version"])
+    result = rollout.smoke_test(spec, dep, t1["holdout_uri"], e1["predictions_uri"])
     assert result["passed"] and result["rows"] == spec.deployment.smoke_rows and result["mismatches"] == 0
 
 
@@ -168,18 +168,18 @@ def _dep(spec):
 
 
 def test_failed_rollback_is_retried(spec, local_dir, monkeypatch):
-    monkeypatch.setattr(lifecycle, "ROLLBACK_BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr(rollout, "ROLLBACK_BACKOFF_SECONDS", 0.01)
     flaky = _FlakyTarget(failures=2)
-    lifecycle.rollback(spec, _dep(spec), flaky)
+    rollout.rollback(spec, _dep(spec), flaky)
     assert flaky.calls == 3
 
 
 def test_rollback_that_keeps_failing_says_what_state_is_left(spec, local_dir, monkeypatch):
-    monkeypatch.setattr(lifecycle, "ROLLBACK_BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr(rollout, "ROLLBACK_BACKOFF_SECONDS", 0.01)
     broken = _FlakyTarget(failures=99)
-    with pytest.raises(lifecycle.RollbackFailed) as info:
-        lifecycle.rollback(spec, _dep(spec), broken)
-    assert broken.calls == lifecycle.ROLLBACK_ATTEMPTS
+    with pytest.raises(rollout.RollbackFailed) as info:
+        rollout.rollback(spec, _dep(spec), broken)
+    assert broken.calls == rollout.ROLLBACK_ATTEMPTS
     msg = str(info.value)
     assert "ROLLBACK FAILED after 4 attempts" in msg and "may still serve the failed" in msg
     assert "alias champion points at" in msg and "It should be v1" in msg and "clear this task" in msg
@@ -193,12 +193,12 @@ def test_deploy_refuses_a_rejected_version_and_a_moved_champion(spec, raw_uri):
     rejected = lifecycle.gate(spec, evaluated, trained["run_id"]).to_dict()
     v_rej = lifecycle.register(spec, trained, rejected, "dag/rej", {})
     with pytest.raises(registry.DecisionRefused, match="gate decision is 'reject'"):
-        lifecycle.deploy(spec, v_rej["version"])
+        rollout.deploy(spec, v_rej["version"])
     # v2 was evaluated with no champion; once v1 is champion, v2 may not replace it blindly
     _, _, v2 = _train_and_register(spec, raw_uri, "dag/b")
-    lifecycle.deploy(spec, v1["version"])
+    rollout.deploy(spec, v1["version"])
     with pytest.raises(registry.ChampionMoved, match="nothing was deployed"):
-        lifecycle.deploy(spec, v2["version"])
+        rollout.deploy(spec, v2["version"])
     assert registry.alias_version(spec.name, registry.CHAMPION) == v1["version"]
 
 
@@ -262,23 +262,23 @@ def test_a_tampered_or_pickled_artifact_is_refused_at_load(spec, raw_uri):
     _, _, v = _train_and_register(spec, raw_uri, "dag/tamper")
     version = v["version"]
     registry.promote(spec.name, version)
-    assert registry.load_verified(spec.name, version) is not None  # untouched: loads
+    assert run_artifacts.load_verified(spec.name, version) is not None  # untouched: loads
     folder = _model_dir(spec.name, version)
     mlmodel = folder / "MLmodel"
     original = mlmodel.read_text()
     # the attacker switches the flavor to pickle (what ran code on load before)
     mlmodel.write_text(original.replace("serialization_format: skops", "serialization_format: cloudpickle"))
-    with pytest.raises(registry.ArtifactRefused, match="changed since training"):
-        registry.load_verified(spec.name, version)
+    with pytest.raises(run_artifacts.ArtifactRefused, match="changed since training"):
+        run_artifacts.load_verified(spec.name, version)
     mlmodel.write_text(original)
     # ... or replaces the model file's bytes
     model_file = next(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".skops", ".pkl"))
     blob = model_file.read_bytes()
     model_file.write_bytes(blob + b"\0")
-    with pytest.raises(registry.ArtifactRefused, match="changed since training"):
-        lifecycle.batch_score(spec, raw_uri, settings.lake_root(), DS)
+    with pytest.raises(run_artifacts.ArtifactRefused, match="changed since training"):
+        scoring.batch_score(spec, raw_uri, settings.lake_root(), DS)
     model_file.write_bytes(blob)
-    assert registry.load_verified(spec.name, version) is not None
+    assert run_artifacts.load_verified(spec.name, version) is not None
 
 
 def test_monitoring_compares_against_the_exact_version_the_champion_trained_on(spec, raw_uri):
@@ -339,8 +339,8 @@ def test_batch_predictions_carry_a_row_key_and_the_input_version(raw_uri):
     spec = example_spec(features={"id_columns": []})
     _, _, v = _train_and_register(spec, raw_uri, "dag/keys")
     registry.promote(spec.name, v["version"])
-    out = storage.read_frame(lifecycle.batch_score(spec, raw_uri, settings.lake_root(), DS)["uri"])
-    again = storage.read_frame(lifecycle.batch_score(spec, raw_uri, settings.lake_root(), DS)["uri"])
+    out = storage.read_frame(scoring.batch_score(spec, raw_uri, settings.lake_root(), DS)["uri"])
+    again = storage.read_frame(scoring.batch_score(spec, raw_uri, settings.lake_root(), DS)["uri"])
     assert out["row_key"].is_unique and out["row_key"].str.fullmatch(r"[0-9a-f]{16}").all()
     assert out["row_key"].tolist() == again["row_key"].tolist()  # stable across runs
     assert set(out["input_version"]) == {storage.read_manifest(raw_uri).version}
@@ -359,7 +359,7 @@ def test_the_threshold_travels_with_the_model(raw_uri, setting):
     else:
         assert 0.0 < chosen < 1.0  # searched on the training folds; applied below either way
     registry.promote(spec.name, v["version"])
-    model = registry.load_verified(spec.name, v["version"])  # skops round trip keeps it
+    model = run_artifacts.load_verified(spec.name, v["version"])  # skops round trip keeps it
     hold = storage.read_frame(trained["holdout_uri"])
     X = hold.drop(columns=[spec.target])
     proba = model.predict_proba(X)[:, list(model.classes_).index("malignant")]

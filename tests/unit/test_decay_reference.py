@@ -14,7 +14,7 @@ import pytest
 from benchmarks import decay as bench
 
 from mlops_core.base import settings
-from mlops_core.monitor import feedback
+from mlops_core.monitor import decay_policy, feedback
 from mlops_core.spec import SpecError, parse_spec
 from tests.helpers import example_data
 
@@ -152,8 +152,8 @@ def test_the_streak_counts_one_day_per_window_when_prediction_days_overlap():
     files_data["source"]["partition"] = {"mode": "files", "lookback_days": 1}
     files_data["source"]["uri"] = "${MLOPS_LANDING}/x/{ds}.csv"
     overlapping = parse_spec(files_data)
-    assert feedback.streak_stride(overlapping) == 7 and feedback.streak_stride(files) == 1
+    assert decay_policy.streak_stride(overlapping) == 7 and decay_policy.streak_stride(files) == 1
     d = date(2026, 3, 20).isoformat()
-    verdict = feedback.decide(overlapping, [], d)
+    verdict = decay_policy.decide(overlapping, [], d)
     assert verdict.evidence["days"] == ["2026-03-17", "2026-03-10"]  # 7 days apart: no shared rows
     assert "prediction days overlap" in verdict.reasons[0]

@@ -7,7 +7,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from mlops_airflow.operators import deploy as operators
 from mlops_airflow.operators.deploy import DeployOperator
-from mlops_core import lifecycle
+from mlops_core import rollout
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit
@@ -19,7 +19,7 @@ DEPLOYMENT = {"target": "vertex", "endpoint": "e", "model_name": "breast_cancer"
 def op(monkeypatch):
     rolled: list[dict] = []
     monkeypatch.setattr(operators, "target", lambda step: object())
-    monkeypatch.setattr(lifecycle, "rollback", lambda spec, dep, tgt: rolled.append(dep))
+    monkeypatch.setattr(rollout, "rollback", lambda spec, dep, tgt: rolled.append(dep))
     step = DeployOperator(task_id="deploy", pipeline=example_spec(), registered={"version": "2"})
     step.rolled = rolled
     return step

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_core.data import drift
+from mlops_core.data import drift, drift_report
 from mlops_core.monitor.monitoring import decide
 from mlops_core.spec import MonitoringSpec
 
@@ -83,9 +83,9 @@ def test_evidently_report_runs_the_same_methods_and_thresholds():
         column_methods={"y": "psi", "c": "jensen_shannon"},
         column_thresholds={"x": 0.05},
     )
-    html, snapshot = drift.evidently_report(ref, cur, res)
+    html, snapshot = drift_report.evidently_report(ref, cur, res)
     assert "<html" in html[:500].lower()
-    ran = drift.report_drift_tests(snapshot)
+    ran = drift_report.report_drift_tests(snapshot)
     assert ran == {
         "x": {"method": "ks", "threshold": 0.05, "value": pytest.approx(res.columns[0].p_value)},
         "y": {"method": "psi", "threshold": 0.2, "value": ran["y"]["value"]},
@@ -440,7 +440,7 @@ def test_the_report_runs_the_engines_chi_square_on_a_new_category_without_warnin
     res = drift.compute_drift(ref, cur, [], ["plan"])
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        _, snapshot = drift.evidently_report(ref, cur, res)
-    ran = drift.report_drift_tests(snapshot)
+        _, snapshot = drift_report.evidently_report(ref, cur, res)
+    ran = drift_report.report_drift_tests(snapshot)
     assert ran["plan"]["method"] == "mlops_chi2"
     assert ran["plan"]["value"] == pytest.approx(res.columns[0].p_value) and ran["plan"]["value"] > 0.01

@@ -1,7 +1,7 @@
 """The feedback loop on the real libraries: realized performance, late labels, decay, the policy.
 
 A champion is trained in-process on the breast cancer example. Its monitoring predictions for
-day T are written by ``lifecycle.batch_score`` (what the monitoring DAG's ``score`` step runs);
+day T are written by ``scoring.batch_score`` (what the monitoring DAG's ``score`` step runs);
 labels land later in the landing zone as their own CSV. The performance step for D = T + delay
 joins them; decay is judged on the bootstrap interval, never the point estimate.
 """
@@ -15,11 +15,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops_core import lifecycle
+from mlops_core import lifecycle, rollout, scoring
 from mlops_core.base import settings
 from mlops_core.data import storage
 from mlops_core.model.training import train
-from mlops_core.monitor import feedback, monitoring
+from mlops_core.monitor import decay_policy, drift_policy, feedback
 from mlops_core.runs import registry
 from mlops_dev import datasets
 from tests.helpers import example_spec
@@ -59,15 +59,13 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         raw = lifecycle.ingest(spec, TRAIN_DS, lake)["uri"]
         trained = train(spec, raw, lake, TRAIN_DS, {}).to_dict()
         decision = lifecycle.gate(spec, lifecycle.evaluate(spec, trained, lake, TRAIN_DS), trained["run_id"])
-        lifecycle.deploy(
-            spec, str(lifecycle.register(spec, trained, decision.to_dict(), "t/r", {})["version"])
-        )
+        rollout.deploy(spec, str(lifecycle.register(spec, trained, decision.to_dict(), "t/r", {})["version"]))
         truth = {}
         for day in DAYS:
             batch = datasets.daily_batch("breast_cancer", day)
             batch["record_id"] = [f"{day:%m%d}-{i}" for i in range(len(batch))]  # unique keys per day
             data = storage.write_partition({"data": batch}, lake, spec.name, "monitor", day.isoformat())
-            lifecycle.batch_score(spec, data.uri, lake, day.isoformat(), stage="monitor_predictions")
+            scoring.batch_score(spec, data.uri, lake, day.isoformat(), stage="monitor_predictions")
             truth[day] = batch[["record_id", "diagnosis"]]
         yield spec, local, truth
 
@@ -115,7 +113,7 @@ def test_no_labels_yet_is_recorded_not_judged_and_the_policy_says_why(fresh):
     day = _run(spec, lake, DAYS[0])
     assert day.status == "no_labels" and day.rows == 0 and not day.decayed
     assert "no labels have arrived" in day.reasons[0]
-    verdict = feedback.decide(
+    verdict = decay_policy.decide(
         spec, feedback.history(spec, lake), (DAYS[0] + timedelta(days=DELAY)).isoformat()
     )
     assert not verdict.fire and any("no labels" in r for r in verdict.reasons)
@@ -184,12 +182,12 @@ def test_decay_is_judged_on_the_interval_and_fires_after_n_days(fresh):
     assert len(first.reasons) == 2 and "wholly below the floor 0.95" in first.reasons[0]
     assert "wholly below the champion's holdout" in first.reasons[1]
     last_d = (DAYS[1] + timedelta(days=DELAY)).isoformat()
-    one = feedback.decide(spec, feedback.history(spec, lake), last_d)
+    one = decay_policy.decide(spec, feedback.history(spec, lake), last_d)
     assert not one.fire  # days: 2 and the day before was not evaluated as decayed
     second = _run(spec, lake, DAYS[2])
     assert second.decayed
     d = (DAYS[2] + timedelta(days=DELAY)).isoformat()
-    verdict = feedback.decide(spec, feedback.history(spec, lake), d)
+    verdict = decay_policy.decide(spec, feedback.history(spec, lake), d)
     assert verdict.fire and verdict.evidence["days"] == [DAYS[2].isoformat(), DAYS[1].isoformat()]
     assert verdict.evidence["value"] == second.value and verdict.evidence["metric"] == "roc_auc"
 
@@ -214,22 +212,22 @@ def test_the_policy_fires_on_performance_with_the_cooldown_holding_both(fresh):
     spec, lake, landing, truth = fresh
     assert all(day.decayed for day in _decayed_days(spec, lake, landing, truth))
     d = (DAYS[2] + timedelta(days=DELAY)).isoformat()
-    verdict = feedback.decide(spec, feedback.history(spec, lake), d)
+    verdict = decay_policy.decide(spec, feedback.history(spec, lake), d)
     assert verdict.fire
     stable = pd.DataFrame(
         [{"ds": d, "drift_share": 0.0, "n_drifted": 0, "n_columns": 30, "rows": 200, "run_type": "scheduled"}]
     )
-    fired = monitoring.decide(
+    fired = drift_policy.decide(
         spec.monitoring, stable, d, last_training=date(2026, 1, 31), is_backfill=False, decay=verdict
     )
     assert (
         fired.fire and fired.trigger == "performance" and fired.evidence["performance"]["metric"] == "roc_auc"
     )
-    held = monitoring.decide(
+    held = drift_policy.decide(
         spec.monitoring, stable, d, last_training=date(2026, 2, 5), is_backfill=False, decay=verdict
     )
     assert not held.fire and held.trigger is None and any(r.startswith("cooldown") for r in held.reasons)
-    backfill = monitoring.decide(
+    backfill = drift_policy.decide(
         spec.monitoring, stable, d, last_training=date(2026, 1, 31), is_backfill=True, decay=verdict
     )
     assert not backfill.fire

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from mlops_core import lifecycle
+from mlops_core import lifecycle, rollout, scoring
 from mlops_core.base import settings
 from mlops_core.data import storage
 from mlops_core.model import training
-from mlops_core.runs import registry, tracking
+from mlops_core.runs import run_artifacts, tracking
 from mlops_core.spec import SpecError, estimators
 from tests.helpers import REPO, example_spec
 
@@ -80,7 +80,9 @@ def test_a_framework_model_goes_through_the_whole_lifecycle_saved_without_pickle
     assert flavor["serialization_format"] == "skops"
     assert "mlops_core.model.framework_model.FrameworkClassifier" in flavor["skops_trusted_types"]
 
-    model = registry.load_trained(trained.model_uri, trained.run_id)  # skops, the types the package allows
+    model = run_artifacts.load_trained(
+        trained.model_uri, trained.run_id
+    )  # skops, the types the package allows
     adapter = model.named_steps["model"]
     assert type(adapter.native()).__name__ == "Booster" and adapter.model_bytes_.startswith(b"tree")
 
@@ -89,8 +91,8 @@ def test_a_framework_model_goes_through_the_whole_lifecycle_saved_without_pickle
     decision = lifecycle.gate(spec, evaluated, trained.run_id)
     assert decision.outcome == "promote", decision.reasons
     version = lifecycle.register(spec, trained.to_dict(), decision.to_dict(), "dag/run-1", {})
-    lifecycle.deploy(spec, version["version"])
-    scored = lifecycle.batch_score(spec, raw["uri"], settings.lake_root(), DS)
+    rollout.deploy(spec, version["version"])
+    scored = scoring.batch_score(spec, raw["uri"], settings.lake_root(), DS)
     predictions = storage.read_frame(scored["uri"])
     assert set(predictions["prediction"]) <= {"malignant", "benign"} and len(predictions) == raw["rows"]
 
@@ -111,7 +113,7 @@ def test_a_loaded_model_calls_only_the_code_registered_under_its_family_name(
     spec = spec_with()
     raw = lifecycle.ingest(spec, DS, settings.lake_root())
     trained = training.train(spec, raw["uri"], settings.lake_root(), DS, {"airflow.run_id": "f2"})
-    model = registry.load_trained(trained.model_uri, trained.run_id)
+    model = run_artifacts.load_trained(trained.model_uri, trained.run_id)
     adapter = model.named_steps["model"]
     assert set(vars(adapter)) == {"family", "params", "seed", "classes_", "model_bytes_", "n_features_in_"}
     from mlops_core.model import framework_model

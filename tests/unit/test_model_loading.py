@@ -22,11 +22,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlops_core import lifecycle
+from mlops_core import lifecycle, rollout, scoring
 from mlops_core.base import settings
 from mlops_core.data import filesystems
 from mlops_core.model import remote, training
-from mlops_core.runs import registry, tracking
+from mlops_core.runs import registry, run_artifacts, tracking
 from mlops_core.spec import estimators
 from tests.helpers import REPO, example_spec
 
@@ -65,7 +65,7 @@ def plant(folder: Path, marker: Path, declared: list[str] | None = None) -> None
 
 
 def _logged_folder(model_uri: str) -> Path:
-    model_id = registry.model_id_of(model_uri)
+    model_id = run_artifacts.model_id_of(model_uri)
     location = registry.client().get_logged_model(model_id).artifact_location
     return Path(urlparse(location).path if location.startswith("file:") else location)
 
@@ -88,7 +88,7 @@ def log_other_model(spec: Any, *, fmt: str = "skops", record: bool = True) -> tu
                 LogisticRegression().fit(X, y), name="model", serialization_format=fmt, **extra
             )
         if record:
-            mlflow.log_param(registry.FAMILY_PARAM, "linear")
+            mlflow.log_param(run_artifacts.FAMILY_PARAM, "linear")
     return run.info.run_id, info.model_uri, _logged_folder(info.model_uri)
 
 
@@ -97,7 +97,7 @@ def forge_record(run_id: str, model_uri: str) -> None:
     import mlflow
 
     with mlflow.start_run(run_id=run_id):
-        registry.record_trained(model_uri)
+        run_artifacts.record_trained(model_uri)
 
 
 def crafted_run(spec: Any, marker: Path, declared: list[str] | None = None) -> tuple[str, str]:
@@ -209,24 +209,24 @@ def test_the_challenger_from_xcom_or_a_remote_jobs_result_is_refused(
     forged = {**trained, "run_id": run_id, "model_uri": model_uri}
     # a forged XCom: the crafted model on a run that recorded its own digest; its MLmodel's list
     # asks for posix.system, which no 'linear' model holds
-    with pytest.raises(registry.ArtifactRefused, match=r"asks skops to trust \['posix.system'\]"):
+    with pytest.raises(run_artifacts.ArtifactRefused, match=r"asks skops to trust \['posix.system'\]"):
         lifecycle.evaluate(spec, forged, lake, DS)
     assert not marker.exists()
     # a remote job's result.json naming it (the job folder is in the lake, writable by the job)
     req = remote.prepare(spec, raw_uri, lake, DS, {}, 1, run_key="dag/remote")
     fs, path = filesystems.filesystem(req.result_uri)
     fs.pipe(path, json.dumps(forged).encode())
-    with pytest.raises(registry.ArtifactRefused, match="posix.system"):
+    with pytest.raises(run_artifacts.ArtifactRefused, match="posix.system"):
         lifecycle.evaluate(spec, remote.read_result(req), lake, DS)
     assert not marker.exists()
     # the MLmodel left honest: skops itself refuses, with the package's list
     run_id, model_uri = crafted_run(spec, marker, declared=[])
-    with pytest.raises(registry.ArtifactRefused, match="holds types the package does not allow"):
-        registry.load_trained(model_uri, run_id)
+    with pytest.raises(run_artifacts.ArtifactRefused, match="holds types the package does not allow"):
+        run_artifacts.load_trained(model_uri, run_id)
     assert not marker.exists()
     # the real challenger's files overwritten in the artifact store: not what its run recorded
     plant(_logged_folder(trained["model_uri"]), marker)
-    with pytest.raises(registry.ArtifactRefused, match="changed since training"):
+    with pytest.raises(run_artifacts.ArtifactRefused, match="changed since training"):
         lifecycle.evaluate(spec, trained, lake, DS)
     assert not marker.exists()
 
@@ -242,28 +242,31 @@ def test_the_champion_after_the_digest_tag_is_restamped_is_refused_everywhere(
     evaluated = lifecycle.evaluate(spec, trained, lake, DS)
     decision = lifecycle.gate(spec, evaluated, trained["run_id"], force=True, forced_by="t", force_reason="t")
     version = lifecycle.register(spec, trained, decision.to_dict(), "dag/champion", {})["version"]
-    deployment = lifecycle.deploy(spec, version)
-    assert registry.load_verified(spec.name, version) is not None  # untouched: loads
+    deployment = rollout.deploy(spec, version)
+    assert run_artifacts.load_verified(spec.name, version) is not None  # untouched: loads
 
     client = registry.client()
     plant(_logged_folder(trained["model_uri"]), marker)
     client.set_model_version_tag(
-        spec.name, version, registry.DIGEST_TAG, registry.artifact_digest(f"models:/{spec.name}/{version}")
+        spec.name,
+        version,
+        registry.DIGEST_TAG,
+        run_artifacts.artifact_digest(f"models:/{spec.name}/{version}"),
     )
     with pytest.raises(MlflowException):  # and the run's record cannot be re-stamped
-        client.log_param(trained["run_id"], registry.DIGEST_PARAM, "0" * 64)
-    with pytest.raises(registry.ArtifactRefused, match="changed since training"):
-        registry.load_verified(spec.name, version)
-    with pytest.raises(registry.ArtifactRefused, match="changed since training"):
-        lifecycle.batch_score(spec, raw_uri, lake, DS)
+        client.log_param(trained["run_id"], run_artifacts.DIGEST_PARAM, "0" * 64)
+    with pytest.raises(run_artifacts.ArtifactRefused, match="changed since training"):
+        run_artifacts.load_verified(spec.name, version)
+    with pytest.raises(run_artifacts.ArtifactRefused, match="changed since training"):
+        scoring.batch_score(spec, raw_uri, lake, DS)
     # a deploy (to any target) checks before the files leave: the re-stamped digest tag no longer
     # matches the release seal (which covers the digest), and the files not the run's record
     with pytest.raises(
         registry.DecisionRefused, match="not sealed by the release steps|changed since training"
     ):
-        lifecycle.deploy(spec, version)
+        rollout.deploy(spec, version)
     with pytest.raises(RuntimeError, match="changed since training"):
-        lifecycle.smoke_test(spec, deployment, trained["holdout_uri"], evaluated["predictions_uri"])
+        rollout.smoke_test(spec, deployment, trained["holdout_uri"], evaluated["predictions_uri"])
     assert not marker.exists()
 
 
@@ -278,10 +281,10 @@ def test_a_crafted_version_made_champion_is_refused_by_its_types(
     version = str(mlflow.register_model(model_uri, spec.registered_model_name).version)
     registry.client().set_registered_model_alias(spec.registered_model_name, registry.CHAMPION, version)
     refusal = "posix.system" if declared is None else "holds types the package does not allow"
-    with pytest.raises(registry.ArtifactRefused, match=refusal):
-        registry.load_verified(spec.registered_model_name, version)
-    with pytest.raises(registry.ArtifactRefused, match=refusal):
-        lifecycle.batch_score(spec, raw_uri, settings.lake_root(), DS)
+    with pytest.raises(run_artifacts.ArtifactRefused, match=refusal):
+        run_artifacts.load_verified(spec.registered_model_name, version)
+    with pytest.raises(run_artifacts.ArtifactRefused, match=refusal):
+        scoring.batch_score(spec, raw_uri, settings.lake_root(), DS)
     assert not marker.exists()
 
 
@@ -289,17 +292,17 @@ def test_a_model_whose_run_recorded_no_digest_is_refused(spec: Any, local_dir: P
     import mlflow
 
     run_id, model_uri, _ = log_other_model(spec)  # an honest model, but no record of its files
-    with pytest.raises(registry.ArtifactRefused, match=f"recorded no {registry.DIGEST_PARAM}"):
-        registry.load_trained(model_uri, run_id)
+    with pytest.raises(run_artifacts.ArtifactRefused, match=f"recorded no {run_artifacts.DIGEST_PARAM}"):
+        run_artifacts.load_trained(model_uri, run_id)
     version = str(mlflow.register_model(model_uri, spec.registered_model_name).version)
     # a digest tag on the version (anyone can set one) does not stand in for the run's record
     registry.set_tags(
-        spec.registered_model_name, version, {registry.DIGEST_TAG: registry.artifact_digest(model_uri)}
+        spec.registered_model_name, version, {registry.DIGEST_TAG: run_artifacts.artifact_digest(model_uri)}
     )
-    with pytest.raises(registry.ArtifactRefused, match="recorded no"):
-        registry.load_verified(spec.registered_model_name, version)
+    with pytest.raises(run_artifacts.ArtifactRefused, match="recorded no"):
+        run_artifacts.load_verified(spec.registered_model_name, version)
     with pytest.raises(registry.DecisionRefused, match="recorded no"):
-        registry.verify_artifact(spec.registered_model_name, version, {})
+        run_artifacts.verify_artifact(spec.registered_model_name, version, {})
 
 
 def test_a_model_uri_from_another_run_is_refused(spec: Any, local_dir: Path) -> None:
@@ -307,21 +310,23 @@ def test_a_model_uri_from_another_run_is_refused(spec: Any, local_dir: Path) -> 
     forge_record(ours, our_uri)
     theirs, their_uri, _ = log_other_model(spec)
     forge_record(theirs, their_uri)
-    assert registry.load_trained(our_uri, ours) is not None
-    with pytest.raises(registry.ArtifactRefused, match=f"not the model its training run {ours} recorded"):
-        registry.load_trained(their_uri, ours)
+    assert run_artifacts.load_trained(our_uri, ours) is not None
+    with pytest.raises(
+        run_artifacts.ArtifactRefused, match=f"not the model its training run {ours} recorded"
+    ):
+        run_artifacts.load_trained(their_uri, ours)
     for uri in (f"runs:/{theirs}/model", f"models:/{spec.registered_model_name}/1"):
-        with pytest.raises(registry.ArtifactRefused, match="not the model"):
-            registry.load_trained(uri, ours)
-    with pytest.raises(registry.ArtifactRefused, match="not an MLflow run id"):
-        registry.load_trained(our_uri, "../../x")
+        with pytest.raises(run_artifacts.ArtifactRefused, match="not the model"):
+            run_artifacts.load_trained(uri, ours)
+    with pytest.raises(run_artifacts.ArtifactRefused, match="not an MLflow run id"):
+        run_artifacts.load_trained(our_uri, "../../x")
 
 
 def test_pickle_loads_only_on_the_pipelines_explicit_opt_in(spec: Any, local_dir: Path) -> None:
     run_id, model_uri, _ = log_other_model(spec, fmt="cloudpickle")
     forge_record(run_id, model_uri)
-    with pytest.raises(registry.ArtifactRefused, match="saved with 'cloudpickle'.*model.allow_pickle"):
-        registry.load_trained(model_uri, run_id)
-    assert registry.load_trained(model_uri, run_id, allow_pickle=True).predict(
+    with pytest.raises(run_artifacts.ArtifactRefused, match="saved with 'cloudpickle'.*model.allow_pickle"):
+        run_artifacts.load_trained(model_uri, run_id)
+    assert run_artifacts.load_trained(model_uri, run_id, allow_pickle=True).predict(
         pd.DataFrame({"mean_radius": [25.0]})
     ).tolist() == ["malignant"]

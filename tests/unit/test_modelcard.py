@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from mlops_core import lifecycle
+from mlops_core import lifecycle, rollout
 from mlops_core.base import settings
 from mlops_core.data import filesystems, storage
 from mlops_core.model import modelcard, training
-from mlops_core.runs import registry
+from mlops_core.runs import registry, run_artifacts
 from mlops_dev import datasets
 from tests.helpers import example_spec
 
@@ -76,7 +76,7 @@ def store(tmp_path_factory: pytest.TempPathFactory):
         _landing()
         raw = lifecycle.ingest(spec, DS, settings.lake_root())["uri"]
         first = _train(spec, raw, "card/first", force=True, forced_by="tester", force_reason=JS_LINK)
-        lifecycle.deploy(spec, first["registered"]["version"])
+        rollout.deploy(spec, first["registered"]["version"])
         second = _train(spec, raw, "card/second")
         yield {"spec": spec, "first": first, "second": second}
 
@@ -166,7 +166,7 @@ def test_lineage_data_and_metrics_are_the_runs_and_the_manifests_by_value(store)
     vtags = _version_tags(version)
     assert card.lineage["mlflow.run_id"] == run_id == vtags[registry.RUN_ID_TAG]
     assert card.lineage[registry.MODEL_URI_TAG] == second["trained"]["model_uri"]
-    assert card.lineage[registry.DIGEST_TAG] == registry.artifact_digest(f"models:/{NAME}/{version}")
+    assert card.lineage[registry.DIGEST_TAG] == run_artifacts.artifact_digest(f"models:/{NAME}/{version}")
     for part, rows in (("raw", None), ("holdout", second["trained"]["n_holdout"])):
         manifest = storage.read_manifest(
             tags[f"mlops.{part}_uri"], version=int(tags[f"mlops.{part}_manifest_version"])
@@ -310,7 +310,7 @@ STATS = [
 
 def _slice_report() -> dict[str, Any]:
     """The gate's slice report, built with the slices module's own classes (its real shape)."""
-    from mlops_core.model.slices import MetricGap, SliceReport, SliceStat
+    from mlops_core.model.slice_report import MetricGap, SliceReport, SliceStat
 
     return SliceReport(
         metrics=["recall"],

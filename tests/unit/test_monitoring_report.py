@@ -14,9 +14,9 @@ from datetime import date
 
 import pytest
 
-from mlops_core import lifecycle
+from mlops_core import lifecycle, rollout
 from mlops_core.base import settings
-from mlops_core.data import drift, storage
+from mlops_core.data import drift, drift_report, storage
 from mlops_core.model.training import train
 from mlops_core.monitor import monitoring
 from mlops_core.runs import registry
@@ -43,7 +43,7 @@ def champion(tmp_path_factory: pytest.TempPathFactory):
         trained = train(spec, raw, lake, TRAIN_DS, {}).to_dict()
         decision = lifecycle.gate(spec, lifecycle.evaluate(spec, trained, lake, TRAIN_DS), trained["run_id"])
         registered = lifecycle.register(spec, trained, decision.to_dict(), "test/run", {})
-        lifecycle.deploy(spec, str(registered["version"]))
+        rollout.deploy(spec, str(registered["version"]))
         assert registry.alias_version(spec.name, registry.CHAMPION) == "1"
         days = {}
         for day, shifted in ((STABLE, False), (DRIFTED, True)):
@@ -92,7 +92,7 @@ def test_the_report_runs_the_engines_methods_and_thresholds_and_agrees(champion)
     assert files == {"drift.json", "report.html", "report.json"}
     verdicts = json.loads(storage.read_file(result["verdicts_uri"]))
     snapshot = json.loads(storage.read_file(result["report_uri"].replace("report.html", "report.json")))
-    ran = drift.report_drift_tests(snapshot)
+    ran = drift_report.report_drift_tests(snapshot)
     engine = {c["column"]: c for c in verdicts["columns"]}
     assert set(ran) == set(engine) and len(engine) == 30
     for column, test in ran.items():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlops_core import lifecycle
+from mlops_core import lifecycle, rollout
 from mlops_core.base import settings
 from mlops_core.model import training
 from mlops_core.runs import registry, release
@@ -45,7 +45,7 @@ def test_deploy_refuses_a_rejected_version_whose_decision_was_forged_by_tag(spec
     # the attack of issue 23: one tag write on the version
     registry.client().set_model_version_tag("sod", version, registry.GATE_TAG, "promote")
     with pytest.raises(registry.DecisionRefused, match="not sealed by the release steps") as refused:
-        lifecycle.deploy(spec, version)
+        rollout.deploy(spec, version)
     assert refused.value.outcome == "forged"
     assert registry.alias_version("sod", registry.CHAMPION) is None
     # copying another version's seal does not help either: the seal names version, run and digest
@@ -56,8 +56,8 @@ def test_deploy_refuses_a_rejected_version_whose_decision_was_forged_by_tag(spec
         good = registry.client().get_model_version("sod", sealed["version"]).tags[release.RELEASE_SEAL_TAG]
         registry.client().set_model_version_tag("sod", version, release.RELEASE_SEAL_TAG, good)
         with pytest.raises(registry.DecisionRefused, match="not sealed"):
-            lifecycle.deploy(spec, version)
-        lifecycle.deploy(spec, sealed["version"])  # the honest one ships
+            rollout.deploy(spec, version)
+        rollout.deploy(spec, sealed["version"])  # the honest one ships
         assert registry.alias_version("sod", registry.CHAMPION) == sealed["version"]
 
 
@@ -76,7 +76,7 @@ def test_a_version_with_no_digest_is_not_deployed(spec, trained):
     version = lifecycle.register(spec, result, decision, "dag/nodigest", {})["version"]
     registry.client().delete_model_version_tag("sod", version, registry.DIGEST_TAG)
     with pytest.raises(registry.DecisionRefused):
-        lifecycle.deploy(spec, version)
+        rollout.deploy(spec, version)
     assert registry.alias_version("sod", registry.CHAMPION) is None
 
 

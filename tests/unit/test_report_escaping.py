@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from mlops_core.base import settings
-from mlops_core.data import drift, storage, validation
+from mlops_core.data import drift, drift_report, storage, validation
 from mlops_dev import datasets
 from tests.helpers import example_data, example_spec
 
@@ -75,7 +75,7 @@ def _drift_html() -> str:
         }
     )
     result = drift.compute_drift(ref, cur, [IMG, "x"], [CLOSE_SCRIPT])
-    return drift.evidently_html(ref, cur, result)
+    return drift_report.evidently_html(ref, cur, result)
 
 
 def _strings(value: Any) -> list[str]:

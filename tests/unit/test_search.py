@@ -11,7 +11,7 @@ from mlops_core import lifecycle
 from mlops_core.base import settings
 from mlops_core.data import storage
 from mlops_core.model import search, training
-from mlops_core.runs import registry, tracking
+from mlops_core.runs import run_artifacts, tracking
 from mlops_core.spec import SpecError
 from tests.helpers import example_spec
 
@@ -66,7 +66,7 @@ def test_the_best_trial_trains_the_challenger_and_trials_are_child_runs(
     assert held and not (held & seen["rows"])
     assert len(seen["rows"]) == trained.n_train
     # the challenger is the best trial's model
-    model = registry.load_trained(trained.model_uri, trained.run_id).named_steps["model"]
+    model = run_artifacts.load_trained(trained.model_uri, trained.run_id).named_steps["model"]
     for key, value in result.best_params.items():
         assert getattr(model, key) == value, key
     client = tracking.configure()

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_core.model import slices
+from mlops_core.model import slice_intervals, slice_report, slices
 from mlops_core.model.evaluation import GateDecision, Scored, decide
 from mlops_core.spec.catalog import metrics_for
 from tests.helpers import REPO, example_spec
@@ -187,12 +187,12 @@ def test_an_undefined_rate_is_not_a_zero():
 
 
 def test_wilson_intervals_are_wide_on_thin_evidence_and_match_the_textbook():
-    assert slices.wilson(0, 0, 0.95) is None
-    low, high = slices.wilson(0, 1, 0.95)
+    assert slice_intervals.wilson(0, 0, 0.95) is None
+    low, high = slice_intervals.wilson(0, 1, 0.95)
     assert low == 0.0 and high == pytest.approx(0.7935, abs=1e-4)  # not [0, 0]
-    low, high = slices.wilson(61, 100, 0.95)
+    low, high = slice_intervals.wilson(61, 100, 0.95)
     assert (low, high) == (pytest.approx(0.5121, abs=1e-4), pytest.approx(0.6998, abs=1e-4))
-    assert slices.wilson(1, 1, 0.95)[1] == 1.0
+    assert slice_intervals.wilson(1, 1, 0.95)[1] == 1.0
 
 
 def test_a_slice_with_few_positives_is_not_judged_on_recall_but_is_on_accuracy():
@@ -205,7 +205,7 @@ def test_a_slice_with_few_positives_is_not_judged_on_recall_but_is_on_accuracy()
     assert "slice sex=R: 3 positive rows < min_positives 10, recall not judged" in report.notes
     assert report.violations == []
     assert report.interval_methods == {"recall": "wilson", "accuracy": "wilson"}
-    from mlops_core.model.modelcard import _slices_section
+    from mlops_core.model.modelcard_render import _slices_section
 
     card = _slices_section(report.to_dict())
     assert ("interval", "0.95 Wilson score (recall, accuracy)") in card.fields
@@ -420,18 +420,18 @@ def test_the_vectorised_resamples_equal_the_metrics_on_the_resampled_rows(layout
     rng = np.random.default_rng(n)
     y, s, pos = _scored(layout, n, rng)
     problem = layout.split("-")[0]
-    names = metrics_for(problem) + (list(slices.FAIRNESS_DIRECTION) if problem == "binary" else [])
-    rows = slices._Rows(problem, y, s, pos)
+    names = metrics_for(problem) + (list(slice_report.FAIRNESS_DIRECTION) if problem == "binary" else [])
+    rows = slice_intervals._Rows(problem, y, s, pos)
     matrix, index = rows.columns(names)
-    w = next(slices._multiplicities(np.random.default_rng(1), n, 40))
-    block = slices._Block(w, rows, matrix, index)
+    w = next(slice_intervals._multiplicities(np.random.default_rng(1), n, 40))
+    block = slice_intervals._Block(w, rows, matrix, index)
     for m in names:
-        fast = slices._vector_metric(block, m)
+        fast = slice_intervals._vector_metric(block, m)
         for k in range(len(w)):
             idx = np.repeat(np.arange(n), w[k].astype(int))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                want = slices.slice_metric(m, problem, y[idx], slices._subset(s, idx), pos)
+                want = slices.slice_metric(m, problem, y[idx], slice_intervals.subset(s, idx), pos)
             assert (math.isnan(want) and math.isnan(fast[k])) or fast[k] == pytest.approx(want, abs=1e-12), m
 
 
@@ -440,13 +440,13 @@ def test_the_bootstrap_is_seeded_and_capped_on_large_slices(monkeypatch):
     y, s, pos = _scored("binary", 2000, rng)
     args = (["recall", "roc_auc"], "binary", y, s, pos)
     kw = {"n_resamples": 1000, "confidence": 0.95}
-    first, used = slices.intervals(*args, **kw, seed=[0, 0, 0])
-    assert used == 1000 and first == slices.intervals(*args, **kw, seed=[0, 0, 0])[0]
-    assert first != slices.intervals(*args, **kw, seed=[1, 0, 0])[0]
-    monkeypatch.setattr(slices, "RESAMPLE_BUDGET", 2000 * 300)
-    assert slices.intervals(*args, **kw, seed=0)[1] == 300
-    monkeypatch.setattr(slices, "RESAMPLE_BUDGET", 2000 * 10)
-    assert slices.intervals(*args, **kw, seed=0)[1] == slices.MIN_RESAMPLES
+    first, used = slice_intervals.intervals(*args, **kw, seed=[0, 0, 0])
+    assert used == 1000 and first == slice_intervals.intervals(*args, **kw, seed=[0, 0, 0])[0]
+    assert first != slice_intervals.intervals(*args, **kw, seed=[1, 0, 0])[0]
+    monkeypatch.setattr(slice_intervals, "RESAMPLE_BUDGET", 2000 * 300)
+    assert slice_intervals.intervals(*args, **kw, seed=0)[1] == 300
+    monkeypatch.setattr(slice_intervals, "RESAMPLE_BUDGET", 2000 * 10)
+    assert slice_intervals.intervals(*args, **kw, seed=0)[1] == slice_intervals.MIN_RESAMPLES
 
 
 def test_mlflow_metric_names_are_sanitised_and_distinct():
@@ -460,7 +460,9 @@ def test_mlflow_metric_names_are_sanitised_and_distinct():
     assert "slice_gap.sex.recall" in metrics
     assert all(re.fullmatch(r"[A-Za-z0-9_.\-]+", k) and len(k) <= 250 for k in metrics)
     used: dict[str, str] = {}
-    assert slices._key("a=[1, 2)", used) != slices._key("a=(1, 2]", used)  # same characters, two keys
+    assert slice_report._key("a=[1, 2)", used) != slice_report._key(
+        "a=(1, 2]", used
+    )  # same characters, two keys
 
 
 def test_without_slices_nothing_changes_and_fairlearn_is_not_imported():
@@ -539,7 +541,7 @@ def _artifact(run_id, name):
 @pytest.fixture(scope="module")
 def lifecycle_runs(tmp_path_factory: pytest.TempPathFactory):
     """Run 1 (no champion, forced through the slice rejection, deployed) and run 2 (against it)."""
-    from mlops_core import lifecycle
+    from mlops_core import lifecycle, rollout
     from mlops_core.base import settings
     from mlops_core.model import training
     from mlops_dev import datasets
@@ -561,17 +563,17 @@ def lifecycle_runs(tmp_path_factory: pytest.TempPathFactory):
             runs.append((trained, evaluated, decision))
             if force:
                 registered = lifecycle.register(spec, trained, decision.to_dict(), key, {})
-                lifecycle.deploy(spec, str(registered["version"]))
+                rollout.deploy(spec, str(registered["version"]))
         yield spec, lake, runs
 
 
 def test_slice_only_columns_are_not_model_features(lifecycle_runs):
-    from mlops_core.runs import registry
+    from mlops_core.runs import run_artifacts
 
     spec, _, runs = lifecycle_runs
     trained = runs[0][0]
     assert sorted(trained["numeric"] + trained["categorical"]) == ["x1", "x2", "x3"]
-    model = registry.load_trained(trained["model_uri"], trained["run_id"])
+    model = run_artifacts.load_trained(trained["model_uri"], trained["run_id"])
     assert list(model.named_steps["preprocess"].feature_names_in_) == ["x1", "x2", "x3"]
     features = _artifact(trained["run_id"], "features.json")
     assert "sex" not in json.dumps(features) and "age" not in json.dumps(features)

@@ -20,7 +20,7 @@ from mlops_core.clouds.azure import tuning as azure_tuning
 from mlops_core.clouds.gcp import tuning as gcp_tuning
 from mlops_core.data import filesystems, storage
 from mlops_core.model import remote, training, tuning
-from mlops_core.runs import registry, tracking
+from mlops_core.runs import run_artifacts, tracking
 from mlops_core.spec import SpecError
 from tests.helpers import example_spec
 
@@ -246,7 +246,7 @@ def test_trials_report_to_their_platform_and_the_best_trains_the_challenger(
         spec, job.raw_uri, settings.lake_root(), DS, {"airflow.run_id": "p1"}, searched=searched
     )
     assert trained.n_train == len(X)
-    model = registry.load_trained(trained.model_uri, trained.run_id).named_steps["model"]
+    model = run_artifacts.load_trained(trained.model_uri, trained.run_id).named_steps["model"]
     for key, value in found["best_params"].items():
         assert getattr(model, key) == value, key
     client = tracking.configure()

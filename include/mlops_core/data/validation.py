@@ -297,10 +297,10 @@ def champion_contract(spec: PipelineSpec) -> tuple[dict[str, Any] | None, str]:
     registry or artifact-store error raises (:class:`~mlops_core.runs.registry.RegistryUnavailable`
     from the alias lookup): a partition is never waved through because MLflow was down.
     """
-    from mlops_core.runs import registry
+    from mlops_core.runs import run_artifacts
 
     name = spec.registered_model_name
-    contract, version, run_id = registry.champion_artifact(name, "contract.json")
+    contract, version, run_id = run_artifacts.champion_artifact(name, "contract.json")
     if version is None:
         return None, f"no champion of {name} yet: no contract to check"
     if contract is None:

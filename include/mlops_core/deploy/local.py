@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from mlops_core.deploy import READY, Deployment, SmokeResult, compare, smoke_frames
-from mlops_core.runs import registry
+from mlops_core.runs import registry, run_artifacts
 
 if TYPE_CHECKING:
     from mlops_core.spec import PipelineSpec
@@ -43,7 +43,7 @@ class LocalTarget:
         tracking.configure()
         features, want = smoke_frames(spec, holdout_uri, expected_uri)
         # what the alias serves, loaded only after its files matched the registered digest
-        served = registry.load_verified(
+        served = run_artifacts.load_verified(
             deployment.model_name, deployment.version, allow_pickle=spec.model.allow_pickle
         )
         got = np.asarray(served.predict(features))

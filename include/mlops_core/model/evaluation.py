@@ -92,7 +92,7 @@ class GateDecision:
     forced: bool = False
     forced_by: str | None = None
     force_reason: str | None = None
-    # the slice report (mlops_core.model.slices.SliceReport.to_dict) as the gate judged it, with violations
+    # the slice report (mlops_core.model.slice_report.SliceReport.to_dict) as the gate judged it, with violations
     slices: dict[str, Any] | None = None
     # binary: the threshold on P(positive_class) the saved model applies (None: its own predict)
     threshold: float | None = None
@@ -120,7 +120,7 @@ class GateDecision:
             head += f"; decision threshold {threshold.describe(self.threshold, self.positive_class)}"
         lines = [head] + [f"  - {r}" for r in self.reasons]
         if self.slices:
-            from mlops_core.model.slices import describe
+            from mlops_core.model.slice_report import describe
 
             lines += [f"  {line}" for line in describe(self.slices)]
         changes = (self.contract_changes or {}).get("changes")
@@ -171,7 +171,7 @@ def _slice_reasons(
 
     The checks are re-run on the report's values against this spec, whatever lists it carries.
     """
-    from mlops_core.model import slices
+    from mlops_core.model import slice_report
 
     sl = spec.evaluation.slices
     if sl is None:
@@ -185,33 +185,24 @@ def _slice_reasons(
             ],
             None,
         )
-    judged = slices.check(slices.SliceReport.from_dict(report), sl)
+    judged = slice_report.check(slice_report.SliceReport.from_dict(report), sl)
     return not judged.violations, judged.violations + judged.notes, judged.to_dict()
 
 
-def decide(
+def _champion_reasons(
     spec: PipelineSpec,
     challenger: dict[str, float],
     champion: dict[str, float] | None,
     boot: Bootstrap | None,
-    *,
-    champion_version: str | None = None,
-    champion_error: str | None = None,
-    force: bool = False,
-    forced_by: str | None = None,
-    force_reason: str | None = None,
-    slices: dict[str, Any] | None = None,
-    threshold: float | None = None,
-    positive_class: Any = None,
-) -> GateDecision:
-    """Apply floors, then the bootstrap margin over the champion (none on the first run), then the
-    slice checks (``evaluation.slices``, on the slice report ``slices``), then the override."""
+    champion_version: str | None,
+    champion_error: str | None,
+) -> tuple[bool, list[str]]:
+    """(beats, reasons): the challenger against the champion by the paired bootstrap's lower bound;
+    no champion yet passes (floors only), a champion that could not score this holdout does not."""
     name = spec.evaluation.primary_metric
     margin = spec.evaluation.min_improvement
-    ok, reasons = _floor_reasons(spec, challenger)
-    finds, why = _positive_class_reasons(spec, challenger, positive_class)
-    ok &= finds
-    reasons += why
+    ok = True
+    reasons: list[str] = []
     if champion_error:
         ok = False
         reasons.append(
@@ -234,6 +225,34 @@ def decide(
             f"({boot.n_valid}/{boot.n_resamples} resamples); required lower bound > {margin:g}: "
             + ("met" if beats else "NOT met, the champion stays")
         )
+    return ok, reasons
+
+
+def decide(
+    spec: PipelineSpec,
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    boot: Bootstrap | None,
+    *,
+    champion_version: str | None = None,
+    champion_error: str | None = None,
+    force: bool = False,
+    forced_by: str | None = None,
+    force_reason: str | None = None,
+    slices: dict[str, Any] | None = None,
+    threshold: float | None = None,
+    positive_class: Any = None,
+) -> GateDecision:
+    """Apply floors, then the bootstrap margin over the champion (none on the first run), then the
+    slice checks (``evaluation.slices``, on the slice report ``slices``), then the override."""
+    name = spec.evaluation.primary_metric
+    ok, reasons = _floor_reasons(spec, challenger)
+    finds, why = _positive_class_reasons(spec, challenger, positive_class)
+    ok &= finds
+    reasons += why
+    beats, why = _champion_reasons(spec, challenger, champion, boot, champion_version, champion_error)
+    ok &= beats
+    reasons += why
     judged = None
     if spec.evaluation.slices is not None:
         passed, slice_reasons, judged = _slice_reasons(spec, slices)

@@ -115,56 +115,14 @@ def run_search(
     positive: Any,
 ) -> SearchResult:
     """Search ``model.search.params`` on ``X``/``y`` (the training rows); log trials as child runs."""
-    import mlflow
     import optuna
 
     search = spec.model.search
     assert search is not None
     metric = spec.evaluation.primary_metric
-    better = METRICS[metric].higher_is_better
     splits = folds(spec, X, y)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    pruner: Any = (
-        optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
-        if search.pruning
-        else optuna.pruners.NopPruner()
-    )
-    study = optuna.create_study(
-        direction="maximize" if better else "minimize",
-        sampler=optuna.samplers.TPESampler(seed=spec.model.seed),
-        pruner=pruner,
-        study_name=f"{spec.name}-search",
-    )
-
-    parent = mlflow.active_run()
-    experiment = parent.info.experiment_id if parent is not None else None
-
-    def objective(trial: Any) -> float:
-        params = {k: _suggest(trial, k, space, spec.model.family) for k, space in search.params.items()}
-
-        def report(fold: int, value: float, running: float) -> None:
-            mlflow.log_metric(f"cv_{metric}", value, step=fold)
-            trial.report(running, fold)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after fold {fold}")
-
-        # (the parent's experiment: a nested run otherwise lands in the default one)
-        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, experiment_id=experiment):
-            mlflow.set_tag("mlops.search_trial", str(trial.number))
-            mlflow.log_params({f"param.{k}": v for k, v in params.items()})
-            try:
-                scores = cv_scores(spec, X, y, numeric, categorical, positive, params, splits, report)
-            except NotFinite as err:
-                mlflow.set_tag("mlops.search_state", "PRUNED")
-                raise optuna.TrialPruned(str(err)) from None
-            except optuna.TrialPruned:
-                mlflow.set_tag("mlops.search_state", "PRUNED")
-                raise
-            mean = sum(scores) / len(scores)
-            mlflow.log_metric(f"cv_mean_{metric}", mean)
-            mlflow.set_tag("mlops.search_state", "COMPLETE")
-        return mean
-
+    study = _study(spec)
+    objective = _objective(spec, X, y, numeric, categorical, positive, splits)
     start = time.monotonic()
     study.optimize(objective, n_trials=search.trials, timeout=search.timeout_minutes * 60, catch=())
     trials = [
@@ -196,3 +154,72 @@ def run_search(
         result.seconds,
     )
     return result
+
+
+def _study(spec: PipelineSpec) -> Any:
+    """An optuna study in the primary metric's direction: seeded TPE, median pruning if asked."""
+    import optuna
+
+    search = spec.model.search
+    assert search is not None
+    better = METRICS[spec.evaluation.primary_metric].higher_is_better
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pruner: Any = (
+        optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+        if search.pruning
+        else optuna.pruners.NopPruner()
+    )
+    return optuna.create_study(
+        direction="maximize" if better else "minimize",
+        sampler=optuna.samplers.TPESampler(seed=spec.model.seed),
+        pruner=pruner,
+        study_name=f"{spec.name}-search",
+    )
+
+
+def _objective(
+    spec: PipelineSpec,
+    X: pd.DataFrame,
+    y: pd.Series,
+    numeric: list[str],
+    categorical: list[str],
+    positive: Any,
+    splits: list[Any],
+) -> Callable[[Any], float]:
+    """One trial: its params' cross-validated mean, logged as a child run of the active run."""
+    import mlflow
+    import optuna
+
+    search = spec.model.search
+    assert search is not None
+    metric = spec.evaluation.primary_metric
+    parent = mlflow.active_run()
+    experiment = parent.info.experiment_id if parent is not None else None
+
+    def objective(trial: Any) -> float:
+        params = {k: _suggest(trial, k, space, spec.model.family) for k, space in search.params.items()}
+
+        def report(fold: int, value: float, running: float) -> None:
+            mlflow.log_metric(f"cv_{metric}", value, step=fold)
+            trial.report(running, fold)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after fold {fold}")
+
+        # (the parent's experiment: a nested run otherwise lands in the default one)
+        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, experiment_id=experiment):
+            mlflow.set_tag("mlops.search_trial", str(trial.number))
+            mlflow.log_params({f"param.{k}": v for k, v in params.items()})
+            try:
+                scores = cv_scores(spec, X, y, numeric, categorical, positive, params, splits, report)
+            except NotFinite as err:
+                mlflow.set_tag("mlops.search_state", "PRUNED")
+                raise optuna.TrialPruned(str(err)) from None
+            except optuna.TrialPruned:
+                mlflow.set_tag("mlops.search_state", "PRUNED")
+                raise
+            mean = sum(scores) / len(scores)
+            mlflow.log_metric(f"cv_mean_{metric}", mean)
+            mlflow.set_tag("mlops.search_state", "COMPLETE")
+        return mean
+
+    return objective

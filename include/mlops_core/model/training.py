@@ -13,6 +13,7 @@ from mlops_core.spec.estimators import get_family
 if TYPE_CHECKING:
     import pandas as pd
 
+    from mlops_core.data.storage import Manifest
     from mlops_core.spec import PipelineSpec
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def _serialization(pipe: Any, allow_pickle: bool = False) -> dict[str, Any]:
 
     That list is for MLflow's own loaders (serving images). The package loads with the types its
     catalogue allows for the family (:func:`mlops_core.spec.estimators.trusted_types`) and refuses an
-    artifact whose list asks for more (:func:`mlops_core.runs.registry.load_model`).
+    artifact whose list asks for more (:func:`mlops_core.runs.run_artifacts.load_model`).
     Estimators skops cannot write fall back to cloudpickle only with ``model.allow_pickle``.
     """
     try:
@@ -302,13 +303,61 @@ def train(
     of searching here, and only on the partition version its trials read.
     """
     import mlflow
-    from mlflow.data.pandas_dataset import from_pandas
-    from mlflow.models import infer_signature
 
-    from mlops_core.data import contract, storage
-    from mlops_core.data.lineage import register_lake_source
+    from mlops_core.data import contract
     from mlops_core.model import threshold
-    from mlops_core.runs import registry, tracking
+    from mlops_core.runs import run_artifacts, tracking
+
+    raw_manifest, raw = _read_pinned(raw_uri, storage_options, searched)
+    train_df, hold_df, numeric, categorical, pos = _prepare(spec, raw)
+    features = numeric + categorical
+    hold_manifest = _write_holdout(spec, hold_df, lake_root, ds, raw_uri, raw_manifest, storage_options)
+    X, y = train_df[features], train_df[spec.target]
+
+    exp_id = tracking.experiment_id(spec.name)
+    run_tags = {**tags, **_lineage_tags(spec, raw_uri, raw_manifest, hold_manifest, ds)}
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"{spec.name}-{ds}", tags=run_tags) as run:
+        # model.search: trials on the training rows only (child runs), the best params win
+        params = {**spec.model.params, **_search(spec, X, y, numeric, categorical, pos, searched)}
+        pipe = build_pipeline(spec, numeric, categorical, params=params)
+        # fits; with evaluation.threshold the model carries its decision threshold (binary only)
+        pipe, _ = threshold.apply(spec, pipe, X, y, pos)
+        _log_params(spec, pipe, params, len(train_df), len(hold_df), numeric, categorical, pos)
+        mlflow.log_dict({"numeric": numeric, "categorical": categorical}, "features.json")
+        # what validate checks every new partition against while this model is the champion
+        mlflow.log_dict(contract.learn(raw, spec), "contract.json")
+        if spec.monitoring.enabled:
+            _log_drift_baseline(spec, raw, pipe, X, y)
+        _log_inputs(spec, ds, raw, raw_uri, raw_manifest, hold_df, hold_manifest)
+        model_uri = _log_model(spec, pipe, X)
+        # the model's id and digest as run params (immutable): every load checks both
+        run_artifacts.record_trained(model_uri)
+        _log_native(spec, pipe)
+    log.info(
+        "trained %s on %d rows (%d held out); run %s",
+        spec.model.family,
+        len(train_df),
+        len(hold_df),
+        run.info.run_id,
+    )
+    return TrainResult(
+        run_id=run.info.run_id,
+        model_uri=model_uri,
+        holdout_uri=hold_manifest.uri,
+        experiment_id=exp_id,
+        n_train=len(train_df),
+        n_holdout=len(hold_df),
+        numeric=numeric,
+        categorical=categorical,
+        positive_class=pos.item() if hasattr(pos, "item") else pos,
+    )
+
+
+def _read_pinned(
+    raw_uri: str, storage_options: dict[str, Any] | None, searched: dict[str, Any] | None
+) -> tuple[Manifest, pd.DataFrame]:
+    """The partition at one version, pinned (and the version a tuning service's search read)."""
+    from mlops_core.data import storage
 
     # one version, pinned: a rewrite of the partition meanwhile cannot mix two versions in the lineage
     raw_manifest = storage.read_manifest(raw_uri, storage_options)
@@ -318,10 +367,24 @@ def train(
             f"{searched['raw_version']}: its best params were chosen on other rows; clear the search task "
             "to search again"
         )
-    raw = storage.read_frame(raw_uri, storage_options=storage_options, version=raw_manifest.version)
-    train_df, hold_df, numeric, categorical, pos = _prepare(spec, raw)
-    features = numeric + categorical
-    hold_manifest = storage.write_partition(
+    return raw_manifest, storage.read_frame(
+        raw_uri, storage_options=storage_options, version=raw_manifest.version
+    )
+
+
+def _write_holdout(
+    spec: PipelineSpec,
+    hold_df: pd.DataFrame,
+    lake_root: str,
+    ds: str,
+    raw_uri: str,
+    raw_manifest: Manifest,
+    storage_options: dict[str, Any] | None,
+) -> Manifest:
+    """The holdout rows as ``<lake>/<name>/holdout/ds=<ds>/``, naming the partition they came from."""
+    from mlops_core.data import storage
+
+    return storage.write_partition(
         {"data": hold_df},
         lake_root,
         spec.name,
@@ -334,11 +397,15 @@ def train(
         },
         storage_options=storage_options,
     )
-    X, y = train_df[features], train_df[spec.target]
 
-    exp_id = tracking.experiment_id(spec.name)
-    run_tags = {
-        **tags,
+
+def _lineage_tags(
+    spec: PipelineSpec, raw_uri: str, raw_manifest: Manifest, hold_manifest: Manifest, ds: str
+) -> dict[str, str]:
+    """The training run's lineage tags: the exact partitions it read and wrote, and the code."""
+    from mlops_core.runs import tracking
+
+    return {
         "mlops.pipeline": spec.name,
         "mlops.raw_uri": raw_uri,
         "mlops.raw_sha256": raw_manifest.sha256,
@@ -350,88 +417,100 @@ def train(
         "mlops.code_version": tracking.code_version(),
         "mlops.ds": ds,
     }
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"{spec.name}-{ds}", tags=run_tags) as run:
-        # model.search: trials on the training rows only (child runs), the best params win
-        params = {**spec.model.params, **_search(spec, X, y, numeric, categorical, pos, searched)}
-        pipe = build_pipeline(spec, numeric, categorical, params=params)
-        # fits; with evaluation.threshold the model carries its decision threshold (binary only)
-        pipe, _ = threshold.apply(spec, pipe, X, y, pos)
-        # one truth: the threshold the saved model object applies (card, gate log, Models view read it)
-        chosen_threshold = threshold.of_model(pipe)
-        if spec.problem_type == "binary":
-            mlflow.set_tag(
-                threshold.TAG, threshold.DEFAULT if chosen_threshold is None else str(chosen_threshold)
-            )
-        mlflow.log_params(
-            {
-                "family": spec.model.family,
-                "seed": spec.model.seed,
-                **{f"param.{k}": v for k, v in params.items()},
-                "n_train": len(train_df),
-                "n_holdout": len(hold_df),
-                "n_numeric": len(numeric),
-                "n_categorical": len(categorical),
-                "holdout_strategy": spec.evaluation.holdout.strategy,
-                "positive_class": pos,
-                "threshold": threshold.DEFAULT if chosen_threshold is None else chosen_threshold,
-            }
+
+
+def _log_params(
+    spec: PipelineSpec,
+    pipe: Any,
+    params: dict[str, Any],
+    n_train: int,
+    n_holdout: int,
+    numeric: list[str],
+    categorical: list[str],
+    pos: Any,
+) -> None:
+    """The run's params, and (binary) the decision threshold tag."""
+    import mlflow
+
+    from mlops_core.model import threshold
+
+    # one truth: the threshold the saved model object applies (card, gate log, Models view read it)
+    chosen_threshold = threshold.of_model(pipe)
+    if spec.problem_type == "binary":
+        mlflow.set_tag(
+            threshold.TAG, threshold.DEFAULT if chosen_threshold is None else str(chosen_threshold)
         )
-        mlflow.log_dict({"numeric": numeric, "categorical": categorical}, "features.json")
-        # what validate checks every new partition against while this model is the champion
-        mlflow.log_dict(contract.learn(raw, spec), "contract.json")
-        if spec.monitoring.enabled:
-            _log_drift_baseline(spec, raw, pipe, X, y)
-        register_lake_source()  # before the inputs: lineage for abfs://, gcs://... URIs
-        mlflow.log_input(
-            from_pandas(
-                raw,
-                source=raw_uri,
-                targets=spec.target,
-                name=f"{spec.name}-raw-{ds}",
-                digest=raw_manifest.sha256[:16],
-            ),
-            context="training",
-            tags={"sha256": raw_manifest.sha256, "manifest_version": str(raw_manifest.version)},
-        )
-        mlflow.log_input(
-            from_pandas(
-                hold_df,
-                source=hold_manifest.uri,
-                targets=spec.target,
-                name=f"{spec.name}-holdout-{ds}",
-                digest=hold_manifest.sha256[:16],
-            ),
-            context="holdout",
-            tags={"sha256": hold_manifest.sha256, "manifest_version": str(hold_manifest.version)},
-        )
-        example = X.head(5)
-        with tracking.own_fresh_model():  # log_model loads the copy it just wrote from ``pipe``
-            info = mlflow.sklearn.log_model(
-                sk_model=pipe,
-                name="model",
-                signature=infer_signature(example, pipe.predict(example)),
-                input_example=example,
-                pip_requirements=pip_requirements(spec),
-                **_serialization(pipe, spec.model.allow_pickle),
-            )
-        # the model's id and digest as run params (immutable): every load checks both
-        registry.record_trained(info.model_uri)
-        _log_native(spec, pipe)
-    log.info(
-        "trained %s on %d rows (%d held out); run %s",
-        spec.model.family,
-        len(train_df),
-        len(hold_df),
-        run.info.run_id,
+    mlflow.log_params(
+        {
+            "family": spec.model.family,
+            "seed": spec.model.seed,
+            **{f"param.{k}": v for k, v in params.items()},
+            "n_train": n_train,
+            "n_holdout": n_holdout,
+            "n_numeric": len(numeric),
+            "n_categorical": len(categorical),
+            "holdout_strategy": spec.evaluation.holdout.strategy,
+            "positive_class": pos,
+            "threshold": threshold.DEFAULT if chosen_threshold is None else chosen_threshold,
+        }
     )
-    return TrainResult(
-        run_id=run.info.run_id,
-        model_uri=info.model_uri,
-        holdout_uri=hold_manifest.uri,
-        experiment_id=exp_id,
-        n_train=len(train_df),
-        n_holdout=len(hold_df),
-        numeric=numeric,
-        categorical=categorical,
-        positive_class=pos.item() if hasattr(pos, "item") else pos,
+
+
+def _log_inputs(
+    spec: PipelineSpec,
+    ds: str,
+    raw: pd.DataFrame,
+    raw_uri: str,
+    raw_manifest: Manifest,
+    hold_df: pd.DataFrame,
+    hold_manifest: Manifest,
+) -> None:
+    """The raw and the holdout partitions as the run's MLflow inputs (name, digest, manifest version)."""
+    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
+
+    from mlops_core.data.lineage import register_lake_source
+
+    register_lake_source()  # before the inputs: lineage for abfs://, gcs://... URIs
+    mlflow.log_input(
+        from_pandas(
+            raw,
+            source=raw_uri,
+            targets=spec.target,
+            name=f"{spec.name}-raw-{ds}",
+            digest=raw_manifest.sha256[:16],
+        ),
+        context="training",
+        tags={"sha256": raw_manifest.sha256, "manifest_version": str(raw_manifest.version)},
     )
+    mlflow.log_input(
+        from_pandas(
+            hold_df,
+            source=hold_manifest.uri,
+            targets=spec.target,
+            name=f"{spec.name}-holdout-{ds}",
+            digest=hold_manifest.sha256[:16],
+        ),
+        context="holdout",
+        tags={"sha256": hold_manifest.sha256, "manifest_version": str(hold_manifest.version)},
+    )
+
+
+def _log_model(spec: PipelineSpec, pipe: Any, X: pd.DataFrame) -> str:
+    """Log the fitted pipeline as the run's model (signature, example, pinned requirements); its URI."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from mlops_core.runs import tracking
+
+    example = X.head(5)
+    with tracking.own_fresh_model():  # log_model loads the copy it just wrote from ``pipe``
+        info = mlflow.sklearn.log_model(
+            sk_model=pipe,
+            name="model",
+            signature=infer_signature(example, pipe.predict(example)),
+            input_example=example,
+            pip_requirements=pip_requirements(spec),
+            **_serialization(pipe, spec.model.allow_pickle),
+        )
+    return str(info.model_uri)

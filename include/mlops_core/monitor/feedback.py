@@ -1,4 +1,4 @@
-"""The feedback loop: realized performance once the ground truth arrives, and the decay policy.
+"""The feedback loop: realized performance once the ground truth arrives, judged for decay.
 
 For monitored day D the performance step looks at the predictions made for T = D - ``delay_days``
 (``<lake>/<name>/monitor_predictions/ds=T``; with a ``column``-partitioned source only the rows
@@ -11,7 +11,8 @@ publishes a new version of that day, never a second row. Decay is judged on the 
 point estimate, against the floor and the reference (:func:`judge`): by default the champion's own
 realized metric on its first ``decay.baseline_days`` evaluated days (:func:`realized_baseline`).
 
-Nothing here imports Airflow; :mod:`mlops_core.monitor.monitoring` combines the decay verdicts with the
+Nothing here imports Airflow; :mod:`mlops_core.monitor.decay_policy` turns the history into a decay
+verdict and :mod:`mlops_core.monitor.monitoring` combines it with the
 drift policy.
 """
 
@@ -315,8 +316,6 @@ def judge(spec: PipelineSpec, day: DayPerformance) -> DayPerformance:
 
 def evaluate_day(spec: PipelineSpec, lake_root: str, ds: str) -> DayPerformance:
     """Join the predictions for ``ds - delay_days`` with the labels arrived by ``ds`` and score them."""
-    from mlops_core.model.evaluation import all_metrics
-
     fb = spec.feedback
     assert fb is not None
     metric = decay_metric(spec)
@@ -337,6 +336,30 @@ def evaluate_day(spec: PipelineSpec, lake_root: str, ds: str) -> DayPerformance:
         day.reasons.append(f"no predictions for {target_day} ({uri}): that day was not monitored")
         return day
     keys = list(fb.key_columns)
+    predictions = _own_rows(predictions, keys, target_day, day)
+    labels = read_labels(spec, ds)
+    joined = _join(spec, lake_root, ds, day, predictions, labels, keys)
+    if not len(labels):
+        day.status = "no_labels"
+        day.reasons.append(
+            f"no labels have arrived by {ds[:10]} ({settings.redact(settings.expand(fb.uri))})"
+        )
+        return day
+    if not day.rows:
+        day.status = "no_labels"
+        day.reasons.append(
+            f"none of the {len(labels)} label(s) matches a prediction of {target_day} on {keys}: "
+            f"{day.unmatched_labels} label(s) for unknown keys"
+        )
+        return day
+    return _score_day(spec, lake_root, day, joined)
+
+
+def _own_rows(
+    predictions: pd.DataFrame, keys: list[str], target_day: str, day: DayPerformance
+) -> pd.DataFrame:
+    """The predictions made for ``target_day`` (a window's rows for other days are judged on theirs);
+    :class:`~mlops_core.data.storage.SourceDataError` when they lack the key columns."""
     missing = [k for k in keys if k not in predictions.columns]
     if missing:
         raise SourceDataError(
@@ -347,7 +370,19 @@ def evaluate_day(spec: PipelineSpec, lake_root: str, ds: str) -> DayPerformance:
     if "prediction_ds" in predictions.columns:  # the window's rows made for other days are judged on theirs
         predictions = predictions.loc[predictions["prediction_ds"].astype(str) == target_day]
         day.independent = True
-    labels = read_labels(spec, ds)
+    return predictions
+
+
+def _join(
+    spec: PipelineSpec,
+    lake_root: str,
+    ds: str,
+    day: DayPerformance,
+    predictions: pd.DataFrame,
+    labels: pd.DataFrame,
+    keys: list[str],
+) -> pd.DataFrame:
+    """Predictions joined with their labels on ``keys``; the day's counts (unlabelled, unmatched, orphans)."""
     day.predictions, day.labels = len(predictions), len(labels)
     versions = (
         predictions["model_version"].astype(str).unique().tolist() if "model_version" in predictions else []
@@ -363,19 +398,18 @@ def evaluate_day(spec: PipelineSpec, lake_root: str, ds: str) -> DayPerformance:
     if len(labels):
         day.orphan_labels = _orphans(spec, lake_root, ds, _keys(labels, keys)[keys])
         day.orphan_share = round(day.orphan_labels / len(labels), 6)
-    if not len(labels):
-        day.status = "no_labels"
-        day.reasons.append(
-            f"no labels have arrived by {ds[:10]} ({settings.redact(settings.expand(fb.uri))})"
-        )
-        return day
-    if not day.rows:
-        day.status = "no_labels"
-        day.reasons.append(
-            f"none of the {len(labels)} label(s) matches a prediction of {target_day} on {keys}: "
-            f"{day.unmatched_labels} label(s) for unknown keys"
-        )
-        return day
+    return joined
+
+
+def _score_day(
+    spec: PipelineSpec, lake_root: str, day: DayPerformance, joined: pd.DataFrame
+) -> DayPerformance:
+    """The day's metrics on the joined rows, the decay metric's interval, its references, judged."""
+    from mlops_core.model.evaluation import all_metrics
+
+    fb = spec.feedback
+    assert fb is not None
+    metric = day.metric
     positive = _positive(spec, joined)
     scored = _scored(spec, joined, positive)
     y = (
@@ -395,7 +429,7 @@ def evaluate_day(spec: PipelineSpec, lake_root: str, ds: str) -> DayPerformance:
     day.holdout = champion_holdout(spec, day.model_version, metric)
     day.reference = fb.decay.reference
     day.baseline, day.baseline_days = realized_baseline(
-        spec, history(spec, lake_root), day.model_version, metric, target_day
+        spec, history(spec, lake_root), day.model_version, metric, day.ds
     )
     return judge(spec, day)
 
@@ -488,71 +522,6 @@ def history(spec: PipelineSpec, lake_root: str) -> list[dict[str, Any]]:
         except FileNotFoundError:
             continue
     return days
-
-
-def streak_stride(spec: PipelineSpec) -> int:
-    """Days between the prediction days a decay streak counts: 1 when each prediction day holds its
-    own rows (a ``column``-partitioned source), else the monitoring window, so no two counted days
-    share rows (``files`` mode reads the window's files as one partition)."""
-    if spec.source.partition.mode == "files":
-        return spec.monitoring.window_days
-    return 1
-
-
-@dataclass
-class DecayVerdict:
-    """Whether decay alone would retrain (before cooldown and backfill rules), and why."""
-
-    fire: bool
-    reasons: list[str]
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-
-def decide(spec: PipelineSpec, days: list[dict[str, Any]], ds: str) -> DecayVerdict:
-    """The last ``decay.days`` prediction days up to ``ds - delay_days`` must all have decayed.
-
-    A day not evaluated (no predictions, no labels, too few labelled rows) breaks the streak and
-    says so: no labels is not "no decay", and not decay either.
-    """
-    fb = spec.feedback
-    assert fb is not None
-    cfg = fb.decay
-    if not cfg.enabled:
-        return DecayVerdict(False, ["decay policy off (feedback.decay.enabled: false)"])
-    last = date.fromisoformat(ds[:10]) - timedelta(days=fb.delay_days)
-    stride = streak_stride(spec)
-    wanted = [(last - timedelta(days=i * stride)).isoformat() for i in range(cfg.days)]
-    by_day = {str(d["ds"]): d for d in days}
-    reasons: list[str] = []
-    if stride > 1:
-        reasons.append(
-            f"prediction days overlap (each holds the {stride}-day monitoring window: source.partition.mode "
-            f"is {spec.source.partition.mode!r}): the streak counts one prediction day per window"
-        )
-    fire = True
-    for d in wanted:
-        row = by_day.get(d)
-        if row is None:
-            fire = False
-            reasons.append(f"performance {d}: not evaluated yet (no run joined its labels)")
-            continue
-        verdict = DayPerformance(**{k: row[k] for k in DayPerformance.__dataclass_fields__ if k in row})
-        fire &= bool(row.get("decayed")) and verdict.status == "evaluated"
-        reasons.append("performance " + verdict.describe())
-    newest = by_day.get(wanted[0], {})
-    evidence = {
-        "metric": decay_metric(spec),
-        "days": wanted,
-        "value": newest.get("value"),
-        "low": newest.get("low"),
-        "high": newest.get("high"),
-        "holdout": newest.get("holdout"),
-        "baseline": newest.get("baseline"),
-        "reference": cfg.reference,
-        "floor": newest.get("floor"),
-        "rows": newest.get("rows"),
-    }
-    return DecayVerdict(fire, reasons, evidence)
 
 
 def log_to_mlflow(spec: PipelineSpec, day: DayPerformance, tags: dict[str, str]) -> str | None:

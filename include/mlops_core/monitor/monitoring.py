@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
+from dataclasses import asdict
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from mlops_core.base import settings
@@ -29,12 +29,15 @@ from mlops_core.model.baseline import (  # noqa: F401 (monitoring's names for th
     baseline_date_column,
     training_baseline,
 )
-from mlops_core.runs import registry
+from mlops_core.monitor.drift_policy import PolicyDecision, day_drifted, decide
+from mlops_core.runs import registry, run_artifacts
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlops_core.spec import MonitoringSpec, PipelineSpec
+    from mlops_core.data.drift import DriftResult
+    from mlops_core.data.storage import Manifest
+    from mlops_core.spec import PipelineSpec
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +118,7 @@ def champion_importance(spec: PipelineSpec) -> dict[str, float]:
     {} when there is no champion or it recorded none (equal weights, said in the log); a registry
     outage raises rather than silently changing how the drift share is weighted.
     """
-    raw, _, _ = registry.champion_artifact(spec.registered_model_name, "feature_importance.json")
+    raw, _, _ = run_artifacts.champion_artifact(spec.registered_model_name, "feature_importance.json")
     if raw is None:
         return {}
     return {str(k): max(float(v), 0.0) for k, v in raw.items() if isinstance(v, int | float)}
@@ -127,7 +130,7 @@ def champion_baseline(spec: PipelineSpec) -> Any:
 
     if not spec.monitoring.calibration.enabled:
         return None
-    raw, _, _ = registry.champion_artifact(spec.registered_model_name, BASELINE_ARTIFACT)
+    raw, _, _ = run_artifacts.champion_artifact(spec.registered_model_name, BASELINE_ARTIFACT)
     if raw is not None and not raw.get("calibrated"):
         log.info("%s: no drift baseline (%s); the configured thresholds apply", spec.name, raw.get("reason"))
     return drift.Baseline.from_dict(raw or {})
@@ -220,6 +223,125 @@ def prediction_drift(
     return {**asdict(col), "reference_uri": ref_uri}
 
 
+def _column_drift(
+    spec: PipelineSpec,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    floors: dict[str, float],
+) -> DriftResult:
+    """Each column's drift by the configured engine, with the critical columns and (importance
+    weighting) the champion's feature importances as weights."""
+    from mlops_core.data import drift
+
+    m = spec.monitoring
+    result = drift.compute_drift(
+        reference,
+        current,
+        numeric,
+        categorical,
+        **_engine_options(m),
+        floors=floors,
+    )
+    result.critical = [c for c in m.critical_columns if c in numeric + categorical]
+    if m.weighting == "importance":
+        result.weights = champion_importance(spec)
+        if not result.weights:
+            log.warning(
+                "%s: the champion recorded no feature importance; drift share counts columns equally",
+                spec.name,
+            )
+    return result
+
+
+def _report_files(
+    spec: PipelineSpec,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    result: DriftResult,
+    ds: str,
+    wanted: bool,
+) -> tuple[str | None, dict[str, bytes]]:
+    """The Evidently report (HTML and its JSON snapshot) when ``wanted``; else none, said in the log."""
+    from mlops_core.data import drift_report
+
+    m = spec.monitoring
+    if wanted:
+        html, snapshot = drift_report.evidently_report(reference, current, result, sample_size=m.sample_size)
+        return html, {"report.html": html.encode(), "report.json": json.dumps(snapshot, default=str).encode()}
+    log.info(
+        "%s ds=%s: no Evidently report (monitoring.report is %r and the day did not drift); "
+        "trigger the run with the 'report' param to build one",
+        spec.name,
+        ds,
+        m.report,
+    )
+    return None, {}
+
+
+def _day_summary(
+    result: DriftResult,
+    ds: str,
+    reference: tuple[str, int | None],
+    current_uri: str,
+    run_type: str,
+    drifted: bool,
+    share_threshold: float,
+    floors: dict[str, float],
+    baseline: Any,
+) -> dict[str, Any]:
+    """The day's verdict as drift.json, the history's manifest and the step's result carry it."""
+    return {
+        **result.summary(),
+        "ds": ds,
+        "reference_uri": reference[0],
+        "reference_version": reference[1],
+        "current_uri": current_uri,
+        "run_type": run_type,
+        # share >= share_threshold, a critical column drifted, or (prediction_drift: policy) the output drifted
+        "drifted": drifted,
+        "share_threshold": share_threshold,
+        "calibrated_columns": sorted(floors),
+        "baseline": (
+            {"periods": baseline.periods, "share_quantile": round(baseline.share_quantile, 6)}
+            if baseline
+            else None
+        ),
+    }
+
+
+def _write_day(
+    spec: PipelineSpec,
+    lake_root: str,
+    ds: str,
+    result: DriftResult,
+    summary: dict[str, Any],
+    files: dict[str, bytes],
+) -> tuple[Manifest, Manifest]:
+    """The day's verdicts (and report) under ``reports/drift``, and its rows of the drift history."""
+    written = storage.write_partition(
+        {},
+        lake_root,
+        spec.name,
+        "reports/drift",
+        ds,
+        files={
+            **files,
+            "drift.json": json.dumps(
+                {**summary, "columns": [asdict(c) for c in result.columns]}, indent=2, default=str
+            ).encode(),
+        },
+    )
+    result.extra["prediction_drift"] = summary["prediction_drift"]
+    frame = result.to_frame()
+    for key in ("drift_share", "n_drifted", "rows", "run_type"):
+        frame[key] = summary[key]
+    frame.insert(0, "ds", ds)
+    history = storage.write_partition({"data": frame}, lake_root, spec.name, HISTORY, ds, extra=summary)
+    return written, history
+
+
 def check(
     spec: PipelineSpec,
     current_uri: str,
@@ -246,77 +368,25 @@ def check(
     baseline = champion_baseline(spec) if m.reference == "champion_training" else None
     # a threshold the YAML sets for a column is the user's word: no floor under it
     floors = {c: f for c, f in (baseline.floors if baseline else {}).items() if c not in m.column_thresholds}
-    result = drift.compute_drift(
-        reference,
-        current,
-        numeric,
-        categorical,
-        **_engine_options(m),
-        floors=floors,
-    )
-    result.critical = [c for c in m.critical_columns if c in numeric + categorical]
-    if m.weighting == "importance":
-        result.weights = champion_importance(spec)
-        if not result.weights:
-            log.warning(
-                "%s: the champion recorded no feature importance; drift share counts columns equally",
-                spec.name,
-            )
+    result = _column_drift(spec, reference, current, numeric, categorical, floors)
     share_threshold = baseline.share_threshold(m.drift_share) if baseline is not None else m.drift_share
     output = prediction_drift(
         spec, lake_root, ds, floor=baseline.floors.get(drift.PREDICTION) if baseline is not None else None
     )
     drifted, _ = day_drifted(m, result.drift_share, share_threshold, result.critical_drifted, output)
-    html: str | None = None
-    files: dict[str, bytes] = {}
-    if report or m.report == "always" or (m.report == "drifted" and drifted):
-        html, snapshot = drift.evidently_report(reference, current, result, sample_size=m.sample_size)
-        files = {"report.html": html.encode(), "report.json": json.dumps(snapshot, default=str).encode()}
-    else:
-        log.info(
-            "%s ds=%s: no Evidently report (monitoring.report is %r and the day did not drift); "
-            "trigger the run with the 'report' param to build one",
-            spec.name,
-            ds,
-            m.report,
-        )
-    summary = {
-        **result.summary(),
-        "ds": ds,
-        "reference_uri": ref_uri,
-        "reference_version": ref_version,
-        "current_uri": current_uri,
-        "run_type": run_type,
-        # share >= share_threshold, a critical column drifted, or (prediction_drift: policy) the output drifted
-        "drifted": drifted,
-        "share_threshold": share_threshold,
-        "calibrated_columns": sorted(floors),
-        "baseline": (
-            {"periods": baseline.periods, "share_quantile": round(baseline.share_quantile, 6)}
-            if baseline
-            else None
-        ),
-        "prediction_drift": output,
-    }
-    written = storage.write_partition(
-        {},
-        lake_root,
-        spec.name,
-        "reports/drift",
+    html, files = _report_files(
+        spec,
+        reference,
+        current,
+        result,
         ds,
-        files={
-            **files,
-            "drift.json": json.dumps(
-                {**summary, "columns": [asdict(c) for c in result.columns]}, indent=2, default=str
-            ).encode(),
-        },
+        report or m.report == "always" or (m.report == "drifted" and drifted),
     )
-    result.extra["prediction_drift"] = summary["prediction_drift"]
-    frame = result.to_frame()
-    for key in ("drift_share", "n_drifted", "rows", "run_type"):
-        frame[key] = summary[key]
-    frame.insert(0, "ds", ds)
-    history = storage.write_partition({"data": frame}, lake_root, spec.name, HISTORY, ds, extra=summary)
+    summary = _day_summary(
+        result, ds, (ref_uri, ref_version), current_uri, run_type, drifted, share_threshold, floors, baseline
+    )
+    summary["prediction_drift"] = output
+    written, history = _write_day(spec, lake_root, ds, result, summary, files)
     run_id = _mlflow_day_run(spec, ds, result, html, tags or {})
     log.info(
         "drift %s ds=%s: %d/%d columns drifted (share %.2f, threshold %.2f) %s; report %s",
@@ -370,149 +440,6 @@ def last_training_ds(spec: PipelineSpec) -> date | None:
     return max(dates) if dates else None
 
 
-@dataclass
-class PolicyDecision:
-    fire: bool
-    reasons: list[str]
-    ds: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-    # what would retrain: "drift", "performance" (model decay on realized labels) or both
-    trigger: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def day_drifted(
-    cfg: MonitoringSpec,
-    share: float,
-    share_threshold: float,
-    critical: list[str],
-    prediction: dict[str, Any] | None,
-) -> tuple[bool, list[str]]:
-    """Whether one monitored day drifted, and why (pure): the (weighted) share reached the share
-    threshold, a critical column drifted, or, with ``prediction_drift: policy``, the model's
-    output drifted against its holdout predictions. What :func:`check` records and
-    :func:`decide` reads back, and what the drift benchmark measures."""
-    why = []
-    if share >= share_threshold:
-        why.append(f"drift share {share:.2f} >= {share_threshold:g}")
-    if critical:
-        why.append(f"critical column(s) drifted: {', '.join(critical)}")
-    if cfg.prediction_drift == "policy" and isinstance(prediction, dict) and prediction.get("drifted"):
-        why.append("predictions drifted")
-    return bool(why), why
-
-
-def _prediction_note(out: Any, policy: bool) -> str:
-    stat = f"p={out['p_value']:.3g}" if out.get("p_value") is not None else f"{out['statistic']:.3g}"
-    acts = "counts in the policy" if policy else "reported; prediction_drift: report"
-    return (
-        f"prediction drift ({out['method']} {stat} against the champion's holdout predictions): "
-        f"{'drifted' if out.get('drifted') else 'stable'} ({acts})"
-    )
-
-
-def _day_reason(cfg: MonitoringSpec, d: str, row: dict[str, Any]) -> tuple[bool, str]:
-    rows, share = int(row["rows"] or 0), float(row["drift_share"] or 0.0)
-    found = row.get("critical_drifted")
-    critical = [str(c) for c in found] if isinstance(found, list | tuple) else []
-    recorded = row.get("share_threshold")
-    threshold = cfg.drift_share if recorded is None or math.isnan(float(recorded)) else float(recorded)
-    out = row.get("prediction_drift")
-    out = out if isinstance(out, dict) and out.get("method") else None
-    drifted, _ = day_drifted(cfg, share, threshold, critical, out)
-    enough = rows >= cfg.min_rows
-    why = f"critical column(s) drifted: {', '.join(critical)}; " if critical else ""
-    calibrated = (
-        f" (the window's own variability; drift_share {cfg.drift_share:g})"
-        if threshold > cfg.drift_share
-        else ""
-    )
-    reason = (
-        f"{d}: {why}drift share {share:.2f} {'>=' if share >= threshold else '<'} {threshold:g}{calibrated}, "
-        f"{rows} rows {'>=' if enough else '<'} min_rows {cfg.min_rows}"
-    )
-    if out is not None:
-        reason += "; " + _prediction_note(out, cfg.prediction_drift == "policy")
-    return enough and drifted, reason
-
-
-def decide(
-    cfg: MonitoringSpec,
-    days: pd.DataFrame,
-    ds: str,
-    *,
-    last_training: date | None,
-    is_backfill: bool,
-    decay: Any = None,
-    last_promotion: date | None = None,
-) -> PolicyDecision:
-    """Apply the policy for day ``ds`` (pure: no I/O): the drift streak OR the decay verdict
-    (:class:`mlops_core.monitor.feedback.DecayVerdict`, when the pipeline has ``feedback``), then the
-    cooldown and the backfill rule, which hold both.
-
-    The cooldown counts from ``last_promotion`` (the current champion's training day) with
-    ``cooldown_from: promotion``, from ``last_training`` (the last attempt) with ``attempt``; with
-    no champion yet, from the last attempt either way.
-    """
-    day = date.fromisoformat(ds[:10])
-    wanted = [(day - timedelta(days=i)).isoformat() for i in range(cfg.consecutive_days)]
-    by_day = {str(r["ds"]): r for r in days.to_dict("records")} if len(days) else {}
-    reasons, ok = [], True
-    for d in wanted:
-        row = by_day.get(d)
-        if row is None:
-            ok = False
-            reasons.append(
-                f"{d}: not monitored: no data (its rows have not arrived or its run has not finished); "
-                f"no data is not 'no drift', and the policy needs {cfg.consecutive_days} consecutive monitored day(s)"
-            )
-            continue
-        drifted, reason = _day_reason(cfg, d, row)
-        ok &= drifted
-        reasons.append(reason)
-    drift_fires = ok
-    decay_fires = bool(decay is not None and decay.fire)
-    if decay is not None:
-        reasons += decay.reasons
-    ok = drift_fires or decay_fires
-    trigger = "+".join(t for t, on in (("drift", drift_fires), ("performance", decay_fires)) if on) or None
-    cooling = _cooldown(cfg, day, last_training, last_promotion)
-    if cooling:
-        ok = False
-        reasons.append(cooling)
-    if is_backfill and not cfg.retrain_on_backfill:
-        ok = False
-        reasons.append(
-            "backfill run: history filled, retraining not triggered (monitoring.retrain_on_backfill is false)"
-        )
-    today = by_day.get(day.isoformat(), {})
-    evidence: dict[str, Any] = {
-        "ds": day.isoformat(),
-        "drift_share": today.get("drift_share"),
-        "share_threshold": today.get("share_threshold"),
-        "rows": today.get("rows"),
-    }
-    if decay is not None:
-        evidence["performance"] = decay.evidence
-    return PolicyDecision(ok, reasons, day.isoformat(), evidence, trigger if ok else None)
-
-
-def _cooldown(cfg: MonitoringSpec, day: date, last_training: date | None, last_promotion: date | None) -> str:
-    """Why the cooldown holds the day ("" when it does not)."""
-    since: date | None = last_training
-    what = "the last training attempt"
-    if cfg.cooldown_from == "promotion" and last_promotion is not None:
-        since, what = last_promotion, "the champion's training (last promotion)"
-    if since is None or (day - since).days >= cfg.cooldown_days:
-        return ""
-    return (
-        f"cooldown: {what} on {since}, {(day - since).days} day(s) ago < {cfg.cooldown_days} "
-        f"(monitoring.cooldown_from: {cfg.cooldown_from})"
-    )
-
-
 def last_promotion_ds(spec: PipelineSpec) -> date | None:
     """Data date of the current champion's training run (tag ``mlops.ds``): when the champion last changed.
 
@@ -530,9 +457,9 @@ def policy(spec: PipelineSpec, lake_root: str, ds: str, *, is_backfill: bool) ->
     """The policy on the stored drift (and performance) history and the last training date."""
     decay = None
     if spec.feedback is not None:
-        from mlops_core.monitor import feedback
+        from mlops_core.monitor import decay_policy, feedback
 
-        decay = feedback.decide(spec, feedback.history(spec, lake_root), ds)
+        decay = decay_policy.decide(spec, feedback.history(spec, lake_root), ds)
     return decide(
         spec.monitoring,
         history(spec, lake_root),

@@ -48,7 +48,7 @@ def forbid_mlflow_unpickling() -> None:
 
     MLflow's loaders (``mlflow.sklearn``/``pyfunc.load_model`` and others) unpickle, or pass the
     artifact's own ``skops_trusted_types`` to skops. The package never calls them to load a model
-    (:func:`mlops_core.runs.registry.load_model`), so nothing it runs may: with this variable
+    (:func:`mlops_core.runs.run_artifacts.load_model`), so nothing it runs may: with this variable
     false MLflow refuses.
     Called by :func:`configure`, which every step runs.
     """

@@ -357,7 +357,7 @@ def trusted_types(name: str) -> frozenset[str]:
     Decided by this package (the catalogue, plus families registered in this process), never by
     the artifact: a model's ``MLmodel`` lists ``skops_trusted_types`` too, but whoever can write
     the artifact store can write that list (``posix.system`` included).
-    :func:`mlops_core.runs.registry.load_verified` loads with this list only. Imports the family's classes.
+    :func:`mlops_core.runs.run_artifacts.load_verified` loads with this list only. Imports the family's classes.
     """
     fam = get_family(name)
     classes = {_skops_name(p) for p in (fam.classifier, fam.regressor, *_AROUND_EVERY_MODEL)}

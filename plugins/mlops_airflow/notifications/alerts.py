@@ -465,7 +465,7 @@ def _rollback_ok(error: BaseException | str) -> bool | None:
     if isinstance(error, str):
         return None if "rolled back" not in error else "ROLLBACK FAILED" not in error
     from mlops_core.deploy import SmokeTestFailed
-    from mlops_core.lifecycle import RollbackFailed
+    from mlops_core.rollout import RollbackFailed
 
     seen: BaseException | None = error
     while seen is not None:
@@ -489,7 +489,7 @@ def notify_rolled_back(
     """``rolled_back``: a deployment undone after a failed smoke test, promotion or platform deploy.
 
     :param ok: whether the rollback succeeded; None: read from ``error`` (a
-        :class:`~mlops_core.lifecycle.RollbackFailed` in its chain: it failed; a smoke test
+        :class:`~mlops_core.rollout.RollbackFailed` in its chain: it failed; a smoke test
         failure: it succeeded; anything else rolled nothing back and sends nothing).
     """
     ok = _rollback_ok(error) if ok is None else ok

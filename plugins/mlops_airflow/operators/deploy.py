@@ -54,7 +54,7 @@ class DeployOperator(MlopsStep, BaseOperator):
 
     @in_cloud_profile
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_core import lifecycle
+        from mlops_core import rollout
         from mlops_core.deploy import READY
         from mlops_core.runs import registry
 
@@ -63,7 +63,7 @@ class DeployOperator(MlopsStep, BaseOperator):
             reasons = "; ".join(self.decision.get("reasons", []))
             raise AirflowSkipException(f"gate rejected v{version}, champion unchanged: {reasons}")
         try:
-            deployment = lifecycle.deploy(self.spec, version, target(self))
+            deployment = rollout.deploy(self.spec, version, target(self))
         except registry.DecisionRefused as err:
             if self.decision is None and err.outcome == "reject":
                 raise AirflowSkipException(str(err)) from err
@@ -90,7 +90,7 @@ class DeployOperator(MlopsStep, BaseOperator):
         """
         from airflow.sdk.exceptions import AirflowException
 
-        from mlops_core import lifecycle
+        from mlops_core import rollout
 
         event = event or {}
         if event.get("status") != "success" and event.get("reason") == "transient":
@@ -102,8 +102,8 @@ class DeployOperator(MlopsStep, BaseOperator):
             from mlops_airflow.notifications import alerts as notifiers
 
             try:
-                lifecycle.rollback(self.spec, event["deployment"], target(self))
-            except lifecycle.RollbackFailed as err:
+                rollout.rollback(self.spec, event["deployment"], target(self))
+            except rollout.RollbackFailed as err:
                 _push_deploy(self, rollback_failed=True)
                 notifiers.notify_rolled_back(self.spec, context, event["deployment"], err, ok=False)
                 raise AirflowFailException(f"deploy failed ({event.get('message')}); {err}") from err
@@ -153,10 +153,10 @@ class SmokeTestOperator(MlopsStep, BaseOperator):
 
     @in_cloud_profile
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_core import lifecycle
+        from mlops_core import rollout
 
         try:
-            result = lifecycle.smoke_test(
+            result = rollout.smoke_test(
                 self.spec,
                 self.deployment,
                 self.trained["holdout_uri"],
@@ -166,7 +166,7 @@ class SmokeTestOperator(MlopsStep, BaseOperator):
         except Exception as err:  # rolled back already (or the rollback failed); a retry would deploy nothing
             from mlops_airflow.notifications import alerts as notifiers
 
-            _push_deploy(self, rollback_failed=isinstance(err, lifecycle.RollbackFailed))
+            _push_deploy(self, rollback_failed=isinstance(err, rollout.RollbackFailed))
             notifiers.notify_rolled_back(self.spec, context, self.deployment, err)
             raise AirflowFailException(str(err)) from err
         dep = self.spec.deployment
@@ -197,11 +197,11 @@ class SmokeTestOperator(MlopsStep, BaseOperator):
 
     def _promote(self) -> dict[str, Any]:
         from mlops_airflow.notifications import alerts as notifiers
-        from mlops_core import lifecycle
+        from mlops_core import rollout
 
         try:
-            done = lifecycle.promote(self.spec, self.deployment, target(self))
-        except lifecycle.RollbackFailed as err:  # (context None: the running task's)
+            done = rollout.promote(self.spec, self.deployment, target(self))
+        except rollout.RollbackFailed as err:  # (context None: the running task's)
             _push_deploy(self, rollback_failed=True)
             notifiers.notify_rolled_back(self.spec, None, self.deployment, err, ok=False)
             raise AirflowFailException(f"promotion failed; {err}") from err

@@ -53,10 +53,10 @@ class BatchScoreOperator(MlopsStep, BaseOperator):
 
     @in_cloud_profile
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_core import lifecycle
+        from mlops_core import scoring
 
         try:
-            return lifecycle.batch_score(
+            return scoring.batch_score(
                 self.spec, _uri(self.data), self.lake, self.partition(context), stage=self.stage
             )
         except LookupError as err:

@@ -311,7 +311,7 @@ class KServeTarget(EndpointTarget):
 
     name = "kserve"
     poll_seconds: float = 2.0  # rollback: between reads while KServe moves the traffic (a route update)
-    max_polls: int = 60  # 2 minutes at most; then the rollback fails and lifecycle.rollback retries it
+    max_polls: int = 60  # 2 minutes at most; then the rollback fails and rollout.rollback retries it
     request_timeout: float = 60.0  # one V2 inference request of the smoke test
 
     # -- names and settings -------------------------------------------------------------------

@@ -1,0 +1,116 @@
+"""Batch scoring: the champion's predictions on a partition, written to the lake.
+
+:func:`batch_score` scores the rows with the ``champion`` version (loaded verified), keys each
+row (an id column, else :func:`row_keys`), flags values the model never saw in training, and
+writes the predictions as a partition that the feedback loop joins with labels later.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from mlops_core.data import storage
+from mlops_core.runs import registry, run_artifacts
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlops_core.spec import PipelineSpec
+
+log = logging.getLogger(__name__)
+
+
+def row_keys(frame: pd.DataFrame) -> pd.Series:
+    """A stable key per row when the data has no id column: a 64-bit hash of its values (16 hex).
+
+    The same row gets the same key in every run (column order and dtypes as read), so
+    predictions can be joined with labels that arrive later; identical rows share a key.
+    """
+    import pandas as pd
+
+    hashed = pd.util.hash_pandas_object(frame, index=False, categorize=True)
+    return hashed.map(lambda h: f"{int(h) & 0xFFFFFFFFFFFFFFFF:016x}").astype("string")
+
+
+def batch_score(
+    spec: PipelineSpec, data_uri: str, lake_root: str, ds: str, *, stage: str = "predictions"
+) -> dict[str, Any]:
+    """Score a partition with the champion; write ``<lake>/<name>/<stage>/ds=<ds>/`` with the model version."""
+    import pandas as pd
+
+    from mlops_core.data import contract, dates
+    from mlops_core.runs import tracking
+
+    tracking.configure()
+    version = registry.alias_version(spec.registered_model_name, registry.CHAMPION)
+    if version is None:
+        raise LookupError(
+            f"model {spec.registered_model_name!r} has no champion yet; run {spec.name}_training first"
+        )
+    source = storage.read_manifest(data_uri)
+    frame = storage.read_frame(data_uri, version=source.version)
+    model = run_artifacts.load_verified(
+        spec.registered_model_name, version, allow_pickle=spec.model.allow_pickle
+    )
+    X = frame.drop(columns=[c for c in [spec.target] if c in frame.columns])
+    keep = [c for c in spec.features.id_columns + spec.features.time_columns if c in frame.columns]
+    out = frame[keep].copy()
+    if not spec.features.id_columns:  # every prediction can be joined back: a stable row key
+        out.insert(
+            0, "row_key", row_keys(frame.drop(columns=[c for c in [spec.target] if c in frame.columns]))
+        )
+    day_column = spec.source.partition.column if spec.source.partition.mode == "column" else None
+    if day_column and day_column in frame.columns:  # the day each row was predicted for (a window holds many)
+        days = dates.parse_days(frame[day_column])  # the partition filter's own rule (UTC days)
+        out["prediction_ds"] = days.dt.strftime("%Y-%m-%d").astype("string").to_numpy()
+    out["prediction"] = model.predict(X)  # unseen categories too: the encoder ignores them
+    out[contract.UNSEEN_COLUMN], unseen = contract.unseen(run_artifacts.version_contract(spec, version), X)
+    if spec.problem_type != "regression" and hasattr(model, "predict_proba"):
+        proba = model.predict_proba(X)
+        for i, cls in enumerate(model.classes_):
+            out[f"proba_{cls}"] = proba[:, i]
+    out["model_name"] = spec.registered_model_name
+    out["model_version"] = version
+    out["input_version"] = source.version  # the exact input partition version that was scored
+    out["scored_at"] = pd.Timestamp.now(tz="UTC")
+    manifest = storage.write_partition(
+        {"data": out},
+        lake_root,
+        spec.name,
+        stage,
+        ds,
+        extra={"model_version": version, "input": data_uri, "input_version": source.version},
+    )
+    log.info("scored %d rows with %s v%s -> %s", len(out), spec.registered_model_name, version, manifest.uri)
+    flagged = _report_unseen(out[contract.UNSEEN_COLUMN], unseen, version)
+    return {"uri": manifest.uri, "rows": len(out), "model_version": version, **flagged}
+
+
+def _report_unseen(flags: pd.Series, per_column: dict[str, int], version: str) -> dict[str, Any]:
+    """Log (and return for XCom) how many scored rows hold a category the model never trained on."""
+    from mlops_core.data import contract
+
+    if flags.isna().all():
+        log.warning(
+            "v%s has no contract.json with category sets: %s is unknown (<NA>) on every row",
+            version,
+            contract.UNSEEN_COLUMN,
+        )
+        return {"unseen_rows": None, "unseen_share": None, "unseen_by_column": {}}
+    rows = int(flags.sum())
+    share = rows / len(flags) if len(flags) else 0.0
+    if rows:
+        log.warning(
+            "%d of %d scored row(s) (%.1f%%) hold categories v%s never trained on (%s): scored (the encoder "
+            "ignores an unknown category) and flagged in column %s",
+            rows,
+            len(flags),
+            100 * share,
+            version,
+            ", ".join(f"{c}: {n}" for c, n in sorted(per_column.items())),
+            contract.UNSEEN_COLUMN,
+        )
+    else:
+        log.info("no scored row holds a category v%s never trained on", version)
+    return {"unseen_rows": rows, "unseen_share": round(share, 6), "unseen_by_column": per_column}
