@@ -273,6 +273,79 @@ def _one_line(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
+def _checked_path(name: str, csv_path: str | Path) -> Path:
+    """The CSV's path, after checking the pipeline name and that the file exists."""
+    if not _NAME.match(name):
+        raise ScaffoldError(
+            f"pipeline name {name!r}: use 2-63 lowercase letters, digits and _, starting with a letter"
+        )
+    path = Path(csv_path)
+    if not path.is_file():
+        raise ScaffoldError(f"{path} is not a file")
+    return path
+
+
+def _expectations(
+    columns: list[Column], target: Column, labels: list[Any], kind: str, per_day: list[int], ids: list[str]
+) -> list[dict[str, Any]]:
+    """The row count (per day as counted), the target's classes, not-null where the sample has no
+    empty value, and unique id columns."""
+    expectations: list[dict[str, Any]] = [
+        {"expect_table_row_count_to_be_between": {"min_value": _row_count(per_day, len(target.values))}}
+    ]
+    if kind != "regression":
+        expectations.append(
+            {
+                "expect_column_values_to_be_in_set": {
+                    "column": target.name,
+                    "value_set": [_label(v) for v in labels],
+                }
+            }
+        )
+    for col in columns:
+        if col.values and len(col.present) == len(col.values):
+            expectations.append({"expect_column_values_to_not_be_null": {"column": col.name}})
+    for name_ in ids:
+        expectations.append({"expect_column_values_to_be_unique": {"column": name_}})
+    return expectations
+
+
+def _model_and_gate(spec: dict[str, Any], kind: str) -> None:
+    """The problem type's default family, primary metric and floors, and a random holdout."""
+    defaults = _DEFAULTS[kind]
+    spec["model"] = {"family": defaults["family"], "params": {}, "seed": 42}
+    spec["evaluation"] = {
+        "primary_metric": defaults["primary"],
+        "floors": defaults["floors"],
+        "min_improvement": 0.0,
+        "holdout": {"strategy": "random", "fraction": 0.2, "seed": 7},
+    }
+
+
+def _header(name: str, path: Path, kind: str, spec: dict[str, Any], rare: tuple[str, float] | None) -> str:
+    """The comment block above the YAML: what was guessed (to review) and how to validate it."""
+    return (
+        f"# {name}: scaffolded by `mlops-airflow new` from the header and first {SAMPLE_ROWS} rows of "
+        f"{_one_line(path.name)}.\n"
+        f"# Guessed: problem_type {kind}"
+        + (
+            f" (positive_class {_one_line(repr(spec.get('positive_class')))}: check it)"
+            if kind == "binary"
+            else ""
+        )
+        + (
+            f", an imbalanced target ({rare[1]:.1%} {_one_line(repr(rare[0]))}: threshold and recall floor)"
+            if rare
+            else ""
+        )
+        + ", id/time/categorical columns, left-out columns (features.exclude: row indexes, numeric"
+        " copies of the date), start_date (the data's first day), floors and expectations (rows per"
+        " day as counted). Review every line, then run\n"
+        f"#   mlops-airflow validate dags/pipelines/{name}.yaml\n"
+        "# yaml-language-server: $schema=../../include/schema/pipeline.schema.json\n"
+    )
+
+
 def scaffold(
     name: str,
     csv_path: str | Path,
@@ -286,13 +359,7 @@ def scaffold(
 
     :param hints: when given, advice for the person is appended to it (the CLI prints it).
     """
-    if not _NAME.match(name):
-        raise ScaffoldError(
-            f"pipeline name {name!r}: use 2-63 lowercase letters, digits and _, starting with a letter"
-        )
-    path = Path(csv_path)
-    if not path.is_file():
-        raise ScaffoldError(f"{path} is not a file")
+    path = _checked_path(name, csv_path)
     columns = _read(path)
     by_name = {c.name: c for c in columns}
     if target not in by_name:
@@ -301,31 +368,8 @@ def scaffold(
     kind = problem_type or guessed
     if kind not in _DEFAULTS:
         raise ScaffoldError(f"problem type {kind!r}: choose binary, multiclass or regression")
-    others = [c for c in columns if c.name != target]
-    ids, dates, left_out, categorical = _roles(others)
+    ids, dates, left_out, categorical = _roles([c for c in columns if c.name != target])
     first_day, per_day = _days(path, dates[0]) if dates else (None, [])
-    defaults = _DEFAULTS[kind]
-    expectations: list[dict[str, Any]] = [
-        {
-            "expect_table_row_count_to_be_between": {
-                "min_value": _row_count(per_day, len(by_name[target].values))
-            }
-        }
-    ]
-    if kind != "regression":
-        expectations.append(
-            {
-                "expect_column_values_to_be_in_set": {
-                    "column": target,
-                    "value_set": [_label(v) for v in labels],
-                }
-            }
-        )
-    for col in columns:
-        if col.values and len(col.present) == len(col.values):
-            expectations.append({"expect_column_values_to_not_be_null": {"column": col.name}})
-    for name_ in ids:
-        expectations.append({"expect_column_values_to_be_unique": {"column": name_}})
     spec: dict[str, Any] = {
         "name": name,
         "description": f"TODO: what {name} predicts, for whom, and what it must not be used for.",
@@ -350,36 +394,12 @@ def scaffold(
         "time_columns": dates,
         "categorical": categorical,
     }
-    spec["expectations"] = expectations
-    spec["model"] = {"family": defaults["family"], "params": {}, "seed": 42}
-    spec["evaluation"] = {
-        "primary_metric": defaults["primary"],
-        "floors": defaults["floors"],
-        "min_improvement": 0.0,
-        "holdout": {"strategy": "random", "fraction": 0.2, "seed": 7},
-    }
+    spec["expectations"] = _expectations(columns, by_name[target], labels, kind, per_day, ids)
+    _model_and_gate(spec, kind)
     rare = _rare(by_name[target], labels, kind)
     _imbalanced(spec, rare, hints)
     spec["monitoring"] = {"schedule": "@daily", "reference": "champion_training"}
     parse_spec(spec, f"scaffold of {name}")  # the scaffold must itself be a valid pipeline
-    header = (
-        f"# {name}: scaffolded by `mlops-airflow new` from the header and first {SAMPLE_ROWS} rows of "
-        f"{_one_line(path.name)}.\n"
-        f"# Guessed: problem_type {kind}"
-        + (
-            f" (positive_class {_one_line(repr(spec.get('positive_class')))}: check it)"
-            if kind == "binary"
-            else ""
-        )
-        + (
-            f", an imbalanced target ({rare[1]:.1%} {_one_line(repr(rare[0]))}: threshold and recall floor)"
-            if rare
-            else ""
-        )
-        + ", id/time/categorical columns, left-out columns (features.exclude: row indexes, numeric"
-        " copies of the date), start_date (the data's first day), floors and expectations (rows per"
-        " day as counted). Review every line, then run\n"
-        f"#   mlops-airflow validate dags/pipelines/{name}.yaml\n"
-        "# yaml-language-server: $schema=../../include/schema/pipeline.schema.json\n"
+    return _header(name, path, kind, spec, rare) + yaml.safe_dump(
+        spec, sort_keys=False, default_flow_style=None, width=100
     )
-    return header + yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=100)

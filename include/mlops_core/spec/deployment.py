@@ -1,0 +1,134 @@
+"""The ``deployment`` section: the target, the rollout strategy, approval, autoscaling and the
+KServe predictor's pod."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from mlops_core.spec.common import SpecModel
+
+
+class ApprovalSpec(SpecModel):
+    """A person approves a promotion between ``register`` and ``deploy`` (Airflow's human-in-the-loop
+    ``ApprovalOperator``: the Required Actions page, or the REST API). Approve deploys; reject or
+    no answer within ``timeout_minutes`` skips deploy. The decision, who and when are recorded on
+    the model version. ``assigned_users``: Airflow user names allowed to answer (empty: anyone
+    who may act on the DAG)."""
+
+    required: bool = True
+    assigned_users: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field([], max_length=20)
+    timeout_minutes: int = Field(24 * 60, ge=1, le=30 * 24 * 60)
+
+
+class AutoscalingSpec(SpecModel):
+    """Instances between ``min_instances`` and ``max_instances``, scaled on one target.
+
+    SageMaker: Application Auto Scaling on the variant (target tracking on invocations per
+    instance, or on the variant's CPU utilisation). Vertex AI: the deployed model's min/max
+    replicas (CPU target; Vertex's default 60 % when unset). Azure ML: ``TargetUtilization``
+    scale settings (CPU; 70 % when unset). KServe: the predictor's ``minReplicas`` /
+    ``maxReplicas``, and ``scaleMetric: cpu`` with ``scaleTarget`` for a CPU target (Knative's
+    concurrency scaling when unset). Invocations per instance is SageMaker's only; the cooldowns
+    are SageMaker's too (the others scale on their own timings).
+    """
+
+    min_instances: int = Field(1, ge=1, le=100)
+    max_instances: int = Field(ge=1, le=100)
+    target_cpu_percent: int | None = Field(None, ge=1, le=100)
+    target_invocations_per_instance: float | None = Field(None, gt=0, le=1_000_000, allow_inf_nan=False)
+    scale_in_cooldown_seconds: int = Field(300, ge=0, le=3600)
+    scale_out_cooldown_seconds: int = Field(60, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingSpec:
+        if self.min_instances > self.max_instances:
+            raise ValueError(
+                f"min_instances ({self.min_instances}) is above max_instances ({self.max_instances})"
+            )
+        if self.target_cpu_percent is not None and self.target_invocations_per_instance is not None:
+            raise ValueError("scale on one target: target_cpu_percent or target_invocations_per_instance")
+        return self
+
+
+# A Kubernetes resource quantity as people write CPU and memory: 500m, 1, 1.5, 512Mi, 2Gi, 1G
+_QUANTITY = r"^[0-9]{1,6}(\.[0-9]{1,3})?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
+
+
+class KServeSpec(SpecModel):
+    """The predictor's pod on the ``kserve`` target (``deployment.kserve``); all optional.
+
+    ``cpu`` / ``memory`` are the container's requests, ``cpu_limit`` / ``memory_limit`` its limits
+    (default: the requests); with none of them the ServingRuntime's defaults apply. ``runtime``
+    names a ServingRuntime (default: the one KServe picks for ``mlflow`` on the V2 protocol,
+    ``kserve-mlserver``). Cluster-wide values (namespace, service account, ingress) are the cloud
+    profile's ``kserve_*`` settings, not the pipeline's.
+    """
+
+    cpu: str | None = Field(None, pattern=_QUANTITY)
+    memory: str | None = Field(None, pattern=_QUANTITY)
+    cpu_limit: str | None = Field(None, pattern=_QUANTITY)
+    memory_limit: str | None = Field(None, pattern=_QUANTITY)
+    runtime: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class DeploymentSpec(SpecModel):
+    """Where the champion goes. ``auto``: the cloud profile's target.
+
+    ``local``: the MLflow alias ``champion`` is the deployment (one model, nothing to split, so
+    ``canary``/``blue_green`` act as ``all_at_once`` there). Endpoint targets (``sagemaker``,
+    ``vertex``, ``azureml``, ``kserve``) shift ``canary_percent`` of the traffic to the new
+    version, smoke-test the endpoint, then promote it to 100 % or roll back. ``kserve``: a KServe
+    InferenceService on the cluster of the profile's ``kubernetes_conn_id``; ``instance_type`` is
+    then a node selector on ``node.kubernetes.io/instance-type`` and ``kserve`` sizes the pod.
+    """
+
+    target: Literal["auto", "local", "sagemaker", "vertex", "azureml", "kserve"] = "auto"
+    strategy: Literal["all_at_once", "blue_green", "canary"] = "all_at_once"
+    canary_percent: int = Field(10, ge=1, le=50)
+    canary_wait_minutes: int = Field(10, ge=0, le=24 * 60)
+    instance_type: str | None = Field(None, max_length=64)  # default: the profile's
+    instance_count: int = Field(1, ge=1, le=100)
+    smoke_rows: int = Field(50, ge=1, le=100_000)
+    tolerance: float = Field(1e-6, ge=0.0, le=1.0)
+    approval: ApprovalSpec | None = None
+    autoscaling: AutoscalingSpec | None = None
+    kserve: KServeSpec | None = None
+
+    @model_validator(mode="after")
+    def _strategy(self) -> DeploymentSpec:
+        if self.target == "local" and self.strategy != "all_at_once":
+            raise ValueError(
+                f"deployment.strategy {self.strategy!r} needs an endpoint target (sagemaker, vertex, azureml, "
+                "kserve); the local target moves the champion alias all at once"
+            )
+        if self.kserve is not None and self.target not in ("auto", "kserve"):
+            raise ValueError(
+                f"deployment.kserve sizes a KServe predictor; target {self.target!r} does not read it "
+                "(set target: kserve, or remove the kserve block)"
+            )
+        if self.autoscaling is not None:
+            if self.target == "local":
+                raise ValueError(
+                    "deployment.autoscaling needs an endpoint target (sagemaker, vertex, azureml, kserve)"
+                )
+            if self.instance_count != 1:
+                raise ValueError(
+                    "deployment.instance_count and deployment.autoscaling both size the endpoint; "
+                    "with autoscaling, set autoscaling.min_instances instead"
+                )
+            if (
+                self.target in ("vertex", "azureml", "kserve")
+                and self.autoscaling.target_invocations_per_instance
+            ):
+                raise ValueError(
+                    f"deployment.autoscaling.target_invocations_per_instance is SageMaker's; {self.target} "
+                    "scales on CPU: set target_cpu_percent"
+                )
+        return self
+
+    @property
+    def initial_instances(self) -> int:
+        """Instances a new deployment starts with: ``autoscaling.min_instances`` or ``instance_count``."""
+        return self.autoscaling.min_instances if self.autoscaling is not None else self.instance_count
