@@ -29,8 +29,9 @@ from typing import Any
 
 import pytest
 
-from mlops_core.clouds.azure import client as azure
-from mlops_core.clouds.gcp import client as gcp
+from mlops_core.clouds.azure import monitor as azure
+from mlops_core.clouds.azure.client import AzureMLError
+from mlops_core.clouds.gcp import monitoring as gcp
 from mlops_core.spec.profiles import CloudProfile
 from tests.contract import azure_models, discovery
 from tests.helpers import example_spec
@@ -438,7 +439,7 @@ def test_a_lower_is_better_metric_alert_and_the_sovereign_root() -> None:
 def test_an_azure_error_names_the_call() -> None:
     denied = (403, {"error": {"code": "AuthorizationFailed", "message": "no write on metricAlerts"}})
     session = Recorder(_azure, denied)
-    with pytest.raises(azure.AzureMLError, match="HTTP 403 AuthorizationFailed: no write on metricAlerts"):
+    with pytest.raises(AzureMLError, match="HTTP 403 AuthorizationFailed: no write on metricAlerts"):
         azure.put_metric_alert(AZURE, lambda service: session, "mlops-x", RULE_BODY)
 
 

@@ -28,9 +28,9 @@ from mlops_core.clouds.azure.client import (
     command_job_body,
     submit_training,
     training_state,
-    write_metrics,
 )
 from mlops_core.clouds.azure.deploy import AzureMLTarget
+from mlops_core.clouds.azure.monitor import write_metrics
 from mlops_core.deploy import READY, UPDATING, Deployment, DeploymentFailed
 from mlops_core.model.remote import RUNNING, SUCCEEDED, JobRequest, RemoteJobFailed
 from mlops_core.runs import registry
