@@ -247,6 +247,59 @@ def _platform_search(spec: PipelineSpec, ingest: Any) -> BaseOperator | None:
     )
 
 
+def _release_steps(
+    spec: PipelineSpec, train: BaseOperator, evaluate: BaseOperator, timeouts: dict[str, timedelta]
+) -> list[BaseOperator]:
+    """gate -> register -> (approval) -> deploy -> smoke_test, on the release queue (:func:`release_args`)."""
+    released = release_args()
+    gate = GateOperator(
+        task_id="gate",
+        trained=train.output,
+        evaluation=evaluate.output,
+        force_promote="{{ params.force_promote }}",
+        reason="{{ params.reason }}",
+        retries=0,
+        pipeline=spec,
+        **released,
+    )
+    register = RegisterOperator(
+        task_id="register", trained=train.output, decision=gate.output, pipeline=spec, **released
+    )
+    approval = None
+    if spec.deployment.approval is not None and spec.deployment.approval.required:
+        from mlops_airflow.operators.approval import ModelApprovalOperator, approval_kwargs
+
+        approval = ModelApprovalOperator(
+            task_id="approval",
+            registered=register.output,
+            decision=gate.output,
+            evaluation=evaluate.output,
+            trained=train.output,
+            pipeline=spec,
+            retries=0,
+            **approval_kwargs(spec),
+            **released,
+        )
+    deploy = DeployOperator(
+        task_id="deploy",
+        registered=register.output,
+        decision=gate.output,
+        pipeline=spec,
+        execution_timeout=timeouts["deploy"],
+        **released,
+    )
+    smoke = SmokeTestOperator(
+        task_id="smoke_test",
+        deployment=deploy.output,
+        trained=train.output,
+        evaluation=evaluate.output,
+        pipeline=spec,
+        execution_timeout=timeouts["smoke_test"],
+        **released,
+    )
+    return [gate, register, *([approval] if approval else []), deploy, smoke]
+
+
 def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG:
     """``<name>_training``: ingest -> validate -> train -> evaluate -> gate -> register -> deploy -> smoke_test."""
     with PipelineDAG(
@@ -259,7 +312,6 @@ def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG
         doc_md=doc_md(spec),
     ) as dag:
         timeouts = _timeouts(spec)
-        released = release_args()
         ingest = IngestOperator(
             task_id="ingest", partition_date=PARTITION, pipeline=spec, execution_timeout=timeouts["ingest"]
         )
@@ -279,62 +331,13 @@ def build_training_dag(spec: PipelineSpec, *, fileloc: str | None = None) -> DAG
         evaluate = EvaluateOperator(
             task_id="evaluate", trained=train.output, partition_date=PARTITION, pipeline=spec
         )
-        gate = GateOperator(
-            task_id="gate",
-            trained=train.output,
-            evaluation=evaluate.output,
-            force_promote="{{ params.force_promote }}",
-            reason="{{ params.reason }}",
-            retries=0,
-            pipeline=spec,
-            **released,
-        )
-        register = RegisterOperator(
-            task_id="register", trained=train.output, decision=gate.output, pipeline=spec, **released
-        )
-        approval = None
-        if spec.deployment.approval is not None and spec.deployment.approval.required:
-            from mlops_airflow.operators.approval import ModelApprovalOperator, approval_kwargs
-
-            approval = ModelApprovalOperator(
-                task_id="approval",
-                registered=register.output,
-                decision=gate.output,
-                evaluation=evaluate.output,
-                trained=train.output,
-                pipeline=spec,
-                retries=0,
-                **approval_kwargs(spec),
-                **released,
-            )
-        deploy = DeployOperator(
-            task_id="deploy",
-            registered=register.output,
-            decision=gate.output,
-            pipeline=spec,
-            execution_timeout=timeouts["deploy"],
-            **released,
-        )
-        smoke = SmokeTestOperator(
-            task_id="smoke_test",
-            deployment=deploy.output,
-            trained=train.output,
-            evaluation=evaluate.output,
-            pipeline=spec,
-            execution_timeout=timeouts["smoke_test"],
-            **released,
-        )
         chain(
             ingest,
             validate,
             *([search] if search is not None else []),
             train,
             evaluate,
-            gate,
-            register,
-            *([approval] if approval else []),
-            deploy,
-            smoke,
+            *_release_steps(spec, train, evaluate, timeouts),
         )
     if fileloc:
         dag.fileloc = fileloc
@@ -379,25 +382,23 @@ def build_batch_scoring_dag(spec: PipelineSpec, *, fileloc: str | None = None) -
     return dag
 
 
-def build_monitoring_dag(spec: PipelineSpec) -> DAG:
-    """``<name>_monitoring``: ingest window -> validate -> score -> drift_check -> drift_policy -> emit_drift_event."""
+def monitoring_params() -> dict[str, Param]:
+    """The trigger form of every ``<name>_monitoring`` DAG."""
+    return {
+        "partition_date": _partition_param(),
+        "report": Param(
+            False,
+            type="boolean",
+            title="Evidently report",
+            description="Build the Evidently HTML report for this run, whatever monitoring.report says.",
+        ),
+    }
+
+
+def monitoring_doc_md(spec: PipelineSpec) -> str:
+    """Human documentation of a pipeline's monitoring DAG: the window, the tests and the policy."""
     m = spec.monitoring
-    with PipelineDAG(
-        dag_id=f"{spec.name}_monitoring",
-        description=f"Daily drift of {spec.name} against the champion's training data; fires retraining",
-        schedule=cron(m.schedule),
-        **_dag_args(spec),
-        params={
-            "partition_date": _partition_param(),
-            "report": Param(
-                False,
-                type="boolean",
-                title="Evidently report",
-                description="Build the Evidently HTML report for this run, whatever monitoring.report says.",
-            ),
-        },
-        tags=spec.tag_list() + ["monitoring"],
-        doc_md=f"""
+    return f"""
 ### {spec.name} monitoring
 
 Each day: the last {m.window_days} day(s) of source rows are ingested, validated (features only) and
@@ -418,7 +419,20 @@ Reports: `<lake>/{spec.name}/reports/drift/ds=<date>/`: `drift.json` (verdicts) 
 Evidently `report.html` {dict(always="every day", drifted="on drifted days", never="only when asked")[m.report]}
 (the trigger form's `report` builds it for one run); history:
 `<lake>/{spec.name}/drift_history/`; MLflow experiment `mlops/{spec.name}/monitoring`.
-""",
+"""
+
+
+def build_monitoring_dag(spec: PipelineSpec) -> DAG:
+    """``<name>_monitoring``: ingest window -> validate -> score -> drift_check -> drift_policy -> emit_drift_event."""
+    m = spec.monitoring
+    with PipelineDAG(
+        dag_id=f"{spec.name}_monitoring",
+        description=f"Daily drift of {spec.name} against the champion's training data; fires retraining",
+        schedule=cron(m.schedule),
+        **_dag_args(spec),
+        params=monitoring_params(),
+        tags=spec.tag_list() + ["monitoring"],
+        doc_md=monitoring_doc_md(spec),
     ) as dag:
         common: dict[str, Any] = {"pipeline": spec, "partition_date": PARTITION}
         ingest = IngestOperator(

@@ -68,10 +68,16 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Azure Machine Learning", "python-modules": ["mlops_airflow.hooks.azureml"]}
         ],
         "operators": [
-            {"integration-name": "Azure Machine Learning", "python-modules": ["mlops_airflow.hooks.azureml"]}
+            {
+                "integration-name": "Azure Machine Learning",
+                "python-modules": ["mlops_airflow.operators.azureml"],
+            }
         ],
         "triggers": [
-            {"integration-name": "Azure Machine Learning", "python-modules": ["mlops_airflow.hooks.azureml"]}
+            {
+                "integration-name": "Azure Machine Learning",
+                "python-modules": ["mlops_airflow.triggers.azureml"],
+            }
         ],
         "connection-types": [
             {

@@ -32,8 +32,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from mlops_core.clouds.azure import client as azure
-from mlops_core.clouds.gcp import client as gcp
+from mlops_core.clouds.azure import monitor as azure
+from mlops_core.clouds.azure.client import AzureMLError
+from mlops_core.clouds.gcp import monitoring as gcp
 from mlops_core.spec.profiles import CloudProfile
 from tests.contract import azure_models, discovery
 from tests.helpers import example_spec
@@ -410,7 +411,7 @@ def test_the_published_model_refuses_a_broken_rule(change: Any, error: str) -> N
 def test_an_azure_error_names_the_call() -> None:
     denied = (403, {"error": {"code": "AuthorizationFailed", "message": "no write on metricAlerts"}})
     session = Recorder(_azure, denied)
-    with pytest.raises(azure.AzureMLError, match="HTTP 403 AuthorizationFailed: no write on metricAlerts"):
+    with pytest.raises(AzureMLError, match="HTTP 403 AuthorizationFailed: no write on metricAlerts"):
         azure.put_metric_alert(AZURE, lambda service: session, "mlops-x", RULE_BODY)
 
 

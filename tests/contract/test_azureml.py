@@ -28,9 +28,9 @@ from mlops_core.clouds.azure.client import (
     command_job_body,
     submit_training,
     training_state,
-    write_metrics,
 )
 from mlops_core.clouds.azure.deploy import AzureMLTarget
+from mlops_core.clouds.azure.monitor import write_metrics
 from mlops_core.deploy import READY, UPDATING, Deployment, DeploymentFailed
 from mlops_core.model.remote import RUNNING, SUCCEEDED, JobRequest, RemoteJobFailed
 from mlops_core.runs import registry
@@ -760,8 +760,8 @@ def test_core_modules_import_no_airflow() -> None:
     """mlops_core stays Airflow-free: the remote training container has no Airflow."""
     import ast
 
-    root = Path(__file__).resolve().parents[2] / "include" / "mlops_core"
-    for path in (root / "azure.py", root / "deploy" / "azureml.py"):
+    root = Path(__file__).resolve().parents[2] / "include" / "mlops_core" / "clouds" / "azure"
+    for path in sorted(root.glob("*.py")):
         tree = ast.parse(path.read_text())
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from mlops_core.clouds.gcp import client as gcp
+from mlops_core.clouds.gcp import monitoring
 from mlops_core.clouds.gcp.deploy import VertexTarget
 from mlops_core.deploy import READY, UPDATING, Deployment, DeploymentFailed
 from mlops_core.model import remote
@@ -650,7 +651,7 @@ def test_write_metrics_body() -> None:
         return session
 
     now = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
-    gcp.write_metrics(
+    monitoring.write_metrics(
         PROFILE,
         clients,
         NAME,
@@ -686,7 +687,9 @@ def test_write_metrics_body() -> None:
 
 def test_write_metrics_batches_200_series() -> None:
     session = Recorder({}, {})
-    gcp.write_metrics(PROFILE, lambda service: session, NAME, {f"m{i:03d}": float(i) for i in range(250)}, {})
+    monitoring.write_metrics(
+        PROFILE, lambda service: session, NAME, {f"m{i:03d}": float(i) for i in range(250)}, {}
+    )
     assert [len(c[2]["timeSeries"]) for c in session.calls] == [200, 50]
 
 

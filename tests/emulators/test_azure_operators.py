@@ -125,7 +125,7 @@ def _ingest(spec: Any) -> dict[str, Any]:
 
 
 def _start_training(spec: Any, raw: dict[str, Any], run_id: str) -> tuple[Any, Any, str]:
-    from mlops_airflow.hooks.azureml import AzureMLJobTrigger
+    from mlops_airflow.triggers.azureml import AzureMLJobTrigger
 
     return start_training(spec, raw, _context(run_id), AzureMLJobTrigger)
 

@@ -510,7 +510,8 @@ def test_remote_job_trigger_reports_a_failed_job(cloud: FaultServer) -> None:
 
 
 def azure_job_trigger(server: FaultServer, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from mlops_airflow.hooks.azureml import AzureMLHook, AzureMLJobTrigger
+    from mlops_airflow.hooks.azureml import AzureMLHook
+    from mlops_airflow.triggers.azureml import AzureMLJobTrigger
 
     conn = {"conn_type": "azure_ml", "login": "id", "password": "secret", "extra": {"tenant_id": "t"}}
     monkeypatch.setenv("AIRFLOW_CONN_AZURE_ML_FAULTS", json.dumps(conn))

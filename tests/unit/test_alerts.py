@@ -132,7 +132,6 @@ def inbox(smtp_server: tuple[int, Path], monkeypatch: pytest.MonkeyPatch) -> Inb
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", _smtp_conn(port))
     box = Inbox(maildir)
     box.clear()
-    notifiers._ALERTED.clear()
     return box
 
 
@@ -244,6 +243,25 @@ def test_validation_failure_mails_each_failed_expectation_once(inbox: Inbox, lan
     # the task's failure callback then runs in the same try: no second message for it
     notifiers.failure_callback(spec)({**context, "exception": failed.value})
     assert len(inbox.messages()) == 1
+
+
+def test_the_record_of_a_sent_alert_belongs_to_its_try(inbox: Inbox) -> None:
+    """The try that sent its own alert is not mailed again as task_failed; a later try is, even
+    through the same task instance object (the record is the try's, not the process's)."""
+    spec = _spec(events=["gate_rejected", "task_failed"])
+    first = _context("gate")
+    assert notifiers.notify(spec, "gate_rejected", "rejected", "body", first) == ["email (smtp_default)"]
+    notifiers.failure_callback(spec)({**first, "exception": ValueError("x")})
+    assert len(inbox.messages()) == 1
+
+    notifiers.failure_callback(spec)({**_context("gate", try_number=2), "exception": ValueError("x")})
+    first["ti"].try_number = 3
+    notifiers.failure_callback(spec)({**first, "exception": ValueError("x")})
+    assert sorted(m["Subject"] for m in inbox.messages()) == [
+        "[mlops] breast_cancer: gate_rejected - rejected",
+        "[mlops] breast_cancer: task_failed - gate failed (try 2)",
+        "[mlops] breast_cancer: task_failed - gate failed (try 3)",
+    ]
 
 
 class FakeTarget:

@@ -231,7 +231,7 @@ def test_missing_extra_names_the_connection_and_the_fix(monkeypatch: pytest.Monk
 
 
 def trigger(**kw: Any) -> Any:
-    from mlops_airflow.hooks.azureml import AzureMLJobTrigger
+    from mlops_airflow.triggers.azureml import AzureMLJobTrigger
 
     return AzureMLJobTrigger(job_name=JOB, azure_ml_conn_id="azure_ml_test", poke_interval=0, **kw)
 
@@ -241,7 +241,7 @@ def test_trigger_serializes_and_round_trips() -> None:
 
     t = trigger(max_attempts=5, workspace="ws-2")
     path, kwargs = t.serialize()
-    assert path == "mlops_airflow.hooks.azureml.AzureMLJobTrigger"
+    assert path == "mlops_airflow.triggers.azureml.AzureMLJobTrigger"
     assert kwargs == {
         "job_name": JOB,
         "azure_ml_conn_id": "azure_ml_test",
@@ -295,7 +295,7 @@ def test_trigger_turns_http_errors_into_an_error_event(rec: Recorder) -> None:
 
 
 def operator(**kw: Any) -> Any:
-    from mlops_airflow.hooks.azureml import AzureMLCommandJobOperator
+    from mlops_airflow.operators.azureml import AzureMLCommandJobOperator
 
     return AzureMLCommandJobOperator(
         task_id="train", job_name=JOB, body=BODY, azure_ml_conn_id="azure_ml_test", poke_interval=0, **kw
@@ -305,7 +305,7 @@ def operator(**kw: Any) -> Any:
 def test_operator_submits_then_defers_on_the_trigger(rec: Recorder) -> None:
     from airflow.sdk.exceptions import TaskDeferred
 
-    from mlops_airflow.hooks.azureml import AzureMLJobTrigger
+    from mlops_airflow.triggers.azureml import AzureMLJobTrigger
 
     rec.expect("GET", JOB_PATH, 404, not_found("job")).expect("PUT", JOB_PATH, 201, job("NotStarted"))
     op = operator(deferrable=True, max_attempts=7)
@@ -352,7 +352,7 @@ def test_execute_complete(rec: Recorder) -> None:
 def test_operator_defaults_follow_operators_default_deferrable() -> None:
     import inspect
 
-    from mlops_airflow.hooks.azureml import AzureMLCommandJobOperator
+    from mlops_airflow.operators.azureml import AzureMLCommandJobOperator
 
     assert set(AzureMLCommandJobOperator.template_fields) == {"job_name", "body"}
     default = inspect.signature(AzureMLCommandJobOperator.__init__).parameters["deferrable"].default

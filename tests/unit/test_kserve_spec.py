@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from mlops_core.clouds.kubernetes.deploy import KServeTarget, kserve_storage_uri, v2_predictions, v2_request
+from mlops_core.clouds.kubernetes.deploy import KServeTarget
+from mlops_core.clouds.kubernetes.inference import kserve_storage_uri, v2_predictions, v2_request
 from mlops_core.spec import SpecError
 from mlops_core.spec.profiles import CloudProfile
 from tests.helpers import example_spec

@@ -1,10 +1,10 @@
-"""Azure ML for Airflow: a connection type, a hook, a deferrable command-job operator and its trigger.
+"""Azure ML for Airflow: the ``azure_ml`` connection type and its hook.
 
-Built to the standard of the Amazon provider's SageMaker operators (``SageMakerTrainingOperator``
-and ``SageMakerTrigger``): create-or-attach by job name, ``deferrable`` defaulting to
-``[operators] default_deferrable``, polling in the triggerer, ``execute_complete`` failing with
-the platform's message. The REST calls themselves live in :mod:`mlops_core.clouds.azure.client` (no Airflow
-there), so the same code serves the pipeline steps and these operators.
+The hook gives authorised HTTP sessions and an Azure ML client; the deferrable command-job
+operator is :mod:`mlops_airflow.operators.azureml`, its trigger :mod:`mlops_airflow.triggers.azureml`
+(the provider layout of the Amazon provider's SageMaker hook, operators and triggers). The REST
+calls themselves live in :mod:`mlops_core.clouds.azure.client` (no Airflow there), so the same
+code serves the pipeline steps and these operators.
 
 Connection ``azure_ml`` (a service principal): login = client (application) id, password =
 client secret, extras ``tenant_id``, ``subscription_id``, ``resource_group``, ``workspace``, and
@@ -24,21 +24,16 @@ Nothing heavy is imported at module level (``azure.identity`` loads when a sessi
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook, BaseOperator, conf
+from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowException
-from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from mlops_airflow.provider import CONN_FIELDS, CONN_TYPE, UI_FIELD_BEHAVIOUR
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
-
     import requests
-    from airflow.sdk import Connection, Context
+    from airflow.sdk import Connection
 
     from mlops_core.clouds.azure.client import AzureMLClient
 
@@ -236,252 +231,3 @@ class AzureMLHook(BaseHook):
         except Exception as exc:
             return False, str(exc)
         return True, "the workspace is readable"
-
-
-class AzureMLJobTrigger(BaseTrigger):
-    """Poll an Azure ML job in the triggerer until it completes, fails or ``max_attempts`` run out.
-
-    A poll that fails transiently (connection error, timeout, HTTP 408/429/5xx:
-    :func:`mlops_core.base.retry.is_transient`) is retried with exponential backoff and jitter, and
-    counts as a poll; ``max_transient_errors`` in a row, or transient errors for longer than
-    ``max_transient_seconds``, end the wait. Only a job the platform reports Failed/Canceled, or a
-    non-transient error (auth, not found, bad request), ends it at once.
-
-    Yields one event ``{"status": "success" | "error", "job_name", "message"}``; error events add
-    ``"reason"``: ``failed`` (the platform's verdict), ``error``, ``transient`` or ``timeout``.
-
-    :param max_transient_errors: transient poll errors tolerated in a row.
-    :param max_transient_seconds: how long polls may keep failing transiently.
-    :param retry_base_seconds: first backoff after a transient error (doubled, jittered, at least
-        ``poke_interval``).
-    :param retry_max_seconds: cap of one backoff.
-    """
-
-    def __init__(
-        self,
-        job_name: str,
-        azure_ml_conn_id: str = AzureMLHook.default_conn_name,
-        poke_interval: float = 30.0,
-        max_attempts: int = 480,
-        subscription_id: str | None = None,
-        resource_group: str | None = None,
-        workspace: str | None = None,
-        api_root: str | None = None,
-        max_transient_errors: int = 10,
-        max_transient_seconds: float = 1800.0,
-        retry_base_seconds: float = 5.0,
-        retry_max_seconds: float = 300.0,
-    ) -> None:
-        super().__init__()
-        self.job_name, self.azure_ml_conn_id = job_name, azure_ml_conn_id
-        self.poke_interval, self.max_attempts = float(poke_interval), int(max_attempts)
-        self.subscription_id, self.resource_group, self.workspace = subscription_id, resource_group, workspace
-        self.api_root = api_root
-        self.max_transient_errors, self.max_transient_seconds = (
-            int(max_transient_errors),
-            float(max_transient_seconds),
-        )
-        self.retry_base_seconds, self.retry_max_seconds = float(retry_base_seconds), float(retry_max_seconds)
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "job_name": self.job_name,
-                "azure_ml_conn_id": self.azure_ml_conn_id,
-                "poke_interval": self.poke_interval,
-                "max_attempts": self.max_attempts,
-                "subscription_id": self.subscription_id,
-                "resource_group": self.resource_group,
-                "workspace": self.workspace,
-                "api_root": self.api_root,
-                "max_transient_errors": self.max_transient_errors,
-                "max_transient_seconds": self.max_transient_seconds,
-                "retry_base_seconds": self.retry_base_seconds,
-                "retry_max_seconds": self.retry_max_seconds,
-            },
-        )
-
-    def hook(self) -> AzureMLHook:
-        return AzureMLHook(
-            self.azure_ml_conn_id,
-            subscription_id=self.subscription_id,
-            resource_group=self.resource_group,
-            workspace=self.workspace,
-            api_root=self.api_root,
-        )
-
-    def _event(self, status: str, message: str, reason: str | None = None) -> TriggerEvent:
-        payload = {"status": status, "job_name": self.job_name, "message": message}
-        if reason:
-            payload["reason"] = reason
-        return TriggerEvent(payload)
-
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        from mlops_core.model.remote import RemoteJobFailed
-
-        try:
-            hook = self.hook()
-            await hook.aload_connection()
-            client = await asyncio.to_thread(hook.get_client)
-            event = await self._poll(client)
-        except RemoteJobFailed as exc:
-            event = self._event("error", str(exc), "failed")
-        except Exception as exc:  # an event, not a crash: execute_complete reports it on the task
-            event = self._event("error", f"polling Azure ML job {self.job_name} failed: {exc}", "error")
-        yield event
-
-    async def _poll(self, client: AzureMLClient) -> TriggerEvent:
-        """Poll until done; transient errors are waited out within the budget, others propagate."""
-        from mlops_core.base.retry import TransientBudget, is_transient
-        from mlops_core.model.remote import SUCCEEDED
-
-        budget = TransientBudget(
-            max_errors=self.max_transient_errors,
-            max_seconds=self.max_transient_seconds,
-            base=self.retry_base_seconds,
-            max_delay=self.retry_max_seconds,
-            floor=self.poke_interval,
-        )
-        for attempt in range(1, self.max_attempts + 1):
-            delay = self.poke_interval
-            try:
-                state = await asyncio.to_thread(client.job_state, self.job_name)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                wait = budget.failed(exc)
-                if wait is None:
-                    return self._event(
-                        "error",
-                        f"polling Azure ML job {self.job_name}: {budget.exhausted_message(exc)}",
-                        "transient",
-                    )
-                self.log.warning(
-                    "polling Azure ML job %s failed transiently (%d in a row): %s; next poll in %.1f s",
-                    self.job_name,
-                    budget.errors,
-                    exc,
-                    wait,
-                )
-                delay = wait
-            else:
-                budget.succeeded()
-                if state == SUCCEEDED:
-                    return self._event("success", f"Azure ML job {self.job_name} completed")
-                self.log.info(
-                    "Azure ML job %s still running (poll %d/%d)", self.job_name, attempt, self.max_attempts
-                )
-            if attempt < self.max_attempts:
-                await asyncio.sleep(delay)
-        return self._event(
-            "error",
-            f"Azure ML job {self.job_name} still running after {self.max_attempts} polls "
-            f"{self.poke_interval:g} s apart; raise max_attempts or poke_interval",
-            "timeout",
-        )
-
-
-class AzureMLCommandJobOperator(BaseOperator):
-    """Run an Azure ML command job and wait for it (deferrable).
-
-    The job is PUT under ``job_name`` unless a job of that name exists, in which case the task
-    attaches to it: a retried or resumed task never starts a second job. Returns
-    ``{"job_name", "status"}``.
-
-    :param job_name: the Azure ML job name (templated); choose it per run and try, e.g.
-        ``"train-{{ ds_nodash }}-t{{ ti.try_number }}"``.
-    :param body: the job resource (``{"properties": {"jobType": "Command", ...}}``; templated);
-        see :func:`mlops_core.clouds.azure.client.command_job_body`.
-    :param azure_ml_conn_id: the ``azure_ml`` connection.
-    :param subscription_id/resource_group/workspace: override the connection's extras.
-    :param wait_for_completion: wait until the job ends (else return once it is submitted).
-    :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
-    :param poke_interval: seconds between status polls.
-    :param max_attempts: polls before giving up.
-    """
-
-    template_fields: Sequence[str] = ("job_name", "body")
-    template_fields_renderers = {"body": "json"}
-    ui_color = "#0078d4"
-
-    def __init__(
-        self,
-        *,
-        job_name: str,
-        body: dict[str, Any],
-        azure_ml_conn_id: str = AzureMLHook.default_conn_name,
-        subscription_id: str | None = None,
-        resource_group: str | None = None,
-        workspace: str | None = None,
-        api_root: str | None = None,
-        wait_for_completion: bool = True,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poke_interval: float = 30.0,
-        max_attempts: int = 480,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.job_name, self.body, self.azure_ml_conn_id = job_name, body, azure_ml_conn_id
-        self.subscription_id, self.resource_group, self.workspace = subscription_id, resource_group, workspace
-        self.api_root = api_root
-        self.wait_for_completion, self.deferrable = wait_for_completion, deferrable
-        self.poke_interval, self.max_attempts = poke_interval, max_attempts
-
-    @property
-    def hook(self) -> AzureMLHook:
-        return AzureMLHook(
-            self.azure_ml_conn_id,
-            subscription_id=self.subscription_id,
-            resource_group=self.resource_group,
-            workspace=self.workspace,
-            api_root=self.api_root,
-        )
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_core.clouds.azure.client import job_state_of
-        from mlops_core.model.remote import SUCCEEDED, RemoteJobFailed
-
-        client = self.hook.get_client()
-        job = client.submit_job(self.job_name, self.body)
-        self.log.info(
-            "Azure ML job %s: %s", self.job_name, job.get("properties", {}).get("status", "submitted")
-        )
-        if not self.wait_for_completion:
-            return {"job_name": self.job_name, "status": "submitted"}
-        try:
-            if job_state_of(self.job_name, job) == SUCCEEDED:
-                return {"job_name": self.job_name, "status": "Completed"}
-            if self.deferrable:
-                self.defer(
-                    trigger=AzureMLJobTrigger(
-                        job_name=self.job_name,
-                        azure_ml_conn_id=self.azure_ml_conn_id,
-                        poke_interval=self.poke_interval,
-                        max_attempts=self.max_attempts,
-                        subscription_id=self.subscription_id,
-                        resource_group=self.resource_group,
-                        workspace=self.workspace,
-                        api_root=self.api_root,
-                    ),
-                    method_name="execute_complete",
-                )
-            for _ in range(self.max_attempts):
-                time.sleep(self.poke_interval)
-                if client.job_state(self.job_name) == SUCCEEDED:
-                    return {"job_name": self.job_name, "status": "Completed"}
-        except RemoteJobFailed as exc:
-            raise AirflowException(str(exc)) from None
-        raise AirflowException(
-            f"Azure ML job {self.job_name} still running after {self.max_attempts} polls; "
-            "raise max_attempts or use deferrable=True"
-        )
-
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Resume after the trigger: fail with the platform's message, or return the job's result."""
-        if event is None:
-            raise AirflowException(f"the trigger of Azure ML job {self.job_name} returned no event")
-        if event.get("status") != "success":
-            raise AirflowException(str(event.get("message") or f"Azure ML job failed: {event}"))
-        self.log.info("Azure ML job %s completed", event.get("job_name"))
-        return {"job_name": event.get("job_name", self.job_name), "status": "Completed"}

@@ -204,11 +204,11 @@ def export_metrics(
 
             aws.put_metrics(profile, clients, pipeline, values, dimensions)
         elif profile.monitoring_export == "cloud_monitoring":
-            from mlops_core.clouds.gcp import client as gcp
+            from mlops_core.clouds.gcp import monitoring as gcp
 
             gcp.write_metrics(profile, clients, pipeline, values, dimensions)
         elif profile.monitoring_export == "azure_monitor":
-            from mlops_core.clouds.azure import client as azure
+            from mlops_core.clouds.azure import monitor as azure
 
             azure.write_metrics(profile, clients, pipeline, values, dimensions)
         log.info("exported %d metric(s) of %s to %s", len(values), pipeline, profile.monitoring_export)
@@ -243,8 +243,8 @@ def ensure_metric_alarm(
     """Create or update the alarm on ``realized_<metric>`` when ``metrics`` exports it.
 
     CloudWatch: a ``PutMetricAlarm`` whose actions are ``alerts.sns_topic_arn``; Cloud Monitoring:
-    an alert policy; Azure Monitor: a metric alert rule (see :mod:`mlops_core.clouds.aws.training`, ``gcp``,
-    ``azure``). Each watches the metric with exactly the dimensions it is exported with. Returns
+    an alert policy; Azure Monitor: a metric alert rule (see :mod:`mlops_core.clouds.aws.training`,
+    :mod:`mlops_core.clouds.gcp.monitoring`, :mod:`mlops_core.clouds.azure.monitor`). Each watches the metric with exactly the dimensions it is exported with. Returns
     the alarm's name (None: nothing to watch). A failure is logged, never raised.
     """
     if spec.alerts is None or not spec.alerts.metric_alarm or profile.monitoring_export == "none":
@@ -263,50 +263,62 @@ def ensure_metric_alarm(
         f"{spec.feedback.delay_days if spec.feedback else 0} day(s) after prediction) is {side} its floor {floor:g}"
     )
     try:
-        clients = clients_for(profile)
-        if profile.monitoring_export == "cloudwatch":
-            from mlops_core.clouds.aws import training as aws
-
-            request = aws.metric_alarm_request(
-                profile,
-                spec.name,
-                name,
-                floor,
-                higher_is_better=higher,
-                dimensions=dimensions,
-                topic_arn=spec.alerts.sns_topic_arn,
-                description=description,
-            )
-            alarm = aws.put_metric_alarm(clients, request)
-        elif profile.monitoring_export == "cloud_monitoring":
-            from mlops_core.clouds.gcp import client as gcp
-
-            body = gcp.alert_policy_body(
-                profile,
-                spec.name,
-                name,
-                floor,
-                higher_is_better=higher,
-                labels=dimensions,
-                description=description,
-            )
-            alarm = str(gcp.upsert_alert_policy(profile, clients, body).get("name") or body["displayName"])
-        else:
-            from mlops_core.clouds.azure import client as azure
-
-            alarm = azure.metric_alert_name(spec.name, name)
-            body = azure.metric_alert_body(
-                profile,
-                spec.name,
-                name,
-                floor,
-                higher_is_better=higher,
-                dims=dimensions,
-                description=description,
-            )
-            azure.put_metric_alert(profile, clients, alarm, body)
+        alarm = _put_alarm(profile, spec, (name, floor, higher), dimensions, description)
     except Exception:
         log.exception("could not create or update the %s alarm of %s", name, spec.name)
         return None
     log.info("alarm %s watches %s of %s (%s %g)", alarm, name, spec.name, side, floor)
+    return alarm
+
+
+def _put_alarm(
+    profile: CloudProfile,
+    spec: PipelineSpec,
+    watched: tuple[str, float, bool],
+    dimensions: dict[str, str],
+    description: str,
+) -> str:
+    """Create or update the profile's alarm on ``watched`` (metric, threshold, higher is better); its name."""
+    name, floor, higher = watched
+    clients = clients_for(profile)
+    if profile.monitoring_export == "cloudwatch":
+        from mlops_core.clouds.aws import training as aws
+
+        request = aws.metric_alarm_request(
+            profile,
+            spec.name,
+            name,
+            floor,
+            higher_is_better=higher,
+            dimensions=dimensions,
+            topic_arn=spec.alerts.sns_topic_arn if spec.alerts else None,
+            description=description,
+        )
+        return aws.put_metric_alarm(clients, request)
+    if profile.monitoring_export == "cloud_monitoring":
+        from mlops_core.clouds.gcp import monitoring as gcp
+
+        body = gcp.alert_policy_body(
+            profile,
+            spec.name,
+            name,
+            floor,
+            higher_is_better=higher,
+            labels=dimensions,
+            description=description,
+        )
+        return str(gcp.upsert_alert_policy(profile, clients, body).get("name") or body["displayName"])
+    from mlops_core.clouds.azure import monitor as azure
+
+    alarm = azure.metric_alert_name(spec.name, name)
+    body = azure.metric_alert_body(
+        profile,
+        spec.name,
+        name,
+        floor,
+        higher_is_better=higher,
+        dims=dimensions,
+        description=description,
+    )
+    azure.put_metric_alert(profile, clients, alarm, body)
     return alarm

@@ -5,7 +5,7 @@ wants and where they go. :func:`notify` routes one event, when it is listed, to
 
 * e-mail: the smtp provider's ``SmtpNotifier`` on ``alerts.smtp_conn_id`` (server, login and the
   sender, ``from_email`` in the connection's extra, all come from the connection), to
-  ``alerts.email``, with an HTML body built here (:func:`render_html`: every value escaped,
+  ``alerts.email``, with an HTML body built here (:func:`~mlops_airflow.notifications.messages.render_html`: every value escaped,
   no script allowed by its Content-Security-Policy);
 * SNS: the amazon provider's ``SnsNotifier`` on ``alerts.sns_topic_arn``, through the aws cloud
   profile's connection when the pipeline runs on ``cloud: aws`` (else ``aws_default``), in the
@@ -39,10 +39,17 @@ task_failed          :func:`failure_callback` (every task's ``on_failure_callbac
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import re
 from typing import TYPE_CHECKING, Any, ParamSpec
+
+from mlops_airflow.notifications.messages import (
+    SNS_SUBJECT_CHARS,
+    one_line,
+    render_html,
+    render_text,
+    subject_line,
+    task_where,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -53,31 +60,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 
-TITLES: dict[str, str] = {
-    "policy_fired": "retraining policy fired",
-    "gate_rejected": "gate rejected the challenger",
-    "rolled_back": "deployment rolled back",
-    "validation_failed": "data validation failed",
-    "approval_waiting": "a model version waits for approval",
-    "metric_below_floor": "realized metric below its floor",
-    "labels_unmatched": "labels match no prediction",
-    "task_failed": "task failed",
-}
-
-MAX_VALUE_CHARS = 4000  # one fact (an exception text, a list of reasons) in a message
-SNS_SUBJECT_CHARS = 99  # SNS: ASCII, no line breaks, fewer than 100 characters
-SNS_MESSAGE_BYTES = 250_000  # SNS: 256 KB per message, attributes included
-
-# Task instances (dag, run, task, map index, try) that sent their own alert in this process: their
-# failure callback (run in the same task process) does not repeat it as task_failed.
-_ALERTED: dict[tuple[str, ...], str] = {}
-
-_STYLE = (
-    "body{font-family:sans-serif;font-size:14px;color:#222}h2{font-size:17px}"
-    "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;"
-    "vertical-align:top}th{background:#f4f4f4}code,pre{font-family:monospace;white-space:pre-wrap}"
-    ".where{color:#666;font-size:12px}"
-)
+# The record that a try sent its own alert, kept on that try's task instance (the object Airflow
+# hands to its execute and to its failure callback): the callback does not repeat it as task_failed.
+_SENT_ATTR = "_mlops_alert_sent"
 
 
 def _alert(event: str) -> Callable[[Callable[P, list[str]]], Callable[P, list[str]]]:
@@ -101,55 +86,8 @@ def _alert(event: str) -> Callable[[Callable[P, list[str]]], Callable[P, list[st
     return decorate
 
 
-# -- the message ----------------------------------------------------------------------------------
-
-
-def _one_line(text: str, limit: int) -> str:
-    """Header-safe: no CR/LF or other control characters (no header injection), at most ``limit``."""
-    flat = re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()
-    if len(flat) <= limit:
-        return flat
-    cut = flat[: limit - 3]
-    if " " in cut[limit // 2 :]:  # at a word boundary, when there is one late enough
-        cut = cut.rsplit(" ", 1)[0]
-    return cut + "..."
-
-
-def subject_line(spec: PipelineSpec, event: str, subject: str) -> str:
-    """``[mlops] <pipeline>: <event> - <subject>`` on one line."""
-    return _one_line(f"[mlops] {spec.name}: {event} - {subject}", 250)
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, dict):
-        text = json.dumps(value, default=str, sort_keys=True)
-    elif isinstance(value, list | tuple | set | frozenset):
-        text = ", ".join(str(v) for v in value)
-    else:
-        text = str(value)
-    return text if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS] + " ... (truncated)"
-
-
-def _where(context: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The Airflow task the alert comes from: dag, run, task, try and the link to its log."""
-    ti = (context or {}).get("ti") or (context or {}).get("task_instance")
-    if ti is None:
-        return {}
-    where = {
-        "dag": getattr(ti, "dag_id", None),
-        "run": getattr(ti, "run_id", None),
-        "task": getattr(ti, "task_id", None),
-        "try": getattr(ti, "try_number", None),
-    }
-    try:
-        where["log_url"] = ti.log_url
-    except Exception:  # a fake or partial task instance; the link is a convenience
-        where["log_url"] = None
-    return {k: v for k, v in where.items() if v not in (None, "")}
-
-
 def _ti_key(context: Mapping[str, Any] | None) -> tuple[str, ...] | None:
-    where = _where(context)
+    where = task_where(context)
     if not where.get("task"):
         return None
     ti = (context or {}).get("ti") or (context or {}).get("task_instance")
@@ -157,113 +95,27 @@ def _ti_key(context: Mapping[str, Any] | None) -> tuple[str, ...] | None:
     return tuple(str(where.get(k)) for k in ("dag", "run", "task", "try")) + (str(map_index),)
 
 
-_URL = re.compile(r"https?://[^\s\"'<>@]+")
+def _record_sent(context: Mapping[str, Any] | None, event: str) -> None:
+    """Note on the try's task instance that it sent ``event`` (keyed by dag, run, task, try and map
+    index, so a task instance object reused for another try does not carry it over)."""
+    key = _ti_key(context)
+    ti = (context or {}).get("ti") or (context or {}).get("task_instance")
+    if key is None or ti is None:
+        return
+    try:
+        setattr(ti, _SENT_ATTR, (key, event))
+    except Exception as err:  # a task instance that takes no attribute: task_failed may then repeat it
+        log.info("alerts: cannot note %s on the task instance (%s)", event, err)
 
 
-def _link_bases() -> list[str]:
-    """Where the links this package builds point: Airflow's ``[api] base_url`` (task logs, the
-    approval page; Airflow's own default when unset) and the MLflow UI (:func:`links.mlflow_ui`)."""
-    from airflow.configuration import conf
-
-    from mlops_airflow.links.mlops import mlflow_ui
-
-    bases = [conf.get("api", "base_url", fallback="") or "http://localhost:8080", mlflow_ui() or ""]
-    return [b.strip().rstrip("/") for b in bases if _URL.fullmatch(b.strip().rstrip("/"))]
-
-
-def _is_link(value: Any) -> bool:
-    """Only URLs under the package's own bases become links: any other ``http(s)://`` value (a
-    column name, a reason, an exception message...) is text, so an alert cannot carry a phishing
-    link that looks like the pipeline's."""
-    if not (isinstance(value, str) and _URL.fullmatch(value)):
-        return False
-    return any(value == b or value.startswith((f"{b}/", f"{b}?", f"{b}#")) for b in _link_bases())
-
-
-def _markdown(text: str) -> str:
-    """A little markdown, safely: paragraphs, ``- `` bullets and `code`; everything escaped first."""
-    from mlops_core.base.html import escape
-
-    def inline(line: str) -> str:
-        return re.sub(r"`([^`]+)`", r"<code>\1</code>", escape(line))
-
-    out: list[str] = []
-    for block in re.split(r"\n\s*\n", text.strip()):
-        lines = [line for line in block.splitlines() if line.strip()]
-        bullets = [line for line in lines if line.lstrip().startswith(("- ", "* "))]
-        if lines and len(bullets) == len(lines):
-            items = "".join(f"<li>{inline(line.lstrip()[2:])}</li>" for line in lines)
-            out.append(f"<ul>{items}</ul>")
-        elif lines:
-            out.append("<p>" + "<br>".join(inline(line) for line in lines) + "</p>")
-    return "\n".join(out)
-
-
-def _cell(value: Any) -> str:
-    from mlops_core.base.html import escape
-
-    if _is_link(value):
-        return f'<a href="{escape(value)}">{escape(value)}</a>'
-    if isinstance(value, list | tuple) and len(value) > 1 and all(isinstance(v, str) for v in value):
-        items = "".join(f"<li>{escape(_text(v))}</li>" for v in value[:200])
-        more = f"<li>... and {len(value) - 200} more</li>" if len(value) > 200 else ""
-        return f"<ul>{items}{more}</ul>"
-    return f"<code>{escape(_text(value))}</code>"
-
-
-def render_html(
-    spec: PipelineSpec,
-    event: str,
-    subject: str,
-    body_markdown: str,
-    facts: Mapping[str, Any],
-    where: Mapping[str, Any],
-) -> str:
-    """The e-mail body: a standalone page, every value escaped, no script (CSP)."""
-    from mlops_core.base.html import document, escape
-
-    rows = "".join(
-        f"<tr><th>{escape(key)}</th><td>{_cell(value)}</td></tr>"
-        for key, value in facts.items()
-        if value is not None
-    )
-    origin = " &middot; ".join(
-        f"{escape(key)} {_cell(value)}" for key, value in where.items() if key != "log_url"
-    )
-    if where.get("log_url"):
-        origin += f" &middot; log {_cell(where['log_url'])}"
-    body = (
-        f"<h2>{escape(spec.name)}: {escape(TITLES.get(event, event))}</h2>\n"
-        f"<p><strong>{escape(subject)}</strong></p>\n{_markdown(body_markdown)}\n"
-        + (f"<table>{rows}</table>\n" if rows else "")
-        + (f'<p class="where">Airflow: {origin}</p>\n' if origin else "")
-        + f'<p class="where">event <code>{escape(event)}</code> of pipeline <code>{escape(spec.name)}</code>, '
-        "sent by mlops (alerts in the pipeline YAML)</p>"
-    )
-    return document(subject_line(spec, event, subject), body, style=_STYLE)
-
-
-def render_text(
-    spec: PipelineSpec,
-    event: str,
-    subject: str,
-    body_markdown: str,
-    facts: Mapping[str, Any],
-    where: Mapping[str, Any],
-) -> str:
-    """The plain-text message (SNS): the subject, the body, then one ``key: value`` line per fact."""
-    lines = [subject_line(spec, event, subject), "", body_markdown.strip(), ""]
-    for key, value in facts.items():
-        if isinstance(value, list | tuple) and len(value) > 1 and all(isinstance(v, str) for v in value):
-            lines += [f"{key}:"] + [f"  - {_text(v)}" for v in value[:200]]
-        elif value is not None:
-            lines.append(f"{key}: {_text(value)}")
-    lines += [f"{key}: {_text(value)}" for key, value in where.items()]
-    text = "\n".join(lines).strip() + "\n"
-    raw = text.encode("utf-8")
-    if len(raw) > SNS_MESSAGE_BYTES:
-        text = raw[:SNS_MESSAGE_BYTES].decode("utf-8", "ignore") + "\n... (truncated)\n"
-    return text
+def sent_by_try(context: Mapping[str, Any] | None) -> str | None:
+    """The alert this try already sent itself (validation_failed, rolled_back...), if any."""
+    ti = (context or {}).get("ti") or (context or {}).get("task_instance")
+    record = getattr(ti, _SENT_ATTR, None) if ti is not None else None
+    if not (isinstance(record, tuple) and len(record) == 2):
+        return None
+    key, event = record
+    return str(event) if key == _ti_key(context) else None
 
 
 # -- routing --------------------------------------------------------------------------------------
@@ -326,7 +178,7 @@ def _channels(
                 aws_conn_id=_sns_connection(spec),
                 target_arn=topic,
                 region_name=topic.split(":")[3],  # a topic is published to in its own region
-                subject=_one_line(
+                subject=one_line(
                     subject_line(spec, event, subject).encode("ascii", "replace").decode(), SNS_SUBJECT_CHARS
                 ),
                 message=render_text(spec, event, subject, body_markdown, facts, where),
@@ -403,7 +255,7 @@ def _notify(
     if alerts is None or event not in alerts.events:
         return []
     context = context if context is not None else _current_context()
-    where = _where(context)
+    where = task_where(context)
     sent: list[str] = []
     for name, build in _channels(spec, event, subject, body_markdown, facts, where):
         try:
@@ -421,11 +273,8 @@ def _notify(
             continue
         sent.append(name)
         log.info("alert %s of %s sent via %s", event, spec.name, name)
-    key = _ti_key(context)
-    if sent and key is not None and event != "task_failed":
-        if len(_ALERTED) >= 1000:  # a long-lived process (tests, a notebook): forget the oldest
-            _ALERTED.pop(next(iter(_ALERTED)))
-        _ALERTED[key] = event
+    if sent and event != "task_failed":
+        _record_sent(context, event)
     return sent
 
 
@@ -677,11 +526,11 @@ def notify_task_failed(spec: PipelineSpec, context: Mapping[str, Any]) -> list[s
 
     Not sent for a try that already sent its own alert (validation_failed, rolled_back...).
     """
-    key = _ti_key(context)
-    if key is not None and key in _ALERTED:
-        log.info("task_failed not sent: this try already sent %s", _ALERTED[key])
+    already = sent_by_try(context)
+    if already is not None:
+        log.info("task_failed not sent: this try already sent %s", already)
         return []
-    where = _where(context)
+    where = task_where(context)
     error = context.get("exception")
     text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error or "unknown")
     return notify(

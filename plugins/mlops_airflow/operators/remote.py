@@ -3,7 +3,7 @@
 SageMaker through the amazon provider's ``SageMakerHook`` and ``SageMakerTrigger`` (what its
 ``SageMakerTrainingOperator`` and ``SageMakerTuningOperator`` use), Vertex AI through
 :class:`~mlops_airflow.triggers.cloud.RemoteJobTrigger`, Azure ML through
-:class:`~mlops_airflow.hooks.azureml.AzureMLJobTrigger`. Job names derive from pipeline, day, Airflow run
+:class:`~mlops_airflow.triggers.azureml.AzureMLJobTrigger`. Job names derive from pipeline, day, Airflow run
 and try (:func:`mlops_core.model.remote.job_name`), so a resumed try attaches to the job it started.
 """
 
@@ -62,7 +62,7 @@ def vertex(step: MlopsStep, handle: dict[str, Any], timeout: float) -> Any:
 
 def azureml(step: MlopsStep, name: str, timeout: float) -> Any:
     """The trigger polling Azure ML job ``name`` in the profile's workspace (not the connection's extras)."""
-    from mlops_airflow.hooks.azureml import AzureMLJobTrigger
+    from mlops_airflow.triggers.azureml import AzureMLJobTrigger
 
     profile = step.profile
     return AzureMLJobTrigger(

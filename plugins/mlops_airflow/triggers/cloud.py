@@ -3,7 +3,7 @@
 Both poll a core function (a remote training job's state, an endpoint deployment's status) from
 the triggerer, in a thread: the cloud SDK clients and Airflow's connection lookup are synchronous.
 SageMaker training jobs use the amazon provider's ``SageMakerTrigger`` and Azure ML jobs
-:class:`~mlops_airflow.hooks.azureml.AzureMLJobTrigger`; these two cover Vertex AI jobs and every
+:class:`~mlops_airflow.triggers.azureml.AzureMLJobTrigger`; these two cover Vertex AI jobs and every
 endpoint target.
 
 A poll that fails transiently (connection error, timeout, HTTP 408/429/5xx, throttling: see

@@ -337,12 +337,55 @@ def _allowed(user: Any, spec: PipelineSpec) -> bool:
     )
 
 
+def models_page(user: Any) -> str:
+    """The page of every pipeline ``user`` may see; one unreadable pipeline does not hide the others."""
+    sections = []
+    for spec in load_pipelines():
+        if not _allowed(user, spec):
+            continue
+        try:
+            sections.append(render_pipeline(spec, champion_history(spec), day_history(spec)))
+        except Exception as err:  # one unreadable pipeline must not hide the others
+            log.exception("models view: %s", spec.name)
+            sections.append(
+                f'<section><h2>{esc(spec.name)}</h2><p class="err">could not read: '
+                f"{esc(type(err).__name__)}: {esc(str(err)[:300])}</p></section>"
+            )
+    name = getattr(user, "get_name", lambda: "")() or ""
+    return render_page(sections, name)
+
+
+def report_file(pipeline: str, path: str, user: Any) -> tuple[bytes, str]:
+    """(content, media type) of the report ``path`` of ``pipeline``, read from the lake in the
+    pipeline's cloud profile; ``HTTPException`` 404 (no such pipeline for ``user``, no such
+    report) or 400 (a path that is not a report's)."""
+    from fastapi import HTTPException
+
+    from mlops_airflow.hooks.cloud import cloud_context
+    from mlops_core.base import settings
+    from mlops_core.data import filesystems, storage
+
+    spec = next((s for s in load_pipelines() if s.name == pipeline), None)
+    if spec is None or not _allowed(user, spec):
+        raise HTTPException(status_code=404, detail="no such pipeline")
+    try:
+        rel = report_path(spec.name, path)
+    except ValueError as err:
+        raise HTTPException(status_code=400, detail=str(err)) from err
+    with cloud_context(spec):
+        try:  # the newest published version of that partition's file, digest checked
+            body = storage.read_file(filesystems.join(settings.lake_root(), spec.name, rel))
+        except FileNotFoundError:
+            raise HTTPException(status_code=404, detail="no such report") from None
+    return body, REPORT_FILES[rel.rsplit("/", 1)[-1]]
+
+
 def create_app() -> Any:
     """The FastAPI app Airflow mounts under ``/mlops`` (see :mod:`mlops_airflow.plugin`)."""
     # (defaults, not Annotated[...]: with postponed annotations FastAPI resolves annotation
     # strings in this module's globals, where these function-level imports are not)
     from airflow.api_fastapi.core_api.security import get_user
-    from fastapi import Depends, FastAPI, HTTPException, Query
+    from fastapi import Depends, FastAPI, Query
     from fastapi.responses import HTMLResponse, Response
 
     app = FastAPI(title="airflow-mlops models", docs_url=None, redoc_url=None, openapi_url=None)
@@ -357,44 +400,16 @@ def create_app() -> Any:
 
     @app.get("/models", response_class=HTMLResponse)
     def models(user: Any = Depends(get_user)) -> HTMLResponse:
-        sections = []
-        for spec in load_pipelines():
-            if not _allowed(user, spec):
-                continue
-            try:
-                sections.append(render_pipeline(spec, champion_history(spec), day_history(spec)))
-            except Exception as err:  # one unreadable pipeline must not hide the others
-                log.exception("models view: %s", spec.name)
-                sections.append(
-                    f'<section><h2>{esc(spec.name)}</h2><p class="err">could not read: '
-                    f"{esc(type(err).__name__)}: {esc(str(err)[:300])}</p></section>"
-                )
-        name = getattr(user, "get_name", lambda: "")() or ""
-        return HTMLResponse(render_page(sections, name), headers={"Cache-Control": "no-store"})
+        return HTMLResponse(models_page(user), headers={"Cache-Control": "no-store"})
 
     @app.get("/reports/{pipeline}")
     def report(pipeline: str, path: str = Query(max_length=512), user: Any = Depends(get_user)) -> Response:
-        from mlops_airflow.hooks.cloud import cloud_context
-        from mlops_core.base import settings
-        from mlops_core.data import filesystems, storage
-
-        spec = next((s for s in load_pipelines() if s.name == pipeline), None)
-        if spec is None or not _allowed(user, spec):
-            raise HTTPException(status_code=404, detail="no such pipeline")
-        try:
-            rel = report_path(spec.name, path)
-        except ValueError as err:
-            raise HTTPException(status_code=400, detail=str(err)) from err
-        with cloud_context(spec):
-            try:  # the newest published version of that partition's file, digest checked
-                body = storage.read_file(filesystems.join(settings.lake_root(), spec.name, rel))
-            except FileNotFoundError:
-                raise HTTPException(status_code=404, detail="no such report") from None
+        body, media_type = report_file(pipeline, path, user)
         headers = {
             "Content-Security-Policy": SANDBOX,
             "X-Content-Type-Options": "nosniff",
             "Cache-Control": "no-store",
         }
-        return Response(body, media_type=REPORT_FILES[rel.rsplit("/", 1)[-1]], headers=headers)
+        return Response(body, media_type=media_type, headers=headers)
 
     return app

@@ -352,41 +352,7 @@ class SageMakerTarget(EndpointTarget):
             )
             log.info("creating SageMaker endpoint %s with %s", endpoint, config_name)
         else:
-            status = current.get("EndpointStatus")
-            if previous_config == config_name:
-                # a retry after the update finished: the config remembers what came before
-                previous_config = self._recorded_previous(config_name)
-                log.info("endpoint %s already serves %s; not updating it again", endpoint, config_name)
-            elif pending == config_name:
-                log.info("endpoint %s is already moving to %s; not updating it again", endpoint, config_name)
-            elif status == "Failed":
-                raise DeploymentFailed(
-                    f"SageMaker endpoint {endpoint} is Failed ({current.get('FailureReason', 'no reason given')}) "
-                    f"and cannot be updated; delete it (aws sagemaker delete-endpoint --endpoint-name {endpoint}) "
-                    "and run the deployment again"
-                )
-            elif status in _BUSY:
-                raise RuntimeError(
-                    f"SageMaker endpoint {endpoint} is {status} (moving to {pending or 'another config'}); "
-                    "wait for that to finish, then retry this task"
-                )
-            else:
-                alarm = self._put_alarm(endpoint)
-                self._release_autoscaling(spec, endpoint, previous_config, variant)
-                sm.update_endpoint(
-                    EndpointName=endpoint,
-                    EndpointConfigName=config_name,
-                    DeploymentConfig=self.deployment_config(spec, alarm),
-                )
-                log.info(
-                    "updating SageMaker endpoint %s: %s -> %s (%s)",
-                    endpoint,
-                    previous_config,
-                    config_name,
-                    spec.deployment.strategy,
-                )
-            if alarm is None and previous_config is not None:
-                alarm = self.alarm_name(endpoint)
+            previous_config, alarm = self._update(sm, spec, endpoint, current, (config_name, variant))
         return Deployment(
             target=self.name,
             model_name=spec.registered_model_name,
@@ -403,6 +369,58 @@ class SageMakerTarget(EndpointTarget):
                 "alarm": alarm,
             },
         )
+
+    def _update(
+        self,
+        sm: Any,
+        spec: PipelineSpec,
+        endpoint: str,
+        current: dict[str, Any],
+        target: tuple[str, Any],
+    ) -> tuple[str | None, str | None]:
+        """Move the existing endpoint (``current``, as described) to ``target`` (its new config and
+        variant) unless it is on it or moving to it already; (the config it served before, the
+        alarm watching the update)."""
+        config_name, variant = target
+        previous_config = current.get("EndpointConfigName")
+        pending = (current.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
+        alarm: str | None = None
+        status = current.get("EndpointStatus")
+        if previous_config == config_name:
+            # a retry after the update finished: the config remembers what came before
+            previous_config = self._recorded_previous(config_name)
+            log.info("endpoint %s already serves %s; not updating it again", endpoint, config_name)
+        elif pending == config_name:
+            log.info("endpoint %s is already moving to %s; not updating it again", endpoint, config_name)
+        elif status == "Failed":
+            raise DeploymentFailed(
+                f"SageMaker endpoint {endpoint} is Failed ({current.get('FailureReason', 'no reason given')}) "
+                f"and cannot be updated; delete it (aws sagemaker delete-endpoint --endpoint-name {endpoint}) "
+                "and run the deployment again"
+            )
+        elif status in _BUSY:
+            raise RuntimeError(
+                f"SageMaker endpoint {endpoint} is {status} (moving to {pending or 'another config'}); "
+                "wait for that to finish, then retry this task"
+            )
+        else:
+            alarm = self._put_alarm(endpoint)
+            self._release_autoscaling(spec, endpoint, previous_config, variant)
+            sm.update_endpoint(
+                EndpointName=endpoint,
+                EndpointConfigName=config_name,
+                DeploymentConfig=self.deployment_config(spec, alarm),
+            )
+            log.info(
+                "updating SageMaker endpoint %s: %s -> %s (%s)",
+                endpoint,
+                previous_config,
+                config_name,
+                spec.deployment.strategy,
+            )
+        if alarm is None and previous_config is not None:
+            alarm = self.alarm_name(endpoint)
+        return previous_config, alarm
 
     def status(self, deployment: Deployment) -> str:
         """``ready`` once the endpoint is InService on the new config, ``updating`` before that.

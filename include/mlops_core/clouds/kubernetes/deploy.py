@@ -36,15 +36,46 @@ overwritten. The Kubernetes client (``kubernetes.client.CustomObjectsApi``) come
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import math
 import re
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from mlops_core.clouds.kubernetes.inference import kserve_storage_uri, v2_predictions, v2_request
+from mlops_core.clouds.kubernetes.isvc import (
+    API_VERSION,
+    DEPLOYMENT_MODE,
+    GROUP,
+    HPA_CLASS,
+    INSTANCE_TYPE,
+    KNATIVE_CLASS,
+    MAX_NAME,
+    MODEL_ANN,
+    PIPELINE_LABEL,
+    PLURAL,
+    PREVIOUS_URI_ANN,
+    PREVIOUS_VERSION_ANN,
+    RAW_MODES,
+    TAG_ROUTING,
+    VERSION_ANN,
+    _annotations,
+    _api_error,
+    _api_status,
+    _condition,
+    _drop_none,
+    _failure,
+    _is_raw,
+    _meta,
+    _observed,
+    _predictor,
+    _predictor_status,
+    _rolled_out,
+    _status,
+    _storage_uri,
+    _traffic_off,
+)
 from mlops_core.data import filesystems
 from mlops_core.deploy import READY, UPDATING, Deployment, DeploymentFailed, EndpointTarget, package_model
 from mlops_core.runs import registry
@@ -57,246 +88,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GROUP, API_VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
-TAG_ROUTING = "serving.kserve.io/enable-tag-routing"  # a "latest" URL that reaches the new revision only
-DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
-KNATIVE_CLASS = "autoscaling.knative.dev/class"
-HPA_CLASS = "hpa.autoscaling.knative.dev"  # Knative's default autoscaler (KPA) cannot scale on CPU
-INSTANCE_TYPE = "node.kubernetes.io/instance-type"  # set on the nodes of EKS, GKE and AKS alike
-PIPELINE_LABEL = "mlops/pipeline"
-MODEL_ANN = "mlops/model-name"
-VERSION_ANN = "mlops/model-version"
-PREVIOUS_VERSION_ANN = "mlops/previous-model-version"
-PREVIOUS_URI_ANN = "mlops/previous-storage-uri"
-RAW_MODES = {"RawDeployment", "Standard"}  # plain Deployments: no revisions, no traffic split
-MAX_NAME = 45  # "latest-<name>-predictor" must stay one 63-character DNS label
 ROWS_PER_REQUEST = 1000
-_FAILED_MODEL = {"BlockedByFailedLoad", "InvalidSpec"}
-
-
-# -- reading an InferenceService ----------------------------------------------------------------
-
-
-def _meta(isvc: dict[str, Any]) -> dict[str, Any]:
-    return dict(isvc.get("metadata") or {})
-
-
-def _annotations(isvc: dict[str, Any]) -> dict[str, str]:
-    return dict(_meta(isvc).get("annotations") or {})
-
-
-def _predictor(isvc: dict[str, Any]) -> dict[str, Any]:
-    return dict((isvc.get("spec") or {}).get("predictor") or {})
-
-
-def _storage_uri(isvc: dict[str, Any]) -> str | None:
-    return (_predictor(isvc).get("model") or {}).get("storageUri")
-
-
-def _status(isvc: dict[str, Any]) -> dict[str, Any]:
-    return dict(isvc.get("status") or {})
-
-
-def _predictor_status(isvc: dict[str, Any]) -> dict[str, Any]:
-    return dict((_status(isvc).get("components") or {}).get("predictor") or {})
-
-
-def _condition(isvc: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next((dict(c) for c in _status(isvc).get("conditions") or [] if c.get("type") == kind), {})
-
-
-def _is_raw(isvc: dict[str, Any]) -> bool:
-    """RawDeployment mode, or a Serverless one without a revision yet: nothing to split or pin."""
-    return _status(isvc).get("deploymentMode") in RAW_MODES or not _predictor_status(isvc).get(
-        "latestCreatedRevision"
-    )
-
-
-def _observed(isvc: dict[str, Any], generation: int) -> bool:
-    """KServe has reconciled the spec of ``generation`` (its status describes that spec or a later one)."""
-    return int(_status(isvc).get("observedGeneration") or 0) >= generation
-
-
-def _failure(isvc: dict[str, Any]) -> str | None:
-    """Why the new revision failed, or None while it may still come up.
-
-    Ready is False *during* a normal rollout too (KServe marks IngressReady False while the
-    predictor is not ready), so only these count: the predictor's Ready condition False in
-    Serverless mode (Knative sets it False only for a failed revision: crash loop, image pull,
-    progress deadline) and a model KServe saw fail to load (``modelStatus``).
-    """
-    found: list[str] = []
-    seen: set[tuple[Any, Any]] = set()
-    serverless = _status(isvc).get("deploymentMode") not in RAW_MODES
-    if serverless and _condition(isvc, "PredictorReady").get("status") == "False":
-        for kind in ("Ready", "PredictorReady"):
-            cond = _condition(isvc, kind)
-            if cond.get("status") == "False" and (cond.get("reason"), cond.get("message")) not in seen:
-                seen.add((cond.get("reason"), cond.get("message")))
-                found.append(
-                    f"{kind}=False ({cond.get('reason') or 'no reason'}): {cond.get('message') or '-'}"
-                )
-    model = dict(_status(isvc).get("modelStatus") or {})
-    target_state = (model.get("states") or {}).get("targetModelState")
-    if model.get("transitionStatus") in _FAILED_MODEL or target_state == "FailedToLoad":
-        info = model.get("lastFailureInfo") or {}
-        found.append(
-            f"model {info.get('reason') or model.get('transitionStatus') or target_state}: "
-            f"{info.get('message') or 'no message'}"
-            + (f" (in {info['location']})" if info.get("location") else "")
-        )
-    return "; ".join(found) or None
-
-
-def _traffic_off(isvc: dict[str, Any], revision: str | None) -> bool:
-    """All traffic is on revisions other than ``revision``."""
-    traffic = _predictor_status(isvc).get("traffic") or []
-    return sum(int(t.get("percent") or 0) for t in traffic if t.get("revisionName") != revision) == 100
-
-
-def _rolled_out(isvc: dict[str, Any], champion: str | None) -> tuple[str | None, str | None]:
-    """(storage URI, model version) of what serves everyone now, the rollback target of a deploy.
-
-    The spec's model, unless the InferenceService is in the middle of a canary (or blue/green)
-    of a version that never became champion: then the revisions still serving the rest are the
-    model recorded as that deploy's previous one.
-    """
-    ann = _annotations(isvc)
-    uri, version = _storage_uri(isvc), ann.get(VERSION_ANN)
-    unfinished = _predictor(isvc).get("canaryTrafficPercent") not in (None, 100)
-    if unfinished and version != champion and ann.get(PREVIOUS_URI_ANN):
-        return ann[PREVIOUS_URI_ANN], ann.get(PREVIOUS_VERSION_ANN)
-    return uri, version
-
-
-def _drop_none(value: Any) -> Any:
-    """A manifest without the ``None`` of absent fields (a merge patch keeps them: they delete)."""
-    if isinstance(value, dict):
-        return {k: _drop_none(v) for k, v in value.items() if v is not None}
-    return value
-
-
-def _api_status(exc: Exception) -> int | None:
-    status = getattr(exc, "status", None)
-    return int(status) if isinstance(status, int) else None
-
-
-def _api_message(exc: Exception) -> str:
-    """The ``message`` of the Kubernetes ``Status`` an ApiException carries (else its text)."""
-    try:
-        return str(json.loads(getattr(exc, "body", "") or "{}").get("message") or exc)[:500]
-    except (TypeError, ValueError, AttributeError):
-        return str(exc)[:500]
-
-
-def _api_error(exc: Exception, doing: str) -> Exception:
-    """A refusal the task cannot retry away is :class:`DeploymentFailed`; a conflict asks for a retry."""
-    status = _api_status(exc)
-    if status in (400, 403, 404, 422):
-        hint = (
-            " (the connection's identity needs get, create, patch and delete on inferenceservices."
-            "serving.kserve.io in that namespace)"
-            if status == 403
-            else ""
-        )
-        return DeploymentFailed(f"Kubernetes refused {doing} (HTTP {status}): {_api_message(exc)}{hint}")
-    if status == 409:
-        return RuntimeError(
-            f"{doing} conflicted with a change made meanwhile (HTTP 409: {_api_message(exc)}); "
-            "retry the task: it reads the InferenceService again"
-        )
-    return exc
-
-
-# -- storage URIs and the V2 inference protocol -------------------------------------------------
-
-
-def kserve_storage_uri(uri: str, storage_account: str | None = None) -> str:
-    """A lake URI as KServe's storage initializer reads it: ``s3://``, ``gs://`` or Azure Blob ``https://``.
-
-    ``abfs://container/path`` (the lake's fsspec form, no account) needs ``storage_account``;
-    ``abfss://container@account.dfs.core.windows.net/path`` names its own.
-    """
-    scheme, sep, rest = uri.partition("://")
-    scheme = scheme.lower() if sep else "file"
-    if scheme in ("s3", "s3a"):
-        return f"s3://{rest}"
-    if scheme in ("gs", "gcs"):
-        return f"gs://{rest}"
-    if scheme in ("https", "http"):
-        return uri
-    if scheme in ("abfs", "abfss", "az"):
-        container, _, path = rest.partition("/")
-        account = storage_account
-        if "@" in container:
-            container, host = container.split("@", 1)
-            account = host.split(".", 1)[0]
-        if not account:
-            raise ValueError(
-                f"KServe cannot read the model folder {uri}: the URI names no storage account; set "
-                "settings.storage_account in the azure cloud profile"
-            )
-        return f"https://{account}.blob.core.windows.net/{container}/{path}"
-    raise ValueError(
-        f"KServe's storage initializer cannot read {uri} (a {scheme} URI): the kserve target needs the "
-        "lake on s3://, gs:// or Azure Blob (abfs://), which the cluster can reach"
-    )
-
-
-def _v2_column(series: pd.Series) -> tuple[str, list[Any], dict[str, str] | None]:
-    """(datatype, data, parameters) of one column as a V2 input tensor; NaN and NA as null."""
-    import pandas as pd
-    from pandas.api import types
-
-    if types.is_bool_dtype(series) and not series.isna().any():
-        return "BOOL", [bool(v) for v in series], None
-    if types.is_integer_dtype(series) and not series.isna().any():
-        return "INT64", [int(v) for v in series], None
-    if types.is_numeric_dtype(series) and not types.is_bool_dtype(series):
-        values = [None if v is None or math.isnan(float(v)) else float(v) for v in series.astype("float64")]
-        return "FP64", values, None
-    texts = [None if pd.isna(v) else (v.isoformat() if hasattr(v, "isoformat") else str(v)) for v in series]
-    return "BYTES", texts, {"content_type": "str"}  # MLServer decodes BYTES as text with this
-
-
-def v2_request(features: pd.DataFrame) -> dict[str, Any]:
-    """A V2 ``InferenceRequest``: one ``[rows, 1]`` tensor per column, decoded by MLServer as a DataFrame."""
-    inputs = []
-    for column in features.columns:
-        datatype, data, parameters = _v2_column(features[column])
-        tensor: dict[str, Any] = {
-            "name": str(column),
-            "shape": [len(features), 1],
-            "datatype": datatype,
-            "data": data,
-        }
-        if parameters:
-            tensor["parameters"] = parameters
-        inputs.append(tensor)
-    return {"parameters": {"content_type": "pd"}, "inputs": inputs}
-
-
-def _flat(data: list[Any]) -> list[Any]:
-    out: list[Any] = []
-    for item in data:
-        out.extend(_flat(item) if isinstance(item, list) else [item])
-    return out
-
-
-def v2_predictions(answer: Any, where: str) -> list[Any]:
-    """The first output tensor of a V2 ``InferenceResponse``, flattened (row-major)."""
-    outputs = answer.get("outputs") if isinstance(answer, dict) else None
-    data = (
-        outputs[0].get("data")
-        if isinstance(outputs, list) and outputs and isinstance(outputs[0], dict)
-        else None
-    )
-    if not isinstance(data, list):
-        raise DeploymentFailed(
-            f"{where} did not answer a V2 InferenceResponse with an output tensor (got {str(answer)[:200]}); "
-            "is the predictor served with protocolVersion v2 (MLServer)?"
-        )
-    return _flat(data)
 
 
 class KServeTarget(EndpointTarget):
@@ -311,7 +103,7 @@ class KServeTarget(EndpointTarget):
 
     name = "kserve"
     poll_seconds: float = 2.0  # rollback: between reads while KServe moves the traffic (a route update)
-    max_polls: int = 60  # 2 minutes at most; then the rollback fails and rollout.rollback retries it
+    max_polls: int = 60  # 2 minutes at most; then the rollback fails and lifecycle.rollback retries it
     request_timeout: float = 60.0  # one V2 inference request of the smoke test
 
     # -- names and settings -------------------------------------------------------------------
@@ -490,24 +282,9 @@ class KServeTarget(EndpointTarget):
             written = self._create(self.manifest(spec, str(version), uri))
             log.info("created InferenceService %s/%s serving %s", self.namespace, name, uri)
         else:
-            mode = _status(current).get("deploymentMode")
-            if mode in RAW_MODES and spec.deployment.strategy != "all_at_once":
-                raise DeploymentFailed(
-                    f"InferenceService {self.namespace}/{name} runs in {mode} mode, which cannot split "
-                    f"traffic between revisions; deployment.strategy {spec.deployment.strategy} needs "
-                    "Serverless mode (Knative): use strategy all_at_once on this cluster"
-                )
-            previous_uri, previous_version = _rolled_out(current, champion)
-            canary = self.canary_for(spec, previous_uri is not None)
-            self.package(spec, str(version))
-            body = self.update_body(
-                spec, str(version), uri, canary, current, (previous_uri, previous_version)
+            previous_uri, previous_version, canary, written = self._update(
+                spec, name, str(version), uri, (current, champion)
             )
-            written = self._patch(name, body, "the update")
-            log.info(
-                "updating InferenceService %s/%s: %s -> %s (%s, canary %s)",
-                self.namespace, name, previous_uri, uri, spec.deployment.strategy, canary,
-            )  # fmt: skip
         return Deployment(
             target=self.name,
             model_name=spec.registered_model_name,
@@ -526,6 +303,36 @@ class KServeTarget(EndpointTarget):
                 "generation": int(_meta(written).get("generation") or 0),
             },
         )
+
+    def _update(
+        self,
+        spec: PipelineSpec,
+        name: str,
+        version: str,
+        uri: str,
+        found: tuple[dict[str, Any], str | None],
+    ) -> tuple[str | None, str | None, int | None, dict[str, Any]]:
+        """Patch InferenceService ``name`` to serve ``version`` at ``uri`` (``found``: the
+        InferenceService as read, the champion version); (previous storage URI, previous version,
+        canary percent, the InferenceService written)."""
+        current, champion = found
+        mode = _status(current).get("deploymentMode")
+        if mode in RAW_MODES and spec.deployment.strategy != "all_at_once":
+            raise DeploymentFailed(
+                f"InferenceService {self.namespace}/{name} runs in {mode} mode, which cannot split "
+                f"traffic between revisions; deployment.strategy {spec.deployment.strategy} needs "
+                "Serverless mode (Knative): use strategy all_at_once on this cluster"
+            )
+        previous_uri, previous_version = _rolled_out(current, champion)
+        canary = self.canary_for(spec, previous_uri is not None)
+        self.package(spec, version)
+        body = self.update_body(spec, version, uri, canary, current, (previous_uri, previous_version))
+        written = self._patch(name, body, "the update")
+        log.info(
+            "updating InferenceService %s/%s: %s -> %s (%s, canary %s)",
+            self.namespace, name, previous_uri, uri, spec.deployment.strategy, canary,
+        )  # fmt: skip
+        return previous_uri, previous_version, canary, written
 
     def update_body(
         self,
