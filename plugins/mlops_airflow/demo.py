@@ -114,7 +114,7 @@ def run(stack: AirflowStack) -> int:
         "--to-date",
         STABLE[-1].isoformat(),
     )
-    stack.start()
+    stack.start(migrate=False)  # the same DB, migrated by the first start
     backfill = stack.wait_runs(monitor, len(STABLE), run_type="backfill")
     for row in monitoring.history(spec, settings.lake_root()).itertuples():
         print(
