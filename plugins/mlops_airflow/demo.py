@@ -174,8 +174,8 @@ def main() -> int:
     prepare_data()
     stack = AirflowStack(home=local / "airflow", dags_folder=demo_dags(local / "demo" / "dags"), sqlite=True)
     _say("starting Airflow: scheduler, dag-processor, triggerer, api-server (SQLite + LocalExecutor)")
-    stack.start()
     try:
+        stack.start()  # inside: a start that times out still stops the services it started
         return run(stack)
     except Exception:
         for name in stack.services:
