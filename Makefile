@@ -78,9 +78,10 @@ emulators: install $(AZURITE)
 PYTEST_WORKERS ?= 2
 PARALLEL_TIERS := unit or dags or contract or integration
 SERVER_TIERS := emulator or faults or scheduler or stack
-# The server tiers mostly wait (on a scheduler's heartbeat, a timeout, a server's start): three
-# workers on two cores keep the two longest files (scheduler, stack) apart and the CPU busy.
-SERVER_WORKERS ?= 3
+# Two workers: the two longest files (scheduler, stack) run apart, the shorter ones fill in. Three
+# were tried beside the demo and bench-quick on a machine shared at load 30-40: servers then missed
+# their start deadlines (MLflow not up in 120 s), so two. SERVER_WORKERS=1 is the old serial run.
+SERVER_WORKERS ?= 2
 # --dist loadfile: a module's tests go to one worker, so its module-scoped fixtures (a trained
 # champion, an SMTP server, an Airflow stack) are built once, not once per worker (with the
 # default --dist load both workers built them: 2 workers took as long as 1 on the fixture-heavy
