@@ -8,7 +8,7 @@ Measured side by side, like for like:
 
 - the engine on its bounded sample (10,000 rows per side);
 - the drift_check step on a report day: the engine + the Evidently report it renders on the same
-  sample (:func:`mlops_core.drift.evidently_report`, HTML + snapshot JSON);
+  sample (:func:`mlops_core.data.drift.evidently_report`, HTML + snapshot JSON);
 - Evidently's ``DataDriftPreset`` on the same bounded sample (what the engine's sampling buys is
   then visible apart from what the engine's own code costs);
 - Evidently's ``Report([DataDriftPreset()]).run(current, reference)`` on the full frames.
@@ -56,7 +56,7 @@ def make(rows: int, seed: int):
 
 
 def engine(ref, cur):
-    from mlops_core.drift import compute_drift
+    from mlops_core.data.drift import compute_drift
 
     start = time.perf_counter()
     res = compute_drift(ref, cur, NUMERIC, CATEGORICAL, sample_size=10_000, seed=0)
@@ -65,7 +65,7 @@ def engine(ref, cur):
 
 def step(ref, cur):
     """What drift_check computes on a report day: the verdicts, then the Evidently report on the same sample."""
-    from mlops_core.drift import compute_drift, evidently_report
+    from mlops_core.data.drift import compute_drift, evidently_report
 
     start = time.perf_counter()
     res = compute_drift(ref, cur, NUMERIC, CATEGORICAL, sample_size=10_000, seed=0)
@@ -80,7 +80,7 @@ def evidently_sampled(ref, cur):
     """Evidently's default DataDriftPreset on the engine's bounded, seeded sample."""
     import numpy as np
 
-    from mlops_core.drift import _sample
+    from mlops_core.data.drift import _sample
 
     rng = np.random.default_rng(0)
     cols = NUMERIC + CATEGORICAL
@@ -174,9 +174,9 @@ def fit_champion(window):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    from mlops_core import drift
+    from mlops_core.data import drift
     from mlops_core.spec import MonitoringSpec
-    from mlops_core.training import feature_importance
+    from mlops_core.model.training import feature_importance
 
     cfg = MonitoringSpec()
     features = P_NUMERIC + P_CATEGORICAL
@@ -225,8 +225,8 @@ def judge_day(window, day, champion):
     same functions monitoring.check calls."""
     import pandas as pd
 
-    from mlops_core import drift
-    from mlops_core.monitoring import day_drifted
+    from mlops_core.data import drift
+    from mlops_core.monitor.monitoring import day_drifted
     from mlops_core.spec import MonitoringSpec
 
     pipe, importance, baseline, predictions = champion

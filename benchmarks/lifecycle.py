@@ -264,24 +264,28 @@ def inprocess(pipeline: str, passes: list[str]) -> None:
 
 def _training_steps(spec: Any) -> list[tuple[str, Any]]:
     def ingest() -> None:
-        from mlops_core import lifecycle, settings
+        from mlops_core import lifecycle
+        from mlops_core.base import settings
 
         box["raw"] = lifecycle.ingest(spec, TRAIN_DAY.isoformat(), settings.lake_root())
 
     def validate() -> None:
-        from mlops_core import settings, validation
+        from mlops_core.base import settings
+        from mlops_core.data import validation
 
         validation.validate_partition(spec, box["raw"]["uri"], settings.lake_root(), TRAIN_DAY.isoformat())
 
     def train() -> None:
-        from mlops_core import settings, training
+        from mlops_core.base import settings
+        from mlops_core.model import training
 
         box["trained"] = training.train(
             spec, box["raw"]["uri"], settings.lake_root(), TRAIN_DAY.isoformat(), {"bench": "c"}
         ).to_dict()
 
     def evaluate() -> None:
-        from mlops_core import lifecycle, settings
+        from mlops_core import lifecycle
+        from mlops_core.base import settings
 
         box["evaluated"] = lifecycle.evaluate(
             spec, box["trained"], settings.lake_root(), TRAIN_DAY.isoformat()
@@ -319,29 +323,34 @@ def _monitoring_steps(spec: Any) -> list[tuple[str, Any]]:
     ds = MONITOR_DAY.isoformat()
 
     def ingest() -> None:
-        from mlops_core import lifecycle, settings
+        from mlops_core import lifecycle
+        from mlops_core.base import settings
 
         box["data"] = lifecycle.ingest(spec, ds, settings.lake_root(), stage="monitor", lookback_days=1)
 
     def validate() -> None:
-        from mlops_core import settings, validation
+        from mlops_core.base import settings
+        from mlops_core.data import validation
 
         validation.validate_partition(
             spec, box["data"]["uri"], settings.lake_root(), ds, with_target=False, stage="monitor_validation"
         )
 
     def score() -> None:
-        from mlops_core import lifecycle, settings
+        from mlops_core import lifecycle
+        from mlops_core.base import settings
 
         lifecycle.batch_score(spec, box["data"]["uri"], settings.lake_root(), ds, stage="monitor_predictions")
 
     def drift_check() -> None:
-        from mlops_core import monitoring, settings
+        from mlops_core.monitor import monitoring
+        from mlops_core.base import settings
 
         box["drift"] = monitoring.check(spec, box["data"]["uri"], settings.lake_root(), ds, run_type="manual")
 
     def drift_policy() -> None:
-        from mlops_core import monitoring, settings
+        from mlops_core.monitor import monitoring
+        from mlops_core.base import settings
 
         decision = monitoring.policy(spec, settings.lake_root(), ds, is_backfill=False)
         if decision.fire:
@@ -473,7 +482,7 @@ def run_b(
     root: Path, mode: str, warm: bool, floors: tuple[str, ...] = ("training", "monitoring")
 ) -> dict[str, dict[str, Any]]:
     """(b) or (b-warm), and (d-sched) for the DAGs of ``floors``."""
-    from mlops_airflow.localstack import AirflowStack
+    from mlops_dev.localstack import AirflowStack
 
     extra = (
         {

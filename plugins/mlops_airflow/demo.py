@@ -6,7 +6,7 @@ Great Expectations and Evidently:
 
 1. the example data (shipped inside scikit-learn) lands in ``.local/landing``: January 2026 for
    training, three stable days (Feb 1-3) and one drifted day (Feb 4: 12 of 30 features shifted by
-   +1 standard deviation, seeded; see ``mlops_core.datasets.daily_batch``);
+   +1 standard deviation, seeded; see ``mlops_dev.datasets.daily_batch``);
 2. ``breast_cancer_training`` is triggered for 2026-01-31 through the REST API;
 3. ``airflow backfill create`` monitors Feb 1-3: drift history fills, nothing retrains;
 4. the monitoring run for Feb 4 finds drift and emits the pipeline's drift Asset event, and the
@@ -25,7 +25,7 @@ import sys
 from datetime import date
 from typing import TYPE_CHECKING
 
-from mlops_airflow.localstack import AirflowStack
+from mlops_dev.localstack import AirflowStack
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -46,7 +46,7 @@ def demo_dags(target: Path) -> Path:
     The example data covers January-February 2026. Unpaused with ``catchup=False``, the cron
     schedules would otherwise start one run for today, which has no data and would fail.
     """
-    from mlops_core import settings
+    from mlops_core.base import settings
 
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(settings.home() / "dags", target, ignore=shutil.ignore_patterns("__pycache__"))
@@ -60,7 +60,8 @@ def demo_dags(target: Path) -> Path:
 
 
 def prepare_data() -> None:
-    from mlops_core import datasets, settings
+    from mlops_dev import datasets
+    from mlops_core.base import settings
 
     landing = settings.landing_root()
     datasets.materialize(PIPELINE, landing)
@@ -77,7 +78,9 @@ def _fmt_metrics(metrics: dict[str, float]) -> str:
 
 
 def run(stack: AirflowStack) -> int:
-    from mlops_core import lifecycle, monitoring, settings
+    from mlops_core import lifecycle
+    from mlops_core.monitor import monitoring
+    from mlops_core.base import settings
     from mlops_core.spec import load_spec
 
     spec = load_spec(stack.dags_folder / "pipelines" / f"{PIPELINE}.yaml")
@@ -166,7 +169,7 @@ events are all in the UI; unpause a pipeline once its landing zone receives curr
 
 
 def main() -> int:
-    from mlops_core import settings
+    from mlops_core.base import settings
 
     local = settings.local_dir()
     for sub in ("lake", "landing", "mlflow", "airflow", "demo"):

@@ -14,7 +14,11 @@ from typing import Any
 
 import pytest
 
-from mlops_core import datasets, lifecycle, registry, settings, storage
+from mlops_dev import datasets
+from mlops_core import lifecycle
+from mlops_core.runs import registry
+from mlops_core.base import settings
+from mlops_core.data import storage
 from tests.helpers import REPO, install_pipeline
 
 pytestmark = pytest.mark.integration

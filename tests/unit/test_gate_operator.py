@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from mlops_airflow.operators import GateOperator
+from mlops_airflow.operators.model import GateOperator
 from tests.helpers import example_spec
 
 pytestmark = pytest.mark.unit
