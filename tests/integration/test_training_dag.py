@@ -230,14 +230,6 @@ def test_force_promote_with_reason_promotes_and_is_recorded(airflow_db, landing)
     assert tags["mlops.forced_by"] == "dag_test"  # the triggering user (dag.test's name for itself)
 
 
-def test_force_promote_without_reason_fails_and_leaves_champion(airflow_db, landing):
-    spec, dag = training_dag("it_force_noreason")
-    assert run(dag, D1)[0] == "success"
-    state, tasks = run(dag, D2, {"force_promote": True, "reason": ""})
-    assert state == "failed" and tasks["gate"] == "failed"
-    assert versions(spec.name) == [1] and registry.alias_version(spec.name, registry.CHAMPION) == "1"
-
-
 def test_batch_scoring_writes_predictions_with_model_version(airflow_db, landing):
     from mlops_airflow.builder import build_batch_scoring_dag
 

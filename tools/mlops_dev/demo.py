@@ -117,7 +117,7 @@ def run(stack: AirflowStack) -> int:
         "--to-date",
         STABLE[-1].isoformat(),
     )
-    stack.start()
+    stack.start(migrate=False)  # the same DB, migrated by the first start
     backfill = stack.wait_runs(monitor, len(STABLE), run_type="backfill")
     for row in monitoring.history(spec, settings.lake_root()).itertuples():
         print(
@@ -177,8 +177,8 @@ def main() -> int:
     prepare_data()
     stack = AirflowStack(home=local / "airflow", dags_folder=demo_dags(local / "demo" / "dags"), sqlite=True)
     _say("starting Airflow: scheduler, dag-processor, triggerer, api-server (SQLite + LocalExecutor)")
-    stack.start()
     try:
+        stack.start()  # inside: a start that times out still stops the services it started
         return run(stack)
     except Exception:
         for name in stack.services:

@@ -214,7 +214,8 @@ class AirflowStack:
         ]
         return args, env
 
-    def start(self) -> None:
+    def start(self, migrate: bool = True) -> None:
+        """Start the services; ``migrate=False`` skips ``airflow db migrate`` (a restart of the same DB)."""
         self.home.mkdir(parents=True, exist_ok=True)
         # SQLite: wait up to 60 s for a lock instead of failing (scheduler, API and CLI share the file)
         db_url = (
@@ -224,7 +225,8 @@ class AirflowStack:
         )
         self.env = self.environment(db_url)
         airflow = str(Path(sys.executable).with_name("airflow"))
-        subprocess.run([airflow, "db", "migrate"], env=self.env, check=True, capture_output=True)
+        if migrate:
+            subprocess.run([airflow, "db", "migrate"], env=self.env, check=True, capture_output=True)
         if self.mlflow_server:
             self._start_mlflow()
         for name in self.services:
