@@ -16,7 +16,7 @@ export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(AIRFLOW_HOME)/airflow.db
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= True
 
-.PHONY: install lock browser observability ci-tools emulators demo after-demo test test-standalone test-servers test-fast test-stack test-clouds lint docs typecheck airflow mlflow-ui bench bench-quick bench-quick-lifecycle bench-quick-others clean
+.PHONY: install lock browser observability ci-tools emulators demo after-demo test test-prerequisites test-standalone test-servers test-fast test-stack test-clouds lint docs typecheck airflow mlflow-ui bench bench-quick bench-quick-lifecycle bench-quick-others clean
 
 # The venv holds the dev lock (the runtime lock + test tools); the image holds requirements.txt only.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml tools/pyproject.toml
@@ -100,11 +100,20 @@ PYTEST_SERVERS = $(BIN)/pytest -n $(SERVER_WORKERS) --dist loadfile --durations=
 # DagBag, unit, dag.test() integration, cloud contract tests, the emulator tier (moto,
 # gcp-storage-emulator, Azurite), the faults tier, the scheduler tier and the team-stack tier (real
 # Airflow services, Celery on Redis, MLflow server; PostgreSQL at 127.0.0.1:5432).
-test: lint typecheck browser observability ci-tools emulators
+# Lint, types and the machine's servers (apt-get, npm) side by side (one make: install runs once),
+# then the standalone tiers, then the server tiers. TEST_STANDALONE_DONE=FILE: touched when the
+# standalone tiers end, so .ci/run starts the demo and bench-quick beside the server tiers.
+test: install
 	rc=0; \
+	$(MAKE) --no-print-directory -j3 --output-sync=target lint typecheck test-prerequisites || rc=$$?; \
 	$(MAKE) --no-print-directory test-standalone || rc=$$?; \
+	if [ -n "$(TEST_STANDALONE_DONE)" ]; then touch "$(TEST_STANDALONE_DONE)"; fi; \
 	$(MAKE) --no-print-directory test-servers || rc=$$?; \
 	exit $$rc
+
+# apt-get (chromium, prometheus, awscli) and npm (Azurite) one after another: apt-get calls never race.
+test-prerequisites: install
+	$(MAKE) --no-print-directory -j1 browser observability ci-tools emulators
 
 # The two halves of `make test` (.ci/run runs them, each timed; the second next to the demo).
 test-standalone: install observability

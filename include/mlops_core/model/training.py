@@ -285,6 +285,7 @@ def _log_platform_trials(found: Any, searched: dict[str, Any]) -> None:
                 mlflow.log_metric(f"cv_mean_{found.metric}", float(trial["value"]))
 
 
+# long: the signature and docstring take 17 lines; the body is one MLflow run, read top to bottom
 def train(
     spec: PipelineSpec,
     raw_uri: str,
