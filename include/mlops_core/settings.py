@@ -21,9 +21,15 @@ ROOTS: ContextVar[dict[str, str]] = ContextVar("mlops_roots", default={})  # noq
 
 
 def home() -> Path:
-    """Project root: ``$MLOPS_HOME`` or the repository that holds this package."""
+    """Project root: ``$MLOPS_HOME``, else the repository that holds this package (a checkout),
+    else Airflow's home (an installed wheel: ``$AIRFLOW_HOME``, Airflow's default ``~/airflow``)."""
     env = os.environ.get("MLOPS_HOME")
-    return Path(env) if env else Path(__file__).resolve().parents[2]
+    if env:
+        return Path(env)
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "include" / "mlops_core").is_dir():
+        return checkout
+    return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
 
 
 def local_dir() -> Path:
