@@ -16,7 +16,7 @@ export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(AIRFLOW_HOME)/airflow.db
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= True
 
-.PHONY: install lock browser observability emulators demo after-demo test test-fast test-stack test-clouds lint docs typecheck airflow mlflow-ui bench bench-quick clean
+.PHONY: install lock browser observability emulators demo after-demo test test-fast test-stack test-clouds test-packaging test-lower-bounds lint docs typecheck airflow mlflow-ui bench bench-quick clean
 
 # The venv holds the dev lock (the runtime lock + test tools); the image holds requirements.txt only.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -85,22 +85,46 @@ PYTEST_SERIAL = $(BIN)/pytest --durations=25
 # DagBag, unit, dag.test() integration, cloud contract tests, the emulator tier (moto,
 # gcp-storage-emulator, Azurite), the faults tier, the scheduler tier and the team-stack tier (real
 # Airflow services, Celery on Redis, MLflow server; PostgreSQL at 127.0.0.1:5432).
+# Then the distribution (tests/packaging: the wheel in clean venvs next to two Airflow releases).
 test: lint typecheck browser observability emulators
 	rc=0; \
 	$(PYTEST_PARALLEL) -m "$(PARALLEL_TIERS)" || rc=$$?; \
-	$(PYTEST_SERIAL) -m "not ($(PARALLEL_TIERS))" || rc=$$?; \
+	$(PYTEST_SERIAL) -m "not ($(PARALLEL_TIERS)) and not packaging" || rc=$$?; \
+	$(PYTEST_SERIAL) -m packaging || rc=$$?; \
 	exit $$rc
 
 # Everything but the tiers that start servers (no PostgreSQL, Redis or browser needed).
 test-fast: lint typecheck observability
 	rc=0; \
 	$(PYTEST_PARALLEL) -m "$(PARALLEL_TIERS)" || rc=$$?; \
-	$(PYTEST_SERIAL) -m "not ($(PARALLEL_TIERS)) and not scheduler and not stack and not emulator" || rc=$$?; \
+	$(PYTEST_SERIAL) -m "not ($(PARALLEL_TIERS)) and not scheduler and not stack and not emulator and not packaging" || rc=$$?; \
 	exit $$rc
 
 # Only the cloud tiers: contract tests and the lake on the emulators.
 test-clouds: emulators
 	$(BIN)/pytest -m "contract or emulator"
+
+# Only the distribution: build the sdist and wheel, twine check, then install the wheel without the
+# lock into clean venvs next to the lowest supported and the newest Airflow 3 and reach a champion
+# from a user's folder (tests/packaging; docs/install.md). uv's cache makes a re-run fast.
+test-packaging: install
+	$(BIN)/pytest -m packaging
+
+# The oldest version of every dependency pyproject.toml allows (its `>=` floors as constraints, and
+# uv's lowest-direct resolution), every extra included, into a clean venv under .local/lower-bounds;
+# the test tools are resolved next to them; then the unit tier runs there (docs/install.md).
+LOWER := $(LOCAL)/lower-bounds
+test-lower-bounds: install
+	rm -rf $(LOWER) && mkdir -p $(LOWER)
+	$(BIN)/python tests/packaging/floors.py pyproject.toml > $(LOWER)/floors.txt
+	$(BIN)/uv pip compile -q pyproject.toml --all-extras --resolution lowest-direct -c $(LOWER)/floors.txt \
+		--python-version 3.11 -o $(LOWER)/lowest.txt
+	grep -v '^-r ' requirements-dev.in > $(LOWER)/tools.in
+	$(BIN)/uv pip compile -q $(LOWER)/tools.in -c $(LOWER)/lowest.txt --python-version 3.11 -o $(LOWER)/tools.txt
+	$(BIN)/uv venv -q -p $(PY) $(LOWER)/venv
+	$(BIN)/uv pip install -q -p $(LOWER)/venv/bin/python -r $(LOWER)/lowest.txt -r $(LOWER)/tools.txt
+	$(BIN)/uv pip install -q -p $(LOWER)/venv/bin/python --no-deps -e .
+	$(LOWER)/venv/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile -m unit
 
 # Only the team-stack tier (PostgreSQL + Redis + Celery + MLflow server + Chromium).
 test-stack: install browser observability
