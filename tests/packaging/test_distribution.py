@@ -208,6 +208,9 @@ def _clean_env(venv: Path, airflow_home: Path, landing: Path) -> dict[str, str]:
     }
 
 
+# An install, a migration and a whole training run: about 2 minutes on a quiet machine (a warm uv
+# cache), far more on a loaded one; the suite's default of 900 s is too tight for that.
+@pytest.mark.timeout(2400)
 @pytest.mark.parametrize(
     ("airflow", "python", "exclude_newer"),
     [
