@@ -83,14 +83,12 @@ _TIMES: list[str] = []
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _timings(request: pytest.FixtureRequest) -> Iterator[None]:
+def step_timings(request: pytest.FixtureRequest) -> Iterator[None]:
     """Each step's time, written to the terminal (past pytest's capture) when the module ends."""
     yield
-    terminal = request.config.pluginmanager.get_plugin("terminalreporter")
-    if terminal is not None:
-        terminal.write_line("")
-        for line in _TIMES:
-            terminal.write_line(line)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # a teardown's output is captured otherwise
+        print("\n" + "\n".join(_TIMES))
 
 
 def _log(step: str, seconds: float) -> None:
