@@ -36,7 +36,7 @@ lock:
 	$(BIN)/uv pip compile requirements-dev.in -c requirements.txt --python-version 3.11 -o requirements-dev.txt
 
 demo: install
-	$(BIN)/python -m mlops_airflow.demo
+	$(BIN)/python -m mlops_dev.demo
 
 lint: install docs
 	$(BIN)/ruff check .

@@ -59,7 +59,8 @@ def local_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def landing(local_dir: Path) -> str:
     """The breast cancer example written to this test's landing zone."""
-    from mlops_core import datasets, settings
+    from mlops_dev import datasets
+    from mlops_core.base import settings
 
     datasets.materialize("breast_cancer", settings.landing_root())
     return settings.landing_root()

@@ -4,7 +4,7 @@ A profile (``include/clouds.yaml``, or ``$MLOPS_CLOUDS_FILE``) names the lake an
 the Airflow connection, the training backend, the deployment target and the monitoring export
 of one platform. Values hold ``${VAR:-default}`` and are expanded by :func:`resolve` when a task
 runs, so DAG parsing never needs a cloud's settings. :func:`using` makes ``${MLOPS_LAKE}`` and
-``${MLOPS_LANDING}`` (and :func:`mlops_core.settings.lake_root`) mean the profile's roots for the
+``${MLOPS_LANDING}`` (and :func:`mlops_core.base.settings.lake_root`) mean the profile's roots for the
 code it wraps.
 """
 
@@ -57,9 +57,9 @@ class CloudProfile:
 
         A ``dvc://`` URI is a path inside ``source.dvc.repo`` (the spec refuses ``..`` and absolute
         paths in it): the repository is what is checked, by :meth:`check_dvc_repo`, when
-        :mod:`mlops_core.dvc_source` opens it.
+        :mod:`mlops_core.data.dvc_source` opens it.
         """
-        from mlops_core.settings import expand
+        from mlops_core.base.settings import expand
 
         if scheme(uri) == "dvc":
             return uri
@@ -118,7 +118,7 @@ def profiles_file() -> Path:
     The packaged copy (the same file, shipped in the wheel) is what an installed package reads when
     the team has written no profiles file of its own: every value in it comes from the environment.
     """
-    from mlops_core import settings
+    from mlops_core.base import settings
 
     env = os.environ.get("MLOPS_CLOUDS_FILE")
     if env:
@@ -158,7 +158,7 @@ _ALLOWED: dict[str, tuple[str, ...]] = {
 
 def resolve(name: str) -> CloudProfile:
     """Expand profile ``name`` from the environment and check its choices."""
-    from mlops_core.settings import expand
+    from mlops_core.base.settings import expand
 
     profiles = raw_profiles()
     if name not in profiles:
@@ -216,7 +216,7 @@ def _same_repo(repo: str, root: str, local: bool) -> bool:
 
 
 def _redacted(uri: str) -> str:
-    from mlops_core.settings import redact
+    from mlops_core.base.settings import redact
 
     return redact(uri)
 
@@ -234,7 +234,7 @@ def active() -> CloudProfile | None:
 @contextmanager
 def using(profile: CloudProfile) -> Iterator[CloudProfile]:
     """Within the block, ``${MLOPS_LAKE}``/``${MLOPS_LANDING}`` and the lake root are the profile's."""
-    from mlops_core import settings
+    from mlops_core.base import settings
 
     token = settings.ROOTS.set({"MLOPS_LAKE": profile.lake, "MLOPS_LANDING": profile.landing})
     current = _ACTIVE.set(profile)
@@ -247,7 +247,7 @@ def using(profile: CloudProfile) -> Iterator[CloudProfile]:
 
 def scheme(uri: str) -> str:
     """``s3``, ``gs``, ``abfs``... or ``file`` for a path or file:// URI."""
-    from mlops_core.settings import expand
+    from mlops_core.base.settings import expand
 
     return _scheme_of(expand(uri))
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Collection
 
-# The active cloud profile's lake and landing roots (set by mlops_core.clouds.using); they take
+# The active cloud profile's lake and landing roots (set by mlops_core.spec.profiles.using); they take
 # precedence over the environment so one worker process can run pipelines of several profiles.
 ROOTS: ContextVar[dict[str, str]] = ContextVar("mlops_roots", default={})  # noqa: B039 - never mutated
 
@@ -84,14 +84,14 @@ def _defaults() -> dict[str, str]:
 def expand(value: str, declared: Collection[str] | None = None, *, trusted: bool = False) -> str:
     """Expand ``${VAR}`` and ``${VAR:-default}`` from the environment, once.
 
-    The grammar and the name rules are :mod:`mlops_core.envref`'s, the same the spec is checked
+    The grammar and the name rules are :mod:`mlops_core.base.envref`'s, the same the spec is checked
     with at parse time: no nesting, no credential-like name (unless ``trusted``: the operator's own
     cloud profiles file), and with ``declared`` (a pipeline's ``env:``) only ``MLOPS_*`` and those.
     ``MLOPS_HOME``, ``MLOPS_LAKE`` and ``MLOPS_LANDING`` always resolve (to their defaults when
     unset); any other unset variable without a default is a :class:`KeyError` that names it.
     The result never holds ``${``, so expanding it again changes nothing.
     """
-    from mlops_core import envref
+    from mlops_core.base import envref
 
     defaults = _defaults()
 

@@ -166,7 +166,7 @@ def test_wheel_holds_only_the_product(dists: Dists) -> None:
     assert "mlops_core/clouds.yaml" in names  # the default profiles an installed package reads
     assert "mlops_core/spec.py" in names and "mlops_airflow/loader.py" in names
     for line in (
-        "mlops-airflow = mlops_airflow.cli:main",
+        "mlops-airflow = mlops_airflow.cli.commands:main",
         "mlops = mlops_airflow.plugin:MlopsPlugin",
         "provider_info = mlops_airflow.provider:get_provider_info",
     ):
