@@ -16,7 +16,7 @@ export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(AIRFLOW_HOME)/airflow.db
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= True
 
-.PHONY: install lock browser observability ci-tools emulators demo after-demo test test-prerequisites test-standalone test-servers test-fast test-stack test-clouds lint docs typecheck airflow mlflow-ui bench bench-quick bench-quick-lifecycle bench-quick-others clean
+.PHONY: install lock browser observability ci-tools emulators demo after-demo test test-prerequisites test-standalone test-servers test-packaging test-lower-bounds test-fast test-stack test-clouds lint docs typecheck airflow mlflow-ui bench bench-quick bench-quick-lifecycle bench-quick-others clean
 
 # The venv holds the dev lock (the runtime lock + test tools); the image holds requirements.txt only.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml tools/pyproject.toml
@@ -102,13 +102,15 @@ PYTEST_SERVERS = $(BIN)/pytest -n $(SERVER_WORKERS) --dist loadfile --durations=
 # Airflow services, Celery on Redis, MLflow server; PostgreSQL at 127.0.0.1:5432).
 # Lint, types and the machine's servers (apt-get, npm) side by side (one make: install runs once),
 # then the standalone tiers, then the server tiers. TEST_STANDALONE_DONE=FILE: touched when the
-# standalone tiers end, so .ci/run starts the demo and bench-quick beside the server tiers.
+# standalone tiers end, so .ci/run starts the demo and bench-quick beside the server tiers. The
+# distribution (tests/packaging: the wheel in clean venvs next to two Airflow releases; mostly
+# network and disk) runs beside the server tiers.
 test: install
 	rc=0; \
 	$(MAKE) --no-print-directory -j3 --output-sync=target lint typecheck test-prerequisites || rc=$$?; \
 	$(MAKE) --no-print-directory test-standalone || rc=$$?; \
 	if [ -n "$(TEST_STANDALONE_DONE)" ]; then touch "$(TEST_STANDALONE_DONE)"; fi; \
-	$(MAKE) --no-print-directory test-servers || rc=$$?; \
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-servers test-packaging || rc=$$?; \
 	exit $$rc
 
 # apt-get (chromium, prometheus, awscli) and npm (Azurite) one after another: apt-get calls never race.
@@ -126,12 +128,34 @@ test-servers: install browser observability emulators
 test-fast: lint typecheck observability ci-tools
 	rc=0; \
 	$(PYTEST_PARALLEL) -m "$(PARALLEL_TIERS)" || rc=$$?; \
-	$(PYTEST_SERVERS) -m "not ($(PARALLEL_TIERS)) and not scheduler and not stack and not emulator" || rc=$$?; \
+	$(PYTEST_SERVERS) -m "not ($(PARALLEL_TIERS)) and not scheduler and not stack and not emulator and not packaging" || rc=$$?; \
 	exit $$rc
 
 # Only the cloud tiers: contract tests and the lake on the emulators.
 test-clouds: emulators
 	$(BIN)/pytest -m "contract or emulator"
+
+# Only the distribution: build the sdist and wheel, twine check, then install the wheel without the
+# lock into clean venvs next to the lowest supported and the newest Airflow 3 and reach a champion
+# from a user's folder (tests/packaging; docs/install.md). uv's cache makes a re-run fast.
+test-packaging: install
+	$(BIN)/pytest -m packaging --durations=25
+
+# The oldest version of every dependency pyproject.toml allows (its `>=` floors as constraints, and
+# uv's lowest-direct resolution), every extra included, into a clean venv under .local/lower-bounds;
+# the test tools are resolved next to them; then the unit tier runs there (docs/install.md).
+LOWER := $(LOCAL)/lower-bounds
+test-lower-bounds: install
+	rm -rf $(LOWER) && mkdir -p $(LOWER)
+	$(BIN)/python tests/packaging/floors.py pyproject.toml > $(LOWER)/floors.txt
+	$(BIN)/uv pip compile -q pyproject.toml --all-extras --resolution lowest-direct -c $(LOWER)/floors.txt \
+		--python-version 3.11 -o $(LOWER)/lowest.txt
+	grep -v '^-r ' requirements-dev.in > $(LOWER)/tools.in
+	$(BIN)/uv pip compile -q $(LOWER)/tools.in -c $(LOWER)/lowest.txt --python-version 3.11 -o $(LOWER)/tools.txt
+	$(BIN)/uv venv -q -p $(PY) $(LOWER)/venv
+	$(BIN)/uv pip install -q -p $(LOWER)/venv/bin/python -r $(LOWER)/lowest.txt -r $(LOWER)/tools.txt
+	$(BIN)/uv pip install -q -p $(LOWER)/venv/bin/python --no-deps -e .
+	$(LOWER)/venv/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile -m unit
 
 # Only the team-stack tier (PostgreSQL + Redis + Celery + MLflow server + Chromium).
 test-stack: install browser observability

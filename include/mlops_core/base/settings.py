@@ -21,9 +21,15 @@ ROOTS: ContextVar[dict[str, str]] = ContextVar("mlops_roots", default={})  # noq
 
 
 def home() -> Path:
-    """Project root: ``$MLOPS_HOME`` or the repository that holds this package."""
+    """Project root: ``$MLOPS_HOME``, else the repository that holds this package (a checkout),
+    else Airflow's home (an installed wheel: ``$AIRFLOW_HOME``, Airflow's default ``~/airflow``)."""
     env = os.environ.get("MLOPS_HOME")
-    return Path(env) if env else Path(__file__).resolve().parents[2]
+    if env:
+        return Path(env)
+    package = Path(__file__).resolve().parents[1]  # .../mlops_core (this file is mlops_core/base/settings.py)
+    if package.parent.name == "include" and (package.parent.parent / "include" / "clouds.yaml").is_file():
+        return package.parent.parent  # a checkout: <repo>/include/mlops_core
+    return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
 
 
 def local_dir() -> Path:

@@ -113,10 +113,22 @@ class CloudProfile:
 
 
 def profiles_file() -> Path:
+    """``$MLOPS_CLOUDS_FILE``, else ``<home>/include/clouds.yaml``, else the copy inside the package.
+
+    The packaged copy (the same file, shipped in the wheel) is what an installed package reads when
+    the team has written no profiles file of its own: every value in it comes from the environment.
+    """
     from mlops_core.base import settings
 
     env = os.environ.get("MLOPS_CLOUDS_FILE")
-    return Path(env) if env else settings.home() / "include" / "clouds.yaml"
+    if env:
+        return Path(env)
+    own = settings.home() / "include" / "clouds.yaml"
+    if own.exists():
+        return own
+    from importlib.resources import files
+
+    return Path(str(files("mlops_core") / "clouds.yaml"))
 
 
 @lru_cache(maxsize=8)
