@@ -164,7 +164,8 @@ def test_wheel_holds_only_the_product(dists: Dists) -> None:
     assert tops - {n.split("/", 1)[0] for n in names if ".dist-info/" in n} == PRODUCT, sorted(tops)
     assert "mlops_core/pipeline.schema.json" in names
     assert "mlops_core/clouds.yaml" in names  # the default profiles an installed package reads
-    assert "mlops_core/spec.py" in names and "mlops_airflow/loader.py" in names
+    assert "mlops_core/spec/__init__.py" in names and "mlops_airflow/loader.py" in names
+    assert "mlops_core/clouds/aws/deploy.py" in names and "mlops_airflow/operators/model.py" in names
     for line in (
         "mlops-airflow = mlops_airflow.cli.commands:main",
         "mlops = mlops_airflow.plugin:MlopsPlugin",
