@@ -2,7 +2,7 @@
 
 Reads at most :data:`SAMPLE_ROWS` rows with the standard library (no pandas), guesses what a person
 would write first (the problem type from the target's values, id and date columns from names and
-values, a not-null expectation for columns with no empty value in the sample) and returns YAML
+values; expectations for the row count, the label set and unique ids) and returns YAML
 text that :func:`mlops_core.spec.parse_spec` accepts. Everything guessed is marked for review.
 
 With a date column, one more pass over the whole file reads that column only: ``start_date`` is
@@ -286,10 +286,11 @@ def _checked_path(name: str, csv_path: str | Path) -> Path:
 
 
 def _expectations(
-    columns: list[Column], target: Column, labels: list[Any], kind: str, per_day: list[int], ids: list[str]
+    target: Column, labels: list[Any], kind: str, per_day: list[int], ids: list[str]
 ) -> list[dict[str, Any]]:
-    """The row count (per day as counted), the target's classes, not-null where the sample has no
-    empty value, and unique id columns."""
+    """The row count (per day as counted), the target's classes and unique id columns. No per-column
+    not-null: the data contract learned at training already refuses a column gone empty and a null
+    target, and warns on a null share that moved (docs/bad-data.md)."""
     expectations: list[dict[str, Any]] = [
         {"expect_table_row_count_to_be_between": {"min_value": _row_count(per_day, len(target.values))}}
     ]
@@ -302,9 +303,6 @@ def _expectations(
                 }
             }
         )
-    for col in columns:
-        if col.values and len(col.present) == len(col.values):
-            expectations.append({"expect_column_values_to_not_be_null": {"column": col.name}})
     for name_ in ids:
         expectations.append({"expect_column_values_to_be_unique": {"column": name_}})
     return expectations
@@ -394,7 +392,7 @@ def scaffold(
         "time_columns": dates,
         "categorical": categorical,
     }
-    spec["expectations"] = _expectations(columns, by_name[target], labels, kind, per_day, ids)
+    spec["expectations"] = _expectations(by_name[target], labels, kind, per_day, ids)
     _model_and_gate(spec, kind)
     rare = _rare(by_name[target], labels, kind)
     _imbalanced(spec, rare, hints)

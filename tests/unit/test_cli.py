@@ -226,7 +226,7 @@ def write_csv(path: Path, rows: int = 300) -> Path:
     return path
 
 
-def test_new_scaffolds_a_valid_pipeline_that_builds(tmp_path: Path) -> None:
+def test_new_scaffolds_a_valid_pipeline_that_builds(tmp_path: Path, local_dir: Path) -> None:
     from mlops_core.spec import load_spec
 
     csv = write_csv(tmp_path / "churn.csv")
@@ -241,10 +241,20 @@ def test_new_scaffolds_a_valid_pipeline_that_builds(tmp_path: Path) -> None:
     assert spec.features.time_columns == ["signup_date"]
     assert spec.features.categorical == ["plan"]
     assert spec.source.partition.mode == "column" and spec.source.partition.column == "signup_date"
-    not_null = {
-        e.kwargs["column"] for e in spec.expectations if e.type == "expect_column_values_to_not_be_null"
-    }
-    assert "monthly_spend" not in not_null and {"plan", "churned"} <= not_null  # empty values seen
+    # no per-column not-null: the learned data contract refuses a column gone empty already (#25 trap 3)
+    assert not [e for e in spec.expectations if e.type == "expect_column_values_to_not_be_null"]
+    # the CSV is copied where source.uri points, and the next commands are printed (#25 trap 1)
+    from mlops_core.base import settings
+
+    landed = Path(settings.landing_root().removeprefix("file://")) / "churn" / "churn.csv"
+    assert (
+        f"copied {csv} to {landed}, where source.uri (${{MLOPS_LANDING}}/churn/churn.csv) points"
+        in out.stdout
+    )
+    assert landed.read_bytes() == csv.read_bytes()
+    assert spec.source.uri == "${MLOPS_LANDING}/churn/churn.csv"
+    assert f"next: mlops-airflow validate {path} --data {csv}" in out.stdout
+    assert "then: mlops-airflow run churn --date" in out.stdout
     in_set = next(e for e in spec.expectations if e.type == "expect_column_values_to_be_in_set")
     assert in_set.kwargs == {"column": "churned", "value_set": ["no", "yes"]}
     assert "yaml-language-server: $schema=" in path.read_text()
@@ -252,6 +262,10 @@ def test_new_scaffolds_a_valid_pipeline_that_builds(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stderr
     again = run("new", "churn", "--csv", str(csv), "--target", "churned", "-o", str(tmp_path / "pipelines"))
     assert again.returncode == 1 and "--force" in again.stderr
+    forced = run(
+        "new", "churn", "--csv", str(csv), "--target", "churned", "-o", str(tmp_path / "pipelines"), "--force"
+    )
+    assert "already holds the same data" in forced.stdout  # never copied twice, never over other data
 
 
 def test_new_on_a_rare_positive_class_picks_it_tunes_the_threshold_and_floors_recall(tmp_path: Path) -> None:

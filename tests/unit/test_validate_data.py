@@ -74,7 +74,11 @@ def test_problem_type_mismatches(tmp_path: Path, grades: Path, capsys: pytest.Ca
         tmp_path, problem_type="multiclass", positive_class="Yes", evaluation={"primary_metric": "accuracy"}
     )
     assert main(["validate", "--spec-only", str(multi), "--data", str(grades)]) == 1
-    assert "positive_class 'Yes' applies to binary problems only" in capsys.readouterr().err
+    # refused by the spec itself, with or without data (#25 trap 6: it used to pass silently)
+    assert (
+        "positive_class applies to binary problems only, and problem_type is multiclass"
+        in capsys.readouterr().err
+    )
     reg = _yaml(tmp_path, problem_type="regression", evaluation={"primary_metric": "rmse"})
     assert main(["validate", "--spec-only", str(reg), "--data", str(grades)]) == 1
     assert "problem_type is regression, but target 'passed' is not numeric" in capsys.readouterr().err

@@ -85,11 +85,6 @@ def _label_problems(spec: PipelineSpec, labels: list[Any], numeric: bool) -> lis
             f"problem_type is binary, but target {spec.target!r} has {len(labels)} labels "
             f"({shown}{' ...' if len(labels) > 10 else ''}): set problem_type: multiclass"
         )
-    if spec.problem_type == "multiclass" and spec.positive_class is not None:
-        problems.append(
-            f"positive_class {spec.positive_class!r} applies to binary problems only, and problem_type is "
-            "multiclass: remove positive_class"
-        )
     positive = spec.positive_class
     if spec.problem_type == "binary" and positive is not None and labels:
         as_text = {str(v): v for v in labels}

@@ -112,8 +112,11 @@ class PipelineSpec(SpecModel):
         self._check_search()
         if self.problem_type != "binary" and self.evaluation.threshold is not None:
             raise ValueError("evaluation.threshold applies to binary problems only")
-        if self.problem_type == "regression" and self.positive_class is not None:
-            raise ValueError("positive_class applies to binary problems only")
+        if self.problem_type != "binary" and self.positive_class is not None:
+            raise ValueError(
+                f"positive_class applies to binary problems only, and problem_type is {self.problem_type}: "
+                "remove positive_class"
+            )
         if self.target in self.features.exclude + self.features.id_columns + self.features.time_columns:
             raise ValueError(f"target {self.target!r} is also listed under features")
         if self.features.include and self.target in self.features.include:

@@ -168,10 +168,46 @@ def new(name: str, csv_path: str, target: str, problem_type: str | None, out: st
         return 1
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(text)
-    print(f"wrote {dest}: review the lines marked as guessed, then run mlops-airflow validate {dest}")
+    print(f"wrote {dest}: review the lines marked as guessed")
+    print(_land(Path(csv_path), name))
     for hint in hints:
         print(f"hint: {hint}")
+    print(f"next: mlops-airflow validate {dest} --data {csv_path}")
+    print(f"then: mlops-airflow run {name} --date <a day of the data, YYYY-MM-DD>")
     return 0
+
+
+def _land(csv: Path, name: str) -> str:
+    """Put the CSV where the scaffold's ``source.uri`` points (``${MLOPS_LANDING}/<name>/<file>``).
+
+    On a local landing zone the file is copied there (never over a different file of that name);
+    on a cloud one, the line says where to upload it.
+    """
+    import filecmp
+    import shutil
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
+    from mlops_core.base import settings
+
+    landing = settings.landing_root()
+    if not landing.startswith("file://"):
+        return (
+            f"source.uri is ${{MLOPS_LANDING}}/{name}/{csv.name}: upload {csv} to {landing}/{name}/{csv.name}"
+        )
+    target = Path(url2pathname(urlsplit(landing).path)) / name / csv.name
+    if target.resolve() == csv.resolve():
+        return f"{csv} is already where source.uri points"
+    if target.exists():
+        if filecmp.cmp(csv, target, shallow=False):
+            return f"{target} (where source.uri points) already holds the same data"
+        return (
+            f"{target} (where source.uri points) exists and differs from {csv}: left as it is; "
+            "copy the file there yourself if it should replace it"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(csv, target)
+    return f"copied {csv} to {target}, where source.uri (${{MLOPS_LANDING}}/{name}/{csv.name}) points"
 
 
 def _parser() -> argparse.ArgumentParser:
