@@ -118,7 +118,7 @@ class GateDecision:
             from mlops_core.model import threshold
 
             head += f"; decision threshold {threshold.describe(self.threshold, self.positive_class)}"
-        lines = [head] + [f"  - {r}" for r in self.reasons]
+        lines = [head] + [f"  - {r}" for r in self.reasons] + self._metric_lines()
         if self.slices:
             from mlops_core.model.slice_report import describe
 
@@ -128,6 +128,27 @@ class GateDecision:
             lines.append(f"  data contract ({self.contract_changes.get('note')}):")
             lines += [f"    - {c.get('text')}" for c in changes or []] or ["    - no change"]
         return "\n".join(lines)
+
+    def _metric_lines(self) -> list[str]:
+        """Every metric of the challenger, with the champion's and the floor where there is one."""
+        if not self.challenger:
+            return []
+        against = f"champion v{self.champion_version}" if self.champion_version else "champion"
+        lines = [
+            f"  metrics (challenger; {against}; floor):"
+            if self.champion
+            else "  metrics (challenger; floor):"
+        ]
+        for name in sorted(self.challenger, key=lambda n: (n != self.primary_metric, n)):
+            parts = [f"{self.challenger[name]:.4f}"]
+            if self.champion and name in self.champion:
+                parts.append(f"{against} {self.champion[name]:.4f}")
+            if name in self.floors:
+                better = METRICS[name].higher_is_better if name in METRICS else True
+                parts.append(f"floor {'>=' if better else '<='} {self.floors[name]:g}")
+            primary = " (primary)" if name == self.primary_metric else ""
+            lines.append(f"    {name}{primary}: {', '.join(parts)}")
+        return lines
 
 
 def _floor_reasons(spec: PipelineSpec, challenger: dict[str, float]) -> tuple[bool, list[str]]:
