@@ -382,3 +382,20 @@ def test_scoring_scores_unseen_categories_flags_them_and_the_retrain_reaches_the
     card = modelcard.build(spec, spec.name, version)
     assert ["site", "new_categories", site["text"]] in card.gate["contract_changes"]["rows"]
     assert "What changed in the data since champion v1" in card.markdown()
+
+
+def test_a_one_class_partition_is_refused_at_validate_naming_its_source(spec, landing):
+    """#25 trap 7: single-class data was only caught at train, with no file named. Validate refuses
+    it, first model included (no champion's contract needed), naming the source file."""
+    from mlops_dev import datasets
+
+    frame = datasets.load_example("breast_cancer")
+    only = frame[frame[spec.target] == frame[spec.target].iloc[0]]
+    source = datasets.materialize("breast_cancer", landing, frame=only)
+    raw = lifecycle.ingest(spec, DS, settings.lake_root())["uri"]
+    with pytest.raises(validation.DataValidationFailed) as info:
+        validation.validate_partition(spec, raw, settings.lake_root(), DS)
+    msg = str(info.value)
+    assert f"contract: column '{spec.target}' (the target) has one class: expected at least 2 classes" in msg
+    assert f"read from {source}" in msg
+    assert "a classifier needs at least two classes" in msg

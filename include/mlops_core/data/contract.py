@@ -37,6 +37,7 @@ MAX_CATEGORIES = 1000  # above this many distinct values only the count is recor
 MONITORING_STAGE = "monitor_validation"
 
 _FIX = {
+    "one_class": "a classifier needs at least two classes: check the source file and the target column",
     "missing": "restore the column upstream, or retrain without it",
     "extra": "drop the column upstream, or set contract.extra_columns: allow",
     "dtype": "fix the values upstream (e.g. 'n/a' text in a numeric column), or retrain",
@@ -47,6 +48,7 @@ _FIX = {
     "out_of_range": "relax contract.range_margin / out_of_range_share or retrain",
 }
 _WHAT = {
+    "one_class": "(the target) has one class",
     "missing": "is missing",
     "extra": "is not in the contract",
     "dtype": "changed type",

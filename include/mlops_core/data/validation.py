@@ -327,6 +327,31 @@ def _check_contract(
     return found, {"note": note, "violations": [v.to_dict() for v in found]}
 
 
+def _one_class(
+    spec: PipelineSpec, df: pd.DataFrame, data_uri: str, storage_options: dict[str, Any] | None
+) -> Violation | None:
+    """A classification target with fewer than two classes in the partition, naming its source file."""
+    from mlops_core.data.contract import Violation
+    from mlops_core.data.storage import read_manifest
+
+    if spec.problem_type == "regression" or spec.target not in df.columns:
+        return None
+    labels = df[spec.target].dropna().unique().tolist()
+    if len(labels) >= 2:
+        return None
+    try:
+        source = read_manifest(data_uri, storage_options=storage_options).extra.get("source_uri") or data_uri
+    except (OSError, ValueError):
+        source = data_uri
+    return Violation(
+        column=spec.target,
+        rule="one_class",
+        expected="at least 2 classes",
+        observed=f"{labels[:1] or 'no label'} in {len(df)} row(s) read from {source}",
+        fatal=True,
+    )
+
+
 def validate_partition(
     spec: PipelineSpec,
     data_uri: str,
@@ -348,6 +373,11 @@ def validate_partition(
     df = read_frame(data_uri, storage_options=storage_options)
     report, result = run_suite(df, suite_for(spec, with_target=with_target), f"{spec.name}_{stage}")
     report.contract, contract_doc = _check_contract(spec, df, with_target=with_target, stage=stage)
+    one_class = _one_class(spec, df, data_uri, storage_options) if with_target else None
+    if one_class is not None:  # with or without a champion's contract: no classifier learns from it
+        report.contract.append(one_class)
+        contract_doc = contract_doc or {"note": "", "violations": []}
+        contract_doc["violations"].append(one_class.to_dict())
     report.success = report.success and not any(v.fatal for v in report.contract)
     doc = result.to_json_dict()
     if contract_doc is not None:
