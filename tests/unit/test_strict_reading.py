@@ -308,3 +308,16 @@ def test_ingest_of_a_clean_file_takes_the_fast_path_and_a_dirty_one_the_strict(l
     assert calls == []
     spec = _spec(_land("dirty.csv", _with(8, "7,2026-01-08,n/a,c1\n")), share=0.1)
     assert _ingest(spec)["rejected_rows"] == 1 and calls == ["strict"]
+
+
+def test_a_damaged_parquet_message_keeps_the_whole_path(local_dir):
+    """#25 trap 7: Arrow's message was cut at 200 characters, mid-path. It is kept whole."""
+    deep = "a_rather_long_folder_name_as_teams_write_them/" * 6 + "customers_2026.parquet"
+    (Path(settings.landing_root().removeprefix("file://")) / "t" / deep).parent.mkdir(parents=True)
+    uri = _land(deep, b"PAR1 this is not parquet at all\n" * 10)
+    with pytest.raises(SourceDataError) as info:
+        _ingest(_spec(uri, fmt="parquet", mode="snapshot"))
+    message = str(info.value)
+    assert "is not a parquet file" in message
+    tail = message.split("ArrowInvalid: ", 1)[1]
+    assert len(tail) > 200 and deep in tail, tail

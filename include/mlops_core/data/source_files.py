@@ -77,9 +77,12 @@ def _parquet_errors(shown: str) -> Iterator[None]:
     try:
         yield
     except pa.ArrowException as err:
-        text = str(err).splitlines()[0] if str(err) else ""
+        from mlops_core.base.settings import redact
+
+        # Arrow's first line, whole: it often ends with the file's path, which a cut made unreadable
+        text = redact(str(err).splitlines()[0]) if str(err) else ""
         raise SourceDataError(
-            f"source {shown} is not a parquet file, or a damaged one ({type(err).__name__}: {text[:200]})"
+            f"source {shown} is not a parquet file, or a damaged one ({type(err).__name__}: {text})"
         ) from err
 
 
