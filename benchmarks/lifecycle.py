@@ -200,7 +200,7 @@ def environment(root: Path, mode: str, extra: dict[str, str] | None = None) -> d
 
 def init_store(env: dict[str, str], *locals_: str) -> None:
     """Create the MLflow store of each local dir before timing (once per machine, like Airflow's DB)."""
-    code = "from mlops_core import tracking; tracking.configure().search_experiments()"
+    code = "from mlops_core.runs import tracking; tracking.configure().search_experiments()"
     for local in locals_ or (env["MLOPS_LOCAL_DIR"],):
         subprocess.run(
             [sys.executable, "-c", code],
@@ -221,7 +221,9 @@ def check_state(mode: str, env: dict[str, str]) -> dict[str, Any]:
     """The champion and the monitored day's verdicts in ``mode``'s store and lake."""
     code = f"""
 import json, os
-from mlops_core import registry, settings, storage
+from mlops_core.base import settings
+from mlops_core.data import filesystems, storage
+from mlops_core.runs import registry
 champion = registry.alias_version({NAME!r}, registry.CHAMPION)
 verdicts = json.loads(storage.read_file(filesystems.join(settings.lake_root(), {NAME!r}, "reports/drift",
     "ds={MONITOR_DAY.isoformat()}", "drift.json")))

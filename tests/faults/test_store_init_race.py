@@ -21,7 +21,7 @@ pytestmark = pytest.mark.faults
 CHILD = r"""
 import os, sys, time
 from pathlib import Path
-from mlops_core import registry, tracking
+from mlops_core.runs import registry, tracking
 import mlflow  # the heavy imports happen before the start, not during the race
 Path(sys.argv[2]).touch()
 while not os.path.exists(sys.argv[1]):

@@ -359,7 +359,7 @@ def _own_rows(
     predictions: pd.DataFrame, keys: list[str], target_day: str, day: DayPerformance
 ) -> pd.DataFrame:
     """The predictions made for ``target_day`` (a window's rows for other days are judged on theirs);
-    :class:`~mlops_core.data.storage.SourceDataError` when they lack the key columns."""
+    :class:`~mlops_core.data.errors.SourceDataError` when they lack the key columns."""
     missing = [k for k in keys if k not in predictions.columns]
     if missing:
         raise SourceDataError(
