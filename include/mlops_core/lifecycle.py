@@ -213,6 +213,7 @@ def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: st
         frames, lake_root, spec.name, "evaluation", ds, extra={"run_id": trained["run_id"]}
     )
     _log_evaluation(trained["run_id"], chall_metrics, champ_metrics, boot, report)
+    calibrated = _check_calibration(spec, trained["run_id"], y, challenger, pos)
     changes = _contract_changes(spec, trained["run_id"], champ_version)
     result = {
         # what the saved model applies, read off the loaded object (the gate log shows it)
@@ -228,6 +229,35 @@ def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: st
     }
     if report is not None:
         result["slices"] = report.to_dict()
+    if calibrated is not None:
+        result["calibration"] = {k: v for k, v in calibrated.items() if k != "calibrator"}
+    return result
+
+
+def _check_calibration(
+    spec: PipelineSpec, run_id: str, y: Any, challenger: Scored, pos: Any
+) -> dict[str, Any] | None:
+    """A binary challenger's holdout calibration (:func:`mlops_core.model.calibration.check`), logged to
+    its run (``calibration_*`` metrics, ``calibration.json``) for the estimate monitoring makes."""
+    import mlflow
+    import numpy as np
+
+    from mlops_core.model import calibration
+
+    est = spec.monitoring.estimate
+    if (
+        spec.problem_type != "binary"
+        or challenger.proba is None
+        or not (spec.monitoring.enabled and est.enabled)
+    ):
+        return None
+    y_positive = (np.asarray(y).astype(str) == str(pos)).astype(int)
+    result = calibration.check(y_positive, challenger.proba, max_ece=est.max_ece, bins=est.bins)
+    result["positive_class"] = str(pos)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(calibration.mlflow_metrics(result))
+        mlflow.log_dict(result, calibration.ARTIFACT)
+    log.info("holdout calibration: Brier %s, ECE %s; %s", result["brier"], result["ece"], result["reason"])
     return result
 
 

@@ -1,7 +1,9 @@
-"""The decay policy: whether the champion's realized performance has decayed long enough to retrain.
+"""The decay policy: whether the champion's performance has decayed long enough to retrain.
 
-:func:`decide` reads the performance history (:mod:`mlops_core.monitor.feedback`): the last
-``decay.days`` prediction days up to ``ds - delay_days`` must all have decayed, one day per
+:func:`decide` reads the performance history (:mod:`mlops_core.monitor.feedback`; with
+``feedback.decay.on: estimated`` the estimate's, :mod:`mlops_core.monitor.estimate`): the last
+``decay.days`` prediction days up to ``ds - delay_days`` (``ds`` itself for the estimate, which
+needs no labels) must all have decayed, one day per
 monitoring window when prediction days overlap (:func:`streak_stride`). A day not evaluated breaks
 the streak and says so. :func:`mlops_core.monitor.monitoring.policy` combines the verdict with the
 drift policy.
@@ -13,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from mlops_core.monitor.feedback import DayPerformance, decay_metric
+from mlops_core.monitor.estimate import DayEstimate
+from mlops_core.monitor.feedback import JUDGED, DayPerformance, decay_metric
 
 if TYPE_CHECKING:
     from mlops_core.spec import PipelineSpec
@@ -41,14 +44,17 @@ def decide(spec: PipelineSpec, days: list[dict[str, Any]], ds: str) -> DecayVerd
     """The last ``decay.days`` prediction days up to ``ds - delay_days`` must all have decayed.
 
     A day not evaluated (no predictions, no labels, too few labelled rows) breaks the streak and
-    says so: no labels is not "no decay", and not decay either.
+    says so: no labels is not "no decay", and not decay either. With ``decay.on: estimated``
+    ``days`` is the estimate's history and the streak ends on ``ds`` (lag 0: no labels to wait for).
     """
     fb = spec.feedback
     assert fb is not None
     cfg = fb.decay
     if not cfg.enabled:
         return DecayVerdict(False, ["decay policy off (feedback.decay.enabled: false)"])
-    last = date.fromisoformat(ds[:10]) - timedelta(days=fb.delay_days)
+    estimated = cfg.on == "estimated"
+    kind: type[DayPerformance] = DayEstimate if estimated else DayPerformance
+    last = date.fromisoformat(ds[:10]) - timedelta(days=0 if estimated else fb.delay_days)
     stride = streak_stride(spec)
     wanted = [(last - timedelta(days=i * stride)).isoformat() for i in range(cfg.days)]
     by_day = {str(d["ds"]): d for d in days}
@@ -63,10 +69,11 @@ def decide(spec: PipelineSpec, days: list[dict[str, Any]], ds: str) -> DecayVerd
         row = by_day.get(d)
         if row is None:
             fire = False
-            reasons.append(f"performance {d}: not evaluated yet (no run joined its labels)")
+            why = "no monitoring run estimated it" if estimated else "no run joined its labels"
+            reasons.append(f"performance {d}: not {'estimated' if estimated else 'evaluated'} yet ({why})")
             continue
-        verdict = DayPerformance(**{k: row[k] for k in DayPerformance.__dataclass_fields__ if k in row})
-        fire &= bool(row.get("decayed")) and verdict.status == "evaluated"
+        verdict = kind(**{k: row[k] for k in kind.__dataclass_fields__ if k in row})
+        fire &= bool(row.get("decayed")) and verdict.status in JUDGED
         reasons.append("performance " + verdict.describe())
     newest = by_day.get(wanted[0], {})
     evidence = {
@@ -78,6 +85,7 @@ def decide(spec: PipelineSpec, days: list[dict[str, Any]], ds: str) -> DecayVerd
         "holdout": newest.get("holdout"),
         "baseline": newest.get("baseline"),
         "reference": cfg.reference,
+        "on": cfg.on,
         "floor": newest.get("floor"),
         "rows": newest.get("rows"),
     }

@@ -26,7 +26,7 @@ class PolicyDecision:
     reasons: list[str]
     ds: str
     evidence: dict[str, Any] = field(default_factory=dict)
-    # what would retrain: "drift", "performance" (model decay on realized labels) or both
+    # what would retrain: "drift", "performance" (model decay, realized or estimated: evidence.performance.on) or both
     trigger: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

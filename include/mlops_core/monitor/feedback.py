@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 HISTORY = "performance_history"
 PREDICTIONS = "monitor_predictions"
+ESTIMATES = "performance_estimate"  # the estimate's per-day history (mlops_core.monitor.estimate)
+JUDGED = ("evaluated", "estimated")  # the statuses a day is judged on (realized, estimated)
 
 
 @dataclass
@@ -70,6 +72,8 @@ class DayPerformance:
     decayed: bool = False
     reasons: list[str] = field(default_factory=list)
     metrics: dict[str, float | None] = field(default_factory=dict)
+    kind: str = "realized"  # realized (labels) | estimated (mlops_core.monitor.estimate)
+    estimated: float | None = None  # the metric estimated for the same prediction day, before its labels
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,6 +86,8 @@ class DayPerformance:
             against.append(f"realized baseline {self.baseline:.4f} ({len(self.baseline_days)} days)")
         if self.holdout is not None:
             against.append(f"holdout {self.holdout:.4f}")
+        if self.estimated is not None:
+            against.append(f"estimated before labels {self.estimated:.4f}")
         return (
             f"{self.ds}: realized {self.metric} {self.value:.4f} "
             f"({self.confidence:.0%} interval [{self.low:.4f}, {self.high:.4f}], {self.rows} labelled rows"
@@ -241,7 +247,7 @@ def realized_baseline(
         (
             d
             for d in days
-            if d.get("status") == "evaluated"
+            if d.get("status") in JUDGED
             and str(d.get("model_version")) == str(version)
             and d.get("metric") == metric
             and d.get("value") is not None
@@ -259,10 +265,10 @@ def _references(cfg: Any, day: DayPerformance) -> list[tuple[str, float]]:
     references = []
     if cfg.reference in ("realized", "both"):
         if day.baseline is not None:
-            references.append(("the champion's realized baseline", day.baseline))
+            references.append((f"the champion's {day.kind} baseline", day.baseline))
         elif cfg.max_drop is not None:
             day.reasons.append(
-                f"realized baseline forming: {len(day.baseline_days)}/{cfg.baseline_days} evaluated day(s) of "
+                f"{day.kind} baseline forming: {len(day.baseline_days)}/{cfg.baseline_days} {day.status} day(s) of "
                 f"v{day.model_version}; only the floor judges until then"
             )
     if cfg.reference in ("holdout", "both") and day.holdout is not None:
@@ -282,11 +288,12 @@ def judge(spec: PipelineSpec, day: DayPerformance) -> DayPerformance:
 
     assert spec.feedback is not None
     cfg = spec.feedback.decay
-    if day.status != "evaluated" or day.low is None or day.high is None or math.isnan(day.low):
+    if day.status not in JUDGED or day.low is None or day.high is None or math.isnan(day.low):
         return day
     if day.rows < cfg.min_rows:
+        what = "labelled" if day.kind == "realized" else "scored"
         day.status = "too_few_rows"
-        day.reasons.append(f"{day.rows} labelled rows < feedback.decay.min_rows {cfg.min_rows}: not judged")
+        day.reasons.append(f"{day.rows} {what} rows < feedback.decay.min_rows {cfg.min_rows}: not judged")
         return day
     higher = METRICS[day.metric].higher_is_better
     worst = day.high if higher else day.low  # the interval's end nearest to good
@@ -328,6 +335,7 @@ def evaluate_day(spec: PipelineSpec, lake_root: str, ds: str) -> DayPerformance:
         floor=decay_floor(spec),
         confidence=fb.bootstrap.confidence,
     )
+    day.estimated = estimated_value(lake_root, spec.name, target_day, metric)
     uri = storage.partition_uri(lake_root, spec.name, PREDICTIONS, target_day)
     try:
         predictions = storage.read_frame(uri)
@@ -489,6 +497,7 @@ HISTORY_COLUMNS = (
     "orphan_labels",
     "orphan_share",
     "unlabelled",
+    "estimated",
 )
 
 
@@ -505,9 +514,20 @@ def record(spec: PipelineSpec, lake_root: str, day: DayPerformance) -> str:
     return manifest.uri
 
 
-def history(spec: PipelineSpec, lake_root: str) -> list[dict[str, Any]]:
-    """Every recorded prediction day (its newest version), oldest first."""
-    fs, root = filesystems.filesystem(filesystems.join(lake_root, spec.name, HISTORY))
+def estimated_value(lake_root: str, name: str, ds: str, metric: str) -> float | None:
+    """``metric`` as estimated for prediction day ``ds`` before its labels (None when not estimated)."""
+    try:
+        extra = storage.read_manifest(storage.partition_uri(lake_root, name, ESTIMATES, ds)).extra
+    except FileNotFoundError:
+        return None
+    value = (extra.get("metrics") or {}).get(metric)
+    return None if value is None else float(value)
+
+
+def history(spec: PipelineSpec, lake_root: str, stage: str = HISTORY) -> list[dict[str, Any]]:
+    """Every recorded prediction day (its newest version), oldest first (``stage``: the realized history,
+    or :data:`ESTIMATES`)."""
+    fs, root = filesystems.filesystem(filesystems.join(lake_root, spec.name, stage))
     days: list[dict[str, Any]] = []
     if not fs.exists(root):
         return days
@@ -517,7 +537,7 @@ def history(spec: PipelineSpec, lake_root: str) -> list[dict[str, Any]]:
             continue
         try:
             days.append(
-                dict(storage.read_manifest(filesystems.join(lake_root, spec.name, HISTORY, name)).extra)
+                dict(storage.read_manifest(filesystems.join(lake_root, spec.name, stage, name)).extra)
             )
         except FileNotFoundError:
             continue
@@ -546,6 +566,7 @@ def log_to_mlflow(spec: PipelineSpec, day: DayPerformance, tags: dict[str, str])
         values: dict[str, float | None] = {f"realized_{k}": v for k, v in day.metrics.items()}
         values |= {f"realized_{day.metric}_low": day.low, f"realized_{day.metric}_high": day.high}
         values |= {f"realized_{day.metric}_baseline": day.baseline, "orphan_share": day.orphan_share}
+        values |= {f"estimated_{day.metric}": day.estimated}  # the same day's estimate, next to it
         logged = {k: float(v) for k, v in values.items() if v is not None}
         counts = {
             "labelled_rows": day.rows,

@@ -29,6 +29,7 @@ from mlops_core.model.baseline import (  # noqa: F401 (monitoring's names for th
     baseline_date_column,
     training_baseline,
 )
+from mlops_core.monitor import estimate
 from mlops_core.monitor.drift_policy import PolicyDecision, day_drifted, decide
 from mlops_core.runs import registry, run_artifacts
 
@@ -136,8 +137,16 @@ def champion_baseline(spec: PipelineSpec) -> Any:
     return drift.Baseline.from_dict(raw or {})
 
 
-def _mlflow_day_run(spec: PipelineSpec, ds: str, result: Any, html: str | None, tags: dict[str, str]) -> str:
-    """Log (or re-log, on a re-run) the day's metrics and report to one MLflow run per day."""
+def _mlflow_day_run(
+    spec: PipelineSpec,
+    ds: str,
+    result: Any,
+    html: str | None,
+    tags: dict[str, str],
+    estimated: dict[str, float] | None = None,
+) -> str:
+    """Log (or re-log, on a re-run) the day's metrics and report to one MLflow run per day
+    (``estimated``: the day's performance estimate, ``estimated_<metric>``)."""
     import mlflow
 
     from mlops_core.runs import tracking
@@ -157,6 +166,8 @@ def _mlflow_day_run(spec: PipelineSpec, ds: str, result: Any, html: str | None, 
             mlflow.log_metrics(
                 {"prediction_drift_statistic": out["statistic"], "prediction_drifted": float(out["drifted"])}
             )
+        if estimated:
+            mlflow.log_metrics(estimated)
         if html is not None:
             mlflow.log_text(html, "drift_report.html")
         mlflow.log_dict(result.summary(), "drift_summary.json")
@@ -388,7 +399,11 @@ def check(
     )
     summary["prediction_drift"] = output
     written, history = _write_day(spec, lake_root, ds, result, summary, files)
-    run_id = _mlflow_day_run(spec, ds, result, html, tags or {})
+    # the day's performance estimated before its labels (binary classifiers): on the same run
+    estimated = estimate.run(spec, lake_root, ds)
+    run_id = _mlflow_day_run(
+        spec, ds, result, html, tags or {}, estimate.mlflow_metrics(estimated) if estimated else None
+    )
     log.info(
         "drift %s ds=%s: %d/%d columns drifted (share %.2f, threshold %.2f) %s; report %s",
         spec.name,
@@ -406,7 +421,16 @@ def check(
         "verdicts_uri": filesystems.join(written.uri, "drift.json"),
         "history_uri": history.uri,
         "mlflow_run_id": run_id,
+        "estimate": _estimate_summary(estimated),
     }
+
+
+def _estimate_summary(day: Any) -> dict[str, Any] | None:
+    """The estimate's headline for the step's result (XCom): status, metric, value and interval."""
+    if day is None:
+        return None
+    keys = ("status", "metric", "value", "low", "high", "rows", "calibrated", "decayed", "baseline")
+    return {k: getattr(day, k) for k in keys}
 
 
 def history(spec: PipelineSpec, lake_root: str) -> pd.DataFrame:
@@ -460,7 +484,9 @@ def policy(spec: PipelineSpec, lake_root: str, ds: str, *, is_backfill: bool) ->
     if spec.feedback is not None:
         from mlops_core.monitor import decay_policy, feedback
 
-        decay = decay_policy.decide(spec, feedback.history(spec, lake_root), ds)
+        on_estimate = spec.feedback.decay.on == "estimated"
+        days = estimate.history(spec, lake_root) if on_estimate else feedback.history(spec, lake_root)
+        decay = decay_policy.decide(spec, days, ds)
     return decide(
         spec.monitoring,
         history(spec, lake_root),

@@ -239,6 +239,21 @@ METRICS: dict[str, Metric] = {
 }
 
 
+# binary metrics whose value before labels arrive can be estimated from calibrated probabilities
+# (confidence-based performance estimation, :mod:`mlops_core.monitor.estimate`)
+ESTIMABLE_METRICS = (
+    "roc_auc",
+    "average_precision",
+    "accuracy",
+    "balanced_accuracy",
+    "f1",
+    "precision",
+    "recall",
+    "brier",
+    "log_loss",
+)
+
+
 def metrics_for(problem: str) -> list[str]:
     """Metric names that apply to a problem type, in catalogue order."""
     return [name for name, m in METRICS.items() if problem in m.problems]

@@ -56,6 +56,24 @@ class CalibrationSpec(SpecModel):
     max_periods: int = Field(60, ge=4, le=1000)
 
 
+class EstimateSpec(SpecModel):
+    """Performance estimated before labels arrive (a binary classifier's calibrated probabilities,
+    :mod:`mlops_core.monitor.estimate`).
+
+    At training, the challenger's probabilities on the holdout are checked for calibration: Brier
+    score and expected calibration error (ECE: ``bins`` equal-width bins of P(positive), the
+    rows-weighted mean gap between the bin's mean probability and its share of positives). When
+    the ECE exceeds ``max_ece``, an isotonic calibrator is fitted on the holdout and stored with
+    the run (``calibration.json``); monitoring applies it before estimating. On a holdout of n rows
+    sampling noise alone gives an ECE near ``0.4 * sqrt(bins / n)`` (about 0.04 for 1000 rows and
+    10 bins), so a bound below that calibrates every model (harmless, slightly noisier).
+    """
+
+    enabled: bool = True
+    max_ece: float = Field(0.05, ge=0.0, le=1.0)
+    bins: int = Field(10, ge=2, le=100)
+
+
 class MonitoringSpec(SpecModel):
     """The ``<name>_monitoring`` DAG and the drift policy that triggers retraining.
 
@@ -103,6 +121,8 @@ class MonitoringSpec(SpecModel):
     retrain_on_backfill: bool = False
     # the Evidently HTML report (a few seconds and ~5 MB a day); the JSON verdicts are always written
     report: Literal["always", "drifted", "never"] = "drifted"
+    # binary classifiers: the day's performance estimated from calibrated probabilities (no labels)
+    estimate: EstimateSpec = EstimateSpec()
 
     _schedule = field_validator("schedule")(classmethod(lambda cls, v: check_schedule(v)))
 
@@ -135,9 +155,20 @@ class DecaySpec(SpecModel):
     at training (which may be harder or easier than production data); ``both`` decays on either.
     Retraining fires after ``days`` consecutive evaluated days that decayed, each with at least
     ``min_rows`` labelled rows (and ``monitoring.cooldown_days`` since the last training, as for
-    drift)."""
+    drift).
+
+    ``on``: what is judged. ``realized`` (default): the metric on the labels, ``delay_days`` after
+    the predictions. ``estimated`` (binary classifiers): the metric estimated from the champion's
+    calibrated probabilities on each monitored day (``monitoring.estimate``), with no labels and no
+    lag: the streak ends on the monitored day itself. The same ``floor`` and ``max_drop`` rules
+    apply, on the bootstrap interval of the estimate over the day's rows; ``reference: realized``
+    then means the estimate's own baseline (its mean on the champion's first ``baseline_days``
+    estimated days), ``holdout`` the realized holdout metric; ``min_rows`` counts scored rows.
+    The estimate is blind to a change of the labels given the features (concept drift): keep the
+    realized decay for that, or watch both (the estimate is recorded whatever ``on`` says)."""
 
     enabled: bool = True
+    on: Literal["estimated", "realized"] = "realized"
     metric: str | None = None
     floor: float | None = Field(None, allow_inf_nan=False, ge=-1e12, le=1e12)
     reference: Literal["realized", "holdout", "both"] = "realized"

@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from mlops_core.base import envref
 from mlops_core.spec.alerts import AlertsSpec
-from mlops_core.spec.catalog import METRICS, ProblemType, metrics_for
+from mlops_core.spec.catalog import ESTIMABLE_METRICS, METRICS, ProblemType, metrics_for
 from mlops_core.spec.common import SpecModel, check_schedule
 from mlops_core.spec.deployment import DeploymentSpec
 from mlops_core.spec.estimators import check_params, check_search
@@ -202,8 +202,31 @@ class PipelineSpec(SpecModel):
             )
         if fb.decay.enabled:
             self._check_decay_bounds(metric)
+        if fb.decay.on == "estimated":
+            self._check_estimated(metric)
         if fb.partition.mode == "files" and "{ds}" not in fb.uri:
             raise ValueError("feedback.partition.mode 'files' needs '{ds}' in feedback.uri")
+
+    def _check_estimated(self, metric: str) -> None:
+        """``feedback.decay.on: estimated`` needs a binary classifier's probabilities and an estimable metric."""
+        if self.problem_type != "binary":
+            raise ValueError(
+                f"feedback.decay.on: estimated needs a binary classifier's calibrated probabilities "
+                f"(confidence-based performance estimation); {self.name} is a {self.problem_type} pipeline, "
+                "which has none to estimate from"
+                + (" (multiclass is not estimated yet)" if self.problem_type == "multiclass" else "")
+                + ": use feedback.decay.on: realized (the default), judged on the labels"
+            )
+        if metric not in ESTIMABLE_METRICS:
+            raise ValueError(
+                f"feedback.decay.on: estimated cannot estimate {metric!r} without labels; set feedback.decay.metric "
+                f"to one of {', '.join(ESTIMABLE_METRICS)}, or use on: realized"
+            )
+        if not self.monitoring.estimate.enabled:
+            raise ValueError(
+                "feedback.decay.on: estimated needs monitoring.estimate.enabled (the estimate is what it "
+                "judges): enable it or use on: realized"
+            )
 
     def _check_decay_bounds(self, metric: str) -> None:
         """Refuse a decay policy whose bounds make every day decay, or make decay impossible."""

@@ -186,7 +186,7 @@ class EmitDriftEventOperator(MlopsStep, BaseOperator):
             "monitoring_run_id": context["ti"].run_id,
             "mlflow_run_id": drift.get("mlflow_run_id"),
             "reasons": self.decision.get("reasons"),
-            # what fired: drift, performance (decay on realized labels) or drift+performance
+            # what fired: drift, performance (decay, realized or estimated) or drift+performance
             "trigger": self.decision.get("trigger") or "drift",
             "performance": (self.decision.get("evidence") or {}).get("performance"),
         }
