@@ -16,7 +16,7 @@ export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(AIRFLOW_HOME)/airflow.db
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= True
 
-.PHONY: install lock browser observability ci-tools emulators demo after-demo test test-prerequisites test-standalone test-servers test-packaging test-lower-bounds test-fast test-stack test-clouds lint docs typecheck airflow mlflow-ui bench bench-quick bench-quick-lifecycle bench-quick-others clean
+.PHONY: install lock browser observability ci-tools emulators demo after-demo test test-prerequisites test-standalone test-servers test-packaging test-lower-bounds test-fast test-nannyml test-stack test-clouds lint docs typecheck airflow mlflow-ui bench bench-quick bench-quick-lifecycle bench-quick-others clean
 
 # The venv holds the dev lock (the runtime lock + test tools); the image holds requirements.txt only.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml tools/pyproject.toml
@@ -128,7 +128,7 @@ test-servers: install browser observability emulators
 test-fast: lint typecheck observability ci-tools
 	rc=0; \
 	$(PYTEST_PARALLEL) -m "$(PARALLEL_TIERS)" || rc=$$?; \
-	$(PYTEST_SERVERS) -m "not ($(PARALLEL_TIERS)) and not scheduler and not stack and not emulator and not packaging" || rc=$$?; \
+	$(PYTEST_SERVERS) -m "not ($(PARALLEL_TIERS)) and not scheduler and not stack and not emulator and not packaging and not dev" || rc=$$?; \
 	exit $$rc
 
 # Only the cloud tiers: contract tests and the lake on the emulators.
@@ -156,6 +156,12 @@ test-lower-bounds: install
 	$(BIN)/uv pip install -q -p $(LOWER)/venv/bin/python -r $(LOWER)/lowest.txt -r $(LOWER)/tools.txt
 	$(BIN)/uv pip install -q -p $(LOWER)/venv/bin/python --no-deps -e .
 	$(LOWER)/venv/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile -m unit
+
+# Development only, never in `make test`: our performance estimate (CBPE, mlops_core.monitor.estimate)
+# against NannyML's on the same seeded data. nannyml 0.13.1 does not fit the lock (lightgbm < 4.6),
+# so the test makes its own venv under .local/nannyml with uv (needs the package index once).
+test-nannyml: install
+	$(BIN)/pytest -m dev tests/dev/test_nannyml.py -s
 
 # Only the team-stack tier (PostgreSQL + Redis + Celery + MLflow server + Chromium).
 test-stack: install browser observability
@@ -189,6 +195,7 @@ bench: install
 	$(BIN)/python benchmarks/drift.py
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/decay.py
+	$(BIN)/python benchmarks/estimate.py
 	$(BIN)/python benchmarks/lifecycle.py
 
 # Small sizes, one repeat: CI runs it so a benchmark cannot rot (fails on an error or a wrong result).
@@ -206,6 +213,7 @@ bench-quick-others:
 	$(BIN)/python benchmarks/drift.py --quick
 	$(BIN)/python benchmarks/memory.py --quick
 	$(BIN)/python benchmarks/decay.py
+	$(BIN)/python benchmarks/estimate.py --quick
 
 clean:
 	rm -rf $(LOCAL)
