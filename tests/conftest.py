@@ -67,7 +67,18 @@ def landing(local_dir: Path) -> str:
 
 
 # Per-tier wall time, printed at the end of every session (CI reads it to keep the budget).
-_TIERS = ("dags", "unit", "integration", "contract", "emulator", "faults", "scheduler", "stack", "packaging", "dev")
+_TIERS = (
+    "dags",
+    "unit",
+    "integration",
+    "contract",
+    "emulator",
+    "faults",
+    "scheduler",
+    "stack",
+    "packaging",
+    "dev",
+)
 _tier_seconds: dict[str, float] = {}
 
 

@@ -248,3 +248,28 @@ def test_realized_metrics_reach_mlflow_once_per_prediction_day(fresh):
     assert metrics["realized_roc_auc"] == pytest.approx(day.value) and metrics["labelled_rows"] == 200
     assert (metrics["unmatched_labels"], metrics["orphan_labels"], metrics["labels"]) == (0, 0, 200)
     assert metrics["realized_roc_auc_low"] == pytest.approx(day.low)
+
+
+def test_the_estimate_before_labels_is_recorded_by_the_drift_check_and_shown_beside_the_realized(fresh):
+    """Training recorded the champion's holdout calibration; the day's drift check estimates its
+    predictions (no labels) into the estimate's history and MLflow; once the labels arrive, the
+    realized day shows the estimate of the same prediction day next to its own value."""
+    from mlops_core.monitor import estimate, monitoring
+
+    spec, lake, landing, truth = fresh
+    cal = estimate.champion_calibration(spec)
+    assert cal is not None and cal["positive_class"] == "malignant" and cal["ece"] is not None
+    ds = DAYS[0].isoformat()
+    checked = monitoring.check(spec, storage.partition_uri(lake, spec.name, "monitor", ds), lake, ds)
+    est = checked["estimate"]
+    assert est["status"] == "estimated" and est["rows"] == 200 and est["low"] <= est["value"] <= est["high"]
+    metrics = registry.client().get_run(checked["mlflow_run_id"]).data.metrics
+    assert metrics["estimated_roc_auc"] == pytest.approx(est["value"])
+    assert {"estimated_accuracy", "estimated_f1", "estimated_roc_auc_low"} <= set(metrics)
+    assert [d["ds"] for d in estimate.history(spec, lake)] == [ds]
+    _land_labels(landing, [truth[DAYS[0]]])
+    day = _run(spec, lake, DAYS[0])
+    assert day.estimated == pytest.approx(est["value"]) and abs(day.value - day.estimated) < 0.05
+    assert feedback.history(spec, lake)[0]["estimated"] == pytest.approx(est["value"])
+    run = registry.client().get_run(feedback.log_to_mlflow(spec, day, {}) or "")
+    assert run.data.metrics["estimated_roc_auc"] == pytest.approx(est["value"])

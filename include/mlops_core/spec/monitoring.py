@@ -65,8 +65,9 @@ class EstimateSpec(SpecModel):
     rows-weighted mean gap between the bin's mean probability and its share of positives). When
     the ECE exceeds ``max_ece``, an isotonic calibrator is fitted on the holdout and stored with
     the run (``calibration.json``); monitoring applies it before estimating. On a holdout of n rows
-    sampling noise alone gives an ECE near ``0.4 * sqrt(bins / n)`` (about 0.04 for 1000 rows and
-    10 bins), so a bound below that calibrates every model (harmless, slightly noisier).
+    sampling noise alone gives a calibrated model an ECE of about ``0.3 * sqrt(bins / n)`` (0.03 for
+    1000 rows and 10 bins, above 0.045 one time in 20), so a bound below that calibrates nearly every
+    model (harmless: the estimate is then slightly noisier).
     """
 
     enabled: bool = True
@@ -140,8 +141,8 @@ class MonitoringSpec(SpecModel):
 
 
 class DecaySpec(SpecModel):
-    """Retrain on model decay: the realized ``metric`` (default: the primary one) judged on its
-    bootstrap interval, never the point estimate.
+    """Retrain on model decay: the ``metric`` (default: the primary one), realized on the labels or
+    estimated before them (``on``), judged on its bootstrap interval, never the point estimate.
 
     A day decays when the whole interval is on the wrong side of ``floor`` (default:
     ``evaluation.floors[metric]``, if any), or worse than the ``reference`` by more than
