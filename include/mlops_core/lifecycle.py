@@ -213,7 +213,6 @@ def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: st
         frames, lake_root, spec.name, "evaluation", ds, extra={"run_id": trained["run_id"]}
     )
     _log_evaluation(trained["run_id"], chall_metrics, champ_metrics, boot, report)
-    calibrated = _check_calibration(spec, trained["run_id"], y, challenger, pos)
     changes = _contract_changes(spec, trained["run_id"], champ_version)
     result = {
         # what the saved model applies, read off the loaded object (the gate log shows it)
@@ -229,8 +228,8 @@ def evaluate(spec: PipelineSpec, trained: dict[str, Any], lake_root: str, ds: st
     }
     if report is not None:
         result["slices"] = report.to_dict()
-    if calibrated is not None:
-        result["calibration"] = {k: v for k, v in calibrated.items() if k != "calibrator"}
+    # the holdout's calibration, for the estimate monitoring makes before labels (binary)
+    result["calibration"] = _check_calibration(spec, trained["run_id"], y, challenger, pos)
     return result
 
 
@@ -238,7 +237,8 @@ def _check_calibration(
     spec: PipelineSpec, run_id: str, y: Any, challenger: Scored, pos: Any
 ) -> dict[str, Any] | None:
     """A binary challenger's holdout calibration (:func:`mlops_core.model.calibration.check`), logged to
-    its run (``calibration_*`` metrics, ``calibration.json``) for the estimate monitoring makes."""
+    its run (``calibration_*`` metrics, ``calibration.json``); its summary (None: not a binary
+    classifier with probabilities, or ``monitoring.estimate`` off)."""
     import mlflow
     import numpy as np
 
@@ -258,7 +258,7 @@ def _check_calibration(
         mlflow.log_metrics(calibration.mlflow_metrics(result))
         mlflow.log_dict(result, calibration.ARTIFACT)
     log.info("holdout calibration: Brier %s, ECE %s; %s", result["brier"], result["ece"], result["reason"])
-    return result
+    return {k: v for k, v in result.items() if k != "calibrator"}
 
 
 def _score_champion(

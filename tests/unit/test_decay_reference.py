@@ -157,3 +157,28 @@ def test_the_streak_counts_one_day_per_window_when_prediction_days_overlap():
     verdict = decay_policy.decide(overlapping, [], d)
     assert verdict.evidence["days"] == ["2026-03-17", "2026-03-10"]  # 7 days apart: no shared rows
     assert "prediction days overlap" in verdict.reasons[0]
+
+
+def test_decay_on_the_estimate_ends_its_streak_on_the_monitored_day_not_delay_days_before():
+    data = example_data(
+        "breast_cancer",
+        feedback={
+            "uri": "${MLOPS_LANDING}/x/labels.csv",
+            "key_columns": ["record_id"],
+            "delay_days": 7,
+            "decay": {"on": "estimated", "days": 2},
+        },
+    )
+    on_estimate = parse_spec(data)
+    realized = parse_spec({**data, "feedback": {**data["feedback"], "decay": {"days": 2}}})
+    ds = "2026-03-20"
+    estimated = decay_policy.decide(on_estimate, [], ds)
+    assert (
+        estimated.evidence["days"] == ["2026-03-20", "2026-03-19"] and estimated.evidence["on"] == "estimated"
+    )
+    assert "not estimated yet (no monitoring run estimated it)" in estimated.reasons[0]
+    assert decay_policy.decide(realized, [], ds).evidence["days"] == ["2026-03-13", "2026-03-12"]
+    multiclass = {**data, "problem_type": "multiclass", "evaluation": {"primary_metric": "accuracy"}}
+    multiclass.pop("positive_class")
+    with pytest.raises(SpecError, match=r"multiclass is not estimated yet.*use feedback.decay.on: realized"):
+        parse_spec(multiclass)

@@ -174,7 +174,6 @@ def _inputs(
     return calibration.apply(cal, scores), scores, pos
 
 
-# long: the day's estimate in the order it is made: rows, inputs, metrics, interval, references, verdict
 def estimate_day(spec: PipelineSpec, lake_root: str, ds: str, cal: dict[str, Any] | None) -> DayEstimate:
     """Estimate the performance of the predictions made for ``ds`` (``cal``: the champion's calibration),
     judged like a realized day when the pipeline has ``feedback`` (its floor, ``max_drop`` and reference)."""

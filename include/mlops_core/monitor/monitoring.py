@@ -8,7 +8,10 @@ Outputs per monitored day ``ds`` (re-runs overwrite, never append):
   ``monitoring.report``);
 - ``<lake>/<name>/drift_history/ds=<ds>/data.parquet``: one row per column with the day's totals;
 - an MLflow run per day in experiment ``mlops/<name>/monitoring`` with metrics ``drift_share``,
-  ``n_drifted``, ``rows`` and the HTML report (when built) as an artifact.
+  ``n_drifted``, ``rows`` and the HTML report (when built) as an artifact;
+- for a binary classifier, the day's performance estimated before labels
+  (:mod:`mlops_core.monitor.estimate`): ``<lake>/<name>/performance_estimate/ds=<ds>`` and metrics
+  ``estimated_<metric>`` on the same run.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def trigger_tags(evidence: dict[str, Any]) -> dict[str, str]:
         performance = evidence.get("performance") or {}
         tags |= {
             f"mlops.performance_{k}": str(performance.get(k))
-            for k in ("metric", "value", "low", "high", "holdout", "floor", "rows")
+            for k in ("metric", "value", "low", "high", "holdout", "floor", "rows", "on")
         } | {"mlops.performance_days": ",".join(performance.get("days") or [])}
     return tags
 
