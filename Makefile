@@ -21,7 +21,7 @@ export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= True
 # The venv holds the dev lock (the runtime lock + test tools); the image holds requirements.txt only.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml tools/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.8
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
 	$(BIN)/uv pip install --python $(BIN)/python -q -r requirements-dev.txt
 	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e . -e tools
 	touch $@
@@ -31,7 +31,7 @@ install: $(VENV)/.installed
 # Rebuild both locks (Python 3.11): the runtime one, then the dev one constrained by it.
 # Existing pins are kept unless requirements*.in ask for something else (uv prefers them).
 lock:
-	test -x $(BIN)/uv || { $(PY) -m venv $(VENV) && $(BIN)/python -m pip install -q uv==0.13.8; }
+	test -x $(BIN)/uv || { $(PY) -m venv $(VENV) && $(BIN)/python -m pip install -q uv==0.13.9; }
 	$(BIN)/uv pip compile requirements.in --python-version 3.11 -o requirements.txt
 	$(BIN)/uv pip compile requirements-dev.in -c requirements.txt --python-version 3.11 -o requirements-dev.txt
 

@@ -253,13 +253,24 @@ def test_wheel_reaches_a_champion_next_to_airflow(
     )
 
     bin_ = venv / "bin"
-    _run([str(bin_ / "airflow"), "db", "migrate"], f"[{tag}] airflow db migrate", env=env, cwd=user)
-    out = _run(
-        [str(bin_ / "airflow"), "dags", "test", "breast_cancer_training", "2026-01-31"],
-        f"[{tag}] airflow dags test breast_cancer_training",
-        env=env,
-        cwd=user,
-    )
+    if exclude_newer:  # the lowest Airflow: the two Airflow commands a user types
+        _run([str(bin_ / "airflow"), "db", "migrate"], f"[{tag}] airflow db migrate", env=env, cwd=user)
+        out = _run(
+            [str(bin_ / "airflow"), "dags", "test", "breast_cancer_training", "2026-01-31"],
+            f"[{tag}] airflow dags test breast_cancer_training",
+            env=env,
+            cwd=user,
+        )
+    else:  # the newest: `mlops-airflow run` on the fresh AIRFLOW_HOME, no hidden step (#25 trap 2)
+        assert not (airflow_home / "airflow.db").exists()
+        out = _run(
+            [str(bin_ / "mlops-airflow"), "run", "breast_cancer", "--date", "2026-01-31"],
+            f"[{tag}] mlops-airflow run breast_cancer --date 2026-01-31 (fresh AIRFLOW_HOME)",
+            env=env,
+            cwd=user,
+        )
+        assert "preparing Airflow's metadata database" in out, out[-6000:]
+        _the_run_command_refuses_a_bad_date_and_migrates_only_once(bin_, env, user)
     assert "DagRun Finished" in out and "state=success" in out, out[-6000:]
 
     check = tmp_path / "champion.py"
@@ -268,3 +279,28 @@ def test_wheel_reaches_a_champion_next_to_airflow(
     found = _run([py, str(check), store], f"[{tag}] champion in the venv's MLflow store", env=env)
     assert f"mlops_core {venv}" in found, found  # the installed wheel ran, not this checkout
     assert re.search(r"^champion \d+ [0-9a-f]{32}$", found, re.M), found
+
+
+def _the_run_command_refuses_a_bad_date_and_migrates_only_once(
+    bin_: Path, env: dict[str, str], user: Path
+) -> None:
+    bad = subprocess.run(
+        [str(bin_ / "mlops-airflow"), "run", "breast_cancer", "--date", "31/01/2026"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=user,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "is not YYYY-MM-DD" in bad.stderr, bad.stdout + bad.stderr
+    again = _run(
+        [
+            str(bin_ / "python"),
+            "-c",
+            "from mlops_airflow.cli.run import prepare_database; print('migrated', prepare_database())",
+        ],
+        "prepare_database on the migrated AIRFLOW_HOME",
+        env=env,
+        cwd=user,
+    )
+    assert "migrated False" in again and "preparing" not in again, again

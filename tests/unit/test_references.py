@@ -4,6 +4,7 @@ subprocess at run time (the bench's and the race test's child code once imported
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from pathlib import Path
@@ -35,12 +36,22 @@ def _texts() -> list[tuple[Path, str]]:
     return out
 
 
+@functools.cache
+def _module(name: str) -> object | None:
+    """The module, or None when ``name`` is not one (a failed import is not cached by Python: a
+    miss asked again searches the path again, thousands of times over the repo's text)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+@functools.cache
 def resolves(dotted: str) -> bool:
     parts = dotted.split(".")
     for i in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
+        obj = _module(".".join(parts[:i]))
+        if obj is None:
             continue
         try:
             for attr in parts[i:]:
