@@ -169,7 +169,8 @@ test-stack: install browser observability
 
 # `airflow standalone` starts its services as subprocesses named `airflow`, found on PATH: the venv's
 # bin goes first. The UI listens on loopback only, and the LocalExecutor gets two worker processes
-# per core (Airflow's default is 32, whatever the machine).
+# per core (Airflow's default is 32, whatever the machine), forked from a forkserver that preloaded
+# the heavy libraries (mlops_airflow.warm: a task starts without importing them; docs/benchmarks.md).
 AIRFLOW_PORT ?= 8080
 airflow: install
 	@echo "Airflow UI on http://127.0.0.1:$(AIRFLOW_PORT) (login: admin, password printed below / in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
@@ -178,6 +179,7 @@ airflow: install
 	AIRFLOW__API__BASE_URL=http://127.0.0.1:$(AIRFLOW_PORT) \
 	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
 	AIRFLOW__CORE__PARALLELISM=$$(( $$(nproc) * 2 )) \
+	AIRFLOW__SCHEDULER__MP_START_METHOD=forkserver AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD=mlops_airflow.warm \
 	$(BIN)/airflow standalone
 
 # What a new user does next: `make airflow` from a plain shell on the demo's state, then the UI in

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -36,8 +37,11 @@ STABLE = [date(2026, 2, d) for d in (1, 2, 3)]
 DRIFT_DAY = date(2026, 2, 4)
 
 
+_STARTED = time.monotonic()
+
+
 def _say(text: str) -> None:
-    print(f"\n>>> {text}", flush=True)
+    print(f"\n>>> [+{time.monotonic() - _STARTED:.0f} s] {text}", flush=True)
 
 
 def demo_dags(target: Path) -> Path:
@@ -179,7 +183,9 @@ def main() -> int:
     _say("starting Airflow: scheduler, dag-processor, triggerer, api-server (SQLite + LocalExecutor)")
     try:
         stack.start()  # inside: a start that times out still stops the services it started
-        return run(stack)
+        code = run(stack)
+        print(f"the demo took {time.monotonic() - _STARTED:.0f} s", flush=True)
+        return code
     except Exception:
         for name in stack.services:
             print(f"--- {name} log tail ---\n{stack.log_tail(name, 3000)}", file=sys.stderr)

@@ -63,6 +63,9 @@ class AirflowStack:
     dags_folder: Path
     executor: str = "LocalExecutor"
     sqlite: bool = False
+    # LocalExecutor workers forked from a forkserver that preloaded the heavy libraries
+    # (mlops_airflow.warm): a task starts without importing them (docs/benchmarks.md, warm workers)
+    warm: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
     services: tuple[str, ...] = ("scheduler", "dag-processor", "triggerer", "api-server")
     port: int = field(default_factory=free_port)
@@ -120,6 +123,10 @@ class AirflowStack:
             env["AIRFLOW__CELERY__BROKER_URL"] = f"{self.redis_url}/{1 + secrets.randbelow(15)}"
             env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + db_url.replace("+psycopg2", "")
             env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = "2"
+        if self.executor == "LocalExecutor":
+            env["AIRFLOW__SCHEDULER__MP_START_METHOD"] = "forkserver" if self.warm else "fork"
+            if self.warm:
+                env["AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"] = "mlops_airflow.warm"
         if self.mlflow_server:
             env["MLFLOW_TRACKING_URI"] = self.mlflow_url
         env.update(self.extra_env)
