@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.stack.ui import CHROMIUM_ARGS, login
+from tests.stack.ui import CHROMIUM_ARGS, login, open_page
 
 pytestmark = [
     pytest.mark.stack,
@@ -184,7 +184,7 @@ def test_the_ui_tells_the_demo_story_with_no_failure(make_airflow: dict[str, Any
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page = open_page(browser, 1400, 1100)
         login(page, url, password)
 
         page.goto(f"{url}/dags", wait_until="networkidle")

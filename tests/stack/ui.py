@@ -31,7 +31,7 @@ def trigger_form_screenshot(stack: AirflowStack, chromium: str, dag_id: str, out
     seen: dict[str, Any] = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = open_page(browser, 1400, 1000)
         page.goto(f"{stack.url}/", wait_until="networkidle")
         page.locator("input[name=username]").fill("admin")
         page.locator("input[name=password]").fill(password)
@@ -62,6 +62,15 @@ def trigger_form_screenshot(stack: AirflowStack, chromium: str, dag_id: str, out
     return seen
 
 
+def open_page(browser: Any, width: int, height: int) -> Any:
+    """A page whose waits fit a loaded machine: CI runs the demo, the benchmarks and the server
+    tiers side by side, and a view then takes well over Playwright's 30 s default to settle."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_navigation_timeout(120_000)
+    page.set_default_timeout(60_000)
+    return page
+
+
 def login(page: Any, url: str, password: str) -> None:
     """Sign in as ``admin`` on Airflow's login page at ``url`` and wait until it lets us in."""
     page.goto(f"{url}/", wait_until="networkidle")
@@ -86,7 +95,7 @@ def approve_in_the_required_actions_page(
     seen: dict[str, Any] = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page = open_page(browser, 1400, 1400)
         _login(page, stack)
         url = f"{stack.url}/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/approval/required_actions"
         page.goto(url, wait_until="networkidle")
@@ -114,7 +123,7 @@ def models_view_screenshot(stack: AirflowStack, chromium: str, out: Path) -> dic
     seen: dict[str, Any] = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1200})
+        page = open_page(browser, 1500, 1200)
         _login(page, stack)
         page.goto(f"{stack.url}/plugin/mlops-models", wait_until="networkidle")
         frame = page.frame_locator("iframe").first
