@@ -15,6 +15,9 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(AIRFLOW_HOME)/airflow.db
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= True
+# `mlflow ui`/`mlflow server` would also start MLflow's GenAI job runner (five more processes):
+# the package submits no MLflow jobs
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION ?= false
 
 .PHONY: install lock browser observability ci-tools emulators demo after-demo test test-prerequisites test-standalone test-servers test-packaging test-lower-bounds test-fast test-nannyml test-stack test-clouds lint docs typecheck airflow mlflow-ui bench bench-quick bench-quick-lifecycle bench-quick-others clean
 

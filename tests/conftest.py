@@ -34,6 +34,9 @@ os.environ.update(
         # gcsfs's experimental bucket-type probe speaks gRPC to the Storage Control API, which the
         # GCS emulator does not serve (each probe waits 60 s); plain JSON-API gcsfs is what we test.
         "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+        # every `mlflow server` the tests start would also start MLflow's GenAI job runner (a runner
+        # and four huey consumers, each a Python importing MLflow): nothing here submits jobs
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
 )
 for var in ("MLFLOW_TRACKING_URI", "MLOPS_LAKE", "MLOPS_LANDING", "MLOPS_ARTIFACTS"):

@@ -25,6 +25,10 @@ database_uri = postgresql://mlflow:${db_password}@postgres:5432/mlflow_auth
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 INI
 
+# MLflow's GenAI job runner (a runner and four huey consumers) stays off unless asked for: the
+# package submits no MLflow jobs.
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
+
 # --serve-artifacts proxies artifacts to MinIO, so clients need no S3 credentials.
 # --allowed-hosts: MLflow rejects Host headers other than localhost/private IPs by default.
 exec mlflow server \
