@@ -139,16 +139,27 @@ def test_make_airflow_serves_on_loopback_with_a_sized_executor(make_airflow: dic
         with socket.socket() as s:
             s.settimeout(2)
             assert s.connect_ex((address, make_airflow["port"])) != 0, f"the UI answers on {address}"
-    # LocalExecutor workers: two per core, not Airflow's default of 32. Only this `make airflow`'s
-    # (its own session): CI runs other Airflow stacks beside it, with workers of their own.
-    ps = subprocess.run(["ps", "-eo", "sid=,args="], capture_output=True, text=True, check=True).stdout
-    ours = [line.split(None, 1) for line in ps.splitlines() if line.strip()]
-    workers = sum(
-        1
-        for sid, args in (p for p in ours if len(p) == 2)
-        if sid == str(make_airflow["session"]) and args.startswith("airflow worker -- LocalExecutor")
+    # The LocalExecutor: two workers per core, not Airflow's default of 32, forked from a forkserver
+    # that preloaded the heavy libraries (warm workers). Forkserver workers start on demand, so the
+    # scheduler's own environment is what shows the sizing; the workers running now (only this
+    # `make airflow`'s: its session; CI runs other Airflow stacks beside it) are at most that many.
+    ps = subprocess.run(["ps", "-eo", "sid=,pid=,args="], capture_output=True, text=True, check=True).stdout
+    ours = [line.split(None, 2) for line in ps.splitlines() if line.strip()]
+    ours = [p for p in ours if len(p) == 3 and p[0] == str(make_airflow["session"])]
+    # `airflow scheduler` (run through the venv's python; its log server is a fork with its args)
+    schedulers = [pid for _, pid, args in ours if args.split()[-1:] == ["scheduler"] and "airflow" in args]
+    assert schedulers, ours
+    scheduler = schedulers[0]
+    environ = dict(
+        item.split("=", 1)
+        for item in Path(f"/proc/{scheduler}/environ").read_bytes().decode().split("\0")
+        if "=" in item
     )
-    assert 1 <= workers <= 2 * (os.cpu_count() or 1), f"{workers} LocalExecutor workers"
+    assert environ["AIRFLOW__CORE__PARALLELISM"] == str(2 * (os.cpu_count() or 1)), environ
+    assert environ["AIRFLOW__SCHEDULER__MP_START_METHOD"] == "forkserver"
+    assert environ["AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"] == "mlops_airflow.warm"
+    workers = sum(1 for _, _, args in ours if args.startswith("airflow worker -- LocalExecutor"))
+    assert workers <= 2 * (os.cpu_count() or 1), f"{workers} LocalExecutor workers"
 
 
 def test_the_ui_tells_the_demo_story_with_no_failure(make_airflow: dict[str, Any], tmp_path: Path) -> None:
