@@ -189,6 +189,7 @@ bench: install
 	$(BIN)/python benchmarks/drift.py
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/decay.py
+	$(BIN)/python benchmarks/sequential.py
 	$(BIN)/python benchmarks/lifecycle.py
 
 # Small sizes, one repeat: CI runs it so a benchmark cannot rot (fails on an error or a wrong result).
@@ -206,6 +207,7 @@ bench-quick-others:
 	$(BIN)/python benchmarks/drift.py --quick
 	$(BIN)/python benchmarks/memory.py --quick
 	$(BIN)/python benchmarks/decay.py
+	$(BIN)/python benchmarks/sequential.py --quick
 
 clean:
 	rm -rf $(LOCAL)
