@@ -86,10 +86,10 @@ CHALLENGER_METRICS: dict[str, tuple[str, ...]] = {
 class ChallengerSpec(SpecModel):
     """A live challenger on a canary split, judged by a sequential test on realized labels.
 
-    A version the gate promoted while a champion exists becomes the ``challenger`` (an MLflow
+    A version the gate promoted while a champion exists becomes the ``live_challenger`` (an MLflow
     alias) instead of replacing it. Batch and monitoring scoring send ``split_percent`` % of the
     rows to it (a stable hash of the row key: a row's arm never changes) and write both arms'
-    predictions with a ``variant`` column. Each monitored day the ``challenger`` step joins the
+    predictions with a ``variant`` column. Each monitored day the ``challenger_verdict`` step takes the
     labels (``feedback``) and runs a mixture sequential probability ratio test on the per-row
     ``metric`` (:mod:`mlops_core.monitor.sequential`): **under H0 (the challenger is no better than
     the champion by more than ``margin``) the probability that it is ever promoted, at any of the
