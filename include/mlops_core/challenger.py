@@ -81,8 +81,9 @@ def daily_sums(
     )
 
 
-def judge(spec: PipelineSpec, lake_root: str, ds: str) -> dict[str, Any]:
-    """The verdict for monitored day ``ds`` on every labelled row so far, and its action taken."""
+def judge(spec: PipelineSpec, lake_root: str, ds: str, *, act: bool = True) -> dict[str, Any]:
+    """The verdict for monitored day ``ds`` on every labelled row so far, and its action taken
+    (``act=False``: reported only, as on a backfill run, which must not move aliases)."""
     assert spec.feedback is not None and spec.deployment.challenger is not None
     name = spec.registered_model_name
     live = registry.alias_version(name, registry.LIVE_CHALLENGER)
@@ -109,7 +110,9 @@ def judge(spec: PipelineSpec, lake_root: str, ds: str) -> dict[str, Any]:
         **verdict.to_dict(),
     }
     log.info("challenger v%s vs champion v%s on %s: %s", live, champion, metric, "; ".join(verdict.reasons))
-    _act(spec, verdict, live, champion, result)
+    if act:
+        _act(spec, verdict, live, champion, result)
+    result["acted"] = act
     return result
 
 

@@ -58,7 +58,8 @@ def batch_score(
     arms = _arms(spec, version, model, out)
     for variant, (arm_version, arm_model, rows) in arms.items():
         _predict(spec, out, X, arm_model, rows)
-        _put(out, rows, "variant", variant)
+        if spec.deployment.challenger is not None and spec.deployment.challenger.enabled:
+            _put(out, rows, "variant", variant)  # which arm of the canary split scored the row
         _put(out, rows, "model_version", arm_version)
     out[contract.UNSEEN_COLUMN], unseen = contract.unseen(run_artifacts.version_contract(spec, version), X)
     out["model_name"] = spec.registered_model_name

@@ -83,9 +83,12 @@ def test_deploy_makes_a_live_challenger_and_the_champion_stays(world) -> None:
         and second["previous_version"] == "1"
     )
     assert second["endpoint"].endswith("@live_challenger")
+    assert rollout.promote(spec, second) == second  # the smoke test's promotion leaves it on the split
+    assert registry.alias_version(spec.name, registry.CHAMPION) == "1"
+    assert "mlops.promoted" not in registry.client().get_model_version(spec.name, "2").tags
 
 
-def _monitor(spec, lake: str, landing: Path, winner: str) -> list[dict]:
+def _monitor(spec, lake: str, landing: Path, winner: str, act: bool = True) -> list[dict]:
     """Score DAYS with the split; labels agree with ``winner``'s arm and disagree with the other's."""
     labels, verdicts = [], []
     for day in DAYS:
@@ -107,7 +110,7 @@ def _monitor(spec, lake: str, landing: Path, winner: str) -> list[dict]:
         pd.concat(labels).to_csv(landing / "ch" / "labels.csv", index=False)
         d = (day + timedelta(days=DELAY)).isoformat()
         feedback.record(spec, lake, feedback.evaluate_day(spec, lake, d))
-        verdicts.append(challenger.judge(spec, lake, d))
+        verdicts.append(challenger.judge(spec, lake, d, act=act))
         if verdicts[-1]["status"] != "continue":
             break
     return verdicts
@@ -148,8 +151,12 @@ def test_a_better_challenger_is_promoted(fresh) -> None:
 
 def test_a_worse_challenger_is_rolled_back_and_the_champion_stays(fresh) -> None:
     spec, lake, landing, _, _ = fresh
-    verdicts = _monitor(spec, lake, landing, winner="champion")
-    assert verdicts[-1]["status"] == "rollback" and "harm" in verdicts[-1]["reasons"][0]
+    verdicts = _monitor(spec, lake, landing, winner="champion", act=False)
+    assert verdicts[-1]["status"] == "rollback" and verdicts[-1]["acted"] is False
+    assert registry.alias_version(spec.name, registry.LIVE_CHALLENGER) == "2"  # a backfill only reports
+    d = (DAYS[0] + timedelta(days=DELAY)).isoformat()
+    verdict = challenger.judge(spec, lake, d)
+    assert verdict["status"] == "rollback" and "harm" in verdict["reasons"][0]
     assert registry.alias_version(spec.name, registry.CHAMPION) == "1"
     assert registry.alias_version(spec.name, registry.LIVE_CHALLENGER) is None
     assert registry.client().get_model_version(spec.name, "2").tags["mlops.challenger"] == "rolled_back"

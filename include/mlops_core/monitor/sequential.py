@@ -31,7 +31,7 @@ probability at least ``1 - alpha`` (Ville's inequality on the mixture martingale
 variances are estimated), which is why no look happens before both arms hold ``min_rows``;
 ``tests/unit/test_sequential.py`` and ``benchmarks/sequential.py`` measure it by simulation.
 
-Pure statistics and numpy: no I/O, no registry (:mod:`mlops_core.monitor.challenger` does those).
+Pure statistics and numpy: no I/O, no registry (:mod:`mlops_core.challenger` does those).
 """
 
 from __future__ import annotations

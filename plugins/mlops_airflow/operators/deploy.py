@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from mlops_airflow.operators.base import _PARTITIONED, MlopsStep, _as_bool, in_cloud_profile
+from mlops_airflow.operators.base import _PARTITIONED, MlopsStep, _as_bool, _run_type, in_cloud_profile
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -227,7 +227,8 @@ class ChallengerVerdictOperator(MlopsStep, BaseOperator):
     labelled row so far, then promote (champion moves, after the gate record and the approval are
     checked again) or roll back (off the split; the champion stays), or keep watching.
 
-    Runs on the release queue: it moves aliases. Skips when no challenger is live.
+    Runs on the release queue: it moves aliases. Skips when no challenger is live. A backfill run
+    reports the verdict of its day without acting on it.
     """
 
     template_fields: Sequence[str] = _PARTITIONED
@@ -248,8 +249,9 @@ class ChallengerVerdictOperator(MlopsStep, BaseOperator):
         from mlops_core import challenger
         from mlops_core.runs import registry
 
+        backfill = _run_type(context) == "backfill"  # a backfilled day reports; it never moves aliases
         try:
-            result = challenger.judge(self.spec, self.lake, self.partition(context))
+            result = challenger.judge(self.spec, self.lake, self.partition(context), act=not backfill)
         except (registry.DecisionRefused, registry.ChampionMoved) as err:
             raise AirflowFailException(f"the challenger's promotion was refused: {err}") from err
         if result["status"] == "no_challenger":
