@@ -201,6 +201,7 @@ bench: install
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/decay.py
 	$(BIN)/python benchmarks/estimate.py
+	$(BIN)/python benchmarks/sequential.py
 	$(BIN)/python benchmarks/lifecycle.py
 
 # Small sizes, one repeat: CI runs it so a benchmark cannot rot (fails on an error or a wrong result).
@@ -219,6 +220,7 @@ bench-quick-others:
 	$(BIN)/python benchmarks/memory.py --quick
 	$(BIN)/python benchmarks/decay.py
 	$(BIN)/python benchmarks/estimate.py --quick
+	$(BIN)/python benchmarks/sequential.py --quick
 
 clean:
 	rm -rf $(LOCAL)

@@ -191,12 +191,16 @@ def promote(
     """All traffic to the smoke-tested version and ``champion`` to it; roll back if that fails.
 
     ``champion`` moves only if it is still the version the challenger was evaluated against
-    (compare-and-swap, :func:`mlops_core.runs.registry.promote`).
+    (compare-and-swap, :func:`mlops_core.runs.registry.promote`). A live challenger
+    (``deployment.challenger``) is not promoted here: :mod:`mlops_core.challenger` judges it.
     """
     from mlops_core.deploy import Deployment
 
     target = _target(spec, target)
     dep = Deployment(**deployment)
+    if dep.extra.get("challenger"):  # live on the canary split: the challenger_verdict step decides
+        log.info("v%s of %s stays the live challenger; champion unchanged", dep.version, dep.model_name)
+        return dep.to_dict()
     expected = registry.check_deployable(dep.model_name, dep.version).evaluated_against
     try:
         with registry.champion_guard(dep.model_name, expected):

@@ -39,7 +39,7 @@ def batch_score(
     """Score a partition with the champion; write ``<lake>/<name>/<stage>/ds=<ds>/`` with the model version."""
     import pandas as pd
 
-    from mlops_core.data import contract, dates
+    from mlops_core.data import contract
     from mlops_core.runs import tracking
 
     tracking.configure()
@@ -54,24 +54,15 @@ def batch_score(
         spec.registered_model_name, version, allow_pickle=spec.model.allow_pickle
     )
     X = frame.drop(columns=[c for c in [spec.target] if c in frame.columns])
-    keep = [c for c in spec.features.id_columns + spec.features.time_columns if c in frame.columns]
-    out = frame[keep].copy()
-    if not spec.features.id_columns:  # every prediction can be joined back: a stable row key
-        out.insert(
-            0, "row_key", row_keys(frame.drop(columns=[c for c in [spec.target] if c in frame.columns]))
-        )
-    day_column = spec.source.partition.column if spec.source.partition.mode == "column" else None
-    if day_column and day_column in frame.columns:  # the day each row was predicted for (a window holds many)
-        days = dates.parse_days(frame[day_column])  # the partition filter's own rule (UTC days)
-        out["prediction_ds"] = days.dt.strftime("%Y-%m-%d").astype("string").to_numpy()
-    out["prediction"] = model.predict(X)  # unseen categories too: the encoder ignores them
+    out = _keyed(spec, frame, X)
+    arms = _arms(spec, version, model, out)
+    for variant, (arm_version, arm_model, rows) in arms.items():
+        _predict(spec, out, X, arm_model, rows)
+        if spec.deployment.challenger is not None and spec.deployment.challenger.enabled:
+            _put(out, rows, "variant", variant)  # which arm of the canary split scored the row
+        _put(out, rows, "model_version", arm_version)
     out[contract.UNSEEN_COLUMN], unseen = contract.unseen(run_artifacts.version_contract(spec, version), X)
-    if spec.problem_type != "regression" and hasattr(model, "predict_proba"):
-        proba = model.predict_proba(X)
-        for i, cls in enumerate(model.classes_):
-            out[f"proba_{cls}"] = proba[:, i]
     out["model_name"] = spec.registered_model_name
-    out["model_version"] = version
     out["input_version"] = source.version  # the exact input partition version that was scored
     out["scored_at"] = pd.Timestamp.now(tz="UTC")
     manifest = storage.write_partition(
@@ -80,11 +71,84 @@ def batch_score(
         spec.name,
         stage,
         ds,
-        extra={"model_version": version, "input": data_uri, "input_version": source.version},
+        extra={
+            "model_version": version,
+            "input": data_uri,
+            "input_version": source.version,
+            **({"challenger_version": arms["challenger"][0]} if "challenger" in arms else {}),
+        },
     )
     log.info("scored %d rows with %s v%s -> %s", len(out), spec.registered_model_name, version, manifest.uri)
     flagged = _report_unseen(out[contract.UNSEEN_COLUMN], unseen, version)
     return {"uri": manifest.uri, "rows": len(out), "model_version": version, **flagged}
+
+
+def _keyed(spec: PipelineSpec, frame: pd.DataFrame, X: pd.DataFrame) -> pd.DataFrame:
+    """The output's key columns: the id and time columns, a ``row_key`` when there is no id column,
+    and ``prediction_ds`` (the day each row was predicted for) with a column-partitioned source."""
+    from mlops_core.data import dates
+
+    keep = [c for c in spec.features.id_columns + spec.features.time_columns if c in frame.columns]
+    out = frame[keep].copy()
+    if not spec.features.id_columns:  # every prediction can be joined back: a stable row key
+        out.insert(0, "row_key", row_keys(X))
+    day_column = spec.source.partition.column if spec.source.partition.mode == "column" else None
+    if day_column and day_column in frame.columns:  # the day each row was predicted for (a window holds many)
+        days = dates.parse_days(frame[day_column])  # the partition filter's own rule (UTC days)
+        out["prediction_ds"] = days.dt.strftime("%Y-%m-%d").astype("string").to_numpy()
+    return out
+
+
+def _arms(spec: PipelineSpec, version: str, model: Any, out: pd.DataFrame) -> dict[str, tuple[str, Any, Any]]:
+    """variant -> (version, model, rows): all rows to the champion, or with a live challenger
+    (``deployment.challenger``) ``split_percent`` % of the row keys to it (a stable hash)."""
+    import numpy as np
+
+    from mlops_core.monitor import sequential
+
+    everyone = np.ones(len(out), dtype=bool)
+    ch = spec.deployment.challenger
+    if ch is None or not ch.enabled:
+        return {"champion": (version, model, everyone)}
+    live = registry.alias_version(spec.registered_model_name, registry.LIVE_CHALLENGER)
+    if live is None or live == version:
+        return {"champion": (version, model, everyone)}
+    keys = [c for c in (spec.feedback.key_columns if spec.feedback else []) if c in out.columns] or [
+        "row_key"
+    ]
+    joined = out[keys].astype("string").fillna("").agg("|".join, axis=1).to_numpy()
+    to_live = sequential.arm_of(joined, ch.split_percent, salt=f"v{live}")
+    challenger = run_artifacts.load_verified(
+        spec.registered_model_name, live, allow_pickle=spec.model.allow_pickle
+    )
+    log.info(
+        "live challenger v%s scores %d of %d row(s) (split %d%%)",
+        live,
+        to_live.sum(),
+        len(out),
+        ch.split_percent,
+    )
+    return {"champion": (version, model, ~to_live), "challenger": (live, challenger, to_live)}
+
+
+def _predict(spec: PipelineSpec, out: pd.DataFrame, X: pd.DataFrame, model: Any, rows: Any) -> None:
+    """``prediction`` (and ``proba_<class>`` for classifiers) of ``model`` on ``rows``, written into ``out``."""
+    if not rows.any():
+        return
+    part = X.loc[rows]
+    _put(out, rows, "prediction", model.predict(part))  # unseen categories too: the encoder ignores them
+    if spec.problem_type != "regression" and hasattr(model, "predict_proba"):
+        proba = model.predict_proba(part)
+        for i, cls in enumerate(model.classes_):
+            _put(out, rows, f"proba_{cls}", proba[:, i])
+
+
+def _put(out: pd.DataFrame, rows: Any, column: str, values: Any) -> None:
+    """Set ``column`` on ``rows``: the whole column (its dtype kept) when every row is one arm's."""
+    if rows.all():
+        out[column] = values
+    else:
+        out.loc[rows, column] = values
 
 
 def _report_unseen(flags: pd.Series, per_column: dict[str, int], version: str) -> dict[str, Any]:

@@ -454,6 +454,11 @@ def build_monitoring_dag(spec: PipelineSpec) -> DAG:
         if spec.feedback is not None:  # realized performance of the predictions made delay_days ago
             performance = PerformanceOperator(task_id="performance", **common)
             score >> performance >> policy
+            if spec.deployment.challenger is not None and spec.deployment.challenger.enabled:
+                from mlops_airflow.operators.deploy import ChallengerVerdictOperator
+
+                verdict = ChallengerVerdictOperator(task_id="challenger_verdict", **common, **release_args())
+                performance >> verdict
         emit = EmitDriftEventOperator(
             task_id="emit_drift_event",
             decision=policy.output,

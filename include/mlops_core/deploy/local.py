@@ -18,11 +18,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CHALLENGER_TAG = "mlops.challenger"  # live | promoted | rolled_back | replaced (deployment.challenger)
+CHALLENGER_REASON_TAG = "mlops.challenger_reasons"
+
 
 class LocalTarget:
     name = "local"
 
     def deploy(self, spec: PipelineSpec, version: str) -> Deployment:
+        ch = spec.deployment.challenger
+        champion = registry.alias_version(spec.registered_model_name, registry.CHAMPION)
+        if ch is not None and ch.enabled and champion not in (None, version):
+            return self._deploy_challenger(spec, version, champion)
         previous = registry.promote(spec.registered_model_name, version)
         log.info("champion of %s -> v%s (previous: %s)", spec.name, version, previous)
         return Deployment(
@@ -31,6 +38,30 @@ class LocalTarget:
             version,
             previous,
             f"models:/{spec.registered_model_name}@champion",
+        )
+
+    def _deploy_challenger(self, spec: PipelineSpec, version: str, champion: str) -> Deployment:
+        """``deployment.challenger``: the version goes live on the canary split; champion stays.
+
+        A challenger already live is replaced (its test ends, tagged ``mlops.challenger=replaced``).
+        """
+        name = spec.registered_model_name
+        old = registry.alias_version(name, registry.LIVE_CHALLENGER)
+        registry.set_live_challenger(name, version, old)
+        if old not in (None, version):
+            registry.set_tags(
+                name, old, {CHALLENGER_TAG: "replaced", CHALLENGER_REASON_TAG: f"replaced by v{version}"}
+            )
+        registry.set_tags(name, version, {CHALLENGER_TAG: "live"})
+        log.info("v%s of %s is the live challenger (%d%% of rows) beside champion v%s", version, name,
+                 spec.deployment.challenger.split_percent if spec.deployment.challenger else 0, champion)  # fmt: skip
+        return Deployment(
+            "local",
+            name,
+            version,
+            champion,
+            f"models:/{name}@{registry.LIVE_CHALLENGER}",
+            extra={"challenger": True},
         )
 
     def smoke_test(
@@ -47,14 +78,15 @@ class LocalTarget:
             deployment.model_name, deployment.version, allow_pickle=spec.model.allow_pickle
         )
         got = np.asarray(served.predict(features))
-        served_version = registry.alias_version(deployment.model_name, registry.CHAMPION)
+        alias = registry.LIVE_CHALLENGER if deployment.extra.get("challenger") else registry.CHAMPION
+        served_version = registry.alias_version(deployment.model_name, alias)
         if served_version != deployment.version:
             return SmokeResult(
                 False,
                 len(features),
                 len(features),
                 float("nan"),
-                f"alias champion points at v{served_version}, not v{deployment.version}",
+                f"alias {alias} points at v{served_version}, not v{deployment.version}",
             )
         return compare(spec, got, want, len(features))
 
@@ -65,5 +97,14 @@ class LocalTarget:
         return deployment  # the alias moved at deploy: there is no traffic to shift
 
     def rollback(self, spec: PipelineSpec, deployment: Deployment) -> None:
+        if deployment.extra.get("challenger"):  # the champion never moved: take the challenger off the split
+            name = deployment.model_name
+            if registry.alias_version(name, registry.LIVE_CHALLENGER) == deployment.version:
+                registry.set_live_challenger(name, None, deployment.version)
+            registry.set_tags(
+                name, deployment.version, {CHALLENGER_TAG: "rolled_back", "mlops.rolled_back": "true"}
+            )
+            log.warning("live challenger v%s of %s taken off the split", deployment.version, spec.name)
+            return
         registry.restore(deployment.model_name, deployment.version, deployment.previous_version)
         log.warning("rolled %s back to %s", spec.name, deployment.previous_version or "no champion")

@@ -74,6 +74,8 @@ class DayPerformance:
     metrics: dict[str, float | None] = field(default_factory=dict)
     kind: str = "realized"  # realized (labels) | estimated (mlops_core.monitor.estimate)
     estimated: float | None = None  # the metric estimated for the same prediction day, before its labels
+    # deployment.challenger: per variant the version and the per-row outcome's rows, sum, sum of squares
+    arms: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -360,7 +362,37 @@ def evaluate_day(spec: PipelineSpec, lake_root: str, ds: str) -> DayPerformance:
             f"{day.unmatched_labels} label(s) for unknown keys"
         )
         return day
+    if "variant" in joined.columns:  # a live challenger: its sums for the test; decay judges the champion
+        day.arms = _arm_sums(spec, joined)
+        joined = joined.loc[joined["variant"].astype(str) == "champion"]
     return _score_day(spec, lake_root, day, joined)
+
+
+def _arm_sums(spec: PipelineSpec, joined: pd.DataFrame) -> dict[str, Any]:
+    """Per variant: its version and the sufficient statistics of the challenger's per-row metric
+    (:func:`mlops_core.monitor.sequential.per_row_outcome`) on the day's labelled rows."""
+    from mlops_core.monitor import sequential
+
+    metric = spec.challenger_metric
+    out: dict[str, Any] = {"metric": metric}
+    for variant, part in joined.groupby(joined["variant"].astype(str)):
+        positive = _positive(spec, part)
+        y = (
+            part["label"].to_numpy(dtype=float)
+            if spec.problem_type == "regression"
+            else part["label"].astype(str).to_numpy()
+        )
+        values = sequential.per_row_outcome(
+            metric, spec.problem_type, y, _scored(spec, part, positive), positive
+        )
+        versions = part["model_version"].astype(str).unique().tolist()
+        out[str(variant)] = {
+            "version": versions[0] if len(versions) == 1 else None,
+            "rows": len(values),
+            "sum": float(values.sum()),
+            "sumsq": float((values**2).sum()),
+        }
+    return out
 
 
 def _own_rows(
@@ -392,9 +424,10 @@ def _join(
 ) -> pd.DataFrame:
     """Predictions joined with their labels on ``keys``; the day's counts (unlabelled, unmatched, orphans)."""
     day.predictions, day.labels = len(predictions), len(labels)
-    versions = (
-        predictions["model_version"].astype(str).unique().tolist() if "model_version" in predictions else []
-    )
+    own = predictions  # the champion's rows name the day's model (a live challenger's are its own arm)
+    if "variant" in predictions.columns:
+        own = predictions.loc[predictions["variant"].astype(str) == "champion"]
+    versions = own["model_version"].astype(str).unique().tolist() if "model_version" in own else []
     day.model_version = versions[-1] if versions else None
     joined = _keys(predictions, keys).merge(_keys(labels, keys), on=keys, how="inner")
     known = set(map(tuple, _keys(predictions, keys)[keys].itertuples(index=False, name=None)))

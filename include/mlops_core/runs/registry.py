@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHALLENGER, CHAMPION, PREVIOUS = "challenger", "champion", "previous_champion"
+# deployment.challenger: the version on the canary split, judged live (mlops_core.challenger)
+LIVE_CHALLENGER = "live_challenger"
 RUN_KEY_TAG = "mlops.airflow_run"
 RUN_ID_TAG = "mlops.run_id"
 MODEL_URI_TAG = "mlops.model_uri"
@@ -460,3 +462,23 @@ def restore(name: str, failed_version: str, previous: str | None) -> None:
             "champion of %s is %s (not the failed v%s): leaving it", name, _v(current), failed_version
         )
     c.set_model_version_tag(name, failed_version, "mlops.rolled_back", "true")
+
+
+def set_live_challenger(name: str, version: str | None, expected: str | None) -> None:
+    """Point ``live_challenger`` at ``version`` (None: remove it) if it still points at ``expected``.
+
+    Under :func:`deploy_lock`, so a verdict and a new deploy never both act on the alias.
+    """
+    import os
+    import socket
+
+    c = client()
+    with deploy_lock(name, f"{socket.gethostname()}:{os.getpid()} live challenger v{version}"):
+        current = alias_version(name, LIVE_CHALLENGER)
+        if current != expected:
+            raise ChampionMoved(
+                f"live_challenger of {name} is {_v(current)}, not {_v(expected)}: another step moved it; "
+                "nothing was changed"
+            )
+        if current != version:
+            _set_or_delete(c, name, LIVE_CHALLENGER, version)

@@ -15,7 +15,13 @@ from __future__ import annotations
 
 from mlops_core.spec.alerts import ALERT_EVENTS, AlertEvent, AlertsSpec
 from mlops_core.spec.common import ColumnName, Scalar
-from mlops_core.spec.deployment import ApprovalSpec, AutoscalingSpec, DeploymentSpec, KServeSpec
+from mlops_core.spec.deployment import (
+    ApprovalSpec,
+    AutoscalingSpec,
+    ChallengerSpec,
+    DeploymentSpec,
+    KServeSpec,
+)
 from mlops_core.spec.evaluation import (
     SLICE_ONLY_METRICS,
     BootstrapSpec,
@@ -86,6 +92,7 @@ __all__ = [
     "DataFactoryIngestion",
     "DataflowIngestion",
     "DecaySpec",
+    "ChallengerSpec",
     "DeploymentSpec",
     "DvcSpec",
     "EvaluationSpec",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from mlops_core.spec.common import SpecModel
 
@@ -73,6 +73,67 @@ class KServeSpec(SpecModel):
     runtime: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
+# the metrics the live challenger's sequential test can judge (means over rows) -> problem types
+CHALLENGER_METRICS: dict[str, tuple[str, ...]] = {
+    "accuracy": ("binary", "multiclass"),
+    "log_loss": ("binary", "multiclass"),
+    "brier": ("binary",),
+    "mae": ("regression",),
+    "mse": ("regression",),
+}
+
+
+class ChallengerSpec(SpecModel):
+    """A live challenger on a canary split, judged by a sequential test on realized labels.
+
+    A version the gate promoted while a champion exists becomes the ``live_challenger`` (an MLflow
+    alias) instead of replacing it. Batch and monitoring scoring send ``split_percent`` % of the
+    rows to it (a stable hash of the row key: a row's arm never changes) and write both arms'
+    predictions with a ``variant`` column. Each monitored day the ``challenger_verdict`` step takes the
+    labels (``feedback``) and runs a mixture sequential probability ratio test on the per-row
+    ``metric`` (:mod:`mlops_core.monitor.sequential`): **under H0 (the challenger is no better than
+    the champion by more than ``margin``) the probability that it is ever promoted, at any of the
+    daily looks, is at most ``alpha``**. It promotes when the always-valid p-value is below
+    ``alpha``; rolls back when the confidence sequence lies wholly below ``-margin`` (harm), or when
+    the challenger arm reached ``max_rows`` labelled rows or ``max_days`` days passed without a
+    decision (the champion stays). ``metric``: a mean over rows (accuracy, log_loss, brier; mae,
+    mse); default the primary metric when it is one, else log_loss (classifiers) or mse
+    (regression). Local target only for now (endpoint targets have their own canary).
+    """
+
+    enabled: bool = True
+    split_percent: int = Field(10, ge=1, le=50)
+    metric: Literal["accuracy", "log_loss", "brier", "mae", "mse"] | None = None
+    alpha: float = Field(0.05, gt=0.0, le=0.2)
+    margin: float = Field(0.0, ge=0.0, le=1e6, allow_inf_nan=False)
+    min_rows: int = Field(200, ge=30, le=1_000_000)
+    max_rows: int = Field(20_000, ge=100, le=100_000_000)
+    max_days: int = Field(30, ge=1, le=365)
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _per_row(cls, value: object) -> object:
+        if value is None or value in CHALLENGER_METRICS:
+            return value
+        why = {
+            "roc_auc": "it ranks rows against each other",
+            "average_precision": "it ranks rows against each other",
+            "rmse": "it is the square root of a mean (use mse: the same ordering, and a mean)",
+            "r2": "it divides by the labels' variance (use mse)",
+        }.get(str(value), "it is not a mean of per-row values")
+        raise ValueError(
+            f"{value!r} cannot be judged by the sequential test: {why}. Use one of: "
+            f"{', '.join(CHALLENGER_METRICS)} (a mean over rows), or leave it unset (the primary metric "
+            "when it is one, else log_loss for classifiers and mse for regression)"
+        )
+
+    @model_validator(mode="after")
+    def _rows(self) -> ChallengerSpec:
+        if self.min_rows >= self.max_rows:
+            raise ValueError(f"min_rows ({self.min_rows}) must be below max_rows ({self.max_rows})")
+        return self
+
+
 class DeploymentSpec(SpecModel):
     """Where the champion goes. ``auto``: the cloud profile's target.
 
@@ -95,6 +156,7 @@ class DeploymentSpec(SpecModel):
     approval: ApprovalSpec | None = None
     autoscaling: AutoscalingSpec | None = None
     kserve: KServeSpec | None = None
+    challenger: ChallengerSpec | None = None
 
     @model_validator(mode="after")
     def _strategy(self) -> DeploymentSpec:
@@ -102,6 +164,12 @@ class DeploymentSpec(SpecModel):
             raise ValueError(
                 f"deployment.strategy {self.strategy!r} needs an endpoint target (sagemaker, vertex, azureml, "
                 "kserve); the local target moves the champion alias all at once"
+            )
+        if self.challenger is not None and self.challenger.enabled and self.target not in ("auto", "local"):
+            raise ValueError(
+                f"deployment.challenger runs on the local target only for now (batch and monitoring scoring "
+                f"split the rows); target {self.target!r} has its own canary (strategy: canary). Set "
+                "target: local, or remove the challenger block"
             )
         if self.kserve is not None and self.target not in ("auto", "kserve"):
             raise ValueError(

@@ -14,7 +14,7 @@ from mlops_core.base import envref
 from mlops_core.spec.alerts import AlertsSpec
 from mlops_core.spec.catalog import ESTIMABLE_METRICS, METRICS, ProblemType, metrics_for
 from mlops_core.spec.common import SpecModel, check_schedule
-from mlops_core.spec.deployment import DeploymentSpec
+from mlops_core.spec.deployment import CHALLENGER_METRICS, DeploymentSpec
 from mlops_core.spec.estimators import check_params, check_search
 from mlops_core.spec.evaluation import SLICE_ONLY_METRICS, EvaluationSpec
 from mlops_core.spec.features import ContractSpec, ExpectationSpec, FeaturesSpec, FeatureStoreSpec
@@ -123,6 +123,7 @@ class PipelineSpec(SpecModel):
             raise ValueError(f"target {self.target!r} cannot be a feature (remove it from features.include)")
         self._check_slices(allowed)
         self._check_feedback(allowed)
+        self._check_challenger()
         self._check_feature_store()
         return self
 
@@ -227,6 +228,34 @@ class PipelineSpec(SpecModel):
                 "feedback.decay.on: estimated needs monitoring.estimate.enabled (the estimate is what it "
                 "judges): enable it or use on: realized"
             )
+
+    def _check_challenger(self) -> None:
+        ch = self.deployment.challenger
+        if ch is None or not ch.enabled:
+            return
+        if self.feedback is None:
+            raise ValueError(
+                "deployment.challenger is judged on realized labels: add a feedback section (where the labels "
+                "land and how they join), or remove the challenger block"
+            )
+        if ch.metric is not None and self.problem_type not in CHALLENGER_METRICS[ch.metric]:
+            usable = [m for m, problems in CHALLENGER_METRICS.items() if self.problem_type in problems]
+            raise ValueError(
+                f"deployment.challenger.metric {ch.metric!r} does not apply to a {self.problem_type} model; "
+                f"choose one of: {', '.join(usable)}"
+            )
+
+    @property
+    def challenger_metric(self) -> str:
+        """The per-row metric the challenger is judged on: ``deployment.challenger.metric``, else the
+        primary metric when it is a mean over rows, else log_loss (classifiers) or mse (regression)."""
+        ch = self.deployment.challenger
+        if ch is not None and ch.metric is not None:
+            return ch.metric
+        primary = self.evaluation.primary_metric
+        if self.problem_type in CHALLENGER_METRICS.get(primary, ()):
+            return primary
+        return "mse" if self.problem_type == "regression" else "log_loss"
 
     def _check_decay_bounds(self, metric: str) -> None:
         """Refuse a decay policy whose bounds make every day decay, or make decay impossible."""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from mlops_airflow.operators.base import MlopsStep, _as_bool, in_cloud_profile
+from mlops_airflow.operators.base import _PARTITIONED, MlopsStep, _as_bool, _run_type, in_cloud_profile
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -220,3 +220,43 @@ def _push_deploy(step: MlopsStep, *, rollback_failed: bool) -> None:
     from mlops_core.monitor import prometheus
 
     prometheus.push_deploy(step.spec.name, step.spec.registered_model_name, rollback_failed=rollback_failed)
+
+
+class ChallengerVerdictOperator(MlopsStep, BaseOperator):
+    """The live challenger's daily verdict (``deployment.challenger``): the sequential test on every
+    labelled row so far, then promote (champion moves, after the gate record and the approval are
+    checked again) or roll back (off the split; the champion stays), or keep watching.
+
+    Runs on the release queue: it moves aliases. Skips when no challenger is live. A backfill run
+    reports the verdict of its day without acting on it.
+    """
+
+    template_fields: Sequence[str] = _PARTITIONED
+
+    def __init__(
+        self,
+        *,
+        pipeline: PipelineSpec | str,
+        partition_date: str | None = None,
+        lake_root: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.pipeline, self.partition_date, self.lake_root = pipeline, partition_date, lake_root
+
+    @in_cloud_profile
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_core import challenger
+        from mlops_core.runs import registry
+
+        backfill = _run_type(context) == "backfill"  # a backfilled day reports; it never moves aliases
+        try:
+            result = challenger.judge(self.spec, self.lake, self.partition(context), act=not backfill)
+        except (registry.DecisionRefused, registry.ChampionMoved) as err:
+            raise AirflowFailException(f"the challenger's promotion was refused: {err}") from err
+        if result["status"] == "no_challenger":
+            raise AirflowSkipException("; ".join(result["reasons"]))
+        self.log.info(
+            "challenger verdict %s:\n  - %s", result["status"].upper(), "\n  - ".join(result["reasons"])
+        )
+        return result
