@@ -76,6 +76,27 @@ def prepare_data() -> None:
     print(f"landing zone: {landing}/ (January + {len(STABLE)} stable days + drifted {DRIFT_DAY})")
 
 
+def backfill_create(stack: AirflowStack, dag_id: str, start: str, end: str) -> None:
+    """``airflow backfill create`` beside the running services.
+
+    On SQLite the command can lose a lock race to the scheduler: SQLITE_BUSY on a lock upgrade,
+    which the busy timeout does not cover. Airflow then deletes the partial backfill, so the command
+    runs again, unless the backfill landed after all (the REST API lists it).
+    """
+    args = ("backfill", "create", "--dag-id", dag_id, "--from-date", start, "--to-date", end)
+    for attempt in range(4):
+        try:
+            stack.cli(*args)
+            return
+        except RuntimeError as err:
+            if "database is locked" not in str(err) or attempt == 3:
+                raise
+            if stack.api("GET", f"/backfills?dag_id={dag_id}").get("total_entries"):
+                return
+            print(f"airflow backfill create lost a SQLite lock race (try {attempt + 1}); again", flush=True)
+            time.sleep(2)
+
+
 def _fmt_metrics(metrics: dict[str, float]) -> str:
     keys = ("roc_auc", "average_precision", "recall", "precision", "f1", "accuracy")
     return ", ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
@@ -108,20 +129,7 @@ def run(stack: AirflowStack) -> int:
     print(f"gate: {decision['outcome']}\n  - " + "\n  - ".join(decision["reasons"]))
 
     _say(f"airflow backfill create --dag-id {monitor} --from-date {STABLE[0]} --to-date {STABLE[-1]}")
-    # SQLite has one writer at a time and the backfill command writes in several transactions
-    # that can lose a lock race to the scheduler; so on the embedded DB the services pause for it.
-    stack.stop()
-    stack.cli(
-        "backfill",
-        "create",
-        "--dag-id",
-        monitor,
-        "--from-date",
-        STABLE[0].isoformat(),
-        "--to-date",
-        STABLE[-1].isoformat(),
-    )
-    stack.start(migrate=False)  # the same DB, migrated by the first start
+    backfill_create(stack, monitor, STABLE[0].isoformat(), STABLE[-1].isoformat())
     backfill = stack.wait_runs(monitor, len(STABLE), run_type="backfill")
     for row in monitoring.history(spec, settings.lake_root()).itertuples():
         print(
