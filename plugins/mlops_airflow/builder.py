@@ -459,6 +459,13 @@ def build_monitoring_dag(spec: PipelineSpec) -> DAG:
 
                 verdict = ChallengerVerdictOperator(task_id="challenger_verdict", **common, **release_args())
                 performance >> verdict
+        if spec.deployment.shadow_on:  # both models scored the day's rows: judge the shadow
+            from mlops_airflow.operators.deploy import ShadowVerdictOperator
+
+            shadow = ShadowVerdictOperator(task_id="shadow_verdict", **common, **release_args())
+            score >> shadow
+            if spec.feedback is not None:  # the day's labels joined first
+                performance >> shadow
         emit = EmitDriftEventOperator(
             task_id="emit_drift_event",
             decision=policy.output,
