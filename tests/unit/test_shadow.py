@@ -174,7 +174,9 @@ def test_the_models_view_shows_the_verdict_line_escaped() -> None:
         "shadow": "promoted (v4 vs champion v3): labels differ on 1.00% <b>",
     }  # fmt: skip
     page = views.render_pipeline(
-        example_spec(), {"champion": "4", "metric": "roc_auc", "versions": [row]}, {"drift": [], "realized": []}
+        example_spec(),
+        {"champion": "4", "metric": "roc_auc", "versions": [row]},
+        {"drift": [], "realized": []},
     )
     assert "shadow promoted (v4 vs champion v3): labels differ on 1.00% &lt;b&gt;" in page
     assert "shadow" not in views._decision({**row, "shadow": ""})

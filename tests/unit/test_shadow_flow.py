@@ -140,7 +140,7 @@ def test_the_served_predictions_are_unchanged_and_both_models_score_every_row(fr
     alone, stale = _score(spec, lake, DAYS[0])
     assert stale is not None  # the day's sibling from before is still there...
     paired = compare.collect(spec, lake, "2", "1", DAYS[0].isoformat())
-    assert paired.days == [] and "re-scored since the shadow scored it" in paired.skipped[0]  # ...and unpaired
+    assert not paired.days and "re-scored since the shadow scored it" in paired.skipped[0]  # unpaired
     when = ["scored_at", "input_version"]  # the time, and the input partition the test wrote again
     pd.testing.assert_frame_equal(served.drop(columns=when), alone.drop(columns=when))
 
