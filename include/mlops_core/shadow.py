@@ -84,7 +84,8 @@ def decide(cfg: ShadowSpec, got: compare_shadow.Comparison, days: int) -> Verdic
         better, not_worse = got.low > 0, got.low >= -cfg.margin
         bad = not (better if cfg.require_better else not_worse)
         failed |= bad
-        need = "above 0 (require_better)" if cfg.require_better else f"at or above -margin {-cfg.margin:g}"
+        bound = -cfg.margin if cfg.margin else 0.0  # (no "-0")
+        need = "above 0 (require_better)" if cfg.require_better else f"at or above {bound:g} (-margin)"
         verdict.reasons.append(
             f"{got.metric} shadow {got.shadow_value:.4f} vs champion {got.champion_value:.4f} on {got.labelled} "
             f"labelled row(s): improvement {got.delta:+.4f}, {got.confidence:.0%} paired interval "
@@ -122,7 +123,7 @@ def judge(spec: PipelineSpec, lake_root: str, ds: str, *, act: bool = True) -> d
         "reasons": verdict.reasons,
         **got.to_dict(),
     }
-    log.info("shadow v%s vs champion v%s: %s", shadow, champion, verdict.line(shadow, champion))
+    log.info("shadow verdict: %s", verdict.line(shadow, champion))
     if act:
         _act(spec, verdict, shadow, champion, result, lake_root)
     result["acted"] = act
