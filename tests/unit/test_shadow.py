@@ -86,7 +86,10 @@ def test_it_waits_for_the_days_and_for_the_rows() -> None:
 def test_a_better_shadow_is_promoted_and_a_worse_one_rejected() -> None:
     cfg = _spec(days=1, min_rows=100).deployment.shadow
     better = shadow.decide(cfg, _got(**LABELLED, delta=0.02, low=0.005, high=0.035), days=1)
-    assert better.action == shadow.PROMOTE and "lower end must be at or above 0 (-margin): yes" in better.reasons[-1]
+    assert (
+        better.action == shadow.PROMOTE
+        and "lower end must be at or above 0 (-margin): yes" in better.reasons[-1]
+    )
     worse = shadow.decide(cfg, _got(**LABELLED, delta=-0.02, low=-0.035, high=-0.005), days=1)
     assert worse.action == shadow.REJECT and worse.reasons[-1].endswith("NO")
 
