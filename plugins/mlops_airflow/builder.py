@@ -419,7 +419,18 @@ Reports: `<lake>/{spec.name}/reports/drift/ds=<date>/`: `drift.json` (verdicts) 
 Evidently `report.html` {dict(always="every day", drifted="on drifted days", never="only when asked")[m.report]}
 (the trigger form's `report` builds it for one run); history:
 `<lake>/{spec.name}/drift_history/`; MLflow experiment `mlops/{spec.name}/monitoring`.
-"""
+{_shadow_doc(spec)}"""
+
+
+def _shadow_doc(spec: PipelineSpec) -> str:
+    sh = spec.deployment.shadow
+    if sh is None or not sh.enabled:
+        return ""
+    return (
+        f"\n**Shadow** (`deployment.shadow`): `score` also scores every row with `models:/{spec.name}@shadow` "
+        f"into `<lake>/{spec.name}/monitor_predictions_shadow/`; after {sh.days} monitored day(s) and "
+        f">= {sh.min_rows} rows, `shadow_verdict` promotes or rejects it (docs/shadow.md).\n"
+    )
 
 
 def build_monitoring_dag(spec: PipelineSpec) -> DAG:

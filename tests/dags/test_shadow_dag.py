@@ -22,7 +22,7 @@ def test_the_verdict_follows_scoring_and_performance_on_the_release_queue_and_se
     assert verdict.upstream_task_ids == {"score", "performance"} and not verdict.downstream_task_ids
     assert verdict.queue == release_args().get("queue", verdict.queue)
     assert verdict.task_type == "ShadowVerdictOperator"
-    assert "challenger_verdict" not in dag.task_ids
+    assert "challenger_verdict" not in dag.task_ids and "`shadow_verdict` promotes or rejects" in dag.doc_md
 
 
 def test_without_labels_the_verdict_follows_scoring_and_without_shadow_there_is_none() -> None:

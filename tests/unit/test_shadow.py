@@ -183,3 +183,72 @@ def test_the_models_view_shows_the_verdict_line_escaped() -> None:
     )
     assert "shadow promoted (v4 vs champion v3): labels differ on 1.00% &lt;b&gt;" in page
     assert "shadow" not in views._decision({**row, "shadow": ""})
+
+
+# --- the task and the deploy's refusal ------------------------------------------------------------
+
+
+def _verdict_step():
+    from mlops_airflow.operators.deploy import ShadowVerdictOperator
+
+    return ShadowVerdictOperator(
+        task_id="shadow_verdict", pipeline=_spec(), partition_date="2026-03-04", lake_root="file:///nowhere"
+    )
+
+
+@pytest.mark.parametrize("run_type", ["scheduled", "manual", "backfill"])
+def test_the_task_judges_its_day_and_a_backfill_only_reports(monkeypatch, run_type: str) -> None:
+    from types import SimpleNamespace
+
+    seen = {}
+
+    def judge(spec, lake, ds, *, act):
+        seen.update(lake=lake, ds=ds, act=act)
+        return {"status": "wait", "reasons": ["1/7 monitored day(s)"]}
+
+    monkeypatch.setattr(shadow, "judge", judge)
+    context = {"dag_run": SimpleNamespace(run_type=run_type, dag_id="breast_cancer_monitoring")}
+    assert _verdict_step().execute(context)["status"] == "wait"  # type: ignore[arg-type]
+    assert seen == {"lake": "file:///nowhere", "ds": "2026-03-04", "act": run_type != "backfill"}
+
+
+def test_the_task_skips_without_a_shadow_and_fails_closed_on_a_refused_promotion(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from mlops_core.runs import registry
+
+    context = {"dag_run": SimpleNamespace(run_type="scheduled", dag_id="breast_cancer_monitoring")}
+    monkeypatch.setattr(
+        shadow, "judge", lambda *a, **k: {"status": "no_shadow", "reasons": ["none in shadow"]}
+    )
+    with pytest.raises(AirflowSkipException, match="none in shadow"):
+        _verdict_step().execute(context)  # type: ignore[arg-type]
+
+    def refused(*a, **k):
+        raise registry.DecisionRefused("v2 needs a person's approval", "pending")
+
+    monkeypatch.setattr(shadow, "judge", refused)
+    with pytest.raises(AirflowFailException, match="promotion was refused: v2 needs a person's approval"):
+        _verdict_step().execute(context)  # type: ignore[arg-type]
+
+
+def test_auto_on_a_profile_that_deploys_to_an_endpoint_is_refused_at_deploy(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from mlops_core import rollout
+    from mlops_core.runs import registry, run_artifacts, tracking
+
+    spec = example_spec(deployment={"target": "auto", "shadow": {}})
+    moved = []
+    monkeypatch.setattr(tracking, "configure", lambda: None)
+    monkeypatch.setattr(
+        registry, "check_deployable", lambda n, v: SimpleNamespace(tags={}, evaluated_against="1")
+    )
+    monkeypatch.setattr(run_artifacts, "verify_artifact", lambda *a: None)
+    monkeypatch.setattr(registry, "alias_version", lambda n, a: "1")
+    endpoint = SimpleNamespace(name="sagemaker", deploy=lambda *a: moved.append(a))
+    with pytest.raises(rollout.ShadowUnsupported, match="deploys to 'sagemaker'.*mirror_traffic"):
+        rollout.deploy(spec, "2", endpoint)  # type: ignore[arg-type]
+    assert moved == []
