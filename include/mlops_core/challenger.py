@@ -135,10 +135,11 @@ def _act(
     registry.set_tags(name, live, tags)
 
 
-def promote(spec: PipelineSpec, live: str, champion: str) -> None:
+def promote(spec: PipelineSpec, live: str, champion: str, *, alias: str = registry.LIVE_CHALLENGER) -> None:
     """``champion`` -> the challenger, through the same checks as a deploy: the gate's decision on
     its tags, the approval (with ``deployment.approval``), the artifact's digest, and a
-    compare-and-swap against the champion it was tested beside; then off the split."""
+    compare-and-swap against the champion it was tested beside; then off the split (``alias``
+    removed: ``live_challenger``, or ``shadow`` for :func:`mlops_core.shadow.judge`)."""
     from mlops_core import rollout
     from mlops_core.runs import run_artifacts
 
@@ -149,5 +150,5 @@ def promote(spec: PipelineSpec, live: str, champion: str) -> None:
         rollout.check_approved(name, live, found.tags)
     run_artifacts.verify_artifact(name, live, found.tags)
     registry.promote(name, live, expected=champion)
-    registry.set_live_challenger(name, None, live)
-    log.info("live challenger v%s of %s promoted to champion (was v%s)", live, name, champion)
+    registry.set_alias_checked(name, alias, None, live)
+    log.info("%s v%s of %s promoted to champion (was v%s)", alias, live, name, champion)

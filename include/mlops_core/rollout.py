@@ -45,6 +45,13 @@ def deploy(spec: PipelineSpec, version: str, target: DeploymentTarget | None = N
             "nothing was deployed. Re-run the training DAG to evaluate against the current champion"
         )
     chosen = _target(spec, target)
+    if spec.deployment.shadow_on and chosen.name != "local":
+        raise ShadowUnsupported(
+            f"deployment.shadow runs on the local target only, and this profile deploys to {chosen.name!r} "
+            "(deployment.target: auto); mirroring endpoint traffic (SageMaker shadow variants, Azure ML "
+            "mirror_traffic) is not driven by this package yet. Nothing was deployed: set "
+            "deployment.target: local, or remove the shadow block"
+        )
     try:
         with registry.champion_guard(name, found.evaluated_against):
             return chosen.deploy(spec, version).to_dict()
@@ -54,6 +61,10 @@ def deploy(spec: PipelineSpec, version: str, target: DeploymentTarget | None = N
         if before != version:
             _compensate(name, version, before)
         raise
+
+
+class ShadowUnsupported(ValueError):
+    """``deployment.shadow`` on a target that cannot run a shadow (an endpoint target)."""
 
 
 def check_approved(name: str, version: str, tags: dict[str, str]) -> None:
@@ -200,6 +211,9 @@ def promote(
     dep = Deployment(**deployment)
     if dep.extra.get("challenger"):  # live on the canary split: the challenger_verdict step decides
         log.info("v%s of %s stays the live challenger; champion unchanged", dep.version, dep.model_name)
+        return dep.to_dict()
+    if dep.extra.get("shadow"):  # scored beside the champion: the shadow_verdict step decides
+        log.info("v%s of %s stays in shadow; champion unchanged", dep.version, dep.model_name)
         return dep.to_dict()
     expected = registry.check_deployable(dep.model_name, dep.version).evaluated_against
     try:

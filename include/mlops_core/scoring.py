@@ -55,6 +55,7 @@ def batch_score(
     )
     X = frame.drop(columns=[c for c in [spec.target] if c in frame.columns])
     out = _keyed(spec, frame, X)
+    keyed = list(out.columns)  # the row keys the shadow's sibling partition repeats
     arms = _arms(spec, version, model, out)
     for variant, (arm_version, arm_model, rows) in arms.items():
         _predict(spec, out, X, arm_model, rows)
@@ -80,7 +81,63 @@ def batch_score(
     )
     log.info("scored %d rows with %s v%s -> %s", len(out), spec.registered_model_name, version, manifest.uri)
     flagged = _report_unseen(out[contract.UNSEEN_COLUMN], unseen, version)
-    return {"uri": manifest.uri, "rows": len(out), "model_version": version, **flagged}
+    shadow = _score_shadow(spec, out[keyed], X, version, manifest, lake_root, stage, ds)
+    return {"uri": manifest.uri, "rows": len(out), "model_version": version, **flagged, **shadow}
+
+
+SHADOW_SUFFIX = "_shadow"  # deployment.shadow: <stage>_shadow/ds=<ds>/ beside <stage>/ds=<ds>/
+
+
+def _score_shadow(
+    spec: PipelineSpec,
+    keys: pd.DataFrame,
+    X: pd.DataFrame,
+    champion: str,
+    served: storage.Manifest,
+    lake_root: str,
+    stage: str,
+    ds: str,
+) -> dict[str, Any]:
+    """``deployment.shadow``: every row scored by the ``shadow`` version too, written to the sibling
+    partition ``<stage>_shadow`` (the same keys, in the same order, the same prediction columns).
+
+    The served partition is written first and never touched; a shadow that fails to load or score
+    is logged and skipped (it must not cost the served predictions), and the verdict counts only
+    the days it scored. The manifest names the served partition's version it sits beside.
+    """
+    import numpy as np
+
+    if not spec.deployment.shadow_on:
+        return {}
+    name = spec.registered_model_name
+    shadow = registry.alias_version(name, registry.SHADOW)
+    if shadow is None or shadow == champion:
+        return {}
+    try:
+        model = run_artifacts.load_verified(name, shadow, allow_pickle=spec.model.allow_pickle)
+        side = keys.copy()
+        _predict(spec, side, X, model, np.ones(len(side), dtype=bool))
+        side["model_version"] = shadow
+        manifest = storage.write_partition(
+            {"data": side},
+            lake_root,
+            spec.name,
+            stage + SHADOW_SUFFIX,
+            ds,
+            extra={
+                "shadow_version": shadow,
+                "champion_version": champion,
+                "served_uri": served.uri,
+                "served_version": served.version,
+            },
+        )
+    except Exception as err:  # the served predictions are already written; the shadow never costs them
+        log.error(
+            "shadow v%s of %s could not score %s (%s): no shadow predictions this day", shadow, name, ds, err
+        )
+        return {"shadow_version": shadow, "shadow_error": f"{type(err).__name__}: {str(err)[:300]}"}
+    log.info("shadow v%s scored the same %d row(s) -> %s", shadow, len(side), manifest.uri)
+    return {"shadow_version": shadow, "shadow_uri": manifest.uri}
 
 
 def _keyed(spec: PipelineSpec, frame: pd.DataFrame, X: pd.DataFrame) -> pd.DataFrame:

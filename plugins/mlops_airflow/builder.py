@@ -419,7 +419,18 @@ Reports: `<lake>/{spec.name}/reports/drift/ds=<date>/`: `drift.json` (verdicts) 
 Evidently `report.html` {dict(always="every day", drifted="on drifted days", never="only when asked")[m.report]}
 (the trigger form's `report` builds it for one run); history:
 `<lake>/{spec.name}/drift_history/`; MLflow experiment `mlops/{spec.name}/monitoring`.
-"""
+{_shadow_doc(spec)}"""
+
+
+def _shadow_doc(spec: PipelineSpec) -> str:
+    sh = spec.deployment.shadow
+    if sh is None or not sh.enabled:
+        return ""
+    return (
+        f"\n**Shadow** (`deployment.shadow`): `score` also scores every row with `models:/{spec.name}@shadow` "
+        f"into `<lake>/{spec.name}/monitor_predictions_shadow/`; after {sh.days} monitored day(s) and "
+        f">= {sh.min_rows} rows, `shadow_verdict` promotes or rejects it (docs/shadow.md).\n"
+    )
 
 
 def build_monitoring_dag(spec: PipelineSpec) -> DAG:
@@ -459,6 +470,13 @@ def build_monitoring_dag(spec: PipelineSpec) -> DAG:
 
                 verdict = ChallengerVerdictOperator(task_id="challenger_verdict", **common, **release_args())
                 performance >> verdict
+        if spec.deployment.shadow_on:  # both models scored the day's rows: judge the shadow
+            from mlops_airflow.operators.deploy import ShadowVerdictOperator
+
+            shadow = ShadowVerdictOperator(task_id="shadow_verdict", **common, **release_args())
+            score >> shadow
+            if spec.feedback is not None:  # the day's labels joined first
+                performance >> shadow
         emit = EmitDriftEventOperator(
             task_id="emit_drift_event",
             decision=policy.output,

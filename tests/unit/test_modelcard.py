@@ -410,6 +410,7 @@ def test_approval_section_reads_the_version_tags(store):
         "at": "2026-02-01T10:00:00+00:00",
         "comment": f"ok {JS_LINK}",
         "assigned_users": ["alice"],
+        "shadow": None,  # no shadow verdict on this version (deployment.shadow: test_shadow_flow.py)
     }
     text = _card_text(published["markdown_uri"])
     assert "- **status**: approved" in text and "- **by**: alice" in text

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 CHALLENGER_TAG = "mlops.challenger"  # live | promoted | rolled_back | replaced (deployment.challenger)
 CHALLENGER_REASON_TAG = "mlops.challenger_reasons"
+SHADOW_TAG = "mlops.shadow"  # live | promoted | rejected | replaced | rolled_back (deployment.shadow)
+SHADOW_VERDICT_TAG = "mlops.shadow_verdict"  # the verdict in one line (the Models view, the model card)
 
 
 class LocalTarget:
@@ -30,6 +32,8 @@ class LocalTarget:
         champion = registry.alias_version(spec.registered_model_name, registry.CHAMPION)
         if ch is not None and ch.enabled and champion not in (None, version):
             return self._deploy_challenger(spec, version, champion)
+        if spec.deployment.shadow_on and champion not in (None, version):
+            return self._deploy_shadow(spec, version, champion)
         previous = registry.promote(spec.registered_model_name, version)
         log.info("champion of %s -> v%s (previous: %s)", spec.name, version, previous)
         return Deployment(
@@ -64,6 +68,26 @@ class LocalTarget:
             extra={"challenger": True},
         )
 
+    def _deploy_shadow(self, spec: PipelineSpec, version: str, champion: str) -> Deployment:
+        """``deployment.shadow``: the version is scored beside the champion on every row; the champion
+        keeps serving. A shadow already in place is replaced (tagged ``mlops.shadow=replaced``)."""
+        name = spec.registered_model_name
+        old = registry.alias_version(name, registry.SHADOW)
+        registry.set_alias_checked(name, registry.SHADOW, version, old)
+        if old not in (None, version):
+            registry.set_tags(
+                name,
+                old,
+                {SHADOW_TAG: "replaced", SHADOW_VERDICT_TAG: f"replaced by v{version} before a verdict"},
+            )
+        registry.set_tags(
+            name, version, {SHADOW_TAG: "live", SHADOW_VERDICT_TAG: f"in shadow beside champion v{champion}"}
+        )
+        log.info("v%s of %s is the shadow beside champion v%s (scored on every row)", version, name, champion)
+        return Deployment(
+            "local", name, version, champion, f"models:/{name}@{registry.SHADOW}", extra={"shadow": True}
+        )
+
     def smoke_test(
         self, spec: PipelineSpec, deployment: Deployment, holdout_uri: str, expected_uri: str
     ) -> SmokeResult:
@@ -78,7 +102,11 @@ class LocalTarget:
             deployment.model_name, deployment.version, allow_pickle=spec.model.allow_pickle
         )
         got = np.asarray(served.predict(features))
-        alias = registry.LIVE_CHALLENGER if deployment.extra.get("challenger") else registry.CHAMPION
+        alias = registry.CHAMPION
+        if deployment.extra.get("challenger"):
+            alias = registry.LIVE_CHALLENGER
+        elif deployment.extra.get("shadow"):
+            alias = registry.SHADOW
         served_version = registry.alias_version(deployment.model_name, alias)
         if served_version != deployment.version:
             return SmokeResult(
@@ -105,6 +133,15 @@ class LocalTarget:
                 name, deployment.version, {CHALLENGER_TAG: "rolled_back", "mlops.rolled_back": "true"}
             )
             log.warning("live challenger v%s of %s taken off the split", deployment.version, spec.name)
+            return
+        if deployment.extra.get("shadow"):  # the champion never moved: take the shadow out
+            name = deployment.model_name
+            if registry.alias_version(name, registry.SHADOW) == deployment.version:
+                registry.set_alias_checked(name, registry.SHADOW, None, deployment.version)
+            registry.set_tags(
+                name, deployment.version, {SHADOW_TAG: "rolled_back", "mlops.rolled_back": "true"}
+            )
+            log.warning("shadow v%s of %s taken out", deployment.version, spec.name)
             return
         registry.restore(deployment.model_name, deployment.version, deployment.previous_version)
         log.warning("rolled %s back to %s", spec.name, deployment.previous_version or "no champion")

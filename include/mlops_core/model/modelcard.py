@@ -46,6 +46,7 @@ APPROVAL_TAG = "mlops.approval"  # approved | rejected | timed_out
 APPROVED_BY_TAG = "mlops.approved_by"
 APPROVED_AT_TAG = "mlops.approved_at"
 APPROVAL_COMMENT_TAG = "mlops.approval_comment"
+SHADOW_VERDICT_TAG = "mlops.shadow_verdict"  # deployment.shadow (mlops_core.shadow)
 STAGE = "model_cards"
 MARKDOWN, HTML, JSON = "model_card.md", "model_card.html", "model_card.json"
 ARTIFACTS = ("features.json", "contract.json", "gate_decision.json")
@@ -328,6 +329,7 @@ def _approval(spec: PipelineSpec, vtags: dict[str, str]) -> dict[str, Any]:
         "at": vtags.get(APPROVED_AT_TAG),
         "comment": vtags.get(APPROVAL_COMMENT_TAG),
         "assigned_users": list(wanted.assigned_users) if wanted is not None else [],
+        "shadow": vtags.get(SHADOW_VERDICT_TAG),  # the shadow deployment's verdict, when it had one
     }
 
 

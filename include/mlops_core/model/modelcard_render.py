@@ -304,7 +304,8 @@ def _sections(card: ModelCard) -> list[_Section]:
         _Section(
             "Approval",
             fields=[("status", a["status"]), ("by", a["by"]), ("at", a["at"]), ("comment", a["comment"])]
-            + ([("assigned users", a["assigned_users"])] if a["assigned_users"] else []),
+            + ([("assigned users", a["assigned_users"])] if a["assigned_users"] else [])
+            + ([("shadow verdict", a["shadow"])] if a.get("shadow") else []),
         ),
         _Section("Lineage", fields=list(card.lineage.items())),
     ]

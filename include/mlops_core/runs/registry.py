@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 CHALLENGER, CHAMPION, PREVIOUS = "challenger", "champion", "previous_champion"
 # deployment.challenger: the version on the canary split, judged live (mlops_core.challenger)
 LIVE_CHALLENGER = "live_challenger"
+# deployment.shadow: the version scored beside the champion on every row, judged on its predictions
+SHADOW = "shadow"
 RUN_KEY_TAG = "mlops.airflow_run"
 RUN_ID_TAG = "mlops.run_id"
 MODEL_URI_TAG = "mlops.model_uri"
@@ -465,7 +467,13 @@ def restore(name: str, failed_version: str, previous: str | None) -> None:
 
 
 def set_live_challenger(name: str, version: str | None, expected: str | None) -> None:
-    """Point ``live_challenger`` at ``version`` (None: remove it) if it still points at ``expected``.
+    """Point ``live_challenger`` at ``version`` (None: remove it) if it still points at ``expected``."""
+    set_alias_checked(name, LIVE_CHALLENGER, version, expected)
+
+
+def set_alias_checked(name: str, alias: str, version: str | None, expected: str | None) -> None:
+    """Point ``alias`` (``live_challenger``, ``shadow``) at ``version`` (None: remove it) if it still
+    points at ``expected``; else :class:`ChampionMoved` and nothing changes.
 
     Under :func:`deploy_lock`, so a verdict and a new deploy never both act on the alias.
     """
@@ -473,12 +481,12 @@ def set_live_challenger(name: str, version: str | None, expected: str | None) ->
     import socket
 
     c = client()
-    with deploy_lock(name, f"{socket.gethostname()}:{os.getpid()} live challenger v{version}"):
-        current = alias_version(name, LIVE_CHALLENGER)
+    with deploy_lock(name, f"{socket.gethostname()}:{os.getpid()} {alias} v{version}"):
+        current = alias_version(name, alias)
         if current != expected:
             raise ChampionMoved(
-                f"live_challenger of {name} is {_v(current)}, not {_v(expected)}: another step moved it; "
+                f"{alias} of {name} is {_v(current)}, not {_v(expected)}: another step moved it; "
                 "nothing was changed"
             )
         if current != version:
-            _set_or_delete(c, name, LIVE_CHALLENGER, version)
+            _set_or_delete(c, name, alias, version)

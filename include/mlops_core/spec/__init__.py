@@ -21,6 +21,7 @@ from mlops_core.spec.deployment import (
     ChallengerSpec,
     DeploymentSpec,
     KServeSpec,
+    ShadowSpec,
 )
 from mlops_core.spec.evaluation import (
     SLICE_ONLY_METRICS,
@@ -118,6 +119,7 @@ __all__ = [
     "ScoringSpec",
     "SearchParam",
     "SearchSpec",
+    "ShadowSpec",
     "SliceColumn",
     "SlicesSpec",
     "SourceSpec",

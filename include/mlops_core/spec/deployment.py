@@ -134,6 +134,41 @@ class ChallengerSpec(SpecModel):
         return self
 
 
+class ShadowSpec(SpecModel):
+    """A shadow deployment judged on its predictions (``deployment.shadow``).
+
+    A version the gate promoted while a champion exists goes in as ``shadow`` (an MLflow alias)
+    instead of replacing it; the champion keeps serving. Batch and monitoring scoring score *every*
+    row with both: the champion's predictions are written as always, the shadow's beside them in a
+    sibling partition (``<stage>_shadow``, the same row keys, in the same order). Once ``days``
+    monitored days *and* ``min_rows`` shadow-scored rows are in, the monitoring DAG's ``shadow_verdict``
+    step compares the two on the same rows: the share of rows whose predicted label differs
+    (classifiers; at most ``max_disagreement``), the Kolmogorov-Smirnov statistic between the two
+    score distributions (the positive class's probability, each class's for multiclass, the
+    prediction for regression; at most ``max_score_shift``), and, once ``min_labelled_rows`` labels
+    have joined through ``feedback``, the paired bootstrap interval of ``metric`` (shadow minus
+    champion, in the better direction; default the primary metric). Promotion (through the gate
+    record, the approval and the artifact digest, as a deploy) needs every check to pass and the
+    interval's lower end at or above ``-margin`` (not worse), above 0 with ``require_better``; else
+    the shadow is rejected (alias removed, reasons tagged on the version). Without enough labels the
+    verdict rests on agreement and score shift, unless ``require_labels`` (or ``require_better``) makes
+    it wait for them. ``margin`` is in the metric's units. Local target only: endpoint targets
+    would need the platform to mirror traffic (SageMaker shadow variants, Azure ML ``mirror_traffic``),
+    which this package does not drive yet.
+    """
+
+    enabled: bool = True
+    days: int = Field(7, ge=1, le=90)
+    min_rows: int = Field(500, ge=30, le=100_000_000)
+    max_disagreement: float = Field(0.05, ge=0.0, le=1.0, allow_inf_nan=False)
+    max_score_shift: float = Field(0.1, ge=0.0, le=1.0, allow_inf_nan=False)
+    metric: str | None = Field(None, max_length=64)
+    require_labels: bool = False
+    require_better: bool = False
+    margin: float = Field(0.0, ge=0.0, le=1e6, allow_inf_nan=False)
+    min_labelled_rows: int = Field(100, ge=20, le=100_000_000)
+
+
 class DeploymentSpec(SpecModel):
     """Where the champion goes. ``auto``: the cloud profile's target.
 
@@ -157,6 +192,7 @@ class DeploymentSpec(SpecModel):
     autoscaling: AutoscalingSpec | None = None
     kserve: KServeSpec | None = None
     challenger: ChallengerSpec | None = None
+    shadow: ShadowSpec | None = None
 
     @model_validator(mode="after")
     def _strategy(self) -> DeploymentSpec:
@@ -171,6 +207,7 @@ class DeploymentSpec(SpecModel):
                 f"split the rows); target {self.target!r} has its own canary (strategy: canary). Set "
                 "target: local, or remove the challenger block"
             )
+        self._check_shadow()
         if self.kserve is not None and self.target not in ("auto", "kserve"):
             raise ValueError(
                 f"deployment.kserve sizes a KServe predictor; target {self.target!r} does not read it "
@@ -195,6 +232,29 @@ class DeploymentSpec(SpecModel):
                     "scales on CPU: set target_cpu_percent"
                 )
         return self
+
+    def _check_shadow(self) -> None:
+        if self.shadow is None or not self.shadow.enabled:
+            return
+        if self.challenger is not None and self.challenger.enabled:
+            raise ValueError(
+                "deployment.shadow and deployment.challenger both decide what a promoted version does beside "
+                "the champion (scored on every row next to it, or live on a share of the rows): keep one "
+                "of them (or set enabled: false on the other)"
+            )
+        if self.target not in ("auto", "local"):
+            raise ValueError(
+                f"deployment.shadow runs on the local target only (batch and monitoring scoring score every row "
+                f"with both models); on {self.target!r} the traffic would have to be mirrored by the platform "
+                "(SageMaker shadow variants, Azure ML mirror_traffic; Vertex AI and KServe have no mirroring), "
+                "which this package does not drive yet. Set target: local, use strategy: canary, or remove "
+                "the shadow block"
+            )
+
+    @property
+    def shadow_on(self) -> bool:
+        """``deployment.shadow`` is configured and enabled."""
+        return self.shadow is not None and self.shadow.enabled
 
     @property
     def initial_instances(self) -> int:

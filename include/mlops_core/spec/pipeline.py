@@ -124,6 +124,7 @@ class PipelineSpec(SpecModel):
         self._check_slices(allowed)
         self._check_feedback(allowed)
         self._check_challenger()
+        self._check_shadow(allowed)
         self._check_feature_store()
         return self
 
@@ -244,6 +245,33 @@ class PipelineSpec(SpecModel):
                 f"deployment.challenger.metric {ch.metric!r} does not apply to a {self.problem_type} model; "
                 f"choose one of: {', '.join(usable)}"
             )
+
+    def _check_shadow(self, allowed: list[str]) -> None:
+        sh = self.deployment.shadow
+        if sh is None or not sh.enabled:
+            return
+        if not self.monitoring.enabled:
+            raise ValueError(
+                "deployment.shadow is judged by the monitoring DAG's shadow_verdict step: set "
+                "monitoring.enabled: true, or remove the shadow block"
+            )
+        if sh.metric is not None and sh.metric not in allowed:
+            raise ValueError(
+                f"deployment.shadow.metric: {sh.metric!r} is not a {self.problem_type} metric; choose one of: "
+                f"{', '.join(allowed)} (or leave it unset: the primary metric)"
+            )
+        if (sh.require_labels or sh.require_better) and self.feedback is None:
+            which = "require_labels" if sh.require_labels else "require_better"
+            raise ValueError(
+                f"deployment.shadow.{which} needs labels: add a feedback section (where the labels land and "
+                f"how they join), or set {which}: false"
+            )
+
+    @property
+    def shadow_metric(self) -> str:
+        """The metric the shadow's paired comparison uses: ``deployment.shadow.metric``, else the primary."""
+        sh = self.deployment.shadow
+        return sh.metric if sh is not None and sh.metric else self.evaluation.primary_metric
 
     @property
     def challenger_metric(self) -> str:

@@ -70,6 +70,8 @@ class DeployOperator(MlopsStep, BaseOperator):
             raise AirflowFailException(str(err)) from err  # a forged or unbound decision
         except registry.ChampionMoved as err:  # a retry would find the same champion
             raise AirflowFailException(str(err)) from err
+        except rollout.ShadowUnsupported as err:  # a retry would find the same target
+            raise AirflowFailException(str(err)) from err
         if deployment["state"] == READY:
             return deployment
         from mlops_airflow.triggers.cloud import EndpointTrigger
@@ -258,5 +260,47 @@ class ChallengerVerdictOperator(MlopsStep, BaseOperator):
             raise AirflowSkipException("; ".join(result["reasons"]))
         self.log.info(
             "challenger verdict %s:\n  - %s", result["status"].upper(), "\n  - ".join(result["reasons"])
+        )
+        return result
+
+
+class ShadowVerdictOperator(MlopsStep, BaseOperator):
+    """The shadow's verdict (``deployment.shadow``): once ``days`` monitored days and ``min_rows`` rows
+    are in, compare its predictions with the champion's on the same rows (agreement, score shift,
+    the paired metric interval on the labelled rows), then promote (champion moves, after the gate
+    record, the approval and the digest are checked again) or reject (the shadow is removed; the
+    champion stays), or keep waiting (:func:`mlops_core.shadow.judge`).
+
+    Runs on the release queue: it moves aliases. Skips when no version is in shadow. A backfill run
+    reports the verdict of its day without acting on it.
+    """
+
+    template_fields: Sequence[str] = _PARTITIONED
+
+    def __init__(
+        self,
+        *,
+        pipeline: PipelineSpec | str,
+        partition_date: str | None = None,
+        lake_root: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.pipeline, self.partition_date, self.lake_root = pipeline, partition_date, lake_root
+
+    @in_cloud_profile
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_core import shadow
+        from mlops_core.runs import registry
+
+        backfill = _run_type(context) == "backfill"  # a backfilled day reports; it never moves aliases
+        try:
+            result = shadow.judge(self.spec, self.lake, self.partition(context), act=not backfill)
+        except (registry.DecisionRefused, registry.ChampionMoved) as err:
+            raise AirflowFailException(f"the shadow's promotion was refused: {err}") from err
+        if result["status"] == "no_shadow":
+            raise AirflowSkipException("; ".join(result["reasons"]))
+        self.log.info(
+            "shadow verdict %s:\n  - %s", result["status"].upper(), "\n  - ".join(result["reasons"])
         )
         return result

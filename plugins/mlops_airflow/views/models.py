@@ -118,6 +118,7 @@ def champion_history(spec: PipelineSpec) -> dict[str, Any]:
                 "promoted": tags.get("mlops.promoted") == "true",
                 "rolled_back": tags.get("mlops.rolled_back") == "true",
                 "superseded": registry.SUPERSEDED_TAG in tags,
+                "shadow": tags.get("mlops.shadow_verdict", ""),  # deployment.shadow's verdict, one line
                 "champion": str(mv.version) == champion,
                 "metric": value,
                 "threshold": _threshold_text(spec, applied, dict(run.data.params) if run is not None else {}),
@@ -236,6 +237,8 @@ def _decision(row: dict[str, Any]) -> str:
         bits.append("rolled back")
     if row["superseded"]:
         bits.append("superseded")
+    if row.get("shadow"):
+        bits.append(f"shadow {row['shadow']}")
     return "; ".join(bits)
 
 
