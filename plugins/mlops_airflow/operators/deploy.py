@@ -224,16 +224,13 @@ def _push_deploy(step: MlopsStep, *, rollback_failed: bool) -> None:
     prometheus.push_deploy(step.spec.name, step.spec.registered_model_name, rollback_failed=rollback_failed)
 
 
-class ChallengerVerdictOperator(MlopsStep, BaseOperator):
-    """The live challenger's daily verdict (``deployment.challenger``): the sequential test on every
-    labelled row so far, then promote (champion moves, after the gate record and the approval are
-    checked again) or roll back (off the split; the champion stays), or keep watching.
-
-    Runs on the release queue: it moves aliases. Skips when no challenger is live. A backfill run
-    reports the verdict of its day without acting on it.
-    """
+class _VerdictOperator(MlopsStep, BaseOperator):
+    """A daily verdict on a version running beside the champion (``kind``: the live challenger or the
+    shadow): promote, reject or keep watching. Runs on the release queue: it moves aliases. Skips
+    when no such version is live. A backfill run reports the verdict of its day without acting."""
 
     template_fields: Sequence[str] = _PARTITIONED
+    kind = ""  # "challenger" | "shadow"
 
     def __init__(
         self,
@@ -246,61 +243,51 @@ class ChallengerVerdictOperator(MlopsStep, BaseOperator):
         super().__init__(**kwargs)
         self.pipeline, self.partition_date, self.lake_root = pipeline, partition_date, lake_root
 
+    def judge(self, ds: str, act: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
     @in_cloud_profile
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_core import challenger
         from mlops_core.runs import registry
 
         backfill = _run_type(context) == "backfill"  # a backfilled day reports; it never moves aliases
         try:
-            result = challenger.judge(self.spec, self.lake, self.partition(context), act=not backfill)
+            result = self.judge(self.partition(context), act=not backfill)
         except (registry.DecisionRefused, registry.ChampionMoved) as err:
-            raise AirflowFailException(f"the challenger's promotion was refused: {err}") from err
-        if result["status"] == "no_challenger":
+            raise AirflowFailException(f"the {self.kind}'s promotion was refused: {err}") from err
+        if result["status"] == f"no_{self.kind}":
             raise AirflowSkipException("; ".join(result["reasons"]))
         self.log.info(
-            "challenger verdict %s:\n  - %s", result["status"].upper(), "\n  - ".join(result["reasons"])
+            "%s verdict %s:\n  - %s", self.kind, result["status"].upper(), "\n  - ".join(result["reasons"])
         )
         return result
 
 
-class ShadowVerdictOperator(MlopsStep, BaseOperator):
+class ChallengerVerdictOperator(_VerdictOperator):
+    """The live challenger's daily verdict (``deployment.challenger``): the sequential test on every
+    labelled row so far, then promote (champion moves, after the gate record and the approval are
+    checked again) or roll back (off the split; the champion stays), or keep watching.
+    """
+
+    kind = "challenger"
+
+    def judge(self, ds: str, act: bool) -> dict[str, Any]:
+        from mlops_core import challenger
+
+        return challenger.judge(self.spec, self.lake, ds, act=act)
+
+
+class ShadowVerdictOperator(_VerdictOperator):
     """The shadow's verdict (``deployment.shadow``): once ``days`` monitored days and ``min_rows`` rows
     are in, compare its predictions with the champion's on the same rows (agreement, score shift,
     the paired metric interval on the labelled rows), then promote (champion moves, after the gate
     record, the approval and the digest are checked again) or reject (the shadow is removed; the
     champion stays), or keep waiting (:func:`mlops_core.shadow.judge`).
-
-    Runs on the release queue: it moves aliases. Skips when no version is in shadow. A backfill run
-    reports the verdict of its day without acting on it.
     """
 
-    template_fields: Sequence[str] = _PARTITIONED
+    kind = "shadow"
 
-    def __init__(
-        self,
-        *,
-        pipeline: PipelineSpec | str,
-        partition_date: str | None = None,
-        lake_root: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.pipeline, self.partition_date, self.lake_root = pipeline, partition_date, lake_root
-
-    @in_cloud_profile
-    def execute(self, context: Context) -> dict[str, Any]:
+    def judge(self, ds: str, act: bool) -> dict[str, Any]:
         from mlops_core import shadow
-        from mlops_core.runs import registry
 
-        backfill = _run_type(context) == "backfill"  # a backfilled day reports; it never moves aliases
-        try:
-            result = shadow.judge(self.spec, self.lake, self.partition(context), act=not backfill)
-        except (registry.DecisionRefused, registry.ChampionMoved) as err:
-            raise AirflowFailException(f"the shadow's promotion was refused: {err}") from err
-        if result["status"] == "no_shadow":
-            raise AirflowSkipException("; ".join(result["reasons"]))
-        self.log.info(
-            "shadow verdict %s:\n  - %s", result["status"].upper(), "\n  - ".join(result["reasons"])
-        )
-        return result
+        return shadow.judge(self.spec, self.lake, ds, act=act)
