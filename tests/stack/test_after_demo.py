@@ -125,6 +125,24 @@ def _password() -> str:
     return str(json.loads(generated.read_text())["admin"])
 
 
+def _session_processes(session: int) -> list[tuple[str, str]]:
+    """(pid, full command line) of every process in `session`, read from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # the process ended while we looked
+            continue
+        # the fields after the command name, which may itself hold spaces or parentheses:
+        # state, ppid, pgrp, session, ...
+        if int(stat.rsplit(")", 1)[1].split()[3]) == session:
+            found.append((entry.name, cmdline.replace(b"\0", b" ").decode(errors="replace").strip()))
+    return found
+
+
 def test_make_airflow_serves_on_loopback_with_a_sized_executor(make_airflow: dict[str, Any]) -> None:
     import socket
 
@@ -143,11 +161,10 @@ def test_make_airflow_serves_on_loopback_with_a_sized_executor(make_airflow: dic
     # that preloaded the heavy libraries (warm workers). Forkserver workers start on demand, so the
     # scheduler's own environment is what shows the sizing; the workers running now (only this
     # `make airflow`'s: its session; CI runs other Airflow stacks beside it) are at most that many.
-    ps = subprocess.run(["ps", "-eo", "sid=,pid=,args="], capture_output=True, text=True, check=True).stdout
-    ours = [line.split(None, 2) for line in ps.splitlines() if line.strip()]
-    ours = [p for p in ours if len(p) == 3 and p[0] == str(make_airflow["session"])]
+    # /proc, not `ps`: ps cuts its last column to $COLUMNS, which a CI runner may set
+    ours = _session_processes(make_airflow["session"])
     # `airflow scheduler` (run through the venv's python; its log server is a fork with its args)
-    schedulers = [pid for _, pid, args in ours if args.split()[-1:] == ["scheduler"] and "airflow" in args]
+    schedulers = [pid for pid, args in ours if args.split()[-1:] == ["scheduler"] and "airflow" in args]
     assert schedulers, ours
     scheduler = schedulers[0]
     environ = dict(
@@ -158,7 +175,7 @@ def test_make_airflow_serves_on_loopback_with_a_sized_executor(make_airflow: dic
     assert environ["AIRFLOW__CORE__PARALLELISM"] == str(2 * (os.cpu_count() or 1)), environ
     assert environ["AIRFLOW__SCHEDULER__MP_START_METHOD"] == "forkserver"
     assert environ["AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"] == "mlops_airflow.warm"
-    workers = sum(1 for _, _, args in ours if args.startswith("airflow worker -- LocalExecutor"))
+    workers = sum(1 for _, args in ours if args.startswith("airflow worker -- LocalExecutor"))
     assert workers <= 2 * (os.cpu_count() or 1), f"{workers} LocalExecutor workers"
 
 
