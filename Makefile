@@ -157,7 +157,7 @@ test-lower-bounds: install
 	$(BIN)/uv pip compile -q $(LOWER)/tools.in -c $(LOWER)/lowest.txt --python-version 3.11 -o $(LOWER)/tools.txt
 	$(BIN)/uv venv -q -p $(PY) $(LOWER)/venv
 	$(BIN)/uv pip install -q -p $(LOWER)/venv/bin/python -r $(LOWER)/lowest.txt -r $(LOWER)/tools.txt
-	$(BIN)/uv pip install -q -p $(LOWER)/venv/bin/python --no-deps -e .
+	$(BIN)/uv pip install -q -p $(LOWER)/venv/bin/python --no-deps -e . -e tools
 	$(LOWER)/venv/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile -m unit
 
 # Development only, never in `make test`: our performance estimate (CBPE, mlops_core.monitor.estimate)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,13 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from mlops_core.spec import PipelineSpec
+
+
+def _reattach_on_retry() -> dict[str, Any]:
+    """A retry attaches to the run its first try started: the provider's ``durable`` (amazon 9.35+),
+    or before it ``resume_glue_job_on_retry`` (9.24+: the same ``--airflow_task_uuid`` scan)."""
+    accepted = inspect.signature(GlueJobOperator.__init__).parameters
+    return {"durable": True} if "durable" in accepted else {"resume_glue_job_on_retry": True}
 
 
 class GlueIngestionOperator(MlopsStep, GlueJobOperator):
@@ -38,7 +46,7 @@ class GlueIngestionOperator(MlopsStep, GlueJobOperator):
             aws_conn_id=glue.conn_id or "aws_default",
             region_name=glue.region,
             deferrable=True,
-            durable=True,
+            **_reattach_on_retry(),
             stop_job_run_on_kill=True,
             waiter_delay=ing.poll_seconds,
             waiter_max_attempts=max(1, ing.timeout_minutes * 60 // ing.poll_seconds),
