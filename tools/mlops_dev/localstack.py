@@ -19,7 +19,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 PG_HOST = os.environ.get("MLOPS_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("MLOPS_TEST_PG_PORT", "5432"))
@@ -221,8 +224,9 @@ class AirflowStack:
         ]
         return args, env
 
-    def start(self, migrate: bool = True) -> None:
-        """Start the services; ``migrate=False`` skips ``airflow db migrate`` (a restart of the same DB)."""
+    def start(self, migrate: bool = True, before_services: Callable[[], object] | None = None) -> None:
+        """Start the services; ``migrate=False`` skips ``airflow db migrate`` (a restart of the same DB).
+        ``before_services`` is called once the database is ready, before any service starts."""
         self.home.mkdir(parents=True, exist_ok=True)
         # SQLite: wait up to 60 s for a lock instead of failing (scheduler, API and CLI share the file)
         db_url = (
@@ -234,6 +238,8 @@ class AirflowStack:
         airflow = str(Path(sys.executable).with_name("airflow"))
         if migrate:
             subprocess.run([airflow, "db", "migrate"], env=self.env, check=True, capture_output=True)
+        if before_services is not None:
+            before_services()
         if self.mlflow_server:
             self._start_mlflow()
         for name in self.services:
