@@ -104,7 +104,13 @@ def ingest(
         manifest.uri,
         manifest.sha256[:12],
     )
-    result = {"uri": manifest.uri, "rows": manifest.rows, "sha256": manifest.sha256, "rejected_rows": 0}
+    result = {
+        "uri": manifest.uri,
+        "rows": manifest.rows,
+        "sha256": manifest.sha256,
+        "version": manifest.version,  # the manifest version this run wrote (lineage names it)
+        "rejected_rows": 0,
+    }
     if "dvc" in lineage:  # XCom gets the summary; the manifest has every file
         result["dvc"] = _dvc_summary(lineage["dvc"])
     if len(rejected):

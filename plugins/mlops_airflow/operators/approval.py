@@ -25,13 +25,14 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param
 from airflow.sdk.exceptions import AirflowSkipException
 
-from mlops_airflow.operators.base import MlopsStep, drift_evidence, in_cloud_profile
+from mlops_airflow.operators.base import MlopsStep, drift_evidence, in_cloud_profile, tracking
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
 
+    from mlops_airflow.operators.base import Datasets
     from mlops_core.spec import PipelineSpec
 
 APPROVAL_TAG = "mlops.approval"
@@ -133,6 +134,15 @@ class ModelApprovalOperator(MlopsStep, ApprovalOperator):
             self.log.info("%s v%s: %s by %s", self.spec.name, version, outcome, who or "nobody (timeout)")
         result = super().execute_complete(context, event)  # on Reject this skips deploy by raising
         return {**dict(result), "outcome": "approved", "version": str(self.registered["version"])}
+
+    def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
+        """The model version a person approves (the answer is recorded on it, not a new dataset)."""
+        from mlops_airflow import lineage
+
+        version = (self.registered or {}).get("version")
+        if version is None:
+            return [], []
+        return [lineage.model_version_dataset(tracking(), self.spec.registered_model_name, version)], []
 
     def _person_approved(self, context: Context, user: dict[str, Any]) -> bool:
         """A named person chose Approve: the answer event is built by Airflow's HITL trigger from

@@ -16,8 +16,11 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
+    from mlops_airflow.lineage import LineageDataset
     from mlops_core.spec import PipelineSpec
     from mlops_core.spec.profiles import CloudProfile
+
+    Datasets = tuple[list[LineageDataset], list[LineageDataset]]
 
 
 F = TypeVar("F", bound="Callable[..., Any]")
@@ -138,6 +141,10 @@ def in_cloud_profile(method: F) -> F:
     to the profile's (:func:`mlops_airflow.hooks.cloud.cloud_context`; a step with a
     ``source_conn_id`` reads its source through that connection).
 
+    What the method returns is kept on ``self.returned``: the step's OpenLineage facets on
+    completion name what it wrote from it (the provider's listener calls
+    :meth:`MlopsStep.get_openlineage_facets_on_complete` after the method, in the same process).
+
     Written on each method it applies to, so a reader sees it there; ``tests/unit/test_layers.py``
     fails if an execute or resume method of a step lacks it.
     """
@@ -147,7 +154,9 @@ def in_cloud_profile(method: F) -> F:
         from mlops_airflow.hooks.cloud import cloud_context
 
         with cloud_context(self.spec, getattr(self, "source_conn_id", None) or None):
-            return method(self, *args, **kwargs)
+            result = method(self, *args, **kwargs)
+        self.returned = result
+        return result
 
     run.in_cloud_profile = True  # type: ignore[attr-defined]
     return cast("F", run)
@@ -167,6 +176,7 @@ class MlopsStep:
 
     pipeline: PipelineSpec | str
     lake_root: str | None = None
+    returned: Any = None  # what execute (or the resume method) returned (in_cloud_profile)
 
     @cached_property
     def profile(self) -> CloudProfile:
@@ -227,6 +237,49 @@ class MlopsStep:
             "airflow.run_type": _run_type(context),
             "airflow.triggered_by": str(getattr(dag_run, "triggering_user_name", None) or ""),
         }
+
+    # --- OpenLineage (docs/lineage.md) -------------------------------------------------------------
+    # The provider's listener calls the two facet methods, when the provider is installed, around
+    # the task: START after the templates are rendered, COMPLETE after execute returned. The names
+    # come from mlops_airflow.lineage; each step says what it reads and writes in lineage_datasets.
+
+    def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
+        """``(inputs, outputs)`` of this step; ``result`` is None before it ran (START), else what it
+        returned. Computed inside the step's cloud profile (its lake and landing roots)."""
+        return [], []
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        from airflow.sdk import get_current_context
+
+        return self._operator_lineage(get_current_context(), None)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        result = self.returned if isinstance(self.returned, dict) else {}
+        return self._operator_lineage(task_instance.get_template_context(), result)
+
+    def _operator_lineage(self, context: Context, result: dict[str, Any] | None) -> Any:
+        from mlops_airflow import lineage
+        from mlops_airflow.hooks.cloud import cloud_context
+
+        with cloud_context(self.spec, getattr(self, "source_conn_id", None) or None):
+            inputs, outputs = self.lineage_datasets(context, result)
+        return lineage.operator_lineage(inputs, outputs)
+
+
+def upstream_dataset(value: Upstream) -> LineageDataset:
+    """A partition an upstream step wrote (its XCom dict: ``uri`` and the manifest ``version``) or a URI."""
+    from mlops_airflow import lineage
+
+    if isinstance(value, dict):
+        return lineage.uri_dataset(str(value["uri"]), value.get("version"))
+    return lineage.uri_dataset(str(value))
+
+
+def tracking() -> str:
+    """The MLflow tracking URI (the namespace of models, versions and aliases)."""
+    from mlops_core.base import settings
+
+    return settings.tracking_uri()
 
 
 _PARTITIONED = ("partition_date", "lake_root")

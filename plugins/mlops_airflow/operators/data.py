@@ -9,13 +9,22 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_airflow.links import mlops as links
-from mlops_airflow.operators.base import _PARTITIONED, MlopsStep, Upstream, _run_type, _uri, in_cloud_profile
+from mlops_airflow.operators.base import (
+    _PARTITIONED,
+    MlopsStep,
+    Upstream,
+    _run_type,
+    _uri,
+    in_cloud_profile,
+    upstream_dataset,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
 
+    from mlops_airflow.operators.base import Datasets
     from mlops_core.spec import PipelineSpec
 
 
@@ -102,6 +111,20 @@ class IngestOperator(MlopsStep, BaseOperator):
         except (SourceDataError, FeatureStoreError) as err:  # retrying will not make the data right
             raise AirflowFailException(str(err)) from err
 
+    def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
+        """The source files of the day's window -> the lake partition (its manifest version once written)."""
+        from mlops_airflow import lineage
+        from mlops_core.base import settings
+        from mlops_core.data import storage
+
+        day = self.partition(context)
+        inputs = lineage.source_datasets(self.spec, day, settings.expand, self.lookback_days)
+        if result:
+            return inputs, [lineage.uri_dataset(result["uri"], result.get("version"))]
+        return inputs, [
+            lineage.uri_dataset(storage.partition_uri(self.lake, self.spec.name, self.stage, day))
+        ]
+
     def _wait_or_fail(self, day: str, err: Exception) -> None:
         """Defer until the next look while the day may still fill up; fail once its wait is over."""
         from datetime import UTC, date, datetime
@@ -180,6 +203,10 @@ class ValidateOperator(MlopsStep, BaseOperator):
             "html_uri": report.html_uri,
             "json_uri": report.json_uri,
         }
+
+    def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
+        """The partition it validated (the report is not a dataset of its own)."""
+        return [upstream_dataset(self.data)], []
 
     def _link(self, html_uri: str | None) -> None:
         url = links.report_url(self.spec.name, html_uri, self.lake)

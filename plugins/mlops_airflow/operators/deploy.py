@@ -7,13 +7,21 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from mlops_airflow.operators.base import _PARTITIONED, MlopsStep, _as_bool, _run_type, in_cloud_profile
+from mlops_airflow.operators.base import (
+    _PARTITIONED,
+    MlopsStep,
+    _as_bool,
+    _run_type,
+    in_cloud_profile,
+    tracking,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
 
+    from mlops_airflow.operators.base import Datasets
     from mlops_core.deploy import DeploymentTarget
     from mlops_core.spec import PipelineSpec
 
@@ -115,6 +123,19 @@ class DeployOperator(MlopsStep, BaseOperator):
             raise AirflowFailException(message)
         return dict(event["deployment"])
 
+    def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
+        """The registered model version -> the endpoint it now serves on."""
+        from mlops_airflow import lineage
+
+        inputs = [
+            lineage.model_version_dataset(
+                tracking(), self.spec.registered_model_name, self.registered["version"]
+            )
+        ]
+        if not result or "endpoint" not in result:
+            return inputs, []
+        return inputs, [lineage.endpoint_dataset(tracking(), result, self.profile.name)]
+
 
 def target(step: MlopsStep) -> DeploymentTarget:
     """The step's deployment target, with its cloud clients (from the profile's connection)."""
@@ -215,6 +236,20 @@ class SmokeTestOperator(MlopsStep, BaseOperator):
             raise AirflowFailException(f"promotion failed and was rolled back: {err}") from err
         _push_deploy(self, rollback_failed=False)
         return done
+
+    def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
+        """The endpoint it tested -> the ``champion`` alias it moved (the model batch scoring and
+        monitoring read; on the local target the same alias is the endpoint)."""
+        from mlops_airflow import lineage
+
+        deployment = self.deployment if isinstance(self.deployment, dict) else {}
+        inputs = [lineage.endpoint_dataset(tracking(), deployment, self.profile.name)] if deployment else []
+        if not result:
+            return inputs, []
+        moved = result.get("deployment") or deployment
+        champion = lineage.champion_dataset(tracking(), self.spec.registered_model_name)
+        version = moved.get("version") or deployment.get("version")
+        return inputs, [lineage.LineageDataset(champion.namespace, champion.name, str(version))]
 
 
 def _push_deploy(step: MlopsStep, *, rollback_failed: bool) -> None:

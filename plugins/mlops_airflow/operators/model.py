@@ -17,7 +17,9 @@ from mlops_airflow.operators.base import (
     _uri,
     drift_evidence,
     in_cloud_profile,
+    tracking,
     trigger_tags,
+    upstream_dataset,
 )
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
+    from mlops_airflow.operators.base import Datasets
     from mlops_core.spec import PipelineSpec
 
 
@@ -90,6 +93,17 @@ class TrainOperator(MlopsStep, BaseOperator):
         except TrainingDataError as err:
             raise AirflowFailException(str(err)) from err
         return _with_run_link(self, result)
+
+    def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
+        """The raw partition (and, for a retraining, the drift event that started it) -> the logged model."""
+        from mlops_airflow import lineage
+
+        inputs = [upstream_dataset(self.data)]
+        evidence = drift_evidence(context)
+        if evidence.get("ds"):
+            inputs.append(lineage.drift_event_dataset(self.spec.drift_asset_uri, evidence["ds"]))
+        outputs = [lineage.model_dataset(tracking(), result["model_uri"])] if result else []
+        return inputs, outputs
 
     def _searched(self) -> dict[str, Any] | None:
         """The platform search's result; refused when the spec searches on the platform and none came."""
@@ -208,6 +222,10 @@ class EvaluateOperator(MlopsStep, BaseOperator):
         prometheus.push_evaluation(self.spec.name, result["challenger"])
         return result
 
+    def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
+        """The challenger and the holdout it is scored on."""
+        return _trained_model(self.trained), []
+
 
 class GateOperator(MlopsStep, BaseOperator):
     """Decide promotion and record why. A rejection is a normal outcome: the task succeeds, the
@@ -263,6 +281,10 @@ class GateOperator(MlopsStep, BaseOperator):
             notifiers.notify_gate_rejected(self.spec, context, decision.to_dict())
         return decision.to_dict()
 
+    def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
+        """The challenger it decides on."""
+        return _trained_model(self.trained), []
+
 
 class RegisterOperator(MlopsStep, BaseOperator):
     """Register the challenger as a model version (once per Airflow run), with lineage and gate tags."""
@@ -291,3 +313,24 @@ class RegisterOperator(MlopsStep, BaseOperator):
         promote = _as_bool((self.decision or {}).get("promote"))
         prometheus.push_gate(self.spec.name, self.spec.registered_model_name, promote)
         return result
+
+    def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
+        """The logged model -> the registered model version."""
+        from mlops_airflow import lineage
+
+        inputs = _trained_model(self.trained)[:1]
+        if not result:
+            return inputs, []
+        return inputs, [lineage.model_version_dataset(tracking(), result["model_name"], result["version"])]
+
+
+def _trained_model(trained: Any) -> list[Any]:
+    """The model a train step logged and its holdout partition (from its XCom dict)."""
+    from mlops_airflow import lineage
+
+    if not isinstance(trained, dict) or "model_uri" not in trained:
+        return []
+    found = [lineage.model_dataset(tracking(), str(trained["model_uri"]))]
+    if trained.get("holdout_uri"):
+        found.append(lineage.uri_dataset(str(trained["holdout_uri"])))
+    return found

@@ -17,6 +17,8 @@ from mlops_airflow.operators.base import (
     _run_type,
     _uri,
     in_cloud_profile,
+    tracking,
+    upstream_dataset,
 )
 
 if TYPE_CHECKING:
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
+    from mlops_airflow.operators.base import Datasets
     from mlops_core.spec import PipelineSpec
 
 
@@ -61,6 +64,20 @@ class BatchScoreOperator(MlopsStep, BaseOperator):
             )
         except LookupError as err:
             raise AirflowFailException(str(err)) from err
+
+    def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
+        """The partition and the champion's version -> the predictions partition."""
+        from mlops_airflow import lineage
+        from mlops_core.data import storage
+
+        name = self.spec.registered_model_name
+        if not result:
+            day = self.partition(context)
+            uri = storage.partition_uri(self.lake, self.spec.name, self.stage, day)
+            inputs = [upstream_dataset(self.data), lineage.champion_dataset(tracking(), name)]
+            return inputs, [lineage.uri_dataset(uri)]
+        model = lineage.model_version_dataset(tracking(), name, result["model_version"])
+        return [upstream_dataset(self.data), model], [lineage.uri_dataset(result["uri"])]
 
 
 class DriftCheckOperator(MlopsStep, BaseOperator):
@@ -117,6 +134,13 @@ class DriftCheckOperator(MlopsStep, BaseOperator):
         report = result.get("report_uri") or result.get("verdicts_uri")
         links.remember(self, links.DriftReportLink.name, links.report_url(self.spec.name, report, self.lake))
         return result
+
+    def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
+        """The monitored partition, against the champion."""
+        from mlops_airflow import lineage
+
+        champion = lineage.champion_dataset(tracking(), self.spec.registered_model_name)
+        return [upstream_dataset(self.data), champion], []
 
 
 class DriftPolicyOperator(MlopsStep, BaseOperator):
@@ -197,6 +221,17 @@ class EmitDriftEventOperator(MlopsStep, BaseOperator):
 
         notifiers.notify_policy_fired(self.spec, context, extra)
         return extra
+
+    def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
+        """The champion whose monitoring fired -> the drift event (the day it names as its version),
+        which starts the retraining (whose train step reads it)."""
+        from mlops_airflow import lineage
+
+        champion = lineage.champion_dataset(tracking(), self.spec.registered_model_name)
+        decision = self.decision if isinstance(self.decision, dict) else {}
+        if not decision.get("fire"):
+            return [champion], []
+        return [champion], [lineage.drift_event_dataset(self.spec.drift_asset_uri, decision.get("ds"))]
 
 
 class PerformanceOperator(MlopsStep, BaseOperator):

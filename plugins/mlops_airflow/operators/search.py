@@ -15,13 +15,21 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_airflow.operators import remote as remote_jobs
-from mlops_airflow.operators.base import _PARTITIONED, MlopsStep, Upstream, _uri, in_cloud_profile
+from mlops_airflow.operators.base import (
+    _PARTITIONED,
+    MlopsStep,
+    Upstream,
+    _uri,
+    in_cloud_profile,
+    upstream_dataset,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
 
+    from mlops_airflow.operators.base import Datasets
     from mlops_core.spec import PipelineSpec
 
 TASK_ID = "search"
@@ -107,6 +115,10 @@ class SearchOperator(MlopsStep, BaseOperator):
             method_name="search_complete",
             kwargs={"folder": req.folder, "job": name, "backend": backend, "raw_version": version},
         )
+
+    def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
+        """The raw partition its trials read."""
+        return [upstream_dataset(self.data)], []
 
     def wait_seconds(self) -> float:
         """How long the trigger waits: the search's bound, per round of parallel trials on Vertex

@@ -1,0 +1,145 @@
+"""OpenLineage names for what the steps read and write: one place maps our own records (the
+pipeline spec, a lake partition and its manifest version, an MLflow model or model version, a
+deployment, the drift event) to OpenLineage datasets.
+
+The names follow OpenLineage's naming conventions where it has one (files and object stores:
+``file`` + path, ``s3://bucket`` + key, ``gs://bucket`` + key, ``abfss://container@account...``
++ path) and are ours where it has none:
+
+- an MLflow model, model version or alias: namespace ``mlflow://<tracking host>``, name
+  ``models/<name>/<version>`` (a registered version), ``models/<name>@<alias>`` (the alias
+  ``champion``: what the ``local`` target deploys and batch scoring reads), ``models/<model id>``
+  or ``runs/<run id>/<path>`` (the model a training run logged);
+- an endpoint on a cloud target: namespace ``<target>://<cloud profile>``, name the endpoint's;
+- the drift event: the drift Asset's URI (``mlops://<pipeline>/drift``) split into namespace
+  ``mlops://<pipeline>`` and name ``drift``, with the day it names as its version.
+
+A version (the lake manifest's, the registered model's, the drift day) travels as OpenLineage's
+``DatasetVersionDatasetFacet``. Nothing here imports Airflow or OpenLineage at module level:
+:func:`operator_lineage` imports the provider's classes when it is called, which only happens
+when the OpenLineage provider is installed (its listener calls the operators' facet methods).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from mlops_core.spec import PipelineSpec
+
+
+@dataclass(frozen=True)
+class LineageDataset:
+    """One OpenLineage dataset: namespace, name and, when known, its version."""
+
+    namespace: str
+    name: str
+    version: str | None = None
+
+
+def uri_dataset(uri: str, version: Any = None) -> LineageDataset:
+    """A file or object-store URI as OpenLineage names it (``file`` + absolute path for local files;
+    ``<scheme>://<bucket or container>`` + the key for stores). Credentials in the URI are dropped."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme or "file"
+    ver = None if version in (None, "") else str(version)
+    if scheme == "file":
+        return LineageDataset("file", parts.path if parts.scheme else uri, ver)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    if scheme in ("abfs", "abfss", "az", "adl") and parts.username:  # container@account
+        host = f"{parts.username}@{host}"
+    return LineageDataset(f"{scheme}://{host}", parts.path.lstrip("/") or "/", ver)
+
+
+def source_datasets(
+    spec: PipelineSpec, ds: str, expand: Any, lookback_days: int | None = None
+) -> list[LineageDataset]:
+    """The source files a read for ``ds`` covers: one per day of the window in ``files`` mode
+    (``{ds}`` in the URI), else the source's URI (a glob stays a glob). ``expand``: ``${VAR}``
+    expansion under the step's cloud profile (:func:`mlops_core.base.settings.expand`)."""
+    from mlops_core.base import settings
+
+    source = spec.source
+    uri = settings.redact(expand(source.uri))
+    if source.partition.mode != "files" or "{ds}" not in uri:
+        return [uri_dataset(uri)]
+    day = date.fromisoformat(ds)
+    lookback = lookback_days or source.partition.lookback_days
+    return [uri_dataset(uri.replace("{ds}", (day - timedelta(days=i)).isoformat())) for i in range(lookback)]
+
+
+def mlflow_namespace(tracking_uri: str) -> str:
+    """``mlflow://<host[:port]>`` of a tracking server; ``mlflow://localhost`` for a local store
+    (SQLite, a folder). Never the user name or password of the URI."""
+    parts = urlsplit(tracking_uri)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    if parts.scheme in ("http", "https", "databricks") and host:
+        return f"mlflow://{host}"
+    return "mlflow://localhost"
+
+
+def model_dataset(tracking_uri: str, model_uri: str, version: Any = None) -> LineageDataset:
+    """An MLflow model URI (``models:/m-123``, ``models:/<name>@<alias>``, ``runs:/<id>/model``) in
+    the tracking server's namespace: ``models:/x`` is named ``models/x``, ``runs:/x`` ``runs/x``."""
+    scheme, _, rest = model_uri.partition(":/")
+    name = f"{scheme}/{rest.lstrip('/')}" if rest else model_uri
+    return LineageDataset(mlflow_namespace(tracking_uri), name, None if version is None else str(version))
+
+
+def model_version_dataset(tracking_uri: str, model_name: str, version: Any) -> LineageDataset:
+    """A registered model version: ``models/<name>/<version>``, the version as its facet."""
+    return LineageDataset(mlflow_namespace(tracking_uri), f"models/{model_name}/{version}", str(version))
+
+
+def champion_dataset(tracking_uri: str, model_name: str) -> LineageDataset:
+    """The ``champion`` alias: what batch scoring and the drift check read, what promotion moves."""
+    return model_dataset(tracking_uri, f"models:/{model_name}@champion")
+
+
+def endpoint_dataset(tracking_uri: str, deployment: dict[str, Any], profile: str) -> LineageDataset:
+    """Where a deployment serves: the ``local`` target's endpoint is an MLflow alias (the champion,
+    or the live challenger's); a cloud target's, its endpoint in ``<target>://<cloud profile>``."""
+    target = str(deployment.get("target") or "local")
+    endpoint = str(deployment["endpoint"])
+    if target == "local" or endpoint.startswith("models:/"):
+        return model_dataset(tracking_uri, endpoint, deployment.get("version"))
+    return LineageDataset(f"{target}://{profile}", endpoint, str(deployment.get("version") or "") or None)
+
+
+def drift_event_dataset(asset_uri: str, ds: Any = None) -> LineageDataset:
+    """The drift Asset (``mlops://<pipeline>/drift``) as a dataset; ``ds``, the day the event names."""
+    namespace, _, name = asset_uri.rpartition("/")
+    return LineageDataset(namespace, name, None if ds in (None, "") else str(ds))
+
+
+# --- OpenLineage objects (the provider's classes; only called when it is installed) ------------
+
+
+def openlineage_dataset(record: LineageDataset, *, output: bool = False) -> Any:
+    """The OpenLineage ``InputDataset``/``OutputDataset`` of ``record`` (its version as the
+    ``version`` dataset facet)."""
+    from openlineage.client.event_v2 import InputDataset, OutputDataset
+    from openlineage.client.facet_v2 import DatasetFacet, dataset_version_dataset
+
+    facets: dict[str, DatasetFacet] = {}
+    if record.version is not None:
+        facets["version"] = dataset_version_dataset.DatasetVersionDatasetFacet(record.version)
+    kind = OutputDataset if output else InputDataset
+    return kind(namespace=record.namespace, name=record.name, facets=facets)
+
+
+def operator_lineage(inputs: list[LineageDataset], outputs: list[LineageDataset]) -> Any:
+    """The provider's ``OperatorLineage`` for a step's facet methods (duplicates dropped, order kept)."""
+    from airflow.providers.openlineage.extractors import OperatorLineage
+
+    return OperatorLineage(
+        inputs=[openlineage_dataset(d) for d in dict.fromkeys(inputs)],
+        outputs=[openlineage_dataset(d, output=True) for d in dict.fromkeys(outputs)],
+    )
