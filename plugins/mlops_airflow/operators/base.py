@@ -20,10 +20,10 @@ if TYPE_CHECKING:
     from mlops_core.spec import PipelineSpec
     from mlops_core.spec.profiles import CloudProfile
 
-    Datasets = tuple[list[LineageDataset], list[LineageDataset]]
-
 
 F = TypeVar("F", bound="Callable[..., Any]")
+# (inputs, outputs) of a step, for OpenLineage (MlopsStep.lineage_datasets)
+Datasets = tuple[list["LineageDataset"], list["LineageDataset"]]
 
 # An upstream step's result: its XComArg (``task.output``), the rendered dict, or a URI string.
 Upstream = Any
