@@ -57,9 +57,10 @@ def crafted_skops(marker: Path) -> bytes:
 
 
 def plant(folder: Path, marker: Path, declared: list[str] | None = None) -> None:
-    """What someone with write access to the artifact store does to a model folder."""
-    (folder / "model.skops").write_bytes(crafted_skops(marker))
+    """What someone with write access to the artifact store does to a model folder: the file the
+    MLmodel names (``model.skops`` today; MLflow 3.9 wrote skops models to ``model.pkl``)."""
     meta = yaml.safe_load((folder / "MLmodel").read_text())
+    (folder / meta["flavors"]["sklearn"]["pickled_model"]).write_bytes(crafted_skops(marker))
     meta["flavors"]["sklearn"]["skops_trusted_types"] = ["posix.system"] if declared is None else declared
     (folder / "MLmodel").write_text(yaml.safe_dump(meta))
 
