@@ -3,9 +3,9 @@ pointed at a loopback endpoint this test starts; every event is held to OpenLine
 
 The DAG runs through ``dag.test()`` in a child Python: the provider reads its transport and
 registers its listener once per process (at plugin load), so the configuration must be in the
-environment before Airflow starts, which this test's own process cannot promise. The stack tier
-(a scheduler) is not used: the listener is the same code in a worker, and a training run there
-takes minutes more.
+environment before Airflow starts, which this test's own process cannot promise. The scheduler
+tier receives the events of a real scheduler's runs, drift and retraining included
+(``tests/stack/test_scheduler.py``); this one checks one training run's names exactly, in minutes less.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 from mlops_core.base import settings
 from mlops_core.data import storage
 from tests.contract import openlineage_schema
-from tests.emulators.loopback import Invalid, LoopbackAPI, Request
+from tests.emulators.openlineage import lineage_endpoint, of_run, task_runs, transport_env
 from tests.helpers import REPO, install_pipeline
 
 pytestmark = pytest.mark.integration
@@ -42,25 +42,6 @@ RUN = textwrap.dedent(
 )
 
 
-def lineage_endpoint() -> LoopbackAPI:
-    api = LoopbackAPI("openlineage")
-    api.events = []  # type: ignore[attr-defined]
-
-    @api.route("POST", "/api/v1/lineage")
-    def receive(req: Request) -> tuple[int, Any]:
-        errors = openlineage_schema.violations(req.body)
-        if errors:
-            raise Invalid("; ".join(errors[:5]))
-        api.events.append(req.body)  # type: ignore[attr-defined]
-        return 201, None
-
-    return api
-
-
-def names(datasets: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    return {(d["namespace"], d["name"]) for d in datasets}
-
-
 def test_training_run_sends_start_and_complete_per_task_naming_its_datasets(airflow_db, landing):
     spec = install_pipeline("it_lineage")
     path = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "pipelines" / "it_lineage.yaml"
@@ -68,8 +49,7 @@ def test_training_run_sends_start_and_complete_per_task_naming_its_datasets(airf
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("include", "plugins", "tools", "")),
-            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "http", "url": api.url}),
-            "AIRFLOW__OPENLINEAGE__NAMESPACE": "mlops-tests",
+            **transport_env(api, "mlops-tests"),
         }
         out = subprocess.run(
             [sys.executable, "-c", RUN, str(path)], env=env, capture_output=True, text=True, timeout=600
@@ -82,26 +62,13 @@ def test_training_run_sends_start_and_complete_per_task_naming_its_datasets(airf
         events: list[dict[str, Any]] = api.events  # type: ignore[attr-defined]
 
     # START and COMPLETE for every task of the run, under the provider's job name <dag>.<task>
-    dag_id = f"{spec.name}_training"
-    per_task: dict[str, list[str]] = {}
-    outputs: dict[str, set[tuple[str, str]]] = {}
-    inputs: dict[str, set[tuple[str, str]]] = {}
-    versions: dict[tuple[str, str], str] = {}
-    for ev in events:
-        job = ev["job"]["name"]
-        if not job.startswith(f"{dag_id}."):
-            continue  # the DAG run's own events
-        task = job.split(".", 1)[1]
-        per_task.setdefault(task, []).append(ev["eventType"])
-        if ev["eventType"] == "COMPLETE":
-            inputs[task] = names(ev.get("inputs") or [])
-            outputs[task] = names(ev.get("outputs") or [])
-            for d in [*(ev.get("inputs") or []), *(ev.get("outputs") or [])]:
-                if "version" in (d.get("facets") or {}):
-                    versions[(d["namespace"], d["name"])] = d["facets"]["version"]["datasetVersion"]
-    assert set(per_task) == set(run["tasks"]), (per_task, run["tasks"])
-    for task, types in per_task.items():
-        assert sorted(types) == ["COMPLETE", "START"], (task, types)
+    tasks = of_run(task_runs(events), f"{spec.name}_training")
+    assert set(tasks) == set(run["tasks"]), (tasks, run["tasks"])
+    for task, seen in tasks.items():
+        assert sorted(seen.types) == ["COMPLETE", "START"], (task, seen.types)
+    inputs = {task: seen.inputs for task, seen in tasks.items()}
+    outputs = {task: seen.outputs for task, seen in tasks.items()}
+    versions = {k: v for seen in tasks.values() for k, v in seen.versions.items()}
     checked = [url for ev in events for url in openlineage_schema.checked_facets(ev)]
     assert any("DatasetVersionDatasetFacet" in url for url in checked)  # the facet schema was applied
 

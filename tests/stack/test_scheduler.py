@@ -2,7 +2,9 @@
 asset" (``AssetOrTimeSchedule``): the scheduler's own cron run trains the first model, its own
 daily monitoring run reads the day that has just ended, a CLI backfill reads exactly its dates
 without retraining, then drift -> Asset event -> the scheduler starts the training DAG by itself ->
-a new model version, with the evidence on the event and on the new run.
+a new model version, with the evidence on the event and on the new run. Every step of every run
+sends its OpenLineage events (the provider's HTTP transport) to a loopback endpoint the module
+starts, and the last test follows the names from the source file to the retrained version.
 
 Real Airflow services (scheduler, dag-processor, triggerer, api-server, LocalExecutor) on the
 machine's PostgreSQL, started once for this module. Assertions use the REST API, the lake and MLflow.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import yaml
@@ -36,6 +39,7 @@ from mlops_core.runs import registry
 from mlops_core.spec import load_spec
 from mlops_dev import datasets
 from mlops_dev.localstack import AirflowStack
+from tests.emulators import openlineage
 from tests.helpers import example_data, pipeline_folder, wait_until
 from tests.integration.test_training_dag import assert_lineage
 
@@ -57,10 +61,18 @@ STABLE = [TRAIN_DAY + timedelta(days=d) for d in range(1, 6)]
 # Required Actions page with the same REST call, deploys in the browser tier: tests/stack/test_team_stack.py)
 APPROVALS = {"apr_no": 60, "apr_late": 1}
 DRIFT_DAY = TRAIN_DAY + timedelta(days=6)  # > cooldown_days after TRAIN_DAY
+OL_NAMESPACE = "mlops-stack"  # the OpenLineage namespace of the module's jobs
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def lineage():
+    """The OpenLineage endpoint every Airflow service of the module's stack sends its events to."""
+    with openlineage.lineage_endpoint() as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, lineage):
     root = tmp_path_factory.mktemp("scheduler")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLOPS_LOCAL_DIR", str(root / "local"))
@@ -95,9 +107,8 @@ def stack(tmp_path_factory):
         # the days the @daily run may name, and the day after each: rows its interval must not read
         for day in (*DAILY_RUN_DAYS, TODAY + timedelta(days=1)):
             datasets.append("breast_cancer", landing, datasets.daily_batch("breast_cancer", day))
-        stack = AirflowStack(
-            home=root / "airflow", dags_folder=dags, extra_env={"MLOPS_LOCAL_DIR": str(root / "local")}
-        )
+        env = {"MLOPS_LOCAL_DIR": str(root / "local"), **openlineage.transport_env(lineage, OL_NAMESPACE)}
+        stack = AirflowStack(home=root / "airflow", dags_folder=dags, extra_env=env)
         stack.start()
         try:
             for dag_id in (f"{NAME}_training", f"{NAME}_monitoring"):
@@ -250,6 +261,41 @@ def test_drifted_day_fires_asset_and_scheduler_retrains(stack, spec):
     }
 
 
+def _task_instances(stack) -> dict[tuple[str, str, str], dict]:
+    """Every task instance of every finished run of any DAG, by (dag_id, run_id, task_id)."""
+    found = {}
+    for dag in stack.api("GET", "/dags?limit=100")["dags"]:
+        for run in stack.runs(dag["dag_id"]):
+            if run["state"] not in ("success", "failed"):
+                continue  # a @daily run the scheduler started after midnight UTC: not finished
+            for task_id, ti in stack.tasks(dag["dag_id"], run["dag_run_id"]).items():
+                found[(dag["dag_id"], run["dag_run_id"], task_id)] = ti
+    return found
+
+
+def _ran(instances: dict[tuple[str, str, str], dict]) -> dict[tuple[str, str, str], dict]:
+    """The task instances that ran (queued at least once, finished). A task the scheduler skipped
+    before it was queued (try_number 0) never ran: the provider sends nothing for it."""
+    return {
+        key: ti
+        for key, ti in instances.items()
+        if (ti.get("try_number") or 0) >= 1 and ti["state"] in ("success", "failed", "skipped")
+    }
+
+
+def _missing(ran: dict, received: dict) -> list[tuple[str, str, str]]:
+    """The task instances of ``ran`` whose last try's START or terminal event has not arrived."""
+    return [
+        key
+        for key, ti in ran.items()
+        if not (
+            key in received
+            and "START" in received[key].tries.get(ti["try_number"], [])
+            and set(received[key].tries.get(ti["try_number"], [])) & set(openlineage.TERMINAL)
+        )
+    ]
+
+
 DRIFT_TAGS = (
     "mlops.trigger",
     "mlops.drift_ds",
@@ -349,3 +395,79 @@ def test_a_person_rejects_or_does_not_answer_through_the_rest_api(stack):
         ),
         "apr_late": ("success", "success", "skipped", "skipped", "timed_out", "", "", None),
     }
+
+
+def test_every_step_sent_openlineage_events_a_reader_follows_from_source_to_retrained_version(stack, lineage):
+    """The provider's listener in the scheduler's workers sent, for every task of every run of the
+    module (scheduled, backfill, manual, asset-triggered, the approvals), a START and a COMPLETE
+    (FAIL for a failed one; COMPLETE for a step that skipped itself) to the loopback endpoint,
+    each held to OpenLineage's schema; and the names chain the runs: source file -> partition ->
+    logged model -> model version -> endpoint (the champion alias) -> drift event -> the
+    asset-triggered run's train -> its model version."""
+    instances = _task_instances(stack)
+    ran = _ran(instances)
+    events: list = lineage.events
+    try:
+        wait_until(
+            lambda: not _missing(ran, openlineage.task_runs(list(events))),
+            180,
+            "the OpenLineage events of every task that ran",
+            interval=1,
+        )
+    finally:  # for a reader of a failure: what arrived, next to the services' logs
+        dump = {"ran": [[*k, v["state"], v["try_number"]] for k, v in ran.items()], "events": events}
+        (stack.home / "openlineage.json").write_text(json.dumps(dump, default=str))
+    assert lineage.violations == []  # every event met the schema (a refused one is recorded here)
+    received = openlineage.task_runs(list(events))
+    assert {ev["job"]["namespace"] for ev in events} == {OL_NAMESPACE}
+    finished = {key[:2] for key in instances}
+    of_finished = {key for key in received if key[:2] in finished}  # not a run started meanwhile
+    assert of_finished == set(ran), of_finished ^ set(ran)  # and none for a task that never ran
+    for key, ti in ran.items():
+        seen = received[key]
+        assert set(seen.tries) == set(range(1, ti["try_number"] + 1)), (key, seen.tries)
+        for types in seen.tries.values():  # a deferred step sends START again when it resumes
+            assert types[0] == "START" and sum(t in openlineage.TERMINAL for t in types) == 1, (key, types)
+            assert types[-1] in openlineage.TERMINAL, (key, types)
+        last = seen.tries[ti["try_number"]][-1]
+        assert last == ("FAIL" if ti["state"] == "failed" else "COMPLETE"), (key, ti["state"], seen.tries)
+    assert {d for d, _, _ in ran} == {
+        f"{NAME}_training",
+        f"{NAME}_monitoring",
+        *(f"{a}_training" for a in APPROVALS),
+    }
+
+    # the chain, by matching one step's output (namespace, name) to the next step's input
+    training, monitoring_runs = stack.runs(f"{NAME}_training"), stack.runs(f"{NAME}_monitoring")
+    (first,) = [r for r in training if r["run_type"] == "scheduled"]
+    (retrain,) = [r for r in training if r["run_type"] == "asset_triggered"]
+    (drifted,) = [r for r in monitoring_runs if r["run_type"] == "manual"]
+    trained = openlineage.of_run(received, f"{NAME}_training", first["dag_run_id"])
+    monitored = openlineage.of_run(received, f"{NAME}_monitoring", drifted["dag_run_id"])
+    retrained = openlineage.of_run(received, f"{NAME}_training", retrain["dag_run_id"])
+    mlflow_ns = "mlflow://localhost"  # the module's MLflow: a local store
+
+    source = Path(settings.landing_root().removeprefix("file://")) / "breast_cancer" / "breast_cancer.csv"
+    assert trained["ingest"].inputs == {("file", str(source))}
+    partition = openlineage.handed_over(trained["ingest"], trained["train"], "ingest -> train")
+    raw = storage.read_manifest(
+        storage.partition_uri(settings.lake_root(), NAME, "raw", TRAIN_DAY.isoformat())
+    )
+    assert partition == ("file", raw.uri.removeprefix("file://"))
+    assert trained["ingest"].versions[partition] == trained["train"].versions[partition] == str(raw.version)
+    model = openlineage.handed_over(trained["train"], trained["register"], "train -> register")
+    version = openlineage.handed_over(trained["register"], trained["deploy"], "register -> deploy")
+    assert version == (mlflow_ns, f"models/{NAME}/1") and trained["register"].versions[version] == "1"
+    endpoint = openlineage.handed_over(trained["deploy"], monitored["emit_drift_event"], "deploy -> drift")
+    assert endpoint == (mlflow_ns, f"models/{NAME}@champion")
+    drift = openlineage.handed_over(monitored["emit_drift_event"], retrained["train"], "drift -> retrain")
+    assert drift == (f"mlops://{NAME}", "drift")
+    assert (
+        monitored["emit_drift_event"].versions[drift]
+        == retrained["train"].versions[drift]
+        == DRIFT_DAY.isoformat()
+    )
+    new_model = openlineage.handed_over(retrained["train"], retrained["register"], "retrain -> register")
+    assert new_model != model and model[0] == new_model[0] == mlflow_ns
+    assert retrained["register"].outputs == {(mlflow_ns, f"models/{NAME}/2")}
+    assert retrained["register"].versions[(mlflow_ns, f"models/{NAME}/2")] == "2"
