@@ -48,7 +48,10 @@ def test_training_run_sends_start_and_complete_per_task_naming_its_datasets(airf
     with lineage_endpoint() as api:
         env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("include", "plugins", "tools", "")),
+            # not the repository's root: `make install` leaves airflow_mlops.egg-info there, and a
+            # second copy of the package's metadata loads its Airflow plugin twice, which stops
+            # the task listeners (OpenLineage's among them) from being registered
+            "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("include", "plugins", "tools")),
             **transport_env(api, "mlops-tests"),
         }
         out = subprocess.run(
