@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import pandas as pd
 import pytest
 import yaml
+from packaging.version import Version
 
 from mlops_core import lifecycle, rollout, scoring
 from mlops_core.base import settings
@@ -195,6 +196,11 @@ def test_the_payload_runs_through_mlflow_and_mlflow_loaders_are_switched_off(
     assert marker.exists()  # the payload is real
     marker.unlink()
     tracking.configure()
+    if Version(mlflow.__version__) < Version("3.17"):
+        # MLflow < 3.17's switch covers pickle only: a skops model loads with the trusted types its
+        # own MLmodel lists. The package never loads through MLflow (the tests above and below:
+        # its own loader refuses the same model); docs/security.md says so.
+        pytest.skip("MLflow < 3.17 cannot switch its skops loader off")
     for load in (mlflow.sklearn.load_model, mlflow.pyfunc.load_model):
         with pytest.raises(MlflowException, match="MLFLOW_ALLOW_PICKLE_DESERIALIZATION"):
             load(model_uri)
