@@ -404,7 +404,8 @@ def publish(spec: PipelineSpec, version: str, lake_root: str | None = None) -> d
     """Build the card of ``spec``'s model v``version``; write it to the lake and MLflow; tag the version.
 
     Order: the lake (a new version of ``<lake>/<name>/model_cards/v<version>/ds=<day>/``), the
-    run's artifacts (``model_card.md``, ``model_card.html``, ``model_card.json``), then the
+    run's artifacts (``model_card.md``, ``model_card.html``, ``model_card.json``; only for the newest
+    version registered from that run), then the
     version's tags ``mlops.model_card`` / ``mlops.model_card_version``. Any failure raises; calling
     it again is safe (another lake version, the same artifacts overwritten, the tags set again).
 
@@ -412,7 +413,8 @@ def publish(spec: PipelineSpec, version: str, lake_root: str | None = None) -> d
     :param version: the registered version of ``spec.registered_model_name``.
     :param lake_root: the lake (default: the cloud profile's / ``$MLOPS_LAKE``).
     :return: ``uri`` (the lake partition), ``markdown_uri``, ``html_uri``, ``json_uri``,
-        ``manifest_version`` and ``artifact_uri`` (the HTML on the run, ``runs:/...``; None without a run).
+        ``manifest_version`` and ``artifact_uri`` (the HTML on the run, ``runs:/...``; None without a
+        run, or when a newer version registered from the same run holds the run's card).
     """
     name = spec.registered_model_name
     card = build(spec, name, version)
@@ -428,9 +430,15 @@ def publish(spec: PipelineSpec, version: str, lake_root: str | None = None) -> d
     )
     c = registry.client()
     try:
-        if card.run_id:
+        # the run holds the card of the newest version registered from it: publishing an older
+        # version's card again (a retry, a re-render) leaves a newer one's in place
+        run_id = card.run_id
+        on_run = bool(run_id) and int(card.version) >= max(
+            int(v.version) for v in c.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+        )
+        if run_id and on_run:
             for path, text in texts.items():
-                c.log_text(card.run_id, text, path)
+                c.log_text(run_id, text, path)
         c.set_model_version_tag(name, card.version, CARD_TAG, manifest.uri)
         c.set_model_version_tag(name, card.version, CARD_VERSION_TAG, str(manifest.version))
     except Exception as err:
@@ -442,5 +450,5 @@ def publish(spec: PipelineSpec, version: str, lake_root: str | None = None) -> d
         "html_uri": filesystems.join(manifest.uri, HTML),
         "json_uri": filesystems.join(manifest.uri, JSON),
         "manifest_version": manifest.version,
-        "artifact_uri": f"runs:/{card.run_id}/{HTML}" if card.run_id else None,
+        "artifact_uri": f"runs:/{card.run_id}/{HTML}" if on_run else None,
     }
