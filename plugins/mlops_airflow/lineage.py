@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 if TYPE_CHECKING:
     from mlops_core.spec import PipelineSpec
@@ -40,6 +40,11 @@ class LineageDataset:
     version: str | None = None
 
 
+def _host(parts: SplitResult) -> str:
+    """``host[:port]`` of a URI, never its user name or password."""
+    return f"{parts.hostname or ''}:{parts.port}" if parts.port else parts.hostname or ""
+
+
 def uri_dataset(uri: str, version: Any = None) -> LineageDataset:
     """A file or object-store URI as OpenLineage names it (``file`` + absolute path for local files;
     ``<scheme>://<bucket or container>`` + the key for stores). Credentials in the URI are dropped."""
@@ -48,9 +53,7 @@ def uri_dataset(uri: str, version: Any = None) -> LineageDataset:
     ver = None if version in (None, "") else str(version)
     if scheme == "file":
         return LineageDataset("file", parts.path if parts.scheme else uri, ver)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    host = _host(parts)
     if scheme in ("abfs", "abfss", "az", "adl") and parts.username:  # container@account
         host = f"{parts.username}@{host}"
     return LineageDataset(f"{scheme}://{host}", parts.path.lstrip("/") or "/", ver)
@@ -77,9 +80,7 @@ def mlflow_namespace(tracking_uri: str) -> str:
     """``mlflow://<host[:port]>`` of a tracking server; ``mlflow://localhost`` for a local store
     (SQLite, a folder). Never the user name or password of the URI."""
     parts = urlsplit(tracking_uri)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    host = _host(parts)
     if parts.scheme in ("http", "https", "databricks") and host:
         return f"mlflow://{host}"
     return "mlflow://localhost"

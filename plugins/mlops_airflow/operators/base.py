@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from contextlib import AbstractContextManager
     from datetime import date
 
     from airflow.sdk import Context
@@ -151,9 +152,7 @@ def in_cloud_profile(method: F) -> F:
 
     @functools.wraps(method)
     def run(self: MlopsStep, *args: Any, **kwargs: Any) -> Any:
-        from mlops_airflow.hooks.cloud import cloud_context
-
-        with cloud_context(self.spec, getattr(self, "source_conn_id", None) or None):
+        with self.cloud_profile():
             result = method(self, *args, **kwargs)
         self.returned = result
         return result
@@ -243,6 +242,13 @@ class MlopsStep:
     # the task: START after the templates are rendered, COMPLETE after execute returned. The names
     # come from mlops_airflow.lineage; each step says what it reads and writes in lineage_datasets.
 
+    def cloud_profile(self) -> AbstractContextManager[Any]:
+        """The step's cloud profile as a context (:func:`mlops_airflow.hooks.cloud.cloud_context`;
+        a step with a ``source_conn_id`` reads its source through that connection)."""
+        from mlops_airflow.hooks.cloud import cloud_context
+
+        return cloud_context(self.spec, getattr(self, "source_conn_id", None) or None)
+
     def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
         """``(inputs, outputs)`` of this step; ``result`` is None before it ran (START), else what it
         returned. Computed inside the step's cloud profile (its lake and landing roots)."""
@@ -259,9 +265,8 @@ class MlopsStep:
 
     def _operator_lineage(self, context: Context, result: dict[str, Any] | None) -> Any:
         from mlops_airflow import lineage
-        from mlops_airflow.hooks.cloud import cloud_context
 
-        with cloud_context(self.spec, getattr(self, "source_conn_id", None) or None):
+        with self.cloud_profile():
             inputs, outputs = self.lineage_datasets(context, result)
         return lineage.operator_lineage(inputs, outputs)
 
