@@ -152,6 +152,7 @@ test-lower-bounds: install
 	rm -rf $(LOWER) && mkdir -p $(LOWER)
 	$(BIN)/python tests/packaging/floors.py pyproject.toml > $(LOWER)/floors.txt
 	$(BIN)/uv pip compile -q pyproject.toml --all-extras --resolution lowest-direct -c $(LOWER)/floors.txt \
+		-c tests/packaging/lower-bounds-caps.txt \
 		--python-version 3.11 -o $(LOWER)/lowest.txt
 	grep -v '^-r ' requirements-dev.in > $(LOWER)/tools.in
 	$(BIN)/uv pip compile -q $(LOWER)/tools.in -c $(LOWER)/lowest.txt --python-version 3.11 -o $(LOWER)/tools.txt
