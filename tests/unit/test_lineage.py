@@ -345,3 +345,20 @@ def test_a_dvc_source_file_carries_the_md5_the_manifest_recorded(monkeypatch):
     assert versions == ["ab12", None]  # the day with no file in the commit claims no version
     plain = lineage.source_datasets(example_spec(), "2026-01-31", settings.expand)
     assert lineage.with_source_versions(plain, {"source_uri": "x"}) == plain  # nothing recorded, none claimed
+
+
+def test_a_smoke_test_beside_the_champion_claims_no_champion_move(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLOPS_LOCAL_DIR", str(tmp_path))
+    from mlops_airflow.operators.deploy import SmokeTestOperator
+
+    for extra, moved in (({"challenger": True}, False), ({"shadow": True}, False), ({}, True)):
+        dep = {"target": "local", "endpoint": "models:/lin_s@live_challenger", "version": "2", "extra": extra}
+        op = SmokeTestOperator(
+            task_id="smoke_test",
+            pipeline=example_spec(name="lin_s"),
+            deployment=dep,
+            trained={},
+            evaluation={},
+        )
+        done = op._operator_lineage(_context(), {"deployment": dep})
+        assert _names(done.outputs) == ({("mlflow://localhost", "models/lin_s@champion")} if moved else set())

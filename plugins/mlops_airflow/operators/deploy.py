@@ -239,7 +239,8 @@ class SmokeTestOperator(MlopsStep, BaseOperator):
 
     def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
         """The endpoint it tested -> the ``champion`` alias it moved (the model batch scoring and
-        monitoring read; on the local target the same alias is the endpoint)."""
+        monitoring read; on the local target the same alias is the endpoint). A live challenger or
+        a shadow leaves the champion where it is: no output (its verdict step names the move)."""
         from mlops_airflow import lineage
 
         deployment = self.deployment if isinstance(self.deployment, dict) else {}
@@ -247,6 +248,9 @@ class SmokeTestOperator(MlopsStep, BaseOperator):
         if not result:
             return inputs, []
         moved = result.get("deployment") or deployment
+        extra = moved.get("extra") or {}
+        if extra.get("challenger") or extra.get("shadow"):  # beside the champion: its verdict moves it
+            return inputs, []
         champion = lineage.champion_dataset(tracking(), self.spec.registered_model_name)
         version = moved.get("version") or deployment.get("version")
         return inputs, [lineage.LineageDataset(champion.namespace, champion.name, str(version))]
