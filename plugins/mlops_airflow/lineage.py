@@ -12,7 +12,9 @@ The names follow OpenLineage's naming conventions where it has one (files and ob
   or ``runs/<run id>/<path>`` (the model a training run logged);
 - an endpoint on a cloud target: namespace ``<target>://<cloud profile>``, name the endpoint's;
 - the drift event: the drift Asset's URI (``mlops://<pipeline>/drift``) split into namespace
-  ``mlops://<pipeline>`` and name ``drift``, with the day it names as its version.
+  ``mlops://<pipeline>`` and name ``drift``, with the day it names as its version;
+- a file of a DVC source (``source.dvc``): namespace ``dvc+<repository>`` (its credentials
+  dropped), name the path in the repository, version the DVC md5 the lake's manifest recorded.
 
 A version (the lake manifest's, the registered model's, the drift day) travels as OpenLineage's
 ``DatasetVersionDatasetFacet``. Nothing here imports Airflow or OpenLineage at module level:
@@ -65,15 +67,48 @@ def source_datasets(
     """The source files a read for ``ds`` covers: one per day of the window in ``files`` mode
     (``{ds}`` in the URI), else the source's URI (a glob stays a glob). ``expand``: ``${VAR}``
     expansion under the step's cloud profile (:func:`mlops_core.base.settings.expand`)."""
+    return window_datasets(spec.source, ds, expand, lookback_days)
+
+
+def labels_datasets(spec: PipelineSpec, ds: str, expand: Any) -> list[LineageDataset]:
+    """The labels file(s) (``feedback.uri``) a read of the labels arrived by ``ds`` covers."""
+    from mlops_core.monitor.feedback import labels_source
+
+    assert spec.feedback is not None
+    return window_datasets(labels_source(spec.feedback), ds, expand)
+
+
+def window_datasets(
+    source: Any, ds: str, expand: Any, lookback_days: int | None = None
+) -> list[LineageDataset]:
+    """:func:`source_datasets` of any ``SourceSpec`` (the pipeline's source, the labels)."""
     from mlops_core.base import settings
 
-    source = spec.source
     uri = settings.redact(expand(source.uri))
     if source.partition.mode != "files" or "{ds}" not in uri:
-        return [uri_dataset(uri)]
-    day = date.fromisoformat(ds)
-    lookback = lookback_days or source.partition.lookback_days
-    return [uri_dataset(uri.replace("{ds}", (day - timedelta(days=i)).isoformat())) for i in range(lookback)]
+        uris = [uri]
+    else:
+        day = date.fromisoformat(ds)
+        lookback = lookback_days or source.partition.lookback_days
+        uris = [uri.replace("{ds}", (day - timedelta(days=i)).isoformat()) for i in range(lookback)]
+    if getattr(source, "dvc", None) is None:
+        return [uri_dataset(u) for u in uris]
+    repo = settings.redact(expand(source.dvc.repo))
+    parts = urlsplit(repo)
+    if parts.scheme:  # a git URL: no user name or password in the namespace
+        repo = parts._replace(netloc=_host(parts)).geturl()
+    elif repo.startswith("/"):  # a local repository by its path
+        repo = f"file://{repo}"
+    return [LineageDataset(f"dvc+{repo}", u.split("://", 1)[-1]) for u in uris]
+
+
+def with_source_versions(sources: list[LineageDataset], extra: dict[str, Any]) -> list[LineageDataset]:
+    """``sources`` with the version the lake's manifest recorded for each (its ``extra``): for a DVC
+    source, each file's DVC md5 (the content at the resolved commit). A plain file or object has
+    none: ingest records no etag or modification time of what it read, so no version is claimed."""
+    files = (extra.get("dvc") or {}).get("files") or []
+    md5 = {str(f.get("path")): str(f.get("md5")) for f in files if f.get("md5")}
+    return [LineageDataset(d.namespace, d.name, md5.get(d.name, d.version)) for d in sources]
 
 
 def mlflow_namespace(tracking_uri: str) -> str:
@@ -102,6 +137,29 @@ def model_version_dataset(tracking_uri: str, model_name: str, version: Any) -> L
 def champion_dataset(tracking_uri: str, model_name: str) -> LineageDataset:
     """The ``champion`` alias: what batch scoring and the drift check read, what promotion moves."""
     return model_dataset(tracking_uri, f"models:/{model_name}@champion")
+
+
+def alias_dataset(tracking_uri: str, model_name: str, alias: str, version: Any = None) -> LineageDataset:
+    """A registry alias (``live_challenger``, ``shadow``, ``champion``): ``models/<name>@<alias>``,
+    the name the ``local`` target's deploy gives the endpoint it points at that alias."""
+    return model_dataset(tracking_uri, f"models:/{model_name}@{alias}", version)
+
+
+def job_datasets(body: dict[str, Any]) -> tuple[list[LineageDataset], list[LineageDataset]]:
+    """The inputs and outputs an Azure ML job resource declares (``properties.inputs`` /
+    ``outputs``, each with a ``uri``), named as :func:`uri_dataset` names them. Literal inputs
+    (a number, a string) and outputs with no ``uri`` (the job's default datastore) name nothing."""
+    from mlops_core.base import settings
+
+    props = body.get("properties") or {}
+
+    def named(section: Any) -> list[LineageDataset]:
+        items = section.values() if isinstance(section, dict) else []
+        return [
+            uri_dataset(settings.redact(str(v["uri"]))) for v in items if isinstance(v, dict) and v.get("uri")
+        ]
+
+    return named(props.get("inputs")), named(props.get("outputs"))
 
 
 def endpoint_dataset(tracking_uri: str, deployment: dict[str, Any], profile: str) -> LineageDataset:

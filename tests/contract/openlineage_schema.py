@@ -1,9 +1,10 @@
 """OpenLineage's JSON Schema (spec 2-0-2, the version openlineage-python 1.54 writes), as a
 consumer (Marquez, a catalog) applies it to what the provider sends.
 
-Vendored in ``schemas/openlineage_2-0-2.json`` and the one standard facet the package adds,
-``schemas/openlineage_DatasetVersionDatasetFacet_1-0-1.json`` (each file's ``_source`` names the
-OpenLineage commit; neither ships in the Python client). An event is checked against
+Vendored in ``schemas/openlineage_2-0-2.json``, the one standard facet the package adds,
+``schemas/openlineage_DatasetVersionDatasetFacet_1-0-1.json``, and the provider's error facet on a
+FAIL, ``schemas/openlineage_ErrorMessageRunFacet_1-0-1.json`` (each file's ``_source`` names the
+OpenLineage commit; none ships in the Python client). An event is checked against
 ``RunEvent``, and every facet in it whose ``_schemaURL`` is one of the vendored schemas against
 that schema too (the provider's Airflow facets have schemas of their own, not vendored here).
 """
@@ -16,7 +17,11 @@ from pathlib import Path
 from typing import Any
 
 SCHEMAS = Path(__file__).with_name("schemas")
-FILES = ("openlineage_2-0-2.json", "openlineage_DatasetVersionDatasetFacet_1-0-1.json")
+FILES = (
+    "openlineage_2-0-2.json",
+    "openlineage_DatasetVersionDatasetFacet_1-0-1.json",
+    "openlineage_ErrorMessageRunFacet_1-0-1.json",
+)
 RUN_EVENT = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
 
 

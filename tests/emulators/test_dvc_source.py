@@ -438,6 +438,13 @@ def test_the_ingest_operator_reads_a_dvc_source_through_the_cloud_profile(world,
     op = IngestOperator(task_id="ingest", pipeline=_spec("local", "v2"), partition_date=DS)
     result = op.execute(context)
     assert result["rows"] == 60 and result["dvc"]["commit"] == world.versions["local"]["v2"]["commit"]
+    # OpenLineage: the file in the repository, its DVC md5 (from the manifest) as its version
+    (source,) = op._operator_lineage(context, result).inputs
+    assert (source.namespace, source.name) == (
+        f"dvc+file://{world.landing / NAME / 'local-remote'}",
+        "data/train.csv",
+    )
+    assert source.facets["version"].datasetVersion == world.versions["local"]["v2"]["md5"]
     bad = IngestOperator(task_id="ingest", pipeline=_spec("local", "v9"), partition_date="2026-01-22")
     with pytest.raises(AirflowFailException, match="is not a branch, tag or commit"):
         bad.execute(context)

@@ -147,6 +147,7 @@ def test_a_better_challenger_is_promoted(fresh) -> None:
     day = [d for d in feedback.history(spec, lake) if d["ds"] == DAYS[0].isoformat()][0]
     assert day["model_version"] == "1" and day["arms"]["challenger"]["version"] == "2"
     assert day["value"] == 0.0  # decay judges the champion's own rows (all wrong here), not the mix
+    assert day["rows"] == day["arms"]["champion"]["rows"] > 0  # and counts those (decay.min_rows)
 
 
 def test_a_worse_challenger_is_rolled_back_and_the_champion_stays(fresh) -> None:

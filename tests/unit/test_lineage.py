@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -192,3 +193,172 @@ def test_without_the_provider_the_operators_import_and_a_dag_builds():
         env={**__import__("os").environ, "PYTHONPATH": ":".join(paths)},
     )
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+def _names(datasets: list[Any]) -> set[tuple[str, str]]:
+    return {(d.namespace, d.name) for d in datasets}
+
+
+def _monitoring(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    monkeypatch.setenv("MLOPS_LOCAL_DIR", str(tmp_path))
+    return example_spec(
+        name="lin_m",
+        deployment={"target": "local", "challenger": {}},
+        feedback={"uri": "${MLOPS_LANDING}/lin_m/labels.csv", "key_columns": ["record_id"], "delay_days": 2},
+    )
+
+
+def test_the_monitoring_steps_hand_over_by_name_to_the_policy_and_the_verdict(tmp_path, monkeypatch):
+    """score (day T) -> performance (day T + delay) -> drift policy and challenger_verdict, and
+    drift_check -> drift policy; the verdict reads the alias deploy named and moves champion."""
+    from mlops_airflow.operators.deploy import ChallengerVerdictOperator
+    from mlops_airflow.operators.monitor import (
+        BatchScoreOperator,
+        DriftCheckOperator,
+        DriftPolicyOperator,
+        PerformanceOperator,
+    )
+    from mlops_core.base import settings
+    from mlops_core.data import storage
+
+    spec = _monitoring(tmp_path, monkeypatch)
+    lake = settings.lake_root()
+    day = {"partition_date": "2026-02-03", "pipeline": spec}
+    batch = {"uri": storage.partition_uri(lake, "lin_m", "monitor", "2026-02-01"), "version": 1}
+    scored = BatchScoreOperator(
+        task_id="score", pipeline=spec, partition_date="2026-02-01", data=batch, stage="monitor_predictions"
+    )._operator_lineage(_context(), None)
+    perf = PerformanceOperator(task_id="performance", **day)
+    history = storage.partition_uri(lake, "lin_m", "performance_history", "2026-02-01")
+    judged = perf._operator_lineage(_context(), {"history_uri": history})
+    assert _names(scored.outputs) <= _names(judged.inputs)  # the predictions of 2 days before
+    labels = Path(settings.landing_root().removeprefix("file://")) / "lin_m" / "labels.csv"
+    assert ("file", str(labels)) in _names(judged.inputs)
+    assert _names(judged.outputs) == {("file", history.removeprefix("file://"))}
+
+    drift = {"history_uri": storage.partition_uri(lake, "lin_m", "drift_history", "2026-02-03")}
+    check = DriftCheckOperator(task_id="drift_check", data=batch, **day)._operator_lineage(_context(), drift)
+    policy = DriftPolicyOperator(task_id="drift_policy", drift=drift, **day)._operator_lineage(_context(), {})
+    assert _names(policy.inputs) == _names(check.outputs) | _names(judged.outputs) and not policy.outputs
+
+    live = lineage.endpoint_dataset(
+        "http://mlflow.internal:5000",
+        {"target": "local", "endpoint": "models:/lin_m@live_challenger"},
+        "local",
+    )  # what deploy names when the gated version goes live beside the champion
+    verdict = ChallengerVerdictOperator(task_id="challenger_verdict", **day)
+    promoted = verdict._operator_lineage(
+        _context(), {"status": "promote", "acted": True, "challenger_version": "2"}
+    )
+    assert {(live.namespace, live.name)} | _names(judged.outputs) <= _names(promoted.inputs)
+    ((champion),) = promoted.outputs
+    assert (champion.name, champion.facets["version"].datasetVersion) == ("models/lin_m@champion", "2")
+    rolled = verdict._operator_lineage(_context(), {"status": "rollback", "acted": True})
+    assert _names(rolled.outputs) == {(live.namespace, live.name)}
+    for quiet in ({"status": "continue", "acted": True}, {"status": "promote", "acted": False}, None):
+        assert verdict._operator_lineage(_context(), quiet).outputs == []  # watching, a backfill, START
+    for op_lineage in (judged, policy, promoted):
+        assert openlineage_schema.violations(_event(op_lineage, "COMPLETE")) == []
+
+
+def test_a_failed_step_names_what_it_was_to_read_and_write_with_no_version(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLOPS_LOCAL_DIR", str(tmp_path))
+    from mlops_airflow.operators.data import IngestOperator
+
+    op = IngestOperator(task_id="ingest", pipeline=example_spec(name="lin_f"), partition_date="2026-01-31")
+    op.returned = {"uri": "file:///elsewhere", "version": 9}  # a previous try's: never on a FAIL
+    failed = op.get_openlineage_facets_on_failure(SimpleNamespace(get_template_context=_context))
+    assert [d.name.rsplit("/", 3)[-3:] for d in failed.outputs] == [["lin_f", "raw", "ds=2026-01-31"]]
+    assert failed.inputs[0].name.endswith("breast_cancer.csv")
+    assert all(not d.facets for d in [*failed.inputs, *failed.outputs])
+
+
+def test_managed_ingestion_lands_the_file_ingest_reads(monkeypatch):
+    monkeypatch.setenv("MLOPS_LANDING", "file:///landing")
+    from mlops_airflow.operators.ingestion.glue import GlueIngestionOperator
+
+    spec = example_spec(
+        name="orders",
+        source={
+            "uri": "${MLOPS_LANDING}/orders/{ds}.csv",
+            "partition": {"mode": "files", "lookback_days": 3},
+        },
+        ingestion={
+            "glue": {"job_name": "orders-export", "arguments": {"--output": "${MLOPS_LANDING}/orders/"}}
+        },
+    )
+    op = GlueIngestionOperator(task_id="managed_ingestion", pipeline=spec, partition_date="2026-01-31")
+    landed = op._operator_lineage(_context(), None)
+    assert landed.inputs == [] and _names(landed.outputs) == {("file", "/landing/orders/2026-01-31.csv")}
+    from mlops_core.base import settings
+
+    assert _names(landed.outputs) < _names(lineage.source_datasets(spec, "2026-01-31", settings.expand))
+
+
+def test_an_azure_ml_job_names_the_data_its_resource_declares():
+    from mlops_airflow.operators.azureml import AzureMLCommandJobOperator
+
+    body = {
+        "properties": {
+            "jobType": "Command",
+            "inputs": {
+                "train": {
+                    "jobInputType": "uri_folder",
+                    "uri": "abfss://lake@acct.dfs.core.windows.net/p/raw",
+                },
+                "epochs": {"jobInputType": "literal", "value": "3"},
+            },
+            "outputs": {
+                "model": {"jobOutputType": "mlflow_model", "uri": "azureml://datastores/models/paths/p/"},
+                "logs": {"jobOutputType": "uri_folder"},  # the default datastore: no name of ours
+            },
+        }
+    }
+    op = AzureMLCommandJobOperator(task_id="job", job_name="j", body=body)
+    got = op.get_openlineage_facets_on_start()
+    assert _names(got.inputs) == {("abfss://lake@acct.dfs.core.windows.net", "p/raw")}
+    assert _names(got.outputs) == {("azureml://datastores", "models/paths/p/")}
+    assert _names(op.get_openlineage_facets_on_complete(None).outputs) == _names(got.outputs)
+
+
+def test_a_dvc_source_file_carries_the_md5_the_manifest_recorded(monkeypatch):
+    monkeypatch.setenv("MLOPS_LANDING", "file:///landing")
+    from mlops_core.base import settings
+
+    spec = example_spec(
+        source={
+            "uri": "dvc://data/{ds}.csv",
+            "dvc": {"repo": "${MLOPS_LANDING}/repo", "rev": "v2"},
+            "partition": {"mode": "files", "lookback_days": 2},
+        }
+    )
+    named = lineage.source_datasets(spec, "2026-01-31", settings.expand)
+    assert [(d.namespace, d.name) for d in named] == [
+        ("dvc+file:///landing/repo", "data/2026-01-31.csv"),
+        ("dvc+file:///landing/repo", "data/2026-01-30.csv"),
+    ]
+    extra = {
+        "dvc": {"commit": "c" * 40, "files": [{"path": "data/2026-01-31.csv", "md5": "ab12", "size": 3}]}
+    }
+    versions = [d.version for d in lineage.with_source_versions(named, extra)]
+    assert versions == ["ab12", None]  # the day with no file in the commit claims no version
+    plain = lineage.source_datasets(example_spec(), "2026-01-31", settings.expand)
+    assert lineage.with_source_versions(plain, {"source_uri": "x"}) == plain  # nothing recorded, none claimed
+
+
+def test_a_smoke_test_beside_the_champion_claims_no_champion_move(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLOPS_LOCAL_DIR", str(tmp_path))
+    from mlops_airflow.operators.deploy import SmokeTestOperator
+
+    for extra, moved in (({"challenger": True}, False), ({"shadow": True}, False), ({}, True)):
+        dep = {"target": "local", "endpoint": "models:/lin_s@live_challenger", "version": "2", "extra": extra}
+        op = SmokeTestOperator(
+            task_id="smoke_test",
+            pipeline=example_spec(name="lin_s"),
+            deployment=dep,
+            trained={},
+            evaluation={},
+        )
+        done = op._operator_lineage(_context(), {"deployment": dep})
+        assert _names(done.outputs) == ({("mlflow://localhost", "models/lin_s@champion")} if moved else set())

@@ -51,7 +51,7 @@ class DayPerformance:
     evaluated_on: str  # the monitored day D whose run joined the labels
     status: str  # evaluated | no_predictions | no_labels | too_few_rows
     metric: str
-    rows: int = 0  # labelled predictions (the join)
+    rows: int = 0  # labelled predictions (the join; with a live challenger, the champion arm's)
     predictions: int = 0
     labels: int = 0  # labels read for the window
     unmatched_labels: int = 0  # labels whose key is in none of T's predictions (labels of other days too)
@@ -365,6 +365,8 @@ def evaluate_day(spec: PipelineSpec, lake_root: str, ds: str) -> DayPerformance:
     if "variant" in joined.columns:  # a live challenger: its sums for the test; decay judges the champion
         day.arms = _arm_sums(spec, joined)
         joined = joined.loc[joined["variant"].astype(str) == "champion"]
+        # on its own rows: decay.min_rows and the interval count the rows the metric is computed on
+        day.rows = len(joined)
     return _score_day(spec, lake_root, day, joined)
 
 

@@ -4,7 +4,8 @@ Built to the standard of the Amazon provider's ``SageMakerTrainingOperator``: cr
 job name, ``deferrable`` defaulting to ``[operators] default_deferrable``, polling in the
 triggerer (:class:`~mlops_airflow.triggers.azureml.AzureMLJobTrigger`), ``execute_complete``
 failing with the platform's message. The connection is the ``azure_ml`` one of
-:class:`~mlops_airflow.hooks.azureml.AzureMLHook`.
+:class:`~mlops_airflow.hooks.azureml.AzureMLHook`. With the OpenLineage provider, its events name
+the job's declared inputs and outputs (those with a ``uri``).
 """
 
 from __future__ import annotations
@@ -118,6 +119,16 @@ class AzureMLCommandJobOperator(BaseOperator):
             f"Azure ML job {self.job_name} still running after {self.max_attempts} polls; "
             "raise max_attempts or use deferrable=True"
         )
+
+    # --- OpenLineage (docs/lineage.md): the data the job resource declares, for every event ------
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        from mlops_airflow import lineage
+
+        return lineage.operator_lineage(*lineage.job_datasets(self.body))
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        return self.get_openlineage_facets_on_start()
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger: fail with the platform's message, or return the job's result."""

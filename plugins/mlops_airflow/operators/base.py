@@ -238,8 +238,9 @@ class MlopsStep:
         }
 
     # --- OpenLineage (docs/lineage.md) -------------------------------------------------------------
-    # The provider's listener calls the two facet methods, when the provider is installed, around
-    # the task: START after the templates are rendered, COMPLETE after execute returned. The names
+    # The provider's listener calls the facet methods, when the provider is installed, around the
+    # task: START after the templates are rendered, COMPLETE after execute returned, FAIL after it
+    # raised. The names
     # come from mlops_airflow.lineage; each step says what it reads and writes in lineage_datasets.
 
     def cloud_profile(self) -> AbstractContextManager[Any]:
@@ -262,6 +263,11 @@ class MlopsStep:
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         result = self.returned if isinstance(self.returned, dict) else {}
         return self._operator_lineage(task_instance.get_template_context(), result)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """FAIL: what the step was reading and was to write, as at START (nothing it returned: it
+        published no version). The provider adds the error as the ``errorMessage`` run facet."""
+        return self._operator_lineage(task_instance.get_template_context(), None)
 
     def _operator_lineage(self, context: Context, result: dict[str, Any] | None) -> Any:
         from mlops_airflow import lineage

@@ -112,7 +112,8 @@ class IngestOperator(MlopsStep, BaseOperator):
             raise AirflowFailException(str(err)) from err
 
     def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
-        """The source files of the day's window -> the lake partition (its manifest version once written)."""
+        """The source files of the day's window (a DVC source's with the md5 of each, once read) -> the
+        lake partition (its manifest version once written)."""
         from mlops_airflow import lineage
         from mlops_core.base import settings
         from mlops_core.data import storage
@@ -120,6 +121,9 @@ class IngestOperator(MlopsStep, BaseOperator):
         day = self.partition(context)
         inputs = lineage.source_datasets(self.spec, day, settings.expand, self.lookback_days)
         if result:
+            if self.spec.source.dvc is not None:  # each file's DVC md5, as the manifest recorded it
+                written = storage.read_manifest(result["uri"], version=int(result["version"]))
+                inputs = lineage.with_source_versions(inputs, written.extra)
             return inputs, [lineage.uri_dataset(result["uri"], result.get("version"))]
         return inputs, [
             lineage.uri_dataset(storage.partition_uri(self.lake, self.spec.name, self.stage, day))

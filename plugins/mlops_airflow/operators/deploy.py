@@ -239,7 +239,8 @@ class SmokeTestOperator(MlopsStep, BaseOperator):
 
     def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
         """The endpoint it tested -> the ``champion`` alias it moved (the model batch scoring and
-        monitoring read; on the local target the same alias is the endpoint)."""
+        monitoring read; on the local target the same alias is the endpoint). A live challenger or
+        a shadow leaves the champion where it is: no output (its verdict step names the move)."""
         from mlops_airflow import lineage
 
         deployment = self.deployment if isinstance(self.deployment, dict) else {}
@@ -247,6 +248,9 @@ class SmokeTestOperator(MlopsStep, BaseOperator):
         if not result:
             return inputs, []
         moved = result.get("deployment") or deployment
+        extra = moved.get("extra") or {}
+        if extra.get("challenger") or extra.get("shadow"):  # beside the champion: its verdict moves it
+            return inputs, []
         champion = lineage.champion_dataset(tracking(), self.spec.registered_model_name)
         version = moved.get("version") or deployment.get("version")
         return inputs, [lineage.LineageDataset(champion.namespace, champion.name, str(version))]
@@ -266,6 +270,7 @@ class _VerdictOperator(MlopsStep, BaseOperator):
 
     template_fields: Sequence[str] = _PARTITIONED
     kind = ""  # "challenger" | "shadow"
+    alias = ""  # the registry alias the judged version is on: "live_challenger" | "shadow"
 
     def __init__(
         self,
@@ -297,6 +302,31 @@ class _VerdictOperator(MlopsStep, BaseOperator):
         )
         return result
 
+    def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
+        """The champion alias and the ``alias`` the judged version is on (the local target's
+        endpoint name for it), with what the verdict reads of the day -> what it moved: the
+        ``champion`` alias on a promotion (the version now champion as its version), the judged
+        version's alias on a rollback or rejection (removed), nothing while it keeps watching."""
+        from mlops_airflow import lineage
+
+        name = self.spec.registered_model_name
+        champion = lineage.champion_dataset(tracking(), name)
+        judged = lineage.alias_dataset(tracking(), name, self.alias)
+        inputs = [champion, judged, *self.day_datasets(context)]
+        status = str((result or {}).get("status") or "")
+        if not result or not result.get("acted"):
+            return inputs, []
+        if status == "promote":
+            version = result.get(f"{self.kind}_version")
+            return inputs, [lineage.LineageDataset(champion.namespace, champion.name, str(version))]
+        if status in ("rollback", "reject"):
+            return inputs, [judged]
+        return inputs, []
+
+    def day_datasets(self, context: Context) -> list[Any]:
+        """The lake partitions (and labels) the verdict of the day reads that another step names."""
+        return []
+
 
 class ChallengerVerdictOperator(_VerdictOperator):
     """The live challenger's daily verdict (``deployment.challenger``): the sequential test on every
@@ -305,11 +335,25 @@ class ChallengerVerdictOperator(_VerdictOperator):
     """
 
     kind = "challenger"
+    alias = "live_challenger"
 
     def judge(self, ds: str, act: bool) -> dict[str, Any]:
         from mlops_core import challenger
 
         return challenger.judge(self.spec, self.lake, ds, act=act)
+
+    def day_datasets(self, context: Context) -> list[Any]:
+        """The performance history of the prediction day this run's ``performance`` step judged
+        (each arm's sums; the test adds up the earlier days too, named by the runs that wrote them)."""
+        from datetime import date, timedelta
+
+        from mlops_airflow import lineage
+        from mlops_core.data import storage
+        from mlops_core.monitor import feedback
+
+        assert self.spec.feedback is not None
+        day = date.fromisoformat(self.partition(context)) - timedelta(days=self.spec.feedback.delay_days)
+        return [lineage.uri_dataset(storage.partition_uri(self.lake, self.spec.name, feedback.HISTORY, day))]
 
 
 class ShadowVerdictOperator(_VerdictOperator):
@@ -321,8 +365,22 @@ class ShadowVerdictOperator(_VerdictOperator):
     """
 
     kind = "shadow"
+    alias = "shadow"
 
     def judge(self, ds: str, act: bool) -> dict[str, Any]:
         from mlops_core import shadow
 
         return shadow.judge(self.spec, self.lake, ds, act=act)
+
+    def day_datasets(self, context: Context) -> list[Any]:
+        """The day's served predictions (the ``score`` output it pairs the shadow's with) and, with
+        ``feedback``, the labels file(s)."""
+        from mlops_airflow import lineage
+        from mlops_core.base import settings
+        from mlops_core.data import storage
+        from mlops_core.monitor import feedback
+
+        day = self.partition(context)
+        served = storage.partition_uri(self.lake, self.spec.name, feedback.PREDICTIONS, day)
+        labels = lineage.labels_datasets(self.spec, day, settings.expand) if self.spec.feedback else []
+        return [lineage.uri_dataset(served), *labels]

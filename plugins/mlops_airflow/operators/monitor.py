@@ -136,11 +136,13 @@ class DriftCheckOperator(MlopsStep, BaseOperator):
         return result
 
     def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
-        """The monitored partition, against the champion."""
+        """The monitored partition, against the champion -> the day's drift history partition (what
+        the drift policy reads; the report is not a dataset of its own)."""
         from mlops_airflow import lineage
 
         champion = lineage.champion_dataset(tracking(), self.spec.registered_model_name)
-        return [upstream_dataset(self.data), champion], []
+        day = history_dataset(self, context, result, "drift_history", "history_uri")
+        return [upstream_dataset(self.data), champion], [day]
 
 
 class DriftPolicyOperator(MlopsStep, BaseOperator):
@@ -174,6 +176,45 @@ class DriftPolicyOperator(MlopsStep, BaseOperator):
             "drift policy %s:\n  - %s", "FIRES" if decision.fire else "holds", "\n  - ".join(decision.reasons)
         )
         return {**decision.to_dict(), "drift": self.drift}
+
+    def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
+        """The day's drift history partition and, with ``feedback``, the performance history of the
+        prediction day this run's ``performance`` step judged (the policy reads the earlier days of
+        its windows too; those were named by the runs that wrote them). Its decision goes to
+        ``emit_drift_event`` by XCom: no dataset."""
+        from datetime import date, timedelta
+
+        from mlops_airflow import lineage
+        from mlops_core.data import storage
+        from mlops_core.monitor import feedback
+
+        day = self.partition(context)
+        inputs = [history_dataset(self, context, None, "drift_history", "history_uri")]
+        if self.spec.feedback is not None:
+            judged = date.fromisoformat(day) - timedelta(days=self.spec.feedback.delay_days)
+            uri = storage.partition_uri(self.lake, self.spec.name, feedback.HISTORY, judged)
+            inputs.append(lineage.uri_dataset(uri))
+        return inputs, []
+
+
+def history_dataset(
+    step: MlopsStep, context: Context, result: dict[str, Any] | None, stage: str, key: str
+) -> Any:
+    """A history partition a monitoring step wrote (``result[key]``, with the version just published)
+    or, before it ran, the one of its day."""
+    from mlops_airflow import lineage
+    from mlops_core.data import storage
+
+    uri = (result or {}).get(key)
+    if not uri:
+        return lineage.uri_dataset(
+            storage.partition_uri(step.lake, step.spec.name, stage, step.partition(context))
+        )
+    try:  # the version this step published (read back right after it: the newest)
+        version: int | None = storage.read_manifest(str(uri)).version
+    except FileNotFoundError:
+        version = None
+    return lineage.uri_dataset(str(uri), version)
 
 
 class EmitDriftEventOperator(MlopsStep, BaseOperator):
@@ -298,6 +339,28 @@ class PerformanceOperator(MlopsStep, BaseOperator):
         if day.decayed:
             _notify_decay(self, context, day.to_dict())
         return {**day.to_dict(), "history_uri": uri, "mlflow_run_id": run_id}
+
+    def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
+        """The predictions of ``delay_days`` before (the ``score`` output of that day's monitoring
+        run) and the labels file(s) -> the performance history partition of that prediction day."""
+        from datetime import date, timedelta
+
+        from mlops_airflow import lineage
+        from mlops_core.base import settings
+        from mlops_core.data import storage
+        from mlops_core.monitor import feedback
+
+        fb = self.spec.feedback
+        if fb is None:
+            return [], []
+        day = self.partition(context)
+        judged = (date.fromisoformat(day) - timedelta(days=fb.delay_days)).isoformat()
+        predictions = storage.partition_uri(self.lake, self.spec.name, feedback.PREDICTIONS, judged)
+        inputs = [lineage.uri_dataset(predictions), *lineage.labels_datasets(self.spec, day, settings.expand)]
+        if result and result.get("history_uri"):
+            return inputs, [history_dataset(self, context, result, feedback.HISTORY, "history_uri")]
+        uri = storage.partition_uri(self.lake, self.spec.name, feedback.HISTORY, judged)
+        return inputs, [lineage.uri_dataset(uri)]
 
 
 def _notify_decay(step: MlopsStep, context: Context, evidence: dict[str, Any]) -> None:

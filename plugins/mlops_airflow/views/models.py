@@ -119,6 +119,8 @@ def champion_history(spec: PipelineSpec) -> dict[str, Any]:
                 "rolled_back": tags.get("mlops.rolled_back") == "true",
                 "superseded": registry.SUPERSEDED_TAG in tags,
                 "shadow": tags.get("mlops.shadow_verdict", ""),  # deployment.shadow's verdict, one line
+                # deployment.challenger: live | promoted | rolled_back | replaced (mlops.challenger)
+                "challenger": tags.get("mlops.challenger", ""),
                 "champion": str(mv.version) == champion,
                 "metric": value,
                 "threshold": _threshold_text(spec, applied, dict(run.data.params) if run is not None else {}),
@@ -239,6 +241,8 @@ def _decision(row: dict[str, Any]) -> str:
         bits.append("superseded")
     if row.get("shadow"):
         bits.append(f"shadow {row['shadow']}")
+    if row.get("challenger"):
+        bits.append(f"challenger {row['challenger'].replace('_', ' ')}")
     return "; ".join(bits)
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator, Context
 
-    from mlops_airflow.operators.base import MlopsStep
+    from mlops_airflow.operators.base import Datasets, MlopsStep
     from mlops_core.spec import IngestionSpec, PipelineSpec
 
 TASK_ID = "managed_ingestion"
@@ -60,6 +60,16 @@ def job_inputs(step: MlopsStep, context: Context) -> tuple[str, dict[str, Any]]:
     day = step.partition(context)
     assert step.spec.ingestion is not None
     return day, job_parameters(step.spec.ingestion, day, run_key(ti.dag_id, ti.run_id, day))
+
+
+def landed(step: MlopsStep, context: Context) -> Datasets:
+    """OpenLineage: what the job writes is what ``ingest`` reads for the day, the source file of the
+    day (``files`` mode: the one with the day in its name), or the source URI. What the job itself
+    reads is its own business (its script, its connections): no input is named."""
+    from mlops_airflow import lineage
+    from mlops_core.base import settings
+
+    return [], lineage.source_datasets(step.spec, step.partition(context), settings.expand, lookback_days=1)
 
 
 def managed_ingestion(spec: PipelineSpec, dag: str, **kwargs: Any) -> BaseOperator | None:

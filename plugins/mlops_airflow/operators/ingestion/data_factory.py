@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.microsoft.azure.operators.data_factory import AzureDataFactoryRunPipelineOperator
 
 from mlops_airflow.operators.base import MlopsStep, in_cloud_profile
-from mlops_airflow.operators.ingestion import job_inputs, load
+from mlops_airflow.operators.ingestion import job_inputs, landed, load
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
 
+    from mlops_airflow.operators.base import Datasets
     from mlops_core.spec import PipelineSpec
 
 
@@ -47,6 +48,10 @@ class DataFactoryIngestionOperator(MlopsStep, AzureDataFactoryRunPipelineOperato
             **kwargs,
         )
         self.pipeline, self.partition_date = pipeline, partition_date
+
+    def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
+        """OpenLineage: the day's source file the job lands (:func:`~mlops_airflow.operators.ingestion.landed`)."""
+        return landed(self, context)
 
     @in_cloud_profile
     def execute(self, context: Context) -> None:

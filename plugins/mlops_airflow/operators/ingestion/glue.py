@@ -10,13 +10,14 @@ from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_airflow.operators.base import MlopsStep, in_cloud_profile
-from mlops_airflow.operators.ingestion import job_inputs, load
+from mlops_airflow.operators.ingestion import job_inputs, landed, load
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
 
+    from mlops_airflow.operators.base import Datasets
     from mlops_core.spec import PipelineSpec
 
 
@@ -54,6 +55,10 @@ class GlueIngestionOperator(MlopsStep, GlueJobOperator):
         )
         self.pipeline, self.partition_date = pipeline, partition_date
         self._conn_from_profile = glue.conn_id is None
+
+    def lineage_datasets(self, context: Context, result: dict[str, Any] | None) -> Datasets:
+        """OpenLineage: the day's source file the job lands (:func:`~mlops_airflow.operators.ingestion.landed`)."""
+        return landed(self, context)
 
     @in_cloud_profile
     def execute(self, context: Context) -> str | None:
