@@ -25,11 +25,12 @@ def _spec(**shadow_cfg):
 # --- the spec -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("target", ["sagemaker", "azureml", "vertex", "kserve"])
-def test_an_endpoint_target_is_refused_naming_what_would_mirror_traffic(target: str) -> None:
-    with pytest.raises(SpecError, match="local target only") as err:
-        example_spec(deployment={"target": target, "shadow": {}})
-    assert "SageMaker shadow variants" in str(err.value) and "mirror_traffic" in str(err.value)
+def test_azureml_is_refused_saying_why_and_the_other_endpoint_targets_take_a_shadow() -> None:
+    with pytest.raises(SpecError, match="runs on the targets auto, local, sagemaker, vertex, kserve") as err:
+        example_spec(deployment={"target": "azureml", "shadow": {}})
+    assert "mirror_traffic" in str(err.value) and "data collector" in str(err.value)
+    for target in ("sagemaker", "vertex", "kserve"):
+        assert example_spec(deployment={"target": target, "shadow": {}}).deployment.shadow_on
 
 
 def test_shadow_and_a_live_challenger_are_one_or_the_other() -> None:
@@ -202,7 +203,7 @@ def test_the_task_judges_its_day_and_a_backfill_only_reports(monkeypatch, run_ty
 
     seen = {}
 
-    def judge(spec, lake, ds, *, act):
+    def judge(spec, lake, ds, *, act, target=None):
         seen.update(lake=lake, ds=ds, act=act)
         return {"status": "wait", "reasons": ["1/7 monitored day(s)"]}
 
@@ -234,7 +235,7 @@ def test_the_task_skips_without_a_shadow_and_fails_closed_on_a_refused_promotion
         _verdict_step().execute(context)  # type: ignore[arg-type]
 
 
-def test_auto_on_a_profile_that_deploys_to_an_endpoint_is_refused_at_deploy(monkeypatch) -> None:
+def test_auto_on_a_profile_that_deploys_to_azureml_is_refused_at_deploy(monkeypatch) -> None:
     from types import SimpleNamespace
 
     from mlops_core import rollout
@@ -248,7 +249,7 @@ def test_auto_on_a_profile_that_deploys_to_an_endpoint_is_refused_at_deploy(monk
     )
     monkeypatch.setattr(run_artifacts, "verify_artifact", lambda *a: None)
     monkeypatch.setattr(registry, "alias_version", lambda n, a: "1")
-    endpoint = SimpleNamespace(name="sagemaker", deploy=lambda *a: moved.append(a))
-    with pytest.raises(rollout.ShadowUnsupported, match="deploys to 'sagemaker'.*mirror_traffic"):
+    endpoint = SimpleNamespace(name="azureml", deploy=lambda *a: moved.append(a))
+    with pytest.raises(rollout.ShadowUnsupported, match="deploys to 'azureml'.*data collector"):
         rollout.deploy(spec, "2", endpoint)  # type: ignore[arg-type]
     assert moved == []

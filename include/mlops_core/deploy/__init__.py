@@ -133,14 +133,61 @@ class EndpointTarget:
     def __init__(self, profile: CloudProfile, clients: ClientFactory):
         self.profile, self.clients = profile, clients
 
+    def deploy(self, spec: PipelineSpec, version: str) -> Deployment:
+        raise NotImplementedError
+
+    def status(self, deployment: Deployment) -> str:
+        raise NotImplementedError
+
+    def promote(self, spec: PipelineSpec, deployment: Deployment) -> Deployment:
+        raise NotImplementedError
+
+    def rollback(self, spec: PipelineSpec, deployment: Deployment) -> None:
+        raise NotImplementedError
+
     def predict(self, deployment: Deployment, features: pd.DataFrame) -> np.ndarray:
         raise NotImplementedError
 
     def smoke_test(
         self, spec: PipelineSpec, deployment: Deployment, holdout_uri: str, expected_uri: str
     ) -> SmokeResult:
+        if deployment.extra.get("shadow"):  # the endpoint cannot route a request to the shadow alone
+            from mlops_core.deploy.local import LocalTarget
+
+            return LocalTarget().smoke_test(spec, deployment, holdout_uri, expected_uri)
         features, want = smoke_frames(spec, holdout_uri, expected_uri)
         return compare(spec, self.predict(deployment, features), want, len(features))
+
+    # -- deployment.shadow (mlops_core.shadow); SageMaker overrides these to mirror live traffic
+
+    mirrors_traffic = False  # True: the platform sends the shadow a copy of every request
+
+    def deploy_shadow(self, spec: PipelineSpec, version: str, champion: str) -> Deployment:
+        """Put ``version`` in shadow beside ``champion``. Here (Vertex AI, KServe: no mirroring) the
+        endpoint stays on the champion and only the alias ``shadow`` moves: batch and monitoring
+        scoring score every row with both models in process, from the registry."""
+        from dataclasses import replace
+
+        from mlops_core.deploy.local import LocalTarget
+
+        return replace(LocalTarget()._deploy_shadow(spec, version, champion), target=self.name)
+
+    def rollback_shadow(self, spec: PipelineSpec, deployment: Deployment) -> None:
+        """Take a shadow out before any verdict (its smoke test or its deploy failed): the alias goes."""
+        from mlops_core.deploy.local import LocalTarget
+
+        LocalTarget().rollback(spec, deployment)
+
+    def shadow_traffic(self, spec: PipelineSpec, lake_root: str, ds: str, shadow: str, champion: str) -> None:
+        """Write the day's mirrored requests, answered by both, to the lake (mirroring targets only)."""
+
+    def promote_shadow(self, spec: PipelineSpec, version: str, champion: str) -> Deployment:
+        """The verdict promoted ``version``: deploy it through the target's normal path (the spec's
+        strategy); :func:`mlops_core.shadow.complete_promotion` smoke-tests it and moves ``champion``."""
+        return self.deploy(spec, version)
+
+    def reject_shadow(self, spec: PipelineSpec, version: str, champion: str) -> None:
+        """The verdict rejected ``version``: remove what it holds on the platform (nothing here)."""
 
     @staticmethod
     def endpoint_name(spec: PipelineSpec) -> str:
