@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlops_core import challenger
-from mlops_core.deploy.local import SHADOW_TAG, SHADOW_VERDICT_TAG
+from mlops_core.deploy import SHADOW_TAG, SHADOW_VERDICT_TAG
 from mlops_core.monitor import shadow as compare_shadow
 from mlops_core.runs import registry
 
@@ -128,7 +128,7 @@ def judge(
     endpoint = _endpoint(target)
     traffic = endpoint is not None and endpoint.mirrors_traffic
     if traffic and endpoint is not None:  # the day's mirrored requests, as both models answered them
-        endpoint.shadow_traffic(spec, lake_root, ds[:10], shadow, champion)
+        write_traffic(spec, lake_root, ds[:10], endpoint.shadow_traffic(spec, ds[:10]), (champion, shadow))
     paired = compare_shadow.collect(spec, lake_root, shadow, champion, ds[:10], traffic=traffic)
     if paired.frame is None:
         got = compare_shadow.Comparison(rows=0)
@@ -155,6 +155,44 @@ def judge(
         _act(spec, verdict, (shadow, champion), result, lake_root, endpoint)
     result["acted"] = act
     return result
+
+
+def write_traffic(
+    spec: PipelineSpec, lake_root: str, ds: str, pairs: list[Any], versions: tuple[str, str]
+) -> None:
+    """A mirroring target's requests of day ``ds``, (rows, the champion's predictions, the shadow's)
+    each, as the sibling partitions :func:`mlops_core.monitor.shadow.collect` pairs (``traffic``).
+    Row keys are :func:`mlops_core.scoring.row_keys` of the request's rows (they carry no id column),
+    so labels join on them as on batch scoring's ``row_key``."""
+    import pandas as pd
+
+    from mlops_core import scoring
+    from mlops_core.data import storage
+
+    if not pairs:
+        return
+    champion, shadow = versions
+    rows = pd.DataFrame([r for p in pairs for r in p[0]])
+    keys = pd.DataFrame({"row_key": scoring.row_keys(rows)})
+    served = keys.assign(prediction=[v for p in pairs for v in p[1]], model_version=champion)
+    written = storage.write_partition(
+        {"data": served}, lake_root, spec.name, compare_shadow.TRAFFIC, ds, extra={"model_version": champion}
+    )
+    side = keys.assign(prediction=[v for p in pairs for v in p[2]], model_version=shadow)
+    storage.write_partition(
+        {"data": side},
+        lake_root,
+        spec.name,
+        compare_shadow.TRAFFIC_STAGE,
+        ds,
+        extra={
+            "shadow_version": shadow,
+            "champion_version": champion,
+            "served_uri": written.uri,
+            "served_version": written.version,
+        },
+    )
+    log.info("%d mirrored row(s) answered by v%s and v%s on %s", len(rows), champion, shadow, ds)
 
 
 def _act(

@@ -9,8 +9,7 @@ The Kubernetes API and the ingress are test_kserve.py's fakes (every body held t
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -36,6 +35,9 @@ from tests.contract.test_kserve import (  # noqa: F401 (fixtures)
     kube,
     versions,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.contract
 

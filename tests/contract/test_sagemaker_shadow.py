@@ -15,8 +15,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.response import StreamingBody
@@ -44,6 +43,9 @@ from tests.contract.test_sagemaker import (  # noqa: F401 (fixtures)
     versions,
 )
 from tests.helpers import example_spec
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.contract
 
@@ -177,7 +179,11 @@ def test_the_verdict_reads_both_variants_captured_answers_paired_request_by_requ
     # the shadow missed no request but disagrees on one row; the copy of `second` came first
     _rows_answered(tmp_path, "Shadow", [(second, ["malignant"]), (first, ["benign", "benign"])])
     target = ShadowTarget(aws_profile(lake=lake), aws)
-    target.shadow_traffic(spec_for(), lake, DAY, "2", "1")
+    pairs = target.shadow_traffic(spec_for(), DAY)
+    assert [(len(rows), served, mirrored) for rows, served, mirrored in pairs] == [
+        (2, ["benign", "malignant"], ["benign", "benign"]), (1, ["malignant"], ["malignant"]),
+    ]  # fmt: skip
+    shadow.write_traffic(spec_for(), lake, DAY, pairs, ("1", "2"))
 
     paired = compare_shadow.collect(spec_for(), lake, "2", "1", DAY, traffic=True)
     assert paired.days == [DAY] and paired.rows == 3

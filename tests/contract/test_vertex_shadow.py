@@ -11,8 +11,7 @@ tests reuse.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -39,6 +38,9 @@ from tests.contract.test_vertex import (  # noqa: F401 (fixtures)
     filt,
     mlflow_store,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.contract
 

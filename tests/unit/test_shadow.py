@@ -253,3 +253,41 @@ def test_auto_on_a_profile_that_deploys_to_azureml_is_refused_at_deploy(monkeypa
     with pytest.raises(rollout.ShadowUnsupported, match="deploys to 'azureml'.*data collector"):
         rollout.deploy(spec, "2", endpoint)  # type: ignore[arg-type]
     assert moved == []
+
+
+def test_a_promotion_on_an_endpoint_defers_until_it_is_ready_then_completes(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+
+    from mlops_airflow.triggers.cloud import EndpointTrigger
+
+    moving = {"target": "vertex", "endpoint": "ep", "state": "updating", "version": "2"}
+    monkeypatch.setattr(
+        shadow, "judge", lambda *a, **k: {"status": "promote", "reasons": ["better"], "deployment": moving}
+    )
+    context = {"dag_run": SimpleNamespace(run_type="scheduled", dag_id="breast_cancer_monitoring")}
+    step = _verdict_step()
+    with pytest.raises(TaskDeferred) as deferred:
+        step.execute(context)  # type: ignore[arg-type]
+    assert isinstance(deferred.value.trigger, EndpointTrigger)
+    assert deferred.value.method_name == "promotion_complete"
+
+    completed = []
+    monkeypatch.setattr(
+        shadow,
+        "complete_promotion",
+        lambda spec, dep, target, lake: completed.append(dep) or {**dep, "state": "ready"},
+    )
+    ready = {**moving, "state": "ready"}
+    out = step.promotion_complete(
+        context, {"status": "success", "deployment": ready}, **deferred.value.kwargs
+    )
+    assert completed == [ready] and out["deployment"]["state"] == "ready" and out["status"] == "promote"
+
+    def failed(spec, dep, target, lake):
+        raise shadow.PromotionFailed("smoke test failed; rolled back")
+
+    monkeypatch.setattr(shadow, "complete_promotion", failed)
+    with pytest.raises(AirflowFailException, match="smoke test failed"):
+        step.promotion_complete(context, {"status": "success", "deployment": ready}, **deferred.value.kwargs)

@@ -21,7 +21,7 @@ settings, so a retried task finds what the first try made and never starts a sec
 ``deployment.shadow`` is a shadow-mode inference experiment (``CreateInferenceExperiment``): the
 endpoint keeps serving the champion's variant, SageMaker sends the shadow variant a copy of every
 request, and both variants' requests and answers are captured as JSON lines under
-``<lake>/<name>/capture/``. The verdict reads a day's capture back (:meth:`SageMakerTarget.shadow_traffic`)
+``<lake>/<name>/capture/``. The verdict reads a day's capture back (:mod:`mlops_core.clouds.aws.shadow`)
 and ends the experiment (``StopInferenceExperiment``) with the shadow variant promoted (action
 ``Promote``: it becomes the production variant) or removed (``Remove``; the champion's is retained).
 """
@@ -35,6 +35,7 @@ import math
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from mlops_core.clouds.aws import shadow as shadow_mode
 from mlops_core.deploy import (
     READY,
     UPDATING,
@@ -54,8 +55,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VARIANT = "AllTraffic"
-SHADOW_VARIANT = "Shadow"  # the shadow variant of an inference experiment (deployment.shadow)
-MAX_EXPERIMENT_DAYS = 30  # SageMaker's longest inference experiment
 MAX_NAME = 63  # SageMaker model, endpoint config and endpoint names
 # What MLflow's serving image reads (mlflow.sagemaker._get_deployment_config): the flavor to
 # serve and that it runs on SageMaker (port 8080, /invocations and /ping).
@@ -99,221 +98,7 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def experiment_name(endpoint: str, version: str) -> str:
-    """The shadow-mode inference experiment of ``version``: ``mlops-breast-cancer-shadow-v3``."""
-    return _name(endpoint, f"-shadow-v{version}")
-
-
-_EXPERIMENT_BUSY = {"Creating", "Created", "Updating", "Starting", "Stopping"}
-
-
-class _ShadowMode:
-    """``deployment.shadow`` on SageMaker: a shadow-mode inference experiment (mixed into the target)."""
-
-    name = "sagemaker"
-    mirrors_traffic = True
-    profile: Any
-    clients: Any
-
-    def capture_uri(self, spec: PipelineSpec) -> str:
-        """Where the experiment captures both variants' requests and answers."""
-        from mlops_core.data import filesystems
-
-        return filesystems.join(self.profile.lake, spec.name, "capture")
-
-    def _variant_config(self, spec: PipelineSpec, model_name: str, variant: str) -> dict[str, Any]:
-        return {
-            "ModelName": model_name,
-            "VariantName": variant,
-            "InfrastructureConfig": {
-                "InfrastructureType": "RealTimeInference",
-                "RealTimeInferenceConfig": {
-                    "InstanceType": spec.deployment.instance_type or self.profile.setting("instance_type"),
-                    "InstanceCount": spec.deployment.initial_instances,
-                },
-            },
-        }
-
-    def now(self) -> Any:
-        from datetime import UTC, datetime
-
-        return datetime.now(UTC)
-
-    def deploy_shadow(self, spec: PipelineSpec, version: str, champion: str) -> Deployment:
-        """Start (or find) the experiment: the champion's variant keeps all traffic, the shadow variant
-        of ``version`` gets a copy of every request, both captured; then the alias ``shadow``."""
-        from datetime import timedelta
-
-        from mlops_core.deploy.local import LocalTarget
-
-        target: Any = self
-        endpoint = target.endpoint_name(spec)
-        name = experiment_name(endpoint, version)
-        model_name = target.model_resource_name(endpoint, version)
-        target._create_model(spec, version, model_name, target.package(spec, version))
-        champion_model = target.model_resource_name(endpoint, champion)
-        days = min(spec.deployment.shadow.days + 2 if spec.deployment.shadow else 9, MAX_EXPERIMENT_DAYS)
-        sm = self.clients("sagemaker")
-        try:
-            sm.create_inference_experiment(
-                Name=name,
-                Type="ShadowMode",
-                Schedule={"EndTime": self.now() + timedelta(days=days)},
-                Description=f"{spec.registered_model_name} v{version} in shadow beside champion v{champion}",
-                RoleArn=self.profile.setting("role_arn"),
-                EndpointName=endpoint,
-                ModelVariants=[
-                    self._variant_config(spec, champion_model, VARIANT),
-                    self._variant_config(spec, model_name, SHADOW_VARIANT),
-                ],
-                DataStorageConfig={"Destination": self.capture_uri(spec), "ContentType": {
-                    "JsonContentTypes": ["application/json"]}},
-                ShadowModeConfig={
-                    "SourceModelVariantName": VARIANT,
-                    "ShadowModelVariants": [{"ShadowModelVariantName": SHADOW_VARIANT, "SamplingPercentage": 100}],
-                },
-                Tags=[{"Key": "mlops:pipeline", "Value": spec.name}],
-            )  # fmt: skip
-            log.info(
-                "started inference experiment %s: v%s shadows v%s on %s", name, version, champion, endpoint
-            )
-        except Exception as exc:
-            if not _is_existing(exc):
-                raise
-            log.info("inference experiment %s already exists; attaching to it", name)
-        dep = LocalTarget()._deploy_shadow(spec, version, champion)
-        return replace(
-            dep,
-            target=self.name,
-            endpoint=endpoint,
-            state=UPDATING,
-            extra={**dep.extra, "experiment": name, "model_name": model_name},
-        )
-
-    def _experiment_status(self, deployment: Deployment) -> tuple[str, str]:
-        found = self.clients("sagemaker").describe_inference_experiment(Name=deployment.extra["experiment"])
-        return str(found.get("Status")), str(found.get("StatusReason") or "no reason given")
-
-    def experiment_status(self, deployment: Deployment) -> str:
-        """A shadow's deploy: ready once the experiment runs; its promotion: once it completed and the
-        endpoint is InService again."""
-        state, reason = self._experiment_status(deployment)
-        wanted = "Completed" if deployment.extra.get("promoting") else "Running"
-        if state in _EXPERIMENT_BUSY:
-            return UPDATING
-        if state != wanted:
-            raise DeploymentFailed(
-                f"inference experiment {deployment.extra['experiment']} is {state}, not {wanted}: {reason}"
-            )
-        if deployment.extra.get("promoting"):  # the shadow variant became the production one
-            described = self.clients("sagemaker").describe_endpoint(EndpointName=deployment.endpoint)
-            if described.get("EndpointStatus") != "InService":
-                return UPDATING
-        return READY
-
-    def rollback_shadow(self, spec: PipelineSpec, deployment: Deployment) -> None:
-        """End the experiment with the shadow variant removed, then the alias."""
-        from mlops_core.deploy.local import LocalTarget
-
-        self._stop(deployment.extra["experiment"], "Remove", "the shadow's deploy or smoke test failed")
-        LocalTarget().rollback(spec, deployment)
-
-    def _stop(self, name: str, shadow_action: str, reason: str, desired: list[Any] | None = None) -> None:
-        """``StopInferenceExperiment`` with the champion's variant retained (or removed on a promotion)."""
-        sm = self.clients("sagemaker")
-        state = str(sm.describe_inference_experiment(Name=name).get("Status"))
-        if state in {"Completed", "Cancelled", "Stopping"}:
-            log.info("inference experiment %s is %s already; not stopping it again", name, state)
-            return
-        actions = {
-            VARIANT: "Remove" if shadow_action == "Promote" else "Retain",
-            SHADOW_VARIANT: shadow_action,
-        }
-        sm.stop_inference_experiment(
-            Name=name,
-            ModelVariantActions=actions,
-            **({"DesiredModelVariants": desired} if desired else {}),
-            DesiredState="Completed" if shadow_action == "Promote" else "Cancelled",
-            Reason=reason[:1024],
-        )
-        log.info("stopping inference experiment %s: %s", name, actions)
-
-    def promote_shadow(self, spec: PipelineSpec, version: str, champion: str) -> Deployment:
-        """End the experiment with the shadow variant promoted to the production variant."""
-        target: Any = self
-        endpoint = target.endpoint_name(spec)
-        name = experiment_name(endpoint, version)
-        model_name = target.model_resource_name(endpoint, version)
-        self._stop(
-            name,
-            "Promote",
-            f"mlops shadow verdict: v{version} promoted over v{champion}",
-            [self._variant_config(spec, model_name, SHADOW_VARIANT)],
-        )
-        champion_model = target.model_resource_name(endpoint, champion)
-        return Deployment(
-            target=self.name,
-            model_name=spec.registered_model_name,
-            version=str(version),
-            previous_version=champion,
-            endpoint=endpoint,
-            strategy=spec.deployment.strategy,
-            state=UPDATING,
-            extra={
-                "experiment": name,
-                "promoting": True,
-                "model_name": model_name,
-                # the champion's own config (deployed by this package): where a rollback sends the endpoint
-                "previous_endpoint_config": target.endpoint_config_name(
-                    champion_model, target.variant(spec, champion_model)
-                ),
-            },
-        )
-
-    def reject_shadow(self, spec: PipelineSpec, version: str, champion: str) -> None:
-        """End the experiment with the shadow variant removed; the champion's variant stays as it is."""
-        endpoint = self.endpoint_name(spec)  # type: ignore[attr-defined]
-        self._stop(experiment_name(endpoint, version), "Remove", f"mlops shadow verdict: v{version} rejected")
-
-    def _serves(self, endpoint: str, model_name: str) -> bool:
-        """The endpoint is InService with ``model_name`` as its (only) production variant's model."""
-        sm = self.clients("sagemaker")
-        described = sm.describe_endpoint(EndpointName=endpoint)
-        if described.get("EndpointStatus") != "InService":
-            return False
-        config = sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
-        return [v.get("ModelName") for v in config.get("ProductionVariants", [])] == [model_name]
-
-    def promote_experiment(self, spec: PipelineSpec, deployment: Deployment) -> Deployment:
-        """The shadow variant is the endpoint's production variant now: move ``champion``."""
-        if not self._serves(deployment.endpoint, deployment.extra["model_name"]):
-            raise DeploymentFailed(
-                f"SageMaker endpoint {deployment.endpoint} does not serve {deployment.extra['model_name']} "
-                f"alone after inference experiment {deployment.extra['experiment']} promoted it"
-            )
-        registry.promote(deployment.model_name, deployment.version)
-        log.info("SageMaker endpoint %s serves the promoted shadow v%s; champion moved", deployment.endpoint,
-                 deployment.version)  # fmt: skip
-        return replace(deployment, state=READY)
-
-    # -- the captured traffic
-
-    def shadow_traffic(self, spec: PipelineSpec, lake_root: str, ds: str, shadow: str, champion: str) -> None:
-        """The day's captured requests answered by both variants, paired request by request (a request
-        and its copy carry the same body), written as the partitions the verdict compares."""
-        from mlops_core.monitor import shadow as compare_shadow
-
-        endpoint = self.endpoint_name(spec)  # type: ignore[attr-defined]
-        served = _captured(self.capture_uri(spec), endpoint, VARIANT, ds)
-        mirrored = _captured(self.capture_uri(spec), endpoint, SHADOW_VARIANT, ds)
-        pairs = _pair(served, mirrored)
-        if not pairs:
-            log.info("no request of %s captured on both variants on %s", endpoint, ds)
-            return
-        _write_traffic(spec, lake_root, ds, pairs, (champion, shadow), compare_shadow)
-
-
-class SageMakerTarget(_ShadowMode, EndpointTarget):
+class SageMakerTarget(EndpointTarget):
     """Deploy to a SageMaker real-time endpoint; clients: ``sagemaker``, ``sagemaker-runtime``, ``cloudwatch``."""
 
     name = "sagemaker"
@@ -546,6 +331,32 @@ class SageMakerTarget(_ShadowMode, EndpointTarget):
         )
         return alarm
 
+    # -- deployment.shadow: a shadow-mode inference experiment (mlops_core.clouds.aws.shadow) ------
+
+    mirrors_traffic = True
+    already_exists = staticmethod(_is_existing)
+
+    def now(self) -> Any:
+        """The clock the experiment's schedule starts from (a contract test pins it)."""
+        from datetime import UTC, datetime
+
+        return datetime.now(UTC)
+
+    def deploy_shadow(self, spec: PipelineSpec, version: str, champion: str) -> Deployment:
+        return shadow_mode.start(self, spec, version, champion)
+
+    def rollback_shadow(self, spec: PipelineSpec, deployment: Deployment) -> None:
+        shadow_mode.take_out(self, spec, deployment)
+
+    def shadow_traffic(self, spec: PipelineSpec, ds: str) -> list[shadow_mode.Pair]:
+        return shadow_mode.traffic(self, spec, ds)
+
+    def promote_shadow(self, spec: PipelineSpec, version: str, champion: str) -> Deployment:
+        return shadow_mode.stop(self, spec, version, champion, promote=True)
+
+    def reject_shadow(self, spec: PipelineSpec, version: str, champion: str) -> None:
+        shadow_mode.stop(self, spec, version, champion, promote=False)
+
     # -- the DeploymentTarget interface -------------------------------------------------------
 
     def deploy(self, spec: PipelineSpec, version: str) -> Deployment:
@@ -652,7 +463,7 @@ class SageMakerTarget(_ShadowMode, EndpointTarget):
         the endpoint is InService on another config (SageMaker rolled the update back).
         """
         if deployment.extra.get("experiment"):  # deployment.shadow: the inference experiment's state
-            return self.experiment_status(deployment)
+            return shadow_mode.status(self, deployment)
         described = self._describe(deployment.endpoint)
         if described is None:
             raise DeploymentFailed(
@@ -714,7 +525,7 @@ class SageMakerTarget(_ShadowMode, EndpointTarget):
     def promote(self, spec: PipelineSpec, deployment: Deployment) -> Deployment:
         """SageMaker already shifted the traffic: check it kept the new config, then move ``champion``."""
         if deployment.extra.get("promoting"):  # a shadow the verdict promoted
-            return self.promote_experiment(spec, deployment)
+            return shadow_mode.promote(self, deployment)
         described = self._describe(deployment.endpoint) or {}
         self._check_serving(deployment, described)
         self.apply_autoscaling(spec, deployment.endpoint)  # before champion moves: all of the spec or none
@@ -761,90 +572,3 @@ class SageMakerTarget(_ShadowMode, EndpointTarget):
             )
             log.warning("rolling SageMaker endpoint %s back to %s", endpoint, previous)
         registry.restore(deployment.model_name, deployment.version, deployment.previous_version)
-
-
-def _captured(root: str, endpoint: str, variant: str, ds: str) -> list[tuple[str, list[Any], list[Any]]]:
-    """(request body, its rows, the answer's predictions) of each request ``variant`` answered on day
-    ``ds``, from SageMaker's capture files ``<root>/<endpoint>/<variant>/YYYY/MM/DD/HH/*.jsonl``."""
-    import base64
-
-    from mlops_core.data import filesystems
-
-    fs, base = filesystems.filesystem(filesystems.join(root, endpoint, variant, *ds.split("-")))
-    out: list[tuple[str, list[Any], list[Any]]] = []
-    for path in sorted(fs.glob(f"{base}/*/*.jsonl")):
-        for line in fs.cat_file(path).decode().splitlines():
-            if not line.strip():
-                continue
-            data = json.loads(line)["captureData"]
-            sides = []
-            for side in ("endpointInput", "endpointOutput"):
-                raw = data[side]["data"]
-                if data[side].get("encoding") == "BASE64":
-                    raw = base64.b64decode(raw).decode()
-                sides.append(raw)
-            split = json.loads(sides[0]).get("dataframe_split") or {}
-            answer = json.loads(sides[1])
-            predictions = answer.get("predictions") if isinstance(answer, dict) else answer
-            columns = list(split.get("columns", []))
-            rows = [dict(zip(columns, r, strict=True)) for r in split.get("data", [])]
-            out.append((sides[0], rows, list(predictions or [])))
-    return out
-
-
-def _pair(
-    served: list[tuple[str, list[Any], list[Any]]], mirrored: list[tuple[str, list[Any], list[Any]]]
-) -> list[tuple[list[Any], list[Any], list[Any]]]:
-    """(rows, the champion's predictions, the shadow's) of each request both answered: matched by the
-    request body, in capture order among equal bodies; a request the shadow missed is left out."""
-    waiting: dict[str, list[list[Any]]] = {}
-    for body, _, predictions in mirrored:
-        waiting.setdefault(body, []).append(predictions)
-    pairs = []
-    for body, rows, predictions in served:
-        if waiting.get(body):
-            theirs = waiting[body].pop(0)
-            if len(theirs) == len(predictions) == len(rows):
-                pairs.append((rows, predictions, theirs))
-    return pairs
-
-
-def _write_traffic(
-    spec: PipelineSpec,
-    lake_root: str,
-    ds: str,
-    pairs: list[tuple[list[Any], list[Any], list[Any]]],
-    versions: tuple[str, str],
-    compare_shadow: Any,
-) -> None:
-    """Both answers as the sibling partitions :func:`mlops_core.monitor.shadow.collect` pairs (row keys:
-    :func:`mlops_core.scoring.row_keys` of the request's rows, so labels join as on batch scoring)."""
-    import pandas as pd
-
-    from mlops_core import scoring
-    from mlops_core.data import storage
-
-    champion, shadow = versions
-    rows = pd.DataFrame([r for p in pairs for r in p[0]])
-    keys = pd.DataFrame({"row_key": scoring.row_keys(rows)})
-    served = keys.assign(prediction=[v for p in pairs for v in p[1]], model_version=champion)
-    written = storage.write_partition(
-        {"data": served}, lake_root, spec.name, compare_shadow.TRAFFIC, ds, extra={"model_version": champion}
-    )
-    side = keys.assign(prediction=[v for p in pairs for v in p[2]], model_version=shadow)
-    storage.write_partition(
-        {"data": side},
-        lake_root,
-        spec.name,
-        compare_shadow.TRAFFIC_STAGE,
-        ds,
-        extra={
-            "shadow_version": shadow,
-            "champion_version": champion,
-            "served_uri": written.uri,
-            "served_version": written.version,
-        },
-    )
-    log.info(
-        "%d mirrored row(s) of %s answered by v%s and v%s on %s", len(rows), spec.name, champion, shadow, ds
-    )
