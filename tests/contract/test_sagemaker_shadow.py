@@ -303,8 +303,6 @@ def test_a_failed_smoke_test_of_the_promoted_shadow_rolls_the_endpoint_back(
                    ["benign", "malignant"])  # fmt: skip
     in_shadow(NAME, "1", "2", hold)
     target = ShadowTarget(aws_profile(lake=lake), aws)
-    moving = target.promote_shadow  # (stubbed below: the experiment was already promoted)
-    del moving
     from mlops_core.deploy import Deployment
 
     _, champion_config, _ = names("1")
