@@ -140,15 +140,23 @@ def promote(spec: PipelineSpec, live: str, champion: str, *, alias: str = regist
     its tags, the approval (with ``deployment.approval``), the artifact's digest, and a
     compare-and-swap against the champion it was tested beside; then off the split (``alias``
     removed: ``live_challenger``, or ``shadow`` for :func:`mlops_core.shadow.judge`)."""
+    name = spec.registered_model_name
+    check_promotable(spec, live)
+    registry.promote(name, live, expected=champion)
+    registry.set_alias_checked(name, alias, None, live)
+    log.info("%s v%s of %s promoted to champion (was v%s)", alias, live, name, champion)
+
+
+def check_promotable(spec: PipelineSpec, version: str) -> None:
+    """A deploy's checks, again: the gate's decision on the version's tags, the approval (with
+    ``deployment.approval``) and the artifact's digest; :class:`~mlops_core.runs.registry.DecisionRefused`
+    (or a digest error) when one fails."""
     from mlops_core import rollout
     from mlops_core.runs import run_artifacts
 
     name = spec.registered_model_name
-    found = registry.check_deployable(name, live)
+    found = registry.check_deployable(name, version)
     approval = spec.deployment.approval
     if approval is not None and approval.required:
-        rollout.check_approved(name, live, found.tags)
-    run_artifacts.verify_artifact(name, live, found.tags)
-    registry.promote(name, live, expected=champion)
-    registry.set_alias_checked(name, alias, None, live)
-    log.info("%s v%s of %s promoted to champion (was v%s)", alias, live, name, champion)
+        rollout.check_approved(name, version, found.tags)
+    run_artifacts.verify_artifact(name, version, found.tags)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from mlops_core.deploy import EndpointTarget
 from mlops_core.runs import registry, release, run_artifacts
+from mlops_core.spec.deployment import SHADOW_REFUSED, SHADOW_TARGETS
 
 if TYPE_CHECKING:
     from mlops_core.deploy import DeploymentTarget
@@ -45,15 +47,17 @@ def deploy(spec: PipelineSpec, version: str, target: DeploymentTarget | None = N
             "nothing was deployed. Re-run the training DAG to evaluate against the current champion"
         )
     chosen = _target(spec, target)
-    if spec.deployment.shadow_on and chosen.name != "local":
+    shadow = spec.deployment.shadow_on and before not in (None, version)
+    if spec.deployment.shadow_on and chosen.name not in SHADOW_TARGETS:
         raise ShadowUnsupported(
-            f"deployment.shadow runs on the local target only, and this profile deploys to {chosen.name!r} "
-            "(deployment.target: auto); mirroring endpoint traffic (SageMaker shadow variants, Azure ML "
-            "mirror_traffic) is not driven by this package yet. Nothing was deployed: set "
-            "deployment.target: local, or remove the shadow block"
+            f"deployment.shadow runs on {', '.join(SHADOW_TARGETS[1:])}, and this profile deploys to {chosen.name!r} "
+            f"(deployment.target: auto). {SHADOW_REFUSED.get(chosen.name, '')} Nothing was deployed: set "
+            "deployment.target to one of those, or remove the shadow block"
         )
     try:
         with registry.champion_guard(name, found.evaluated_against):
+            if shadow and isinstance(chosen, EndpointTarget):  # the endpoint keeps serving the champion
+                return chosen.deploy_shadow(spec, version, str(before)).to_dict()
             return chosen.deploy(spec, version).to_dict()
     except registry.ChampionMoved:
         raise
@@ -64,7 +68,7 @@ def deploy(spec: PipelineSpec, version: str, target: DeploymentTarget | None = N
 
 
 class ShadowUnsupported(ValueError):
-    """``deployment.shadow`` on a target that cannot run a shadow (an endpoint target)."""
+    """``deployment.shadow`` on a target that cannot run a shadow yet (Azure ML)."""
 
 
 def check_approved(name: str, version: str, tags: dict[str, str]) -> None:
@@ -136,7 +140,10 @@ def rollback(spec: PipelineSpec, deployment: dict[str, Any], target: DeploymentT
     dep = Deployment(**deployment)
     for attempt in range(1, ROLLBACK_ATTEMPTS + 1):
         try:
-            target.rollback(spec, dep)
+            if dep.extra.get("shadow") and isinstance(target, EndpointTarget):  # the champion never moved
+                target.rollback_shadow(spec, dep)
+            else:
+                target.rollback(spec, dep)
             return
         except Exception as err:
             if attempt == ROLLBACK_ATTEMPTS:

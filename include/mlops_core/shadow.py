@@ -13,6 +13,17 @@ How it runs, end to end on the local target:
    digest are checked again: :func:`mlops_core.challenger.promote`) or rejects (``shadow``
    removed; the champion stays). The verdict is tagged on the version (``mlops.shadow``,
    ``mlops.shadow_verdict``, ``mlops.shadow_summary``) for the Models view and the model card.
+
+On an endpoint target (``target`` given, :class:`mlops_core.deploy.EndpointTarget`) the same steps
+run, with the target's own hands: ``deploy`` leaves the endpoint on the champion
+(:meth:`~mlops_core.deploy.EndpointTarget.deploy_shadow`; SageMaker starts a shadow-mode inference
+experiment), a mirroring target writes the day's captured traffic before the comparison
+(:meth:`~mlops_core.deploy.EndpointTarget.shadow_traffic`, judged instead of batch scoring's rows),
+a promotion puts the shadow's version on the endpoint (:meth:`~mlops_core.deploy.EndpointTarget.promote_shadow`:
+Vertex AI and KServe deploy it with the spec's strategy, SageMaker promotes the shadow variant),
+and once the platform reports it ready :func:`complete_promotion` smoke-tests the endpoint on the
+version's held-out rows and moves ``champion`` (once, by compare-and-swap); a rejection removes what
+the shadow held (:meth:`~mlops_core.deploy.EndpointTarget.reject_shadow`).
 """
 
 from __future__ import annotations
@@ -24,11 +35,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlops_core import challenger
-from mlops_core.deploy.local import SHADOW_TAG, SHADOW_VERDICT_TAG
+from mlops_core.deploy import SHADOW_TAG, SHADOW_VERDICT_TAG
 from mlops_core.monitor import shadow as compare_shadow
 from mlops_core.runs import registry
 
 if TYPE_CHECKING:
+    from mlops_core.deploy import Deployment, DeploymentTarget, EndpointTarget
     from mlops_core.spec import PipelineSpec, ShadowSpec
 
 log = logging.getLogger(__name__)
@@ -94,9 +106,18 @@ def decide(cfg: ShadowSpec, got: compare_shadow.Comparison, days: int) -> Verdic
     return Verdict(REJECT if failed else PROMOTE, verdict.reasons)
 
 
-def judge(spec: PipelineSpec, lake_root: str, ds: str, *, act: bool = True) -> dict[str, Any]:
+def _endpoint(target: DeploymentTarget | None) -> EndpointTarget | None:
+    from mlops_core.deploy import EndpointTarget
+
+    return target if isinstance(target, EndpointTarget) else None
+
+
+def judge(
+    spec: PipelineSpec, lake_root: str, ds: str, *, act: bool = True, target: DeploymentTarget | None = None
+) -> dict[str, Any]:
     """The verdict for monitored day ``ds`` on every shadow-scored day so far, and its action taken
-    (``act=False``: reported only, as on a backfill run, which must not move aliases)."""
+    (``act=False``: reported only, as on a backfill run, which must not move aliases). ``target``:
+    the pipeline's deployment target (None or local: the alias is the deployment)."""
     cfg = spec.deployment.shadow
     assert cfg is not None
     name = spec.registered_model_name
@@ -104,7 +125,11 @@ def judge(spec: PipelineSpec, lake_root: str, ds: str, *, act: bool = True) -> d
     champion = registry.alias_version(name, registry.CHAMPION)
     if shadow is None or champion is None:
         return {"status": "no_shadow", "reasons": [f"{name} has no version in shadow"]}
-    paired = compare_shadow.collect(spec, lake_root, shadow, champion, ds[:10])
+    endpoint = _endpoint(target)
+    traffic = endpoint is not None and endpoint.mirrors_traffic
+    if traffic and endpoint is not None:  # the day's mirrored requests, as both models answered them
+        write_traffic(spec, lake_root, ds[:10], endpoint.shadow_traffic(spec, ds[:10]), (champion, shadow))
+    paired = compare_shadow.collect(spec, lake_root, shadow, champion, ds[:10], traffic=traffic)
     if paired.frame is None:
         got = compare_shadow.Comparison(rows=0)
     else:
@@ -124,29 +149,152 @@ def judge(spec: PipelineSpec, lake_root: str, ds: str, *, act: bool = True) -> d
         **got.to_dict(),
     }
     log.info("shadow verdict: %s", verdict.line(shadow, champion))
+    if traffic:
+        result["judged_on"] = "mirrored traffic"
     if act:
-        _act(spec, verdict, shadow, champion, result, lake_root)
+        _act(spec, verdict, (shadow, champion), result, lake_root, endpoint)
     result["acted"] = act
     return result
 
 
-def _act(
-    spec: PipelineSpec, verdict: Verdict, shadow: str, champion: str, result: dict[str, Any], lake_root: str
+def write_traffic(
+    spec: PipelineSpec, lake_root: str, ds: str, pairs: list[Any], versions: tuple[str, str]
 ) -> None:
-    """Promote or reject as the verdict says; tag the verdict on the shadow's version; refresh its card."""
+    """A mirroring target's requests of day ``ds``, (rows, the champion's predictions, the shadow's)
+    each, as the sibling partitions :func:`mlops_core.monitor.shadow.collect` pairs (``traffic``).
+    Row keys are :func:`mlops_core.scoring.row_keys` of the request's rows (they carry no id column),
+    so labels join on them as on batch scoring's ``row_key``."""
+    import pandas as pd
+
+    from mlops_core import scoring
+    from mlops_core.data import storage
+
+    if not pairs:
+        return
+    champion, shadow = versions
+    rows = pd.DataFrame([r for p in pairs for r in p[0]])
+    keys = pd.DataFrame({"row_key": scoring.row_keys(rows)})
+    served = keys.assign(prediction=[v for p in pairs for v in p[1]], model_version=champion)
+    written = storage.write_partition(
+        {"data": served}, lake_root, spec.name, compare_shadow.TRAFFIC, ds, extra={"model_version": champion}
+    )
+    side = keys.assign(prediction=[v for p in pairs for v in p[2]], model_version=shadow)
+    storage.write_partition(
+        {"data": side},
+        lake_root,
+        spec.name,
+        compare_shadow.TRAFFIC_STAGE,
+        ds,
+        extra={
+            "shadow_version": shadow,
+            "champion_version": champion,
+            "served_uri": written.uri,
+            "served_version": written.version,
+        },
+    )
+    log.info("%d mirrored row(s) answered by v%s and v%s on %s", len(rows), champion, shadow, ds)
+
+
+def _act(
+    spec: PipelineSpec,
+    verdict: Verdict,
+    pair: tuple[str, str],
+    result: dict[str, Any],
+    lake_root: str,
+    endpoint: EndpointTarget | None,
+) -> None:
+    """Promote or reject as the verdict says; tag the verdict on the shadow's version; refresh its card.
+
+    On an endpoint target a promotion starts the endpoint's move to the shadow's version (the
+    deploy's checks first) and returns it in ``result["deployment"]``; ``champion`` moves in
+    :func:`complete_promotion`, at once when the platform is ready already, else once it is.
+    """
     name = spec.registered_model_name
+    shadow, champion = pair
     tags = {SHADOW_VERDICT_TAG: verdict.line(shadow, champion)[:5000]}
-    if verdict.action == PROMOTE:
+    if verdict.action == PROMOTE and endpoint is None:
         challenger.promote(spec, shadow, champion, alias=registry.SHADOW)
         tags |= {SHADOW_TAG: "promoted", "mlops.promoted": "true"}
+    elif verdict.action == PROMOTE and endpoint is not None:
+        from mlops_core.deploy import READY
+
+        challenger.check_promotable(spec, shadow)  # before the endpoint is touched
+        with registry.champion_guard(name, champion):
+            moving = endpoint.promote_shadow(spec, shadow, champion)
+        tags |= {SHADOW_TAG: "promoting"}
+        result["deployment"] = moving.to_dict()
+        log.info("shadow v%s of %s goes on %s (%s)", shadow, name, moving.endpoint, moving.state)
     elif verdict.action == REJECT:
+        if endpoint is not None:
+            endpoint.reject_shadow(spec, shadow, champion)
         registry.set_alias_checked(name, registry.SHADOW, None, shadow)
         tags |= {SHADOW_TAG: "rejected"}
         log.warning("shadow v%s of %s rejected: %s", shadow, name, "; ".join(verdict.reasons))
-    summary = {k: v for k, v in result.items() if k != "reasons"}
+    summary = {k: v for k, v in result.items() if k not in ("reasons", "deployment")}
     registry.set_tags(name, shadow, tags | {SUMMARY_TAG: json.dumps(summary, default=str)[:5000]})
-    if verdict.action != WAIT:
+    if "deployment" in result and result["deployment"]["state"] == READY and endpoint is not None:
+        result["deployment"] = complete_promotion(spec, result["deployment"], endpoint, lake_root)
+    elif verdict.action != WAIT and "deployment" not in result:
         _refresh_card(spec, shadow, lake_root)
+
+
+class PromotionFailed(RuntimeError):
+    """The endpoint could not take the promoted shadow (its smoke test failed): rolled back, shadow out."""
+
+
+def complete_promotion(
+    spec: PipelineSpec, deployment: dict[str, Any], target: DeploymentTarget, lake_root: str | None = None
+) -> dict[str, Any]:
+    """The endpoint serves the promoted shadow's version: smoke-test it on the version's held-out
+    rows (the endpoint's answers against the verified model's, in process), then move ``champion``
+    to it by compare-and-swap against the champion it was judged beside (the target's ``promote``:
+    all traffic to it) and remove the alias ``shadow``. A failed smoke test rolls the endpoint back
+    (``champion`` never moved), takes the shadow out and raises :class:`PromotionFailed`."""
+    from mlops_core.deploy import Deployment
+
+    dep = Deployment(**deployment)
+    name, version, champion = dep.model_name, dep.version, dep.previous_version
+    smoke = _smoke(spec, dep, target)
+    if not smoke.passed:
+        target.rollback(spec, dep)
+        registry.set_alias_checked(name, registry.SHADOW, None, version)
+        registry.set_tags(name, version, {SHADOW_TAG: "rolled_back", "mlops.rolled_back": "true"})
+        raise PromotionFailed(
+            f"the promoted shadow v{version} failed its smoke test on {dep.endpoint} ({smoke.detail}); "
+            f"the endpoint was rolled back to champion v{champion} and the shadow taken out"
+        )
+    with registry.champion_guard(name, champion):
+        done = target.promote(spec, dep)
+    registry.set_alias_checked(name, registry.SHADOW, None, version)
+    registry.set_tags(
+        name, version, {SHADOW_TAG: "promoted", "mlops.promoted": "true", "mlops.deployed_to": dep.endpoint}
+    )
+    log.info("shadow v%s of %s promoted: %s serves it, champion moved", version, name, dep.endpoint)
+    if lake_root is not None:
+        _refresh_card(spec, version, lake_root)
+    return done.to_dict()
+
+
+def _smoke(spec: PipelineSpec, dep: Deployment, target: DeploymentTarget) -> Any:
+    """The endpoint's predictions of the version's first ``smoke_rows`` held-out rows against the
+    verified model's own (the held-out partition named by the version's ``mlops.holdout_uri`` tag)."""
+    import numpy as np
+
+    from mlops_core.data import storage
+    from mlops_core.deploy import EndpointTarget, compare
+    from mlops_core.runs import run_artifacts
+
+    assert isinstance(target, EndpointTarget)
+    holdout = registry.client().get_model_version(dep.model_name, dep.version).tags.get("mlops.holdout_uri")
+    if not holdout:
+        raise PromotionFailed(
+            f"v{dep.version} of {dep.model_name} has no mlops.holdout_uri tag to smoke-test on"
+        )
+    rows = storage.read_frame(holdout).head(spec.deployment.smoke_rows)
+    features = rows.drop(columns=[c for c in [spec.target] if c in rows.columns])
+    model = run_artifacts.load_verified(dep.model_name, dep.version, allow_pickle=spec.model.allow_pickle)
+    want = np.asarray(model.predict(features))
+    return compare(spec, target.predict(dep, features), want, len(features))
 
 
 def _refresh_card(spec: PipelineSpec, version: str, lake_root: str) -> None:

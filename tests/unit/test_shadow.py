@@ -25,11 +25,12 @@ def _spec(**shadow_cfg):
 # --- the spec -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("target", ["sagemaker", "azureml", "vertex", "kserve"])
-def test_an_endpoint_target_is_refused_naming_what_would_mirror_traffic(target: str) -> None:
-    with pytest.raises(SpecError, match="local target only") as err:
-        example_spec(deployment={"target": target, "shadow": {}})
-    assert "SageMaker shadow variants" in str(err.value) and "mirror_traffic" in str(err.value)
+def test_azureml_is_refused_saying_why_and_the_other_endpoint_targets_take_a_shadow() -> None:
+    with pytest.raises(SpecError, match="runs on the targets auto, local, sagemaker, vertex, kserve") as err:
+        example_spec(deployment={"target": "azureml", "shadow": {}})
+    assert "mirror_traffic" in str(err.value) and "data collector" in str(err.value)
+    for target in ("sagemaker", "vertex", "kserve"):
+        assert example_spec(deployment={"target": target, "shadow": {}}).deployment.shadow_on
 
 
 def test_shadow_and_a_live_challenger_are_one_or_the_other() -> None:
@@ -202,7 +203,7 @@ def test_the_task_judges_its_day_and_a_backfill_only_reports(monkeypatch, run_ty
 
     seen = {}
 
-    def judge(spec, lake, ds, *, act):
+    def judge(spec, lake, ds, *, act, target=None):
         seen.update(lake=lake, ds=ds, act=act)
         return {"status": "wait", "reasons": ["1/7 monitored day(s)"]}
 
@@ -234,7 +235,7 @@ def test_the_task_skips_without_a_shadow_and_fails_closed_on_a_refused_promotion
         _verdict_step().execute(context)  # type: ignore[arg-type]
 
 
-def test_auto_on_a_profile_that_deploys_to_an_endpoint_is_refused_at_deploy(monkeypatch) -> None:
+def test_auto_on_a_profile_that_deploys_to_azureml_is_refused_at_deploy(monkeypatch) -> None:
     from types import SimpleNamespace
 
     from mlops_core import rollout
@@ -248,7 +249,45 @@ def test_auto_on_a_profile_that_deploys_to_an_endpoint_is_refused_at_deploy(monk
     )
     monkeypatch.setattr(run_artifacts, "verify_artifact", lambda *a: None)
     monkeypatch.setattr(registry, "alias_version", lambda n, a: "1")
-    endpoint = SimpleNamespace(name="sagemaker", deploy=lambda *a: moved.append(a))
-    with pytest.raises(rollout.ShadowUnsupported, match="deploys to 'sagemaker'.*mirror_traffic"):
+    endpoint = SimpleNamespace(name="azureml", deploy=lambda *a: moved.append(a))
+    with pytest.raises(rollout.ShadowUnsupported, match="deploys to 'azureml'.*data collector"):
         rollout.deploy(spec, "2", endpoint)  # type: ignore[arg-type]
     assert moved == []
+
+
+def test_a_promotion_on_an_endpoint_defers_until_it_is_ready_then_completes(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+
+    from mlops_airflow.triggers.cloud import EndpointTrigger
+
+    moving = {"target": "vertex", "endpoint": "ep", "state": "updating", "version": "2"}
+    monkeypatch.setattr(
+        shadow, "judge", lambda *a, **k: {"status": "promote", "reasons": ["better"], "deployment": moving}
+    )
+    context = {"dag_run": SimpleNamespace(run_type="scheduled", dag_id="breast_cancer_monitoring")}
+    step = _verdict_step()
+    with pytest.raises(TaskDeferred) as deferred:
+        step.execute(context)  # type: ignore[arg-type]
+    assert isinstance(deferred.value.trigger, EndpointTrigger)
+    assert deferred.value.method_name == "promotion_complete"
+
+    completed = []
+    monkeypatch.setattr(
+        shadow,
+        "complete_promotion",
+        lambda spec, dep, target, lake: completed.append(dep) or {**dep, "state": "ready"},
+    )
+    ready = {**moving, "state": "ready"}
+    out = step.promotion_complete(
+        context, {"status": "success", "deployment": ready}, **deferred.value.kwargs
+    )
+    assert completed == [ready] and out["deployment"]["state"] == "ready" and out["status"] == "promote"
+
+    def failed(spec, dep, target, lake):
+        raise shadow.PromotionFailed("smoke test failed; rolled back")
+
+    monkeypatch.setattr(shadow, "complete_promotion", failed)
+    with pytest.raises(AirflowFailException, match="smoke test failed"):
+        step.promotion_complete(context, {"status": "success", "deployment": ready}, **deferred.value.kwargs)

@@ -125,6 +125,78 @@ def smoke_frames(spec: PipelineSpec, holdout_uri: str, expected_uri: str) -> tup
     return hold.drop(columns=[spec.target]), expected["prediction"].to_numpy()
 
 
+SHADOW_TAG = "mlops.shadow"  # live | promoted | rejected | replaced | rolled_back (deployment.shadow)
+SHADOW_VERDICT_TAG = "mlops.shadow_verdict"  # the verdict in one line (the Models view, the model card)
+
+
+def put_in_shadow(spec: PipelineSpec, version: str, champion: str, target: str) -> Deployment:
+    """``deployment.shadow``: the alias ``shadow`` -> ``version``, scored beside the champion on every
+    row; the champion keeps serving. A shadow already in place is replaced (``mlops.shadow=replaced``)."""
+    from mlops_core.runs import registry
+
+    name = spec.registered_model_name
+    old = registry.alias_version(name, registry.SHADOW)
+    registry.set_alias_checked(name, registry.SHADOW, version, old)
+    if old not in (None, version):
+        registry.set_tags(
+            name,
+            old,
+            {SHADOW_TAG: "replaced", SHADOW_VERDICT_TAG: f"replaced by v{version} before a verdict"},
+        )
+    registry.set_tags(
+        name, version, {SHADOW_TAG: "live", SHADOW_VERDICT_TAG: f"in shadow beside champion v{champion}"}
+    )
+    log.info("v%s of %s is the shadow beside champion v%s (scored on every row)", version, name, champion)
+    return Deployment(
+        target, name, version, champion, f"models:/{name}@{registry.SHADOW}", extra={"shadow": True}
+    )
+
+
+def take_out_of_shadow(spec: PipelineSpec, deployment: Deployment) -> None:
+    """A shadow's smoke test or deploy failed: the alias goes (the champion never moved)."""
+    from mlops_core.runs import registry
+
+    name = deployment.model_name
+    if registry.alias_version(name, registry.SHADOW) == deployment.version:
+        registry.set_alias_checked(name, registry.SHADOW, None, deployment.version)
+    registry.set_tags(name, deployment.version, {SHADOW_TAG: "rolled_back", "mlops.rolled_back": "true"})
+    log.warning("shadow v%s of %s taken out", deployment.version, spec.name)
+
+
+def offline_smoke_test(
+    spec: PipelineSpec, deployment: Deployment, holdout_uri: str, expected_uri: str
+) -> SmokeResult:
+    """The version behind a registry alias (``champion``, ``live_challenger``, ``shadow``): loaded
+    verified, as batch scoring loads it, its predictions compared with the offline ones; and the alias
+    must point at it."""
+    import numpy as np
+
+    from mlops_core.runs import registry, run_artifacts, tracking
+
+    tracking.configure()
+    features, want = smoke_frames(spec, holdout_uri, expected_uri)
+    # what the alias serves, loaded only after its files matched the registered digest
+    served = run_artifacts.load_verified(
+        deployment.model_name, deployment.version, allow_pickle=spec.model.allow_pickle
+    )
+    got = np.asarray(served.predict(features))
+    alias = registry.CHAMPION
+    if deployment.extra.get("challenger"):
+        alias = registry.LIVE_CHALLENGER
+    elif deployment.extra.get("shadow"):
+        alias = registry.SHADOW
+    served_version = registry.alias_version(deployment.model_name, alias)
+    if served_version != deployment.version:
+        return SmokeResult(
+            False,
+            len(features),
+            len(features),
+            float("nan"),
+            f"alias {alias} points at v{served_version}, not v{deployment.version}",
+        )
+    return compare(spec, got, want, len(features))
+
+
 class EndpointTarget:
     """Shared by the endpoint targets: the smoke test through :meth:`predict`, names, settings."""
 
@@ -133,14 +205,57 @@ class EndpointTarget:
     def __init__(self, profile: CloudProfile, clients: ClientFactory):
         self.profile, self.clients = profile, clients
 
+    def deploy(self, spec: PipelineSpec, version: str) -> Deployment:
+        raise NotImplementedError
+
+    def status(self, deployment: Deployment) -> str:
+        raise NotImplementedError
+
+    def promote(self, spec: PipelineSpec, deployment: Deployment) -> Deployment:
+        raise NotImplementedError
+
+    def rollback(self, spec: PipelineSpec, deployment: Deployment) -> None:
+        raise NotImplementedError
+
     def predict(self, deployment: Deployment, features: pd.DataFrame) -> np.ndarray:
         raise NotImplementedError
 
     def smoke_test(
         self, spec: PipelineSpec, deployment: Deployment, holdout_uri: str, expected_uri: str
     ) -> SmokeResult:
+        if deployment.extra.get("shadow"):  # the endpoint cannot route a request to the shadow alone
+            return offline_smoke_test(spec, deployment, holdout_uri, expected_uri)
         features, want = smoke_frames(spec, holdout_uri, expected_uri)
         return compare(spec, self.predict(deployment, features), want, len(features))
+
+    # -- deployment.shadow (mlops_core.shadow); SageMaker overrides these to mirror live traffic
+
+    mirrors_traffic = False  # True: the platform sends the shadow a copy of every request
+
+    def deploy_shadow(self, spec: PipelineSpec, version: str, champion: str) -> Deployment:
+        """Put ``version`` in shadow beside ``champion``. Here (Vertex AI, KServe: no mirroring) the
+        endpoint stays on the champion and only the alias ``shadow`` moves: batch and monitoring
+        scoring score every row with both models in process, from the registry."""
+        return put_in_shadow(spec, version, champion, self.name)
+
+    def rollback_shadow(self, spec: PipelineSpec, deployment: Deployment) -> None:
+        """Take a shadow out before any verdict (its smoke test or its deploy failed): the alias goes."""
+        take_out_of_shadow(spec, deployment)
+
+    def shadow_traffic(
+        self, spec: PipelineSpec, ds: str
+    ) -> list[tuple[list[dict[str, Any]], list[Any], list[Any]]]:
+        """The day's mirrored requests, each as (its rows, the champion's predictions, the shadow's):
+        mirroring targets only (none here)."""
+        return []
+
+    def promote_shadow(self, spec: PipelineSpec, version: str, champion: str) -> Deployment:
+        """The verdict promoted ``version``: deploy it through the target's normal path (the spec's
+        strategy); :func:`mlops_core.shadow.complete_promotion` smoke-tests it and moves ``champion``."""
+        return self.deploy(spec, version)
+
+    def reject_shadow(self, spec: PipelineSpec, version: str, champion: str) -> None:
+        """The verdict rejected ``version``: remove what it holds on the platform (nothing here)."""
 
     @staticmethod
     def endpoint_name(spec: PipelineSpec) -> str:

@@ -10,8 +10,17 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from mlops_core.deploy import READY, Deployment, SmokeResult, compare, smoke_frames
-from mlops_core.runs import registry, run_artifacts
+from mlops_core.deploy import (
+    READY,
+    SHADOW_TAG,
+    SHADOW_VERDICT_TAG,
+    Deployment,
+    SmokeResult,
+    offline_smoke_test,
+    put_in_shadow,
+    take_out_of_shadow,
+)
+from mlops_core.runs import registry
 
 if TYPE_CHECKING:
     from mlops_core.spec import PipelineSpec
@@ -20,8 +29,7 @@ log = logging.getLogger(__name__)
 
 CHALLENGER_TAG = "mlops.challenger"  # live | promoted | rolled_back | replaced (deployment.challenger)
 CHALLENGER_REASON_TAG = "mlops.challenger_reasons"
-SHADOW_TAG = "mlops.shadow"  # live | promoted | rejected | replaced | rolled_back (deployment.shadow)
-SHADOW_VERDICT_TAG = "mlops.shadow_verdict"  # the verdict in one line (the Models view, the model card)
+__all__ = ["CHALLENGER_REASON_TAG", "CHALLENGER_TAG", "SHADOW_TAG", "SHADOW_VERDICT_TAG", "LocalTarget"]
 
 
 class LocalTarget:
@@ -70,53 +78,13 @@ class LocalTarget:
 
     def _deploy_shadow(self, spec: PipelineSpec, version: str, champion: str) -> Deployment:
         """``deployment.shadow``: the version is scored beside the champion on every row; the champion
-        keeps serving. A shadow already in place is replaced (tagged ``mlops.shadow=replaced``)."""
-        name = spec.registered_model_name
-        old = registry.alias_version(name, registry.SHADOW)
-        registry.set_alias_checked(name, registry.SHADOW, version, old)
-        if old not in (None, version):
-            registry.set_tags(
-                name,
-                old,
-                {SHADOW_TAG: "replaced", SHADOW_VERDICT_TAG: f"replaced by v{version} before a verdict"},
-            )
-        registry.set_tags(
-            name, version, {SHADOW_TAG: "live", SHADOW_VERDICT_TAG: f"in shadow beside champion v{champion}"}
-        )
-        log.info("v%s of %s is the shadow beside champion v%s (scored on every row)", version, name, champion)
-        return Deployment(
-            "local", name, version, champion, f"models:/{name}@{registry.SHADOW}", extra={"shadow": True}
-        )
+        keeps serving (:func:`mlops_core.deploy.put_in_shadow`)."""
+        return put_in_shadow(spec, version, champion, "local")
 
     def smoke_test(
         self, spec: PipelineSpec, deployment: Deployment, holdout_uri: str, expected_uri: str
     ) -> SmokeResult:
-        import numpy as np
-
-        from mlops_core.runs import tracking
-
-        tracking.configure()
-        features, want = smoke_frames(spec, holdout_uri, expected_uri)
-        # what the alias serves, loaded only after its files matched the registered digest
-        served = run_artifacts.load_verified(
-            deployment.model_name, deployment.version, allow_pickle=spec.model.allow_pickle
-        )
-        got = np.asarray(served.predict(features))
-        alias = registry.CHAMPION
-        if deployment.extra.get("challenger"):
-            alias = registry.LIVE_CHALLENGER
-        elif deployment.extra.get("shadow"):
-            alias = registry.SHADOW
-        served_version = registry.alias_version(deployment.model_name, alias)
-        if served_version != deployment.version:
-            return SmokeResult(
-                False,
-                len(features),
-                len(features),
-                float("nan"),
-                f"alias {alias} points at v{served_version}, not v{deployment.version}",
-            )
-        return compare(spec, got, want, len(features))
+        return offline_smoke_test(spec, deployment, holdout_uri, expected_uri)
 
     def status(self, deployment: Deployment) -> str:
         return READY  # moving an alias is instant
@@ -135,13 +103,7 @@ class LocalTarget:
             log.warning("live challenger v%s of %s taken off the split", deployment.version, spec.name)
             return
         if deployment.extra.get("shadow"):  # the champion never moved: take the shadow out
-            name = deployment.model_name
-            if registry.alias_version(name, registry.SHADOW) == deployment.version:
-                registry.set_alias_checked(name, registry.SHADOW, None, deployment.version)
-            registry.set_tags(
-                name, deployment.version, {SHADOW_TAG: "rolled_back", "mlops.rolled_back": "true"}
-            )
-            log.warning("shadow v%s of %s taken out", deployment.version, spec.name)
+            take_out_of_shadow(spec, deployment)
             return
         registry.restore(deployment.model_name, deployment.version, deployment.previous_version)
         log.warning("rolled %s back to %s", spec.name, deployment.previous_version or "no champion")

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGE = feedback.PREDICTIONS + "_shadow"  # what the monitoring DAG's score step writes beside its own
+# a mirroring target's live traffic (SageMaker's captured requests): the champion's answers, the shadow's
+TRAFFIC, TRAFFIC_STAGE = "traffic_predictions", "traffic_predictions_shadow"
 PREFIX = "shadow__"  # the shadow's columns, side by side with the champion's in one frame
 
 
@@ -67,30 +69,34 @@ class Comparison:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
-def shadow_days(spec: PipelineSpec, lake_root: str, until: str) -> list[str]:
+def shadow_days(spec: PipelineSpec, lake_root: str, until: str, stage: str = STAGE) -> list[str]:
     """The days (up to ``until``) that have a shadow partition, oldest first."""
-    fs, root = filesystems.filesystem(filesystems.join(lake_root, spec.name, STAGE))
+    fs, root = filesystems.filesystem(filesystems.join(lake_root, spec.name, stage))
     if not fs.exists(root):
         return []
     names = (str(p).rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
     return sorted(n[3:13] for n in names if n.startswith("ds=") and n[3:13] <= until)
 
 
-def collect(spec: PipelineSpec, lake_root: str, shadow: str, champion: str, until: str) -> Paired:
+def collect(
+    spec: PipelineSpec, lake_root: str, shadow: str, champion: str, until: str, *, traffic: bool = False
+) -> Paired:
     """Every monitored day up to ``until`` on which ``shadow`` scored beside ``champion``, paired row by row.
 
     A day pairs only when its shadow partition names the served partition's current version (a
     re-scored day without the shadow leaves a stale sibling: skipped, with the reason); with a
     column-partitioned source only each day's own rows count (``prediction_ds``), so the overlapping
-    windows of consecutive days never count a row twice.
+    windows of consecutive days never count a row twice. ``traffic``: the mirrored live requests
+    (:data:`TRAFFIC` and :data:`TRAFFIC_STAGE`) instead of batch scoring's partitions.
     """
     import pandas as pd
 
+    served_stage, side_stage = (TRAFFIC, TRAFFIC_STAGE) if traffic else (feedback.PREDICTIONS, STAGE)
     out = Paired()
     parts = []
-    for ds in shadow_days(spec, lake_root, until):
-        side_uri = storage.partition_uri(lake_root, spec.name, STAGE, ds)
-        served_uri = storage.partition_uri(lake_root, spec.name, feedback.PREDICTIONS, ds)
+    for ds in shadow_days(spec, lake_root, until, side_stage):
+        side_uri = storage.partition_uri(lake_root, spec.name, side_stage, ds)
+        served_uri = storage.partition_uri(lake_root, spec.name, served_stage, ds)
         try:
             extra = storage.read_manifest(side_uri).extra
         except FileNotFoundError:  # a folder without a published version

@@ -134,6 +134,17 @@ class ChallengerSpec(SpecModel):
         return self
 
 
+# where deployment.shadow runs ("auto": checked again at deploy, on the profile's target), and why not elsewhere
+SHADOW_TARGETS = ("auto", "local", "sagemaker", "vertex", "kserve")
+SHADOW_REFUSED = {
+    "azureml": (
+        "Azure ML would mirror the traffic (mirror_traffic) to a second deployment, but reading its "
+        "predictions back needs the deployment's data collector, which the Azure ML API version this "
+        "package sends (2023-10-01) does not have (only preview versions do); not driven yet."
+    ),
+}
+
+
 class ShadowSpec(SpecModel):
     """A shadow deployment judged on its predictions (``deployment.shadow``).
 
@@ -152,9 +163,14 @@ class ShadowSpec(SpecModel):
     interval's lower end at or above ``-margin`` (not worse), above 0 with ``require_better``; else
     the shadow is rejected (alias removed, reasons tagged on the version). Without enough labels the
     verdict rests on agreement and score shift, unless ``require_labels`` (or ``require_better``) makes
-    it wait for them. ``margin`` is in the metric's units. Local target only: endpoint targets
-    would need the platform to mirror traffic (SageMaker shadow variants, Azure ML ``mirror_traffic``),
-    which this package does not drive yet.
+    it wait for them. ``margin`` is in the metric's units.
+
+    Targets: ``local``, ``vertex`` and ``kserve`` keep the endpoint on the champion and judge on batch
+    scoring as above; a promotion deploys the shadow's version through the target's own path (the
+    ``strategy``), smoke-tests it, then moves ``champion``. ``sagemaker`` runs a shadow-mode
+    inference experiment instead: the shadow variant gets a copy of every request, both answers
+    are captured to ``<lake>/<name>/capture/`` and judged; a promotion ends the experiment with
+    the shadow variant promoted, a rejection with it removed. Not on ``azureml`` yet.
     """
 
     enabled: bool = True
@@ -242,13 +258,11 @@ class DeploymentSpec(SpecModel):
                 "the champion (scored on every row next to it, or live on a share of the rows): keep one "
                 "of them (or set enabled: false on the other)"
             )
-        if self.target not in ("auto", "local"):
+        if self.target not in SHADOW_TARGETS:
             raise ValueError(
-                f"deployment.shadow runs on the local target only (batch and monitoring scoring score every row "
-                f"with both models); on {self.target!r} the traffic would have to be mirrored by the platform "
-                "(SageMaker shadow variants, Azure ML mirror_traffic; Vertex AI and KServe have no mirroring), "
-                "which this package does not drive yet. Set target: local, use strategy: canary, or remove "
-                "the shadow block"
+                f"deployment.shadow runs on the targets {', '.join(SHADOW_TARGETS)}, not {self.target!r}: "
+                f"{SHADOW_REFUSED.get(self.target, '')} Use strategy: canary on {self.target}, or another "
+                "target, or remove the shadow block"
             )
 
     @property

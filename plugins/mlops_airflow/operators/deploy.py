@@ -361,7 +361,9 @@ class ShadowVerdictOperator(_VerdictOperator):
     are in, compare its predictions with the champion's on the same rows (agreement, score shift,
     the paired metric interval on the labelled rows), then promote (champion moves, after the gate
     record, the approval and the digest are checked again) or reject (the shadow is removed; the
-    champion stays), or keep waiting (:func:`mlops_core.shadow.judge`).
+    champion stays), or keep waiting (:func:`mlops_core.shadow.judge`). On an endpoint target a
+    promotion moves the endpoint to the shadow's version: the task defers until the platform
+    reports it ready, then smoke-tests it and moves the champion (:func:`mlops_core.shadow.complete_promotion`).
     """
 
     kind = "shadow"
@@ -370,7 +372,7 @@ class ShadowVerdictOperator(_VerdictOperator):
     def judge(self, ds: str, act: bool) -> dict[str, Any]:
         from mlops_core import shadow
 
-        return shadow.judge(self.spec, self.lake, ds, act=act)
+        return shadow.judge(self.spec, self.lake, ds, act=act, target=target(self))
 
     def day_datasets(self, context: Context) -> list[Any]:
         """The day's served predictions (the ``score`` output it pairs the shadow's with) and, with
@@ -384,3 +386,41 @@ class ShadowVerdictOperator(_VerdictOperator):
         served = storage.partition_uri(self.lake, self.spec.name, feedback.PREDICTIONS, day)
         labels = lineage.labels_datasets(self.spec, day, settings.expand) if self.spec.feedback else []
         return [lineage.uri_dataset(served), *labels]
+
+    @in_cloud_profile
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_core.deploy import READY
+
+        result = _VerdictOperator.execute.__wrapped__(self, context)  # type: ignore[attr-defined]
+        moving = result.get("deployment")
+        if moving and moving["state"] != READY:
+            from mlops_airflow.triggers.cloud import EndpointTrigger
+
+            self.log.info("%s is taking the promoted shadow; deferring until it is ready", moving["endpoint"])
+            self.defer(
+                trigger=EndpointTrigger(self.spec.cloud, moving["target"], moving, 30),
+                method_name="promotion_complete",
+                kwargs={"result": result},
+            )
+        return result
+
+    @in_cloud_profile
+    def promotion_complete(
+        self, context: Context, event: dict[str, Any] | None = None, result: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The endpoint took the promoted shadow: smoke test, then champion; on a failure roll back."""
+        from mlops_core import rollout, shadow
+
+        event, result = event or {}, dict(result or {})
+        if event.get("status") != "success":
+            rollout.rollback(self.spec, event["deployment"], target(self))
+            raise AirflowFailException(
+                f"the promoted shadow's deploy failed and was rolled back: {event.get('message')}"
+            )
+        try:
+            result["deployment"] = shadow.complete_promotion(
+                self.spec, event["deployment"], target(self), self.lake
+            )
+        except shadow.PromotionFailed as err:
+            raise AirflowFailException(str(err)) from err
+        return result

@@ -17,6 +17,13 @@ fires. :meth:`SageMakerTarget.status` and :meth:`SageMakerTarget.promote` notice
 
 Every step is create-or-reuse: names derive from the endpoint, the version and the variant
 settings, so a retried task finds what the first try made and never starts a second update.
+
+``deployment.shadow`` is a shadow-mode inference experiment (``CreateInferenceExperiment``): the
+endpoint keeps serving the champion's variant, SageMaker sends the shadow variant a copy of every
+request, and both variants' requests and answers are captured as JSON lines under
+``<lake>/<name>/capture/``. The verdict reads a day's capture back (:mod:`mlops_core.clouds.aws.shadow`)
+and ends the experiment (``StopInferenceExperiment``) with the shadow variant promoted (action
+``Promote``: it becomes the production variant) or removed (``Remove``; the champion's is retained).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import math
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from mlops_core.clouds.aws import shadow as shadow_mode
 from mlops_core.deploy import (
     READY,
     UPDATING,
@@ -323,6 +331,32 @@ class SageMakerTarget(EndpointTarget):
         )
         return alarm
 
+    # -- deployment.shadow: a shadow-mode inference experiment (mlops_core.clouds.aws.shadow) ------
+
+    mirrors_traffic = True
+    already_exists = staticmethod(_is_existing)
+
+    def now(self) -> Any:
+        """The clock the experiment's schedule starts from (a contract test pins it)."""
+        from datetime import UTC, datetime
+
+        return datetime.now(UTC)
+
+    def deploy_shadow(self, spec: PipelineSpec, version: str, champion: str) -> Deployment:
+        return shadow_mode.start(self, spec, version, champion)
+
+    def rollback_shadow(self, spec: PipelineSpec, deployment: Deployment) -> None:
+        shadow_mode.take_out(self, spec, deployment)
+
+    def shadow_traffic(self, spec: PipelineSpec, ds: str) -> list[shadow_mode.Pair]:
+        return shadow_mode.traffic(self, spec, ds)
+
+    def promote_shadow(self, spec: PipelineSpec, version: str, champion: str) -> Deployment:
+        return shadow_mode.stop(self, spec, version, champion, promote=True)
+
+    def reject_shadow(self, spec: PipelineSpec, version: str, champion: str) -> None:
+        shadow_mode.stop(self, spec, version, champion, promote=False)
+
     # -- the DeploymentTarget interface -------------------------------------------------------
 
     def deploy(self, spec: PipelineSpec, version: str) -> Deployment:
@@ -428,6 +462,8 @@ class SageMakerTarget(EndpointTarget):
         Raises :class:`DeploymentFailed` when SageMaker reports a failure or a rollback, or when
         the endpoint is InService on another config (SageMaker rolled the update back).
         """
+        if deployment.extra.get("experiment"):  # deployment.shadow: the inference experiment's state
+            return shadow_mode.status(self, deployment)
         described = self._describe(deployment.endpoint)
         if described is None:
             raise DeploymentFailed(
@@ -488,6 +524,8 @@ class SageMakerTarget(EndpointTarget):
 
     def promote(self, spec: PipelineSpec, deployment: Deployment) -> Deployment:
         """SageMaker already shifted the traffic: check it kept the new config, then move ``champion``."""
+        if deployment.extra.get("promoting"):  # a shadow the verdict promoted
+            return shadow_mode.promote(self, deployment)
         described = self._describe(deployment.endpoint) or {}
         self._check_serving(deployment, described)
         self.apply_autoscaling(spec, deployment.endpoint)  # before champion moves: all of the spec or none
