@@ -602,7 +602,6 @@ CHECK_STEPS = [
 # --- the cases --------------------------------------------------------------------------------------
 
 
-@pytest.mark.timeout(420)
 def test_pull_request_runs_the_checks_and_skips_the_release(tmp_path: Path) -> None:
     repo = pipeline_repo(tmp_path / "pipelines")
     _refuse_to_change_the_venv(repo)
@@ -651,7 +650,6 @@ def test_release_runs_on_a_push_to_main_only() -> None:
         assert condition(release["if"], github_context(ref, event, "0" * 40, VARS)) is runs, (ref, event)
 
 
-@pytest.mark.timeout(180)
 def test_broken_pipeline_stops_the_check_job_at_validate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -710,7 +708,6 @@ AUTH = {
 }
 
 
-@pytest.mark.timeout(180)
 @pytest.mark.parametrize("target", ["mwaa", "composer", "helm", "git-sync", "none"])
 def test_push_to_main_builds_the_image_and_deploys(
     tmp_path: Path, target: str, request: pytest.FixtureRequest

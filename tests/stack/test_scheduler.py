@@ -136,7 +136,7 @@ def test_the_schedulers_own_cron_run_trains_the_first_model(stack, spec):
     """Unpaused, the scheduler creates the training run of the last complete monthly interval by
     itself; it reads the interval's last whole day (the landed month up to TRAIN_DAY)."""
     (run,) = stack.wait_runs(f"{NAME}_training", 1, run_type="scheduled")
-    assert run["state"] == "success", stack.tasks(f"{NAME}_training", run["dag_run_id"])
+    assert run["state"] == "success", stack.why_failed(f"{NAME}_training", run["dag_run_id"])
     assert run["data_interval_end"][:10] == (TRAIN_DAY + timedelta(days=1)).isoformat()
     assert registry.alias_version(NAME, registry.CHAMPION) == "1"
     tags = assert_lineage(
@@ -163,7 +163,7 @@ def test_the_schedulers_own_run_reads_the_day_that_has_just_ended(stack, spec):
     too (a late upload, or a clock ahead: they are not the run's interval)."""
     stack.unpause(f"{NAME}_monitoring")
     (run,) = stack.wait_runs(f"{NAME}_monitoring", 1, run_type="scheduled")
-    assert run["state"] == "success", stack.tasks(f"{NAME}_monitoring", run["dag_run_id"])
+    assert run["state"] == "success", stack.why_failed(f"{NAME}_monitoring", run["dag_run_id"])
     day = datetime.fromisoformat(run["logical_date"]).date()
     # "yesterday" by the scheduler's clock when it queued the run: YESTERDAY unless midnight passed
     assert day == datetime.fromisoformat(run["queued_at"]).astimezone(UTC).date() - timedelta(days=1)
@@ -208,7 +208,9 @@ def test_drifted_day_fires_asset_and_scheduler_retrains(stack, spec):
     )
     (mon,) = stack.wait_runs(f"{NAME}_monitoring", 1, run_type="manual")
     tasks = stack.tasks(f"{NAME}_monitoring", mon["dag_run_id"])
-    assert mon["state"] == "success" and tasks["emit_drift_event"]["state"] == "success", tasks
+    assert mon["state"] == "success" and tasks["emit_drift_event"]["state"] == "success", stack.why_failed(
+        f"{NAME}_monitoring", mon["dag_run_id"]
+    )
     # the asset event carries the evidence, each item as the drift check recorded it
     events = stack.api("GET", "/assets/events?limit=50")["asset_events"]
     drift_events = [e for e in events if e["uri"] == spec.drift_asset_uri]
@@ -232,7 +234,7 @@ def test_drifted_day_fires_asset_and_scheduler_retrains(stack, spec):
     assert any(r.startswith(f"{DRIFT_DAY}: drift share") for r in extra["reasons"]), extra["reasons"]
     # ... and the scheduler started the training DAG by itself, on that event
     (retrain,) = stack.wait_runs(f"{NAME}_training", 1, run_type="asset_triggered")
-    assert retrain["state"] == "success", stack.tasks(f"{NAME}_training", retrain["dag_run_id"])
+    assert retrain["state"] == "success", stack.why_failed(f"{NAME}_training", retrain["dag_run_id"])
     consumed = stack.api("GET", f"/dags/{NAME}_training/dagRuns/{retrain['dag_run_id']}/upstreamAssetEvents")
     assert [e["id"] for e in consumed["asset_events"]] == [event["id"]]
     assert [r["run_type"] for r in stack.runs(f"{NAME}_training")] == ["scheduled", "asset_triggered"]

@@ -275,7 +275,7 @@ def test_mlflow_server_holds_the_model_and_champion(stack, trained):
 def test_scheduler_creates_a_scheduled_run_by_itself(stack, trained):
     stack.unpause(f"{NAME}_batch_scoring")
     (run,) = stack.wait_runs(f"{NAME}_batch_scoring", 1, run_type="scheduled", timeout=600)
-    assert run["state"] == "success", stack.tasks(f"{NAME}_batch_scoring", run["dag_run_id"])
+    assert run["state"] == "success", stack.why_failed(f"{NAME}_batch_scoring", run["dag_run_id"])
 
 
 def test_cli_backfill_of_three_dates(stack, trained):

@@ -398,6 +398,18 @@ class AirflowStack:
             return str(err)
         return "\n".join(json.dumps(line, default=str)[:4000] for line in content)
 
+    def why_failed(self, dag_id: str, run_id: str) -> str:
+        """For an assertion message: each task's state, then the log tail of every task that did not succeed."""
+        tasks = self.tasks(dag_id, run_id)
+        states = ", ".join(f"{task_id}={ti.get('state')}" for task_id, ti in tasks.items())
+        logs = [
+            f"--- {task_id} (try {ti.get('try_number') or 1}) ---\n"
+            + self.task_log(dag_id, run_id, task_id, ti.get("try_number") or 1)[-3000:]
+            for task_id, ti in tasks.items()
+            if ti.get("state") in ("failed", "upstream_failed", "up_for_retry")
+        ]
+        return "\n".join([f"{dag_id} {run_id}: {states}", *logs])
+
     def wait_runs(self, dag_id: str, count: int, timeout: float = 900, **match: Any) -> list[dict[str, Any]]:
         """Wait until ``count`` runs matching ``match`` (e.g. run_type) reached a final state."""
         deadline = time.time() + timeout
