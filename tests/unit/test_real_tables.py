@@ -236,7 +236,7 @@ def test_the_live_challenger_promotes_a_better_model_on_real_labels_and_stays_qu
     assert plain < 0.165 and balanced > plain + 0.02, (plain, balanced)  # the better model: well calibrated
     day, verdict = _first_decision(models, "balanced", "plain")
     # 30 flights a day, 15 an arm: a Brier gain of about 0.02 takes most of the year to be sure of
-    # (day 220 of 275, about 3,300 rows an arm); the default max_days (30) would end it undecided
+    # (day 226 of 275, 3,300 rows an arm); the default max_days (30) would end it undecided
     assert verdict.action == sequential.PROMOTE and day is not None and 150 <= day <= 250, (
         day,
         verdict.reasons,
