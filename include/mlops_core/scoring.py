@@ -54,7 +54,7 @@ def batch_score(
         spec.registered_model_name, version, allow_pickle=spec.model.allow_pickle
     )
     X = frame.drop(columns=[c for c in [spec.target] if c in frame.columns])
-    out = _keyed(spec, frame, X)
+    out = key_columns(spec, frame, X)
     keyed = list(out.columns)  # the row keys the shadow's sibling partition repeats
     arms = _arms(spec, version, model, out)
     for variant, (arm_version, arm_model, rows) in arms.items():
@@ -140,12 +140,16 @@ def _score_shadow(
     return {"shadow_version": shadow, "shadow_uri": manifest.uri}
 
 
-def _keyed(spec: PipelineSpec, frame: pd.DataFrame, X: pd.DataFrame) -> pd.DataFrame:
-    """The output's key columns: the id and time columns, a ``row_key`` when there is no id column,
-    and ``prediction_ds`` (the day each row was predicted for) with a column-partitioned source."""
+def key_columns(spec: PipelineSpec, frame: pd.DataFrame, X: pd.DataFrame) -> pd.DataFrame:
+    """The output's key columns: the id and time columns, ``feedback.key_columns`` (a natural key of
+    feature columns, e.g. date + carrier + flight number, is how real label feeds name a row), a
+    ``row_key`` when there is no id column, and ``prediction_ds`` (the day each row was predicted
+    for) with a column-partitioned source."""
     from mlops_core.data import dates
 
-    keep = [c for c in spec.features.id_columns + spec.features.time_columns if c in frame.columns]
+    named = spec.features.id_columns + spec.features.time_columns
+    named += [k for k in (spec.feedback.key_columns if spec.feedback else []) if k not in named]
+    keep = [c for c in named if c in frame.columns]
     out = frame[keep].copy()
     if not spec.features.id_columns:  # every prediction can be joined back: a stable row key
         out.insert(0, "row_key", row_keys(X))

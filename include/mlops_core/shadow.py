@@ -67,7 +67,7 @@ def decide(cfg: ShadowSpec, got: compare_shadow.Comparison, days: int) -> Verdic
             WAIT, [f"{days}/{cfg.days} monitored day(s), {got.rows}/{cfg.min_rows} row(s) scored in shadow"]
         )
     verdict = Verdict(PROMOTE, [f"{days} day(s), {got.rows} row(s) scored by both"])
-    failed = False
+    failed = False  # any check; the labels' own below
     if got.disagreement is not None:
         bad = got.disagreement > cfg.max_disagreement
         failed |= bad
@@ -103,6 +103,12 @@ def decide(cfg: ShadowSpec, got: compare_shadow.Comparison, days: int) -> Verdic
             f"labelled row(s): improvement {got.delta:+.4f}, {got.confidence:.0%} paired interval "
             f"[{got.low:+.4f}, {got.high:+.4f}]; its lower end must be {need}: {'NO' if bad else 'yes'}"
         )
+        if failed and not bad:  # a real improvement changes predictions: the bounds, not the labels, refused
+            verdict.reasons.append(
+                "rejected on agreement or score shift although the labels passed it: a better model differs "
+                "from the champion; with feedback, set max_disagreement and max_score_shift to the change "
+                "you expect and let the paired interval decide (docs/shadow.md, Choosing the bounds)"
+            )
     return Verdict(REJECT if failed else PROMOTE, verdict.reasons)
 
 

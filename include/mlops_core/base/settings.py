@@ -37,9 +37,15 @@ def local_dir() -> Path:
     return Path(os.environ.get("MLOPS_LOCAL_DIR", str(home() / ".local")))
 
 
+def file_uri(path: Path) -> str:
+    """``file://`` + the absolute path as it is: fsspec's local filesystem reads a file URI's path
+    literally, so ``Path.as_uri()``'s percent-encoding (a space as ``%20``) would name another folder."""
+    return "file://" + path.absolute().as_posix()
+
+
 def lake_root() -> str:
     """Root URI of the lake: the cloud profile's, else ``$MLOPS_LAKE``, else ``file://<home>/.local/lake``."""
-    return ROOTS.get().get("MLOPS_LAKE") or os.environ.get("MLOPS_LAKE") or (local_dir() / "lake").as_uri()
+    return ROOTS.get().get("MLOPS_LAKE") or os.environ.get("MLOPS_LAKE") or file_uri(local_dir() / "lake")
 
 
 def landing_root() -> str:
@@ -47,7 +53,7 @@ def landing_root() -> str:
     return (
         ROOTS.get().get("MLOPS_LANDING")
         or os.environ.get("MLOPS_LANDING")
-        or (local_dir() / "landing").as_uri()
+        or file_uri(local_dir() / "landing")
     )
 
 

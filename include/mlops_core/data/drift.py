@@ -37,6 +37,9 @@ NUMERIC_METHODS = ("ks", "wasserstein", "psi")
 CATEGORICAL_METHODS = ("chi2", "jensen_shannon")
 DEFAULT_THRESHOLDS = {"ks": 0.01, "chi2": 0.01, "wasserstein": 0.1, "psi": 0.2, "jensen_shannon": 0.1}
 P_VALUE_METHODS = {"ks", "chi2"}
+# The largest value a bounded statistic can take (complete separation): a calibrated floor stays
+# below it (:func:`_floors`), or a column whose days cycle widely would be muted for good
+MAX_STATISTIC = {"ks": 1.0, "jensen_shannon": 1.0}
 # The same tests under Evidently's names, so the HTML report agrees with the verdicts. The
 # chi-square is the engine's own, registered with Evidently (:func:`_register_evidently_tests`):
 # Evidently's ``chisquare`` takes the reference's counts as expected ones, infinite (p = 0, and a
@@ -410,7 +413,12 @@ def _floors(
         drifted = np.array([r.columns[i].drifted for r in results])
         rates[col.column] = round(float(drifted.mean()), 6)
         if drifted.sum() >= hits_needed and np.isfinite(stats_).any():
-            floors[col.column] = float(np.nanquantile(stats_, quantile) * (1 + statistic_margin))
+            q = float(np.nanquantile(stats_, quantile))
+            # a bounded statistic's floor is at most halfway from q to its maximum: with daily weather
+            # (KS q95 0.85), q x 1.25 > 1 would mute the column even when a day's values lie wholly
+            # outside the window (KS 1.0): a change bigger than the cycle must still count
+            top = MAX_STATISTIC.get(col.method, math.inf)
+            floors[col.column] = min(q * (1 + statistic_margin), (q + top) / 2)
     return floors, rates
 
 

@@ -2,8 +2,8 @@
 
 The spec alone cannot know the data's columns or labels; a first run finds out late (at train,
 after ingest and validate). This reads the first rows of a local CSV or Parquet file and reports
-every mismatch at once, each with its fix: columns the YAML names that the file lacks, a target
-with one class, labels that do not fit the problem type, and a ``positive_class`` that is not one
+every mismatch at once, each with its fix: columns the YAML names that the file lacks, rows
+without a label, a target with one class, labels that do not fit the problem type, and a ``positive_class`` that is not one
 of the labels (a spelling that differs only in case is named).
 """
 
@@ -97,6 +97,20 @@ def _label_problems(spec: PipelineSpec, labels: list[Any], numeric: bool) -> lis
     return problems
 
 
+def _unlabelled(spec: PipelineSpec, frame: pd.DataFrame) -> list[str]:
+    """Rows whose target is blank: ``validate`` refuses a training partition that holds any (the
+    contract's ``target_nulls``), so the first run would fail there (e.g. cancelled flights, whose
+    delay was never measured)."""
+    blank = int(frame[spec.target].isna().sum())
+    if not blank:
+        return []
+    return [
+        f"target {spec.target!r} is blank on {blank} of the {len(frame)} sample rows ({blank / len(frame):.1%}): "
+        "validate fails a training partition with unlabelled rows; drop them (or give them a label) "
+        "upstream, before the file lands where source.uri points"
+    ]
+
+
 def check(spec: PipelineSpec, path: str | Path, rows: int = SAMPLE_ROWS) -> list[str]:
     """Every mismatch between ``spec`` and the first ``rows`` rows of the file at ``path``."""
     from pandas.api import types
@@ -108,6 +122,7 @@ def check(spec: PipelineSpec, path: str | Path, rows: int = SAMPLE_ROWS) -> list
     columns = [str(c) for c in frame.columns]
     problems = _column_problems(spec, columns)
     if spec.target in frame.columns:
+        problems += _unlabelled(spec, frame)
         target = frame[spec.target].dropna()
         labels = sorted(target.unique().tolist(), key=str)
         numeric = types.is_numeric_dtype(target) and not types.is_bool_dtype(target)
