@@ -68,7 +68,8 @@ def deploy(spec: PipelineSpec, version: str, target: DeploymentTarget | None = N
 
 
 class ShadowUnsupported(ValueError):
-    """``deployment.shadow`` on a target that cannot run a shadow yet (Azure ML)."""
+    """``deployment.shadow`` on a target that cannot run a shadow (a guard: every target this package
+    ships runs one; :data:`~mlops_core.spec.deployment.SHADOW_REFUSED` says why for one that does not)."""
 
 
 def check_approved(name: str, version: str, tags: dict[str, str]) -> None:

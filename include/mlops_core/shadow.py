@@ -20,7 +20,7 @@ run, with the target's own hands: ``deploy`` leaves the endpoint on the champion
 experiment), a mirroring target writes the day's captured traffic before the comparison
 (:meth:`~mlops_core.deploy.EndpointTarget.shadow_traffic`, judged instead of batch scoring's rows),
 a promotion puts the shadow's version on the endpoint (:meth:`~mlops_core.deploy.EndpointTarget.promote_shadow`:
-Vertex AI and KServe deploy it with the spec's strategy, SageMaker promotes the shadow variant),
+Vertex AI, Azure ML and KServe deploy it with the spec's strategy, SageMaker promotes the shadow variant),
 and once the platform reports it ready :func:`complete_promotion` smoke-tests the endpoint on the
 version's held-out rows and moves ``champion`` (once, by compare-and-swap); a rejection removes what
 the shadow held (:meth:`~mlops_core.deploy.EndpointTarget.reject_shadow`).

@@ -25,12 +25,20 @@ def _spec(**shadow_cfg):
 # --- the spec -------------------------------------------------------------------------------------
 
 
-def test_azureml_is_refused_saying_why_and_the_other_endpoint_targets_take_a_shadow() -> None:
+def test_every_endpoint_target_takes_a_shadow_azureml_included() -> None:
+    for target in ("sagemaker", "vertex", "azureml", "kserve"):
+        assert example_spec(deployment={"target": target, "shadow": {}}).deployment.shadow_on
+
+
+def test_a_target_without_a_shadow_is_refused_saying_why(monkeypatch) -> None:
+    """The guard for a target that cannot run one (none today): the spec names the targets and the reason."""
+    from mlops_core.spec import deployment
+
+    monkeypatch.setattr(deployment, "SHADOW_TARGETS", ("auto", "local", "sagemaker", "vertex", "kserve"))
+    monkeypatch.setattr(deployment, "SHADOW_REFUSED", {"azureml": "no shadow there, for the test."})
     with pytest.raises(SpecError, match="runs on the targets auto, local, sagemaker, vertex, kserve") as err:
         example_spec(deployment={"target": "azureml", "shadow": {}})
-    assert "mirror_traffic" in str(err.value) and "data collector" in str(err.value)
-    for target in ("sagemaker", "vertex", "kserve"):
-        assert example_spec(deployment={"target": target, "shadow": {}}).deployment.shadow_on
+    assert "no shadow there, for the test." in str(err.value)
 
 
 def test_shadow_and_a_live_challenger_are_one_or_the_other() -> None:
@@ -235,22 +243,55 @@ def test_the_task_skips_without_a_shadow_and_fails_closed_on_a_refused_promotion
         _verdict_step().execute(context)  # type: ignore[arg-type]
 
 
-def test_auto_on_a_profile_that_deploys_to_azureml_is_refused_at_deploy(monkeypatch) -> None:
+def _deployable(monkeypatch) -> None:
+    """``rollout.deploy``'s checks passed, champion v1; the registry's writes recorded, not made."""
     from types import SimpleNamespace
 
-    from mlops_core import rollout
     from mlops_core.runs import registry, run_artifacts, tracking
 
-    spec = example_spec(deployment={"target": "auto", "shadow": {}})
-    moved = []
     monkeypatch.setattr(tracking, "configure", lambda: None)
     monkeypatch.setattr(
         registry, "check_deployable", lambda n, v: SimpleNamespace(tags={}, evaluated_against="1")
     )
     monkeypatch.setattr(run_artifacts, "verify_artifact", lambda *a: None)
-    monkeypatch.setattr(registry, "alias_version", lambda n, a: "1")
-    endpoint = SimpleNamespace(name="azureml", deploy=lambda *a: moved.append(a))
-    with pytest.raises(rollout.ShadowUnsupported, match="deploys to 'azureml'.*data collector"):
+    monkeypatch.setattr(registry, "alias_version", lambda n, a: "1" if a == registry.CHAMPION else None)
+
+
+def test_auto_on_a_profile_that_deploys_to_azureml_puts_the_version_in_shadow_without_a_request(
+    monkeypatch,
+) -> None:
+    from mlops_core import rollout, targets
+    from mlops_core.runs import registry
+    from mlops_core.spec.profiles import CloudProfile
+
+    _deployable(monkeypatch)
+    writes, services = [], []
+    monkeypatch.setattr(registry, "set_alias_checked", lambda *a: writes.append(("alias", *a)))
+    monkeypatch.setattr(
+        registry, "set_tags", lambda n, v, tags: writes.append(("tags", v, tags["mlops.shadow"]))
+    )
+    profile = CloudProfile("azure", "abfs://lake/l", "abfs://lake/in", None, "azureml", "azureml", "none")
+    spec = example_spec(cloud="azure", deployment={"target": "auto", "shadow": {}})
+    chosen = targets.get_target(targets.resolve_target_name(spec, profile), profile, services.append)
+    assert chosen.name == "azureml"
+    got = rollout.deploy(spec, "2", chosen)
+    assert services == []  # no Azure ML client was even asked for: no request
+    assert (got["target"], got["state"], got["extra"]) == ("azureml", "ready", {"shadow": True})
+    assert writes == [("alias", "breast_cancer", "shadow", "2", None), ("tags", "2", "live")]
+
+
+def test_auto_on_a_target_without_a_shadow_is_refused_at_deploy(monkeypatch) -> None:
+    """The deploy-time guard (``target: auto``) for a target that cannot run one: nothing deployed."""
+    from types import SimpleNamespace
+
+    from mlops_core import rollout
+
+    _deployable(monkeypatch)
+    monkeypatch.setattr(rollout, "SHADOW_REFUSED", {"elsewhere": "no shadow there, for the test."})
+    spec = example_spec(deployment={"target": "auto", "shadow": {}})
+    moved = []
+    endpoint = SimpleNamespace(name="elsewhere", deploy=lambda *a: moved.append(a))
+    with pytest.raises(rollout.ShadowUnsupported, match="deploys to 'elsewhere'.*for the test"):
         rollout.deploy(spec, "2", endpoint)  # type: ignore[arg-type]
     assert moved == []
 

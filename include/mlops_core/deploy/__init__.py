@@ -233,9 +233,9 @@ class EndpointTarget:
     mirrors_traffic = False  # True: the platform sends the shadow a copy of every request
 
     def deploy_shadow(self, spec: PipelineSpec, version: str, champion: str) -> Deployment:
-        """Put ``version`` in shadow beside ``champion``. Here (Vertex AI, KServe: no mirroring) the
-        endpoint stays on the champion and only the alias ``shadow`` moves: batch and monitoring
-        scoring score every row with both models in process, from the registry."""
+        """Put ``version`` in shadow beside ``champion``. Here (Vertex AI, Azure ML, KServe: no mirroring
+        driven) the endpoint stays on the champion and only the alias ``shadow`` moves: batch and
+        monitoring scoring score every row with both models in process, from the registry."""
         return put_in_shadow(spec, version, champion, self.name)
 
     def rollback_shadow(self, spec: PipelineSpec, deployment: Deployment) -> None:

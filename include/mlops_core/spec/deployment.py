@@ -134,15 +134,12 @@ class ChallengerSpec(SpecModel):
         return self
 
 
-# where deployment.shadow runs ("auto": checked again at deploy, on the profile's target), and why not elsewhere
-SHADOW_TARGETS = ("auto", "local", "sagemaker", "vertex", "kserve")
-SHADOW_REFUSED = {
-    "azureml": (
-        "Azure ML would mirror the traffic (mirror_traffic) to a second deployment, but reading its "
-        "predictions back needs the deployment's data collector, which the Azure ML API version this "
-        "package sends (2023-10-01) does not have (only preview versions do); not driven yet."
-    ),
-}
+# where deployment.shadow runs ("auto": checked again at deploy, on the profile's target), and why not
+# elsewhere (no target today). Azure ML runs the batch shadow, not a mirrored one: mirror_traffic's answers
+# can only be read back through the deployment's data collector, which only preview API versions have
+# (this package sends 2023-10-01; docs/shadow.md).
+SHADOW_TARGETS = ("auto", "local", "sagemaker", "vertex", "azureml", "kserve")
+SHADOW_REFUSED: dict[str, str] = {}
 
 
 class ShadowSpec(SpecModel):
@@ -165,12 +162,13 @@ class ShadowSpec(SpecModel):
     verdict rests on agreement and score shift, unless ``require_labels`` (or ``require_better``) makes
     it wait for them. ``margin`` is in the metric's units.
 
-    Targets: ``local``, ``vertex`` and ``kserve`` keep the endpoint on the champion and judge on batch
-    scoring as above; a promotion deploys the shadow's version through the target's own path (the
+    Targets: ``local``, ``vertex``, ``azureml`` and ``kserve`` keep the endpoint on the champion and judge
+    on batch scoring as above; a promotion deploys the shadow's version through the target's own path (the
     ``strategy``), smoke-tests it, then moves ``champion``. ``sagemaker`` runs a shadow-mode
     inference experiment instead: the shadow variant gets a copy of every request, both answers
     are captured to ``<lake>/<name>/capture/`` and judged; a promotion ends the experiment with
-    the shadow variant promoted, a rejection with it removed. Not on ``azureml`` yet.
+    the shadow variant promoted, a rejection with it removed. Azure ML is judged on batch scoring, not
+    on mirrored traffic: reading mirrored answers back needs the data collector of a preview API version.
     """
 
     enabled: bool = True
