@@ -417,3 +417,37 @@ def test_labels_join_on_the_flights_natural_key(tmp_path, monkeypatch, models, l
     realized = feedback.evaluate_day(spec, settings.lake_root(), "2013-04-02")
     assert realized.ds == day and realized.rows == len(rows) == 29 and realized.unlabelled == 0
     assert realized.orphan_labels == 0 and realized.value is not None
+
+
+@pytest.mark.parametrize("feed", ["as_keyed", "misspelt_flight"])
+def test_a_cumulative_label_feed_counts_only_scored_dates_as_orphans(
+    tmp_path, monkeypatch, models, labelled, feed
+):
+    """An airline publishes one cumulative file: every delay of the year so far. Before the fix its
+    labels of the 90 days before monitoring began counted as orphans (key in no prediction): 99 %
+    of the labels read, so ``labels_unmatched`` fired every day on a feed keyed exactly right. Only
+    a label of a date the predictions cover can be an orphan; a feed keyed differently (flight
+    "UA1545" against 1545) is still caught on those dates."""
+    from mlops_core import scoring
+    from mlops_core.base import settings
+    from mlops_core.data import storage
+    from mlops_core.monitor import feedback
+
+    monkeypatch.setenv("MLOPS_LOCAL_DIR", str(tmp_path))
+    monkeypatch.setattr(feedback, "champion_holdout", lambda *_: None)
+    spec, model = models["spec"], models["fitted"]["plain"]
+    day = "2013-04-01"
+    rows = labelled.loc[labelled["flight_date"] == day].reset_index(drop=True)
+    X = rows.drop(columns=["delayed"])
+    out = scoring.key_columns(spec, rows, X).assign(prediction=model.predict(X), model_version="1")
+    storage.write_partition({"data": out}, settings.lake_root(), spec.name, feedback.PREDICTIONS, day)
+    history = labelled.loc[labelled["flight_date"] <= "2013-04-02", [*KEY, "delayed"]].copy()
+    if feed == "misspelt_flight":
+        history["flight"] = history["carrier"] + history["flight"].astype(str)
+    real.write_csv(history, tmp_path / "landing" / "flights" / "labels.csv")
+    realized = feedback.evaluate_day(spec, settings.lake_root(), "2013-04-02")
+    assert realized.labels == len(history) > 2_500
+    if feed == "as_keyed":
+        assert realized.rows == len(rows) and realized.orphan_labels == 0, realized.describe_labels()
+    else:  # the day's 29 labels name no scored flight; the other 2,700 are for unscored dates
+        assert realized.rows == 0 and realized.orphan_labels == len(rows) == 29, realized.describe_labels()

@@ -502,7 +502,9 @@ def _orphans(spec: PipelineSpec, lake_root: str, ds: str, labels: pd.DataFrame) 
             if name.startswith("ds=") and start < name[3:13] <= end.isoformat():
                 days.append(name[3:13])
     keys = list(fb.key_columns)
+    dated = _date_key(spec)
     known: set[tuple[Any, ...]] = set()
+    scored_dates: set[str] = set()  # the dated key's values the predictions cover
     for d in days:
         try:
             frame = storage.read_frame(storage.partition_uri(lake_root, spec.name, PREDICTIONS, d))
@@ -510,7 +512,35 @@ def _orphans(spec: PipelineSpec, lake_root: str, ds: str, labels: pd.DataFrame) 
             continue
         if all(k in frame.columns for k in keys):
             known.update(_keys(frame, keys)[keys].itertuples(index=False, name=None))
-    return sum(1 for k in labels.itertuples(index=False, name=None) if tuple(k) not in known)
+            if dated is not None:
+                scored_dates.update(_day_text(frame[dated]))
+    if dated is None:
+        return sum(1 for k in labels.itertuples(index=False, name=None) if tuple(k) not in known)
+    # A label of a date no prediction covers (a cumulative feed's history, a day never monitored)
+    # cannot be judged either way: only a label of a scored date whose key is unknown is an orphan.
+    candidates = labels.loc[_day_text(labels[dated]).isin(scored_dates).to_numpy()]
+    return sum(1 for k in candidates.itertuples(index=False, name=None) if tuple(k) not in known)
+
+
+def _date_key(spec: PipelineSpec) -> str | None:
+    """The key column that dates a row (the partition column, a time column, the time holdout's or
+    the drift calibration's date column), if ``feedback.key_columns`` has one."""
+    assert spec.feedback is not None
+    dates = [
+        spec.source.partition.column,
+        *spec.features.time_columns,
+        spec.evaluation.holdout.column,
+        spec.monitoring.calibration.date_column,
+    ]
+    return next((c for c in spec.feedback.key_columns if c in dates), None)
+
+
+def _day_text(values: pd.Series) -> pd.Series:
+    """Dates as ``YYYY-MM-DD`` text, whether read as dates, timestamps or text."""
+    import pandas as pd
+
+    parsed = pd.to_datetime(values.astype("string"), errors="coerce", format="mixed")
+    return parsed.dt.strftime("%Y-%m-%d").fillna(values.astype("string"))
 
 
 HISTORY_COLUMNS = (
