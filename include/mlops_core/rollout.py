@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_core.deploy import EndpointTarget
 from mlops_core.runs import registry, release, run_artifacts
-from mlops_core.spec.deployment import SHADOW_REFUSED, SHADOW_TARGETS
 
 if TYPE_CHECKING:
     from mlops_core.deploy import DeploymentTarget
@@ -48,12 +47,6 @@ def deploy(spec: PipelineSpec, version: str, target: DeploymentTarget | None = N
         )
     chosen = _target(spec, target)
     shadow = spec.deployment.shadow_on and before not in (None, version)
-    if spec.deployment.shadow_on and chosen.name not in SHADOW_TARGETS:
-        raise ShadowUnsupported(
-            f"deployment.shadow runs on {', '.join(SHADOW_TARGETS[1:])}, and this profile deploys to {chosen.name!r} "
-            f"(deployment.target: auto). {SHADOW_REFUSED.get(chosen.name, '')} Nothing was deployed: set "
-            "deployment.target to one of those, or remove the shadow block"
-        )
     try:
         with registry.champion_guard(name, found.evaluated_against):
             if shadow and isinstance(chosen, EndpointTarget):  # the endpoint keeps serving the champion
@@ -65,11 +58,6 @@ def deploy(spec: PipelineSpec, version: str, target: DeploymentTarget | None = N
         if before != version:
             _compensate(name, version, before)
         raise
-
-
-class ShadowUnsupported(ValueError):
-    """``deployment.shadow`` on a target that cannot run a shadow (a guard: every target this package
-    ships runs one; :data:`~mlops_core.spec.deployment.SHADOW_REFUSED` says why for one that does not)."""
 
 
 def check_approved(name: str, version: str, tags: dict[str, str]) -> None:

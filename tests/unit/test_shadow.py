@@ -30,17 +30,6 @@ def test_every_endpoint_target_takes_a_shadow_azureml_included() -> None:
         assert example_spec(deployment={"target": target, "shadow": {}}).deployment.shadow_on
 
 
-def test_a_target_without_a_shadow_is_refused_saying_why(monkeypatch) -> None:
-    """The guard for a target that cannot run one (none today): the spec names the targets and the reason."""
-    from mlops_core.spec import deployment
-
-    monkeypatch.setattr(deployment, "SHADOW_TARGETS", ("auto", "local", "sagemaker", "vertex", "kserve"))
-    monkeypatch.setattr(deployment, "SHADOW_REFUSED", {"azureml": "no shadow there, for the test."})
-    with pytest.raises(SpecError, match="runs on the targets auto, local, sagemaker, vertex, kserve") as err:
-        example_spec(deployment={"target": "azureml", "shadow": {}})
-    assert "no shadow there, for the test." in str(err.value)
-
-
 def test_shadow_and_a_live_challenger_are_one_or_the_other() -> None:
     with pytest.raises(SpecError, match="keep one of them"):
         example_spec(deployment={"target": "local", "shadow": {}, "challenger": {}}, feedback=FEEDBACK)
@@ -278,22 +267,6 @@ def test_auto_on_a_profile_that_deploys_to_azureml_puts_the_version_in_shadow_wi
     assert services == []  # no Azure ML client was even asked for: no request
     assert (got["target"], got["state"], got["extra"]) == ("azureml", "ready", {"shadow": True})
     assert writes == [("alias", "breast_cancer", "shadow", "2", None), ("tags", "2", "live")]
-
-
-def test_auto_on_a_target_without_a_shadow_is_refused_at_deploy(monkeypatch) -> None:
-    """The deploy-time guard (``target: auto``) for a target that cannot run one: nothing deployed."""
-    from types import SimpleNamespace
-
-    from mlops_core import rollout
-
-    _deployable(monkeypatch)
-    monkeypatch.setattr(rollout, "SHADOW_REFUSED", {"elsewhere": "no shadow there, for the test."})
-    spec = example_spec(deployment={"target": "auto", "shadow": {}})
-    moved = []
-    endpoint = SimpleNamespace(name="elsewhere", deploy=lambda *a: moved.append(a))
-    with pytest.raises(rollout.ShadowUnsupported, match="deploys to 'elsewhere'.*for the test"):
-        rollout.deploy(spec, "2", endpoint)  # type: ignore[arg-type]
-    assert moved == []
 
 
 def test_a_promotion_on_an_endpoint_defers_until_it_is_ready_then_completes(monkeypatch) -> None:

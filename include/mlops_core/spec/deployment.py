@@ -134,12 +134,9 @@ class ChallengerSpec(SpecModel):
         return self
 
 
-# where deployment.shadow runs ("auto": checked again at deploy, on the profile's target), and why not
-# elsewhere (no target today). Azure ML runs the batch shadow, not a mirrored one: mirror_traffic's answers
-# can only be read back through the deployment's data collector, which only preview API versions have
-# (this package sends 2023-10-01; docs/shadow.md).
-SHADOW_TARGETS = ("auto", "local", "sagemaker", "vertex", "azureml", "kserve")
-SHADOW_REFUSED: dict[str, str] = {}
+# deployment.shadow runs on every target. Azure ML runs the batch shadow, not a mirrored one:
+# mirror_traffic's answers can only be read back through the deployment's data collector, which only
+# preview API versions have (this package sends 2023-10-01; docs/shadow.md).
 
 
 class ShadowSpec(SpecModel):
@@ -255,12 +252,6 @@ class DeploymentSpec(SpecModel):
                 "deployment.shadow and deployment.challenger both decide what a promoted version does beside "
                 "the champion (scored on every row next to it, or live on a share of the rows): keep one "
                 "of them (or set enabled: false on the other)"
-            )
-        if self.target not in SHADOW_TARGETS:
-            raise ValueError(
-                f"deployment.shadow runs on the targets {', '.join(SHADOW_TARGETS)}, not {self.target!r}: "
-                f"{SHADOW_REFUSED.get(self.target, '')} Use strategy: canary on {self.target}, or another "
-                "target, or remove the shadow block"
             )
 
     @property

@@ -78,8 +78,6 @@ class DeployOperator(MlopsStep, BaseOperator):
             raise AirflowFailException(str(err)) from err  # a forged or unbound decision
         except registry.ChampionMoved as err:  # a retry would find the same champion
             raise AirflowFailException(str(err)) from err
-        except rollout.ShadowUnsupported as err:  # a retry would find the same target
-            raise AirflowFailException(str(err)) from err
         if deployment["state"] == READY:
             return deployment
         from mlops_airflow.triggers.cloud import EndpointTrigger
@@ -288,6 +286,10 @@ class _VerdictOperator(MlopsStep, BaseOperator):
 
     @in_cloud_profile
     def execute(self, context: Context) -> dict[str, Any]:
+        return self.verdict(context)
+
+    def verdict(self, context: Context) -> dict[str, Any]:
+        """The day's verdict, acted on unless the run is a backfill; no ``kind`` yet skips the task."""
         from mlops_core.runs import registry
 
         backfill = _run_type(context) == "backfill"  # a backfilled day reports; it never moves aliases
@@ -391,7 +393,7 @@ class ShadowVerdictOperator(_VerdictOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_core.deploy import READY
 
-        result = _VerdictOperator.execute.__wrapped__(self, context)  # type: ignore[attr-defined]
+        result = self.verdict(context)
         moving = result.get("deployment")
         if moving and moving["state"] != READY:
             from mlops_airflow.triggers.cloud import EndpointTrigger
