@@ -30,6 +30,9 @@ from mlops_core.data.dates import day_of
 from mlops_core.spec import parse_spec
 
 SAMPLE_ROWS = 5000
+# a text column with more distinct values than both of these (in the sample) is left out, not one-hot
+ID_LIKE_MIN_VALUES = 50
+ID_LIKE_SHARE = 0.2
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
 _ID_NAME = re.compile(r"(^id$|_id$|^id_|uuid|^key$)", re.I)
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
@@ -195,10 +198,18 @@ def _roles(others: list[Column]) -> tuple[list[str], list[str], list[str], list[
             for c in others
             if c.name not in ids + dates + left_out and c.numeric and _date_copy(c, by_name[dates[0]])
         ]
-    categorical = [
-        c.name for c in others if c.name not in ids + dates + left_out and not c.numeric and c.present
-    ]
+    text = [c for c in others if c.name not in ids + dates + left_out and not c.numeric and c.present]
+    left_out += [c.name for c in text if _id_like_text(c)]
+    categorical = [c.name for c in text if c.name not in left_out]
     return ids, dates, left_out, categorical
+
+
+def _id_like_text(col: Column) -> bool:
+    """Text with too many values to be a category: a label per row or nearly (an aircraft's tail
+    number, a name, a ticket number). One-hot encoded, each value would be a column seen a handful
+    of times; left out, the person can add it back (or engineer a coarser feature from it)."""
+    distinct = len(set(col.present))
+    return distinct > ID_LIKE_MIN_VALUES and distinct > ID_LIKE_SHARE * len(col.present)
 
 
 def _problem_type(target: Column) -> tuple[str, list[Any]]:
@@ -337,7 +348,7 @@ def _header(name: str, path: Path, kind: str, spec: dict[str, Any], rare: tuple[
             else ""
         )
         + ", id/time/categorical columns, left-out columns (features.exclude: row indexes, numeric"
-        " copies of the date), start_date (the data's first day), floors and expectations (rows per"
+        " copies of the date, text with a value for nearly every row), start_date (the data's first day), floors and expectations (rows per"
         " day as counted). Review every line, then run\n"
         f"#   mlops-airflow validate dags/pipelines/{name}.yaml\n"
         "# yaml-language-server: $schema=../../include/schema/pipeline.schema.json\n"
@@ -367,6 +378,13 @@ def scaffold(
     if kind not in _DEFAULTS:
         raise ScaffoldError(f"problem type {kind!r}: choose binary, multiclass or regression")
     ids, dates, left_out, categorical = _roles([c for c in columns if c.name != target])
+    wordy = [c for c in columns if c.name in left_out and not c.numeric]
+    if wordy and hints is not None:
+        hints.append(
+            f"left out {', '.join(c.name for c in wordy)} (features.exclude): text with "
+            f"{', '.join(str(len(set(c.present))) for c in wordy)} distinct values in {SAMPLE_ROWS} sample rows "
+            "is an identifier, not a category; remove it from exclude to one-hot it anyway"
+        )
     first_day, per_day = _days(path, dates[0]) if dates else (None, [])
     spec: dict[str, Any] = {
         "name": name,
