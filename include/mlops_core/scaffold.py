@@ -212,6 +212,16 @@ def _id_like_text(col: Column) -> bool:
     return distinct > ID_LIKE_MIN_VALUES and distinct > ID_LIKE_SHARE * len(col.present)
 
 
+def _identifier_hint(wordy: list[Column], hints: list[str] | None) -> None:
+    """Say which text columns were left out as identifiers, and how to keep one."""
+    if wordy and hints is not None:
+        hints.append(
+            f"left out {', '.join(c.name for c in wordy)} (features.exclude): text with "
+            f"{', '.join(str(len(set(c.present))) for c in wordy)} distinct values in {SAMPLE_ROWS} sample rows "
+            "is an identifier, not a category; remove it from exclude to one-hot it anyway"
+        )
+
+
 def _problem_type(target: Column) -> tuple[str, list[Any]]:
     present = target.present
     if not present:
@@ -378,13 +388,7 @@ def scaffold(
     if kind not in _DEFAULTS:
         raise ScaffoldError(f"problem type {kind!r}: choose binary, multiclass or regression")
     ids, dates, left_out, categorical = _roles([c for c in columns if c.name != target])
-    wordy = [c for c in columns if c.name in left_out and not c.numeric]
-    if wordy and hints is not None:
-        hints.append(
-            f"left out {', '.join(c.name for c in wordy)} (features.exclude): text with "
-            f"{', '.join(str(len(set(c.present))) for c in wordy)} distinct values in {SAMPLE_ROWS} sample rows "
-            "is an identifier, not a category; remove it from exclude to one-hot it anyway"
-        )
+    _identifier_hint([c for c in columns if c.name in left_out and not c.numeric], hints)
     first_day, per_day = _days(path, dates[0]) if dates else (None, [])
     spec: dict[str, Any] = {
         "name": name,

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 from mlops_core.base import settings
 from mlops_core.data import filesystems, sources, storage
 from mlops_core.data.errors import SourceDataError, SourceNotReady
+from mlops_core.monitor.label_keys import PREDICTIONS, orphans
+from mlops_core.monitor.label_keys import key_text as _keys
 from mlops_core.runs import registry
 
 if TYPE_CHECKING:
@@ -38,7 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HISTORY = "performance_history"
-PREDICTIONS = "monitor_predictions"
 ESTIMATES = "performance_estimate"  # the estimate's per-day history (mlops_core.monitor.estimate)
 JUDGED = ("evaluated", "estimated")  # the statuses a day is judged on (realized, estimated)
 
@@ -156,14 +157,6 @@ def read_labels(spec: PipelineSpec, ds: str, storage_options: dict[str, Any] | N
     frame = frame[wanted].rename(columns={label: "label"})
     frame = frame.loc[frame["label"].notna()]
     return frame.drop_duplicates(subset=list(fb.key_columns), keep="last").reset_index(drop=True)
-
-
-def _keys(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Key columns as text, so a key read as a number in one file and text in the other still joins."""
-    out = frame.copy()
-    for c in columns:
-        out[c] = out[c].astype("string")
-    return out
 
 
 def _scored(spec: PipelineSpec, frame: pd.DataFrame, positive: Any) -> Any:
@@ -439,7 +432,7 @@ def _join(
     day.rows = len(joined)
     day.unlabelled = day.predictions - day.rows
     if len(labels):
-        day.orphan_labels = _orphans(spec, lake_root, ds, _keys(labels, keys)[keys])
+        day.orphan_labels = orphans(spec, lake_root, ds, _keys(labels, keys)[keys])
         day.orphan_share = round(day.orphan_labels / len(labels), 6)
     return joined
 
@@ -475,72 +468,6 @@ def _score_day(
         spec, history(spec, lake_root), day.model_version, metric, day.ds
     )
     return judge(spec, day)
-
-
-def _orphans(spec: PipelineSpec, lake_root: str, ds: str, labels: pd.DataFrame) -> int:
-    """Labels whose key is in no prediction of any monitored day they could be for.
-
-    The days searched: those whose labels can be in the window read at ``ds`` (the labels' lookback
-    plus ``delay_days`` plus the monitoring window; with a ``snapshot`` labels source, the last 366
-    monitored days). Labels of T's neighbours are not orphans; a wrong key column makes nearly all
-    labels orphans.
-    """
-    fb = spec.feedback
-    assert fb is not None
-    end = date.fromisoformat(ds[:10])
-    horizon = (
-        366
-        if fb.partition.mode == "snapshot"
-        else fb.partition.lookback_days + fb.delay_days + spec.monitoring.window_days
-    )
-    start = (end - timedelta(days=horizon)).isoformat()
-    fs, root = filesystems.filesystem(filesystems.join(lake_root, spec.name, PREDICTIONS))
-    days = []
-    if fs.exists(root):
-        for path in fs.ls(root, detail=False):
-            name = str(path).rstrip("/").rsplit("/", 1)[-1]
-            if name.startswith("ds=") and start < name[3:13] <= end.isoformat():
-                days.append(name[3:13])
-    keys = list(fb.key_columns)
-    dated = _date_key(spec)
-    known: set[tuple[Any, ...]] = set()
-    scored_dates: set[str] = set()  # the dated key's values the predictions cover
-    for d in days:
-        try:
-            frame = storage.read_frame(storage.partition_uri(lake_root, spec.name, PREDICTIONS, d))
-        except FileNotFoundError:
-            continue
-        if all(k in frame.columns for k in keys):
-            known.update(_keys(frame, keys)[keys].itertuples(index=False, name=None))
-            if dated is not None:
-                scored_dates.update(_day_text(frame[dated]))
-    if dated is None:
-        return sum(1 for k in labels.itertuples(index=False, name=None) if tuple(k) not in known)
-    # A label of a date no prediction covers (a cumulative feed's history, a day never monitored)
-    # cannot be judged either way: only a label of a scored date whose key is unknown is an orphan.
-    candidates = labels.loc[_day_text(labels[dated]).isin(scored_dates).to_numpy()]
-    return sum(1 for k in candidates.itertuples(index=False, name=None) if tuple(k) not in known)
-
-
-def _date_key(spec: PipelineSpec) -> str | None:
-    """The key column that dates a row (the partition column, a time column, the time holdout's or
-    the drift calibration's date column), if ``feedback.key_columns`` has one."""
-    assert spec.feedback is not None
-    dates = [
-        spec.source.partition.column,
-        *spec.features.time_columns,
-        spec.evaluation.holdout.column,
-        spec.monitoring.calibration.date_column,
-    ]
-    return next((c for c in spec.feedback.key_columns if c in dates), None)
-
-
-def _day_text(values: pd.Series) -> pd.Series:
-    """Dates as ``YYYY-MM-DD`` text, whether read as dates, timestamps or text."""
-    import pandas as pd
-
-    parsed = pd.to_datetime(values.astype("string"), errors="coerce", format="mixed")
-    return parsed.dt.strftime("%Y-%m-%d").fillna(values.astype("string"))
 
 
 HISTORY_COLUMNS = (

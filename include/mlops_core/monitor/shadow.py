@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mlops_core.data import filesystems, storage
-from mlops_core.monitor import feedback
+from mlops_core.monitor import feedback, label_keys
 
 if TYPE_CHECKING:
     import numpy as np
@@ -182,7 +182,7 @@ def read_labels(spec: PipelineSpec, days: list[str], ds: str) -> pd.DataFrame:
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=[*fb.key_columns, "label"])
-    labels = feedback._keys(pd.concat(frames, ignore_index=True), list(fb.key_columns))
+    labels = label_keys.key_text(pd.concat(frames, ignore_index=True), list(fb.key_columns))
     return labels.drop_duplicates(subset=list(fb.key_columns), keep="last").reset_index(drop=True)
 
 
@@ -213,7 +213,7 @@ def _paired_metric(spec: PipelineSpec, frame: pd.DataFrame, labels: pd.DataFrame
     keys = list(spec.feedback.key_columns)
     if any(k not in frame.columns for k in keys):
         return
-    rows = feedback._keys(frame, keys).drop_duplicates(
+    rows = label_keys.key_text(frame, keys).drop_duplicates(
         subset=keys, keep="last"
     )  # a row scored on two days: once
     joined = rows.merge(labels, on=keys, how="inner")
