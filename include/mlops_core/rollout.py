@@ -47,6 +47,12 @@ def deploy(spec: PipelineSpec, version: str, target: DeploymentTarget | None = N
         )
     chosen = _target(spec, target)
     shadow = spec.deployment.shadow_on and before not in (None, version)
+    mirrored = spec.deployment.shadow is not None and spec.deployment.shadow.mirror_percent is not None
+    if shadow and mirrored and getattr(chosen, "name", "") != "azureml":
+        raise ValueError(
+            f"deployment.shadow.mirror_percent mirrors an Azure ML endpoint's requests; this pipeline deploys "
+            f"to {getattr(chosen, 'name', chosen)!r}: remove mirror_percent, or deploy to azureml"
+        )
     try:
         with registry.champion_guard(name, found.evaluated_against):
             if shadow and isinstance(chosen, EndpointTarget):  # the endpoint keeps serving the champion

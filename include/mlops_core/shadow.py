@@ -17,7 +17,7 @@ How it runs, end to end on the local target:
 On an endpoint target (``target`` given, :class:`mlops_core.deploy.EndpointTarget`) the same steps
 run, with the target's own hands: ``deploy`` leaves the endpoint on the champion
 (:meth:`~mlops_core.deploy.EndpointTarget.deploy_shadow`; SageMaker starts a shadow-mode inference
-experiment), a mirroring target writes the day's captured traffic before the comparison
+experiment, Azure ML with ``mirror_percent`` a collecting deployment the endpoint mirrors to), a mirroring target writes the day's captured traffic before the comparison
 (:meth:`~mlops_core.deploy.EndpointTarget.shadow_traffic`, judged instead of batch scoring's rows),
 a promotion puts the shadow's version on the endpoint (:meth:`~mlops_core.deploy.EndpointTarget.promote_shadow`:
 Vertex AI, Azure ML and KServe deploy it with the spec's strategy, SageMaker promotes the shadow variant),
@@ -132,7 +132,7 @@ def judge(
     if shadow is None or champion is None:
         return {"status": "no_shadow", "reasons": [f"{name} has no version in shadow"]}
     endpoint = _endpoint(target)
-    traffic = endpoint is not None and endpoint.mirrors_traffic
+    traffic = endpoint is not None and endpoint.mirrors(spec)
     if traffic and endpoint is not None:  # the day's mirrored requests, as both models answered them
         write_traffic(spec, lake_root, ds[:10], endpoint.shadow_traffic(spec, ds[:10]), (champion, shadow))
     paired = compare_shadow.collect(spec, lake_root, shadow, champion, ds[:10], traffic=traffic)

@@ -3,7 +3,9 @@
 **Azure ML (ARM).** azure-ai-ml (dev lock) ships, per API version, the msrest models and the
 request builders AutoRest generated from the service's REST spec
 (``azure/ai/ml/_restclient/<version>/{models,operations}``). From them this module takes, for
-exactly the ``api-version`` the package sends (:data:`mlops_core.clouds.azure.client.API_VERSION`):
+exactly the ``api-version`` the package sends (:data:`mlops_core.clouds.azure.client.API_VERSION`;
+the one call sent with :data:`~mlops_core.clouds.azure.client.PREVIEW_API_VERSION`, a mirrored
+shadow's deployment with its data collector, is held to that version's: :func:`api_version_of`):
 
 * the URL templates, HTTP methods and path-parameter constraints of each operation (the
   ``build_*_request`` functions), the body model it serializes, the model it deserializes and
@@ -54,7 +56,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from mlops_core.clouds.azure.client import API_VERSION
+from mlops_core.clouds.azure.client import API_VERSION, PREVIEW_API_VERSION
 
 _PRIVATE = "_mlops_azure_rest"  # where the generated modules live in sys.modules
 
@@ -72,7 +74,13 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("_online_deployments_operations", "build_get_request"),
     ("_online_deployments_operations", "build_create_or_update_request"),
     ("_online_deployments_operations", "build_delete_request"),
+    ("_datastores_operations", "build_get_request"),
+    ("_data_versions_operations", "build_create_or_update_request"),
 )
+
+# The one call sent with a preview api-version (a mirrored shadow's deployment with its data
+# collector): method and workspace-relative path. Any other request is held to API_VERSION.
+PREVIEW_CALLS = ((PREVIEW_API_VERSION, "PUT", re.compile(r".*/onlineEndpoints/[^/]+/deployments/[^/]+")),)
 
 
 class ModelViolation(AssertionError):
@@ -442,7 +450,7 @@ def _calls(fn: ast.FunctionDef) -> tuple[str | None, dict[int, str | None], list
                 body = _const(node.args[1])
             elif name == "_deserialize" and node.args and isinstance(_const(node.args[0]), str):
                 deserialized.append(str(_const(node.args[0])))
-            elif name.startswith("build_") and name.endswith("_request"):
+            elif name.startswith("build_") and name.endswith(("_request", "_request_initial")):
                 builders.append(name)
         elif isinstance(node, ast.Compare) and isinstance(node.ops[0], ast.NotIn):
             if isinstance(node.comparators[0], ast.List):
@@ -459,8 +467,10 @@ def operations(api_version: str = API_VERSION) -> tuple[Operation, ...]:
     for module, builder in OPERATIONS:
         tree = ast.parse((folder / "operations" / f"{module}.py").read_text())
         functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
-        method, template, params, default = _builder(next(f for f in functions if f.name == builder))
-        callers = [f for f in functions if builder in _calls(f)[2] and not f.name.startswith("build_")]
+        # (newer versions name the builders of long-running operations ``build_<op>_request_initial``)
+        found = next(f for f in functions if f.name in (builder, f"{builder}_initial"))
+        method, template, params, default = _builder(found)
+        callers = [f for f in functions if found.name in _calls(f)[2] and not f.name.startswith("build_")]
         if not callers:
             raise RuntimeError(f"no operation of {module} calls {builder}")
         body, response, _ = _calls(callers[0])
@@ -683,6 +693,17 @@ def _kind(method: str, url: str) -> str:
 def _query(url: str, params: dict[str, str] | None) -> dict[str, str]:
     query = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
     return {**query, **(params or {})}
+
+
+def api_version_of(method: str, url: str, params: dict[str, str] | None = None) -> str:
+    """The api-version a request (and its response) is validated against: the preview one it sends
+    when it is a :data:`PREVIEW_CALLS` call, else :data:`API_VERSION` (so any other preview is an error)."""
+    sent = _query(url, params).get("api-version")
+    path = urlsplit(url).path
+    for version, verb, pattern in PREVIEW_CALLS:
+        if sent == version and method.upper() == verb and pattern.fullmatch(path):
+            return version
+    return API_VERSION
 
 
 def request_errors(

@@ -93,6 +93,7 @@ class Recorder:
     def __init__(self) -> None:
         self.expected: list[tuple[str, str, Response]] = []
         self.calls: list[Call] = []
+        self.versions: list[str] = []  # the api-version each call was validated against
 
     def expect(
         self,
@@ -115,14 +116,16 @@ class Recorder:
         assert self.expected, f"unexpected request {got} (none expected)"
         method_w, url_w, response = self.expected.pop(0)
         assert got == (method_w, url_w), f"request {got}, expected {(method_w, url_w)}"
-        sent = azure_models.request_errors(method, url, kw.get("json"), kw.get("params"))
-        assert not sent, f"{method} {got[1]} does not follow the API description: {sent}"
-        canned = azure_models.response_errors(method, url, response.status_code, response.body)
+        version = azure_models.api_version_of(method, url, kw.get("params"))
+        sent = azure_models.request_errors(method, url, kw.get("json"), kw.get("params"), version)
+        assert not sent, f"{method} {got[1]} does not follow the API description ({version}): {sent}"
+        canned = azure_models.response_errors(method, url, response.status_code, response.body, version)
         assert not canned, (
             f"the canned {response.status_code} to {method} {got[1]} is not what Azure sends: {canned}"
         )
         headers = {k: v for k, v in (kw.get("headers") or {}).items() if k in HEADERS_OF_INTEREST}
         self.calls.append(Call(method, got[1], kw.get("json"), headers, kw.get("params")))
+        self.versions.append(version)
         return response
 
     def done(self) -> None:
@@ -131,6 +134,7 @@ class Recorder:
     def reset(self) -> None:
         self.done()
         self.calls.clear()
+        self.versions.clear()
 
 
 # -- fixtures -------------------------------------------------------------------------------------

@@ -1,9 +1,7 @@
 """Azure ML ``deployment.shadow``: the endpoint keeps the champion; the verdict acts on it.
 
-The shadow on Azure ML is scored in batch, not on mirrored live traffic: ``mirror_traffic`` would
-copy requests to a second deployment, but its answers can only be read back through the
-deployment's data collector, which only preview API versions have (docs/shadow.md). So the shadow
-is scored beside the champion as on ``local`` (tests/unit/test_shadow_flow.py); what is Azure ML's
+Without ``mirror_percent`` the shadow on Azure ML is scored in batch, not on mirrored live traffic
+(with it: test_azureml_mirrored_shadow.py). So the shadow is scored beside the champion as on ``local`` (tests/unit/test_shadow_flow.py); what is Azure ML's
 own is what a verdict does to the endpoint. A promotion deploys the shadow's version as
 ``green-v2`` with the spec's strategy (a canary here), waits for the split, smoke-tests
 ``green-v2`` through its header, then gives it all traffic, deletes the champion's deployment and

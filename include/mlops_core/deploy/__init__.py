@@ -228,9 +228,14 @@ class EndpointTarget:
         features, want = smoke_frames(spec, holdout_uri, expected_uri)
         return compare(spec, self.predict(deployment, features), want, len(features))
 
-    # -- deployment.shadow (mlops_core.shadow); SageMaker overrides these to mirror live traffic
+    # -- deployment.shadow (mlops_core.shadow); SageMaker overrides these to mirror live traffic,
+    # Azure ML with deployment.shadow.mirror_percent
 
     mirrors_traffic = False  # True: the platform sends the shadow a copy of every request
+
+    def mirrors(self, spec: PipelineSpec) -> bool:
+        """The shadow of ``spec`` is judged on mirrored requests (:meth:`shadow_traffic`), not batch rows."""
+        return self.mirrors_traffic
 
     def deploy_shadow(self, spec: PipelineSpec, version: str, champion: str) -> Deployment:
         """Put ``version`` in shadow beside ``champion``. Here (Vertex AI, Azure ML, KServe: no mirroring

@@ -164,8 +164,11 @@ class ShadowSpec(SpecModel):
     ``strategy``), smoke-tests it, then moves ``champion``. ``sagemaker`` runs a shadow-mode
     inference experiment instead: the shadow variant gets a copy of every request, both answers
     are captured to ``<lake>/<name>/capture/`` and judged; a promotion ends the experiment with
-    the shadow variant promoted, a rejection with it removed. Azure ML is judged on batch scoring, not
-    on mirrored traffic: reading mirrored answers back needs the data collector of a preview API version.
+    the shadow variant promoted, a rejection with it removed. ``azureml`` with ``mirror_percent``:
+    the shadow's version is deployed beside the champion's with a data collector and the endpoint
+    mirrors that percentage of its live requests to it; the verdict judges the shadow's collected
+    answers against the champion's recomputed on the same inputs (docs/shadow.md). Without
+    ``mirror_percent`` Azure ML is judged on batch scoring, as Vertex AI and KServe.
     """
 
     enabled: bool = True
@@ -178,6 +181,9 @@ class ShadowSpec(SpecModel):
     require_better: bool = False
     margin: float = Field(0.0, ge=0.0, le=1e6, allow_inf_nan=False)
     min_labelled_rows: int = Field(100, ge=20, le=100_000_000)
+    # Azure ML only: the share of live requests the endpoint mirrors to the shadow's deployment
+    # (Azure ML mirrors at most 50 %); unset: the batch shadow
+    mirror_percent: int | None = Field(None, ge=1, le=50)
 
 
 class DeploymentSpec(SpecModel):
@@ -252,6 +258,13 @@ class DeploymentSpec(SpecModel):
                 "deployment.shadow and deployment.challenger both decide what a promoted version does beside "
                 "the champion (scored on every row next to it, or live on a share of the rows): keep one "
                 "of them (or set enabled: false on the other)"
+            )
+        if self.shadow.mirror_percent is not None and self.target not in ("auto", "azureml"):
+            raise ValueError(
+                f"deployment.shadow.mirror_percent mirrors an Azure ML endpoint's live requests to the shadow; "
+                f"target {self.target!r} does not read it (SageMaker's shadow mirrors every request by itself; "
+                "Vertex AI, KServe and local judge on batch scoring): set target: azureml, or remove "
+                "mirror_percent"
             )
 
     @property

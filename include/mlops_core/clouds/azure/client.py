@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 # be checked; 2023-10-01 has every operation used here (jobs, model versions, online endpoints and
 # deployments, listKeys).
 API_VERSION = "2023-10-01"
+# The one call that needs a preview version: the PUT of a mirrored shadow's deployment with a data
+# collector (``properties.dataCollector`` is in no GA version azure-ai-ml 1.23.1 ships; this is the
+# newest preview there, and the contract tests validate that one body against its models).
+PREVIEW_API_VERSION = "2024-10-01-preview"
 ARM_ROOT = "https://management.azure.com"
 TIMEOUT = 60.0  # seconds per HTTP call; scoring calls use SCORING_TIMEOUT
 SCORING_TIMEOUT = 120.0
@@ -187,13 +191,15 @@ class AzureMLClient:
         allow_404: bool = False,
         timeout: float = TIMEOUT,
         recover: Callable[[BaseException], Any] | None = None,
+        api_version: str = API_VERSION,
     ) -> Any:
         """One request, retried on transient failures; the response (None for an allowed 404) or :class:`AzureMLError`.
 
         :param recover: see :func:`~mlops_core.base.retry.retry_call` (the lookup of a create).
+        :param api_version: of an ARM call; :data:`API_VERSION` but for the one preview call.
         """
         if params is None and url.startswith(self.api_root):
-            params = {"api-version": API_VERSION}
+            params = {"api-version": api_version}
         kwargs: dict[str, Any] = {"params": params, "timeout": timeout}
         if body is not None:
             kwargs["json"] = body
@@ -224,9 +230,11 @@ class AzureMLClient:
         response = self.call("GET", self.url(path), allow_404=True)
         return None if response is None else self._json(response)
 
-    def put(self, path: str, body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    def put(
+        self, path: str, body: dict[str, Any], api_version: str = API_VERSION
+    ) -> tuple[dict[str, Any], str | None]:
         """Create-or-update ``path``; returns (resource, operation url to poll or None)."""
-        response = self.call("PUT", self.url(path), body=body)
+        response = self.call("PUT", self.url(path), body=body, api_version=api_version)
         return self._json(response), operation_url(response)
 
     def delete(self, path: str) -> str | None:
@@ -329,15 +337,30 @@ class AzureMLClient:
         return self.get(f"onlineEndpoints/{quote(endpoint)}/deployments/{quote(deployment)}")
 
     def put_deployment(
-        self, endpoint: str, deployment: str, body: dict[str, Any]
+        self, endpoint: str, deployment: str, body: dict[str, Any], api_version: str = API_VERSION
     ) -> tuple[dict[str, Any], str | None]:
-        return self.put(f"onlineEndpoints/{quote(endpoint)}/deployments/{quote(deployment)}", body)
+        return self.put(
+            f"onlineEndpoints/{quote(endpoint)}/deployments/{quote(deployment)}", body, api_version
+        )
+
+    def get_datastore(self, name: str) -> dict[str, Any] | None:
+        return self.get(f"datastores/{quote(name)}")
 
     def delete_deployment(self, endpoint: str, deployment: str) -> str | None:
         return self.delete(f"onlineEndpoints/{quote(endpoint)}/deployments/{quote(deployment)}")
 
-    def set_traffic(self, endpoint: str, traffic: dict[str, int]) -> str | None:
+    def set_traffic(
+        self,
+        endpoint: str,
+        traffic: dict[str, int],
+        mirror: dict[str, int] | None = None,
+        current: dict[str, Any] | None = None,
+    ) -> str | None:
         """Make ``traffic`` the endpoint's whole split; returns the operation url.
+
+        ``mirror``: the endpoint's ``mirrorTraffic`` too (``{}``: no mirroring); None keeps the
+        endpoint's own (its zero entries dropped, so no deleted deployment stays named in it).
+        ``current``: the endpoint as just read, so it is not read again.
 
         ARM's PATCH on online endpoints only takes identity and tags, so the traffic goes in a
         PUT of the endpoint as it is now (read first) with ``properties.traffic`` replaced. A PUT
@@ -345,7 +368,7 @@ class AzureMLClient:
         ``publicNetworkAccess: Disabled`` would open the endpoint to the internet, a dropped
         user-assigned identity would detach it) and no read-only one is sent back.
         """
-        current = self.get_endpoint(endpoint)
+        current = current or self.get_endpoint(endpoint)
         if current is None:
             raise AzureMLError(
                 "PUT", self.url(f"onlineEndpoints/{endpoint}"), 404, "NotFound", "the endpoint disappeared"
@@ -363,6 +386,12 @@ class AzureMLClient:
             "authMode": props.get("authMode", "Key"),
             "traffic": {k: int(v) for k, v in traffic.items()},
         }
+        if mirror is None:
+            mirror = {k: int(v) for k, v in (props.get("mirrorTraffic") or {}).items() if int(v) > 0}
+        if mirror or props.get("mirrorTraffic"):
+            body["properties"]["mirrorTraffic"] = {k: int(v) for k, v in mirror.items()}
+        else:
+            body["properties"].pop("mirrorTraffic", None)
         return self.put_endpoint(endpoint, body)[1]
 
     def endpoint_key(self, endpoint: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from mlops_core.clouds.azure import shadow as shadow_mode
 from mlops_core.clouds.azure.client import (
     PROVISION_FAILED,
     PROVISIONING,
@@ -194,18 +195,52 @@ class AzureMLTarget(EndpointTarget):
         created, _ = client.put_endpoint(endpoint, body)
         return created or body
 
-    def deploy(self, spec: PipelineSpec, version: str) -> Deployment:
-        client = self.client
+    def register(self, client: AzureMLClient, spec: PipelineSpec, version: str) -> str:
+        """The packaged MLflow model as Azure ML model version ``version``; its id."""
         model_path = asset_uri(
             folder_of(self.package(spec, version)), self.profile.settings.get("storage_account")
         )
-        model_id = client.register_model(
+        return client.register_model(
             spec.registered_model_name,
             version,
             model_path,
             description=f"MLflow model {spec.registered_model_name} v{version}",
             tags={"mlops.pipeline": spec.name, "mlflow.version": str(version)},
         )
+
+    # -- deployment.shadow: mirrored traffic with mirror_percent (mlops_core.clouds.azure.shadow) ----
+
+    green = staticmethod(deployment_name)  # (for mlops_core.clouds.azure.shadow, which cannot import this)
+    serving = staticmethod(previous_of)
+
+    def mirrors(self, spec: PipelineSpec) -> bool:
+        return shadow_mode.mirror_percent(spec) is not None
+
+    def deploy_shadow(self, spec: PipelineSpec, version: str, champion: str) -> Deployment:
+        if self.mirrors(spec):
+            return shadow_mode.start(self, spec, version, champion)
+        return super().deploy_shadow(spec, version, champion)
+
+    def rollback_shadow(self, spec: PipelineSpec, deployment: Deployment) -> None:
+        if deployment.extra.get("mirror"):
+            return shadow_mode.take_out(self, spec, deployment)
+        return super().rollback_shadow(spec, deployment)
+
+    def shadow_traffic(self, spec: PipelineSpec, ds: str) -> list[shadow_mode.Pair]:
+        return shadow_mode.traffic(self, spec, ds) if self.mirrors(spec) else []
+
+    def promote_shadow(self, spec: PipelineSpec, version: str, champion: str) -> Deployment:
+        if self.mirrors(spec):
+            return shadow_mode.promote(self, spec, version, champion)
+        return self.deploy(spec, version)
+
+    def reject_shadow(self, spec: PipelineSpec, version: str, champion: str) -> None:
+        if self.mirrors(spec):
+            shadow_mode.reject(self, spec, version)
+
+    def deploy(self, spec: PipelineSpec, version: str) -> Deployment:
+        client = self.client
+        model_id = self.register(client, spec, version)
         endpoint = self.endpoint_name(spec)
         green = deployment_name(version)
         traffic = dict(self.ensure_endpoint(client, spec).get("properties", {}).get("traffic") or {})
@@ -301,6 +336,8 @@ class AzureMLTarget(EndpointTarget):
         return "no reason reported"
 
     def status(self, deployment: Deployment) -> str:
+        if deployment.extra.get("mirror"):  # a shadow's deployment, then its mirror
+            return shadow_mode.status(self, deployment)
         client = self.client
         endpoint, green = deployment.extra["endpoint"], deployment.extra["deployment"]
         found = client.get_deployment(endpoint, green)
