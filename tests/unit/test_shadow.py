@@ -269,6 +269,26 @@ def test_auto_on_a_profile_that_deploys_to_azureml_puts_the_version_in_shadow_wi
     assert writes == [("alias", "breast_cancer", "shadow", "2", None), ("tags", "2", "live")]
 
 
+def test_mirror_percent_with_auto_on_a_profile_that_is_not_azure_ml_is_refused_before_anything_moves(
+    monkeypatch,
+) -> None:
+    from mlops_core import rollout, targets
+    from mlops_core.runs import registry
+    from mlops_core.spec.profiles import CloudProfile
+
+    _deployable(monkeypatch)
+    writes, services = [], []
+    monkeypatch.setattr(registry, "set_alias_checked", lambda *a: writes.append(a))
+    monkeypatch.setattr(registry, "set_tags", lambda *a: writes.append(a))
+    profile = CloudProfile("gcp", "gs://lake/l", "gs://lake/in", None, "vertex", "vertex", "none")
+    spec = example_spec(cloud="gcp", deployment={"target": "auto", "shadow": {"mirror_percent": 10}})
+    chosen = targets.get_target(targets.resolve_target_name(spec, profile), profile, services.append)
+    assert chosen.name == "vertex"
+    with pytest.raises(ValueError, match="remove mirror_percent, or deploy to azureml"):
+        rollout.deploy(spec, "2", chosen)
+    assert services == [] and writes == []
+
+
 def test_a_promotion_on_an_endpoint_defers_until_it_is_ready_then_completes(monkeypatch) -> None:
     from types import SimpleNamespace
 
