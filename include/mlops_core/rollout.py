@@ -49,7 +49,7 @@ def deploy(spec: PipelineSpec, version: str, target: DeploymentTarget | None = N
     shadow = spec.deployment.shadow_on and before not in (None, version)
     mirrored = spec.deployment.shadow is not None and spec.deployment.shadow.mirror_percent is not None
     if shadow and mirrored and getattr(chosen, "name", "") != "azureml":
-        raise ValueError(
+        raise TargetMismatch(
             f"deployment.shadow.mirror_percent mirrors an Azure ML endpoint's requests; this pipeline deploys "
             f"to {getattr(chosen, 'name', chosen)!r}: remove mirror_percent, or deploy to azureml"
         )
@@ -64,6 +64,11 @@ def deploy(spec: PipelineSpec, version: str, target: DeploymentTarget | None = N
         if before != version:
             _compensate(name, version, before)
         raise
+
+
+class TargetMismatch(ValueError):
+    """The spec asks for something the profile's target cannot do (``target: auto``): a retry would
+    resolve the same target, so the task fails without one."""
 
 
 def check_approved(name: str, version: str, tags: dict[str, str]) -> None:

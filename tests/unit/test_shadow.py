@@ -284,7 +284,7 @@ def test_mirror_percent_with_auto_on_a_profile_that_is_not_azure_ml_is_refused_b
     spec = example_spec(cloud="gcp", deployment={"target": "auto", "shadow": {"mirror_percent": 10}})
     chosen = targets.get_target(targets.resolve_target_name(spec, profile), profile, services.append)
     assert chosen.name == "vertex"
-    with pytest.raises(ValueError, match="remove mirror_percent, or deploy to azureml"):
+    with pytest.raises(rollout.TargetMismatch, match="remove mirror_percent, or deploy to azureml"):
         rollout.deploy(spec, "2", chosen)
     assert services == [] and writes == []
 
@@ -325,3 +325,23 @@ def test_a_promotion_on_an_endpoint_defers_until_it_is_ready_then_completes(monk
     monkeypatch.setattr(shadow, "complete_promotion", failed)
     with pytest.raises(AirflowFailException, match="smoke test failed"):
         step.promotion_complete(context, {"status": "success", "deployment": ready}, **deferred.value.kwargs)
+
+
+def test_the_deploy_task_fails_without_a_retry_when_the_target_cannot_mirror(monkeypatch) -> None:
+    """``target: auto`` resolving to a cloud that cannot take ``mirror_percent``: the task fails (a
+    retry would resolve the same target) instead of retrying into the same refusal."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlops_airflow.operators import deploy as deploy_operators
+    from mlops_core import rollout
+
+    def refuse(*_a, **_k):
+        raise rollout.TargetMismatch("deployment.shadow.mirror_percent ...: remove mirror_percent")
+
+    monkeypatch.setattr(rollout, "deploy", refuse)
+    monkeypatch.setattr(deploy_operators, "target", lambda _step: None)
+    step = deploy_operators.DeployOperator(
+        task_id="deploy", pipeline=_spec(), registered={"version": "2"}, decision={"promote": True}
+    )
+    with pytest.raises(AirflowFailException, match="remove mirror_percent"):
+        step.execute({})  # type: ignore[arg-type]

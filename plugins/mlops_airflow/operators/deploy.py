@@ -78,6 +78,8 @@ class DeployOperator(MlopsStep, BaseOperator):
             raise AirflowFailException(str(err)) from err  # a forged or unbound decision
         except registry.ChampionMoved as err:  # a retry would find the same champion
             raise AirflowFailException(str(err)) from err
+        except rollout.TargetMismatch as err:  # a retry would resolve the same target
+            raise AirflowFailException(str(err)) from err
         if deployment["state"] == READY:
             return deployment
         from mlops_airflow.triggers.cloud import EndpointTrigger
