@@ -189,7 +189,19 @@ def celery_results(stack: AirflowStack) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def trained(stack) -> dict:
+def approval_started(stack) -> str:
+    """``team_apr``'s training run triggered (not awaited): it trains, then waits for a person.
+    ``trained`` asks for it first, so both training runs share the Celery worker's two slots instead
+    of running one after the other (the approval's wait is deferred: it holds no slot)."""
+    dag_id = f"{APPROVAL}_training"
+    stack.wait_for_dag(dag_id)
+    stack.unpause(dag_id)
+    stack.trigger(dag_id, "2026-01-31T00:00:00Z")
+    return dag_id
+
+
+@pytest.fixture(scope="module")
+def trained(stack, approval_started) -> dict:
     """The training DAG triggered once through the REST API, as the UI's form does; its finished
     run and the created one. Every test that needs the champion (v1) asks for this fixture, so
     each test stands alone and the order of the module's tests does not matter."""
@@ -327,16 +339,13 @@ def _awaiting_input(stack: AirflowStack, dag_id: str) -> dict | None:
 
 
 @pytest.fixture(scope="module")
-def approved(stack) -> dict:
+def approved(stack, approval_started) -> dict:
     """A person approves ``team_apr``'s promotion in the browser, once for the module: what the
     page showed and the finished run (the approval test and the models view both need it)."""
     chromium = _chromium()
     from tests.stack.ui import approve_in_the_required_actions_page
 
-    dag_id = f"{APPROVAL}_training"
-    stack.wait_for_dag(dag_id)
-    stack.unpause(dag_id)
-    stack.trigger(dag_id, "2026-01-31T00:00:00Z")
+    dag_id = approval_started
     run = wait_until(lambda: _awaiting_input(stack, dag_id), 600, f"{dag_id} waits for input", interval=3)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     seen = approve_in_the_required_actions_page(stack, chromium, dag_id, run["dag_run_id"], SCREENSHOTS)
