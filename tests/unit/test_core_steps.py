@@ -108,6 +108,31 @@ def test_register_is_idempotent_per_airflow_run(spec, raw_uri):
     assert registry.alias_version(spec.name, registry.CHALLENGER) == other["version"]
 
 
+def test_a_new_version_gets_its_tags_in_its_create_call_and_a_retry_sets_them_again(
+    spec, raw_uri, monkeypatch
+):
+    """On a tracking server a tag set alone is a request (two: MLflow's client reads the model
+    first), so the tags ride on the version's create call; a retried registration re-sets them."""
+    from mlflow import MlflowClient
+
+    trained, _, _ = _train_and_register(spec, raw_uri, "dag/a")
+    sets: list[str] = []
+    real = MlflowClient.set_model_version_tag
+
+    def counted(self, name, version, key, value):
+        sets.append(key)
+        return real(self, name, version, key, value)
+
+    monkeypatch.setattr(MlflowClient, "set_model_version_tag", counted)
+    tags = {"mlops.pipeline": spec.name, "team": "risk"}
+    name = spec.registered_model_name
+    version, created = registry.register(name, trained["model_uri"], trained["run_id"], "dag/b", tags)
+    assert created and sets == []
+    assert tags.items() <= registry.client().get_model_version(name, version).tags.items()
+    again, created = registry.register(name, trained["model_uri"], trained["run_id"], "dag/b", tags)
+    assert (again, created) == (version, False) and sorted(sets) == sorted(tags)
+
+
 def test_promote_restore_and_idempotent_deploy(spec, raw_uri):
     _, _, v1 = _train_and_register(spec, raw_uri, "dag/a")
     _, _, v2 = _train_and_register(spec, raw_uri, "dag/b")

@@ -208,6 +208,10 @@ def register(name: str, model_uri: str, run_id: str, run_key: str, tags: dict[st
         log.info(
             "model %s already has version %s for %s (run %s); reusing it", name, version, run_key, run_id
         )
+        # this try's tags on it (a new version gets them in its create call: on a tracking server
+        # each tag set alone costs a round trip or two)
+        for key, value in tags.items():
+            c.set_model_version_tag(name, version, key, value)
     else:
         _ensure_model(c, name)
         identity = {RUN_KEY_TAG: run_key, RUN_ID_TAG: run_id, MODEL_URI_TAG: model_uri}
@@ -223,8 +227,6 @@ def register(name: str, model_uri: str, run_id: str, run_key: str, tags: dict[st
                 old.version, name, run_key, old.run_id, version,
             )  # fmt: skip
             c.set_model_version_tag(name, str(old.version), SUPERSEDED_TAG, version)
-    for key, value in tags.items():
-        c.set_model_version_tag(name, version, key, value)
     c.set_registered_model_alias(name, CHALLENGER, version)
     return version, created
 
