@@ -161,7 +161,7 @@ def _log_native(spec: PipelineSpec, pipe: Any) -> None:
     while not hasattr(model, "steps"):  # FixedThresholdClassifier (evaluation.threshold) wraps the pipeline
         model = getattr(model, "estimator_", None) or model.estimator
     info = importlib.import_module(framework.flavor).log_model(
-        model.steps[-1][1].native(), name="native_model"
+        model.steps[-1][1].native(), name="native_model", pip_requirements=pip_requirements(spec)
     )
     mlflow.set_tag("mlops.native_model_uri", info.model_uri)
 
