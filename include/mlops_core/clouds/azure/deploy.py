@@ -343,8 +343,25 @@ class AzureMLTarget(EndpointTarget):
         found = client.get_deployment(endpoint, green)
         if found is None:
             return self._recreate(client, deployment)
-        props = found.get("properties", {})
-        state = str(props.get("provisioningState", ""))
+        ep = self.settled_endpoint(client, deployment, found)
+        if ep is None:
+            return UPDATING
+        want = self.wanted_traffic(deployment)
+        if _split(ep.get("properties", {}).get("traffic") or {}) == _split(want):
+            deployment.state = READY
+            return READY
+        log.info("%s is up; setting traffic of %s to %s", green, endpoint, want)
+        deployment.extra["operation"] = client.set_traffic(endpoint, want)
+        return UPDATING
+
+    def settled_endpoint(
+        self, client: AzureMLClient, deployment: Deployment, found: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The endpoint once ``found`` (the deployment's GET) has Succeeded and the endpoint is not
+        updating; None while either is being applied. A failed provisioning raises, naming the
+        deployment, Azure's reason and the command that shows its logs."""
+        endpoint, green = deployment.extra["endpoint"], deployment.extra["deployment"]
+        state = str(found.get("properties", {}).get("provisioningState", ""))
         if state in PROVISION_FAILED:
             raise DeploymentFailed(
                 f"Azure ML deployment {endpoint}/{green} is {state}: {self._failure(client, deployment)}; "
@@ -352,18 +369,11 @@ class AzureMLTarget(EndpointTarget):
                 f"--endpoint-name {endpoint} --name {green}"
             )
         if state != "Succeeded":
-            return UPDATING
+            return None
         ep = client.get_endpoint(endpoint) or {}
-        ep_props = ep.get("properties", {})
-        if ep_props.get("provisioningState") in PROVISIONING:
-            return UPDATING  # a traffic update (ours or someone's) is being applied
-        want = self.wanted_traffic(deployment)
-        if _split(ep_props.get("traffic") or {}) == _split(want):
-            deployment.state = READY
-            return READY
-        log.info("%s is up; setting traffic of %s to %s", green, endpoint, want)
-        deployment.extra["operation"] = client.set_traffic(endpoint, want)
-        return UPDATING
+        if ep.get("properties", {}).get("provisioningState") in PROVISIONING:
+            return None  # a traffic update (ours or someone's) is being applied
+        return ep
 
     # -- smoke test -----------------------------------------------------------------------------
 

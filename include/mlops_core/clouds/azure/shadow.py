@@ -132,23 +132,18 @@ def _mirror(ep: dict[str, Any]) -> dict[str, int]:
 
 def status(target: AzureMLTarget, deployment: Deployment) -> str:
     """Ready once ``green-v<N>`` is Succeeded and the endpoint mirrors ``mirror_percent`` to it."""
-    from mlops_core.clouds.azure.client import PROVISION_FAILED, PROVISIONING
-
     client = target.client
     endpoint, green = deployment.extra["endpoint"], deployment.extra["deployment"]
     found = client.get_deployment(endpoint, green)
-    state = str((found or {}).get("properties", {}).get("provisioningState", ""))
-    if found is None or state in PROVISION_FAILED:
+    if found is None:
         raise DeploymentFailed(
-            f"Azure ML deployment {endpoint}/{green} of the shadow is {state or 'missing'}: "
+            f"Azure ML deployment {endpoint}/{green} of the shadow is missing: "
             f"{target._failure(client, deployment)}"
         )
-    if state != "Succeeded":
+    ep = target.settled_endpoint(client, deployment, found)
+    if ep is None:
         return UPDATING
-    ep = client.get_endpoint(endpoint) or {}
     props = ep.get("properties", {})
-    if props.get("provisioningState") in PROVISIONING:
-        return UPDATING
     want = {green: int(deployment.extra["mirror_percent"])}
     if _mirror(ep) == want:
         deployment.state = READY
