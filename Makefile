@@ -100,9 +100,10 @@ SERVER_WORKERS ?= 2
 # champion, an SMTP server, an Airflow stack) are built once, not once per worker (with the
 # default --dist load both workers built them: 2 workers took as long as 1 on the fixture-heavy
 # unit modules); the server tiers' modules also run their tests in file order (they build on each
-# other's state).
+# other's state). --no-loadscope-reorder: the files in collection order, where tests/conftest.py puts
+# the longest first (xdist's default, most tests first, started the team stack last).
 PYTEST_PARALLEL = $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -p randomly --durations=25
-PYTEST_SERVERS = $(BIN)/pytest -n $(SERVER_WORKERS) --dist loadfile --durations=25
+PYTEST_SERVERS = $(BIN)/pytest -n $(SERVER_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 # DagBag, unit, dag.test() integration, cloud contract tests, the emulator tier (moto,
 # gcp-storage-emulator, Azurite), the faults tier, the scheduler tier and the team-stack tier (real
