@@ -42,6 +42,7 @@ PROBE = "release_probe"
 PROBE_DAG = f"""
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 
 from airflow.sdk import dag, task
@@ -93,6 +94,8 @@ def probe():
             except Exception as err:
                 answers[name] = f"{{getattr(err, 'error_code', type(err).__name__)}}: {{str(err)[:200]}}"
         answers["read"] = _client().get_model_version(MODEL, version).tags.get("mlops.gate")
+        # forked from a warm worker: the heavy libraries imported before the pool forked
+        answers["warm"] = "mlops_airflow.warm" in sys.modules and "sklearn" in sys.modules
         return answers
 
     @task(queue="release")
@@ -259,6 +262,8 @@ def test_only_the_release_queue_may_tag_or_alias_a_model_version(stack):
     for attempt in ("tag", "alias", "approval"):
         assert forged[attempt].startswith("PERMISSION_DENIED") and "403" in forged[attempt], forged
     assert forged["read"] == "reject"  # it may read the registry, not change it
+    # the Celery worker preloaded the heavy libraries (mlops_airflow.celery_config, as in compose)
+    assert forged["warm"] is True, forged
     moved = stack.xcom(PROBE, run["dag_run_id"], "release_moves")
     version = stack.xcom(PROBE, run["dag_run_id"], "register")
     # the release worker moved the alias; the forged tag never landed

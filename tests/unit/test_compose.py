@@ -312,6 +312,27 @@ def test_release_steps_have_a_worker_of_their_own_with_the_writer_identity() -> 
     assert "MLFLOW_RELEASE_USERNAME" in env_example() and "MLFLOW_WORKER_USERNAME" in env_example()
 
 
+def test_celery_workers_start_warm_with_airflows_own_settings() -> None:
+    """Both workers (and the scheduler, which queues with the same settings) load
+    mlops_airflow.celery_config: Airflow's default Celery settings, plus mlops_airflow.warm in
+    ``imports``, which a worker imports before its pool forks (the team-stack tier checks a task)."""
+    from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
+
+    from mlops_airflow.celery_config import CONFIG
+
+    services = load_compose()["services"]
+    for name in ("airflow-worker", "airflow-release-worker", "airflow-scheduler"):
+        assert environment(services[name])["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] == (
+            "mlops_airflow.celery_config.CONFIG"
+        ), name
+    assert {k: v for k, v in CONFIG.items() if k != "imports"} == DEFAULT_CELERY_CONFIG
+    assert CONFIG["imports"][-1] == "mlops_airflow.warm"
+    # reading the settings (the scheduler does) imports none of the heavy libraries
+    probe = "import sys, mlops_airflow.celery_config; print(sorted({'mlops_airflow.warm', 'sklearn', 'mlflow'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
 def test_env_example_holds_no_secret() -> None:
     for key, value in env_example().items():
         if SECRET_KEY.search(key) and not key.endswith("_DIR") and not key.startswith("AIRFLOW__SECRETS__"):

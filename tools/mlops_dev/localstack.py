@@ -126,6 +126,8 @@ class AirflowStack:
             env["AIRFLOW__CELERY__BROKER_URL"] = f"{self.redis_url}/{1 + secrets.randbelow(15)}"
             env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + db_url.replace("+psycopg2", "")
             env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = "2"
+            # warm workers, as docker-compose.yaml runs them (mlops_airflow.celery_config)
+            env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] = "mlops_airflow.celery_config.CONFIG"
         if self.executor == "LocalExecutor":
             env["AIRFLOW__SCHEDULER__MP_START_METHOD"] = "forkserver" if self.warm else "fork"
             if self.warm:
@@ -214,7 +216,8 @@ class AirflowStack:
         }
         if self.mlflow_auth:
             env.update(self.mlflow_login("release"))
-        args = [airflow, "celery", "worker", "-q", "release", "--concurrency", "1"]
+        # two slots: a second pipeline's release step does not queue behind the first's
+        args = [airflow, "celery", "worker", "-q", "release", "--concurrency", "2"]
         # a hostname and pid file of its own: the default worker's are taken on this machine
         args += [
             "--celery-hostname",
