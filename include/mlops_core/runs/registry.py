@@ -210,8 +210,7 @@ def register(name: str, model_uri: str, run_id: str, run_key: str, tags: dict[st
         )
         # this try's tags on it (a new version gets them in its create call: on a tracking server
         # each tag set alone costs a round trip or two)
-        for key, value in tags.items():
-            c.set_model_version_tag(name, version, key, value)
+        set_tags(name, version, tags)
     else:
         _ensure_model(c, name)
         identity = {RUN_KEY_TAG: run_key, RUN_ID_TAG: run_id, MODEL_URI_TAG: model_uri}
